@@ -1,0 +1,45 @@
+# flowerbed: every target a developer or CI runs.
+CARGO ?= cargo
+PREFIX ?= /usr/local
+# The Flower release the acceptance tests run against.
+FLWR_VERSION ?= 1.42.0
+
+.PHONY: build test lint bench e2e install completions man fmt clean flwr-venv
+
+build:
+	$(CARGO) build --locked --release
+
+# Unit and integration tests. Installs the pinned flwr into .venv/ first (cached).
+test: flwr-venv
+	FLOWERBED_FLWR_VENV=$(CURDIR)/.venv/flwr-$(FLWR_VERSION) $(CARGO) test --locked
+
+flwr-venv:
+	@scripts/flwr-venv.sh $(FLWR_VERSION) >/dev/null
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+bench:
+	$(CARGO) bench --locked
+
+e2e:
+	@echo "make e2e: the live Docker end-to-end tests do not exist yet" >&2
+	@exit 1
+
+install:
+	$(CARGO) install --locked --path . --root $(PREFIX)
+
+completions: build
+	mkdir -p target/completions
+	for shell in bash zsh fish elvish powershell; do \
+		target/release/flowerbed completions $$shell > target/completions/flowerbed.$$shell; done
+
+man: build
+	target/release/flowerbed man --out-dir target/man
+
+clean:
+	$(CARGO) clean

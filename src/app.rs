@@ -1,0 +1,67 @@
+//! Parse the command line, run the command, map the outcome to an exit code.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser};
+
+use crate::cli::{Cli, Command};
+use crate::commands;
+use crate::error::Outcome;
+use crate::output::Printer;
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version are successes; usage errors exit 2 with clap's message.
+            let _ = err.print();
+            return if err.use_stderr() {
+                Outcome::BadInput.into()
+            } else {
+                Outcome::Success.into()
+            };
+        }
+    };
+    match run(cli) {
+        Ok(outcome) => outcome.into(),
+        Err(err) if is_broken_pipe(&err) => Outcome::Success.into(),
+        Err(err) => {
+            let message = one_line(&format!("{err:#}"));
+            let _ = writeln!(io::stderr().lock(), "flowerbed: {message}");
+            Outcome::BadInput.into()
+        }
+    }
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<Outcome> {
+    let verbosity = if cli.global.quiet {
+        -1
+    } else {
+        i8::try_from(cli.global.verbose).unwrap_or(i8::MAX)
+    };
+    let printer = Printer::new(verbosity, cli.global.color);
+    match cli.command {
+        Command::Certs(command) => commands::certs::run(command, &printer),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "flowerbed", &mut io::stdout().lock());
+            Ok(Outcome::Success)
+        }
+        Command::Man { out_dir } => commands::man::run(out_dir.as_deref(), &printer),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<io::Error>())
+        .any(|io_err| io_err.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Errors are one line: a path or name with a newline in it must not break that.
+fn one_line(message: &str) -> String {
+    message.replace('\n', "\\n")
+}

@@ -1,0 +1,131 @@
+//! `flowerbed certs ...`
+
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Subcommand};
+
+use crate::tls::KeyType;
+
+const GENERATE_HELP: &str = "\
+Layout written into DIR:
+  superlink-certificates/{ca.crt,server.pem,server.key}  mount read-only into the superlink
+  supernode-certificates/ca.crt                         mount read-only into each supernode
+  ca/{ca.crt,ca.key}                                    the CA: keep it, never mount it
+With --flat, Flower's own single-folder layout instead: ca.crt ca.key server.csr server.key server.pem
+
+Examples:
+  flowerbed certs generate deploy
+  flowerbed certs generate deploy --name flower.example.org --name 10.0.0.5
+  flowerbed certs generate deploy --force --ca-cert deploy/ca/ca.crt --ca-key deploy/ca/ca.key --name new.example.org
+  flowerbed certs generate certificates --flat --key-type rsa-4096";
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Write a CA and a server certificate laid out for Flower's containers.
+    #[command(after_help = GENERATE_HELP)]
+    Generate(GenerateArgs),
+
+    /// Show what is inside certificates and private keys.
+    #[command(
+        after_help = "Examples:\n  flowerbed certs inspect deploy/superlink-certificates/server.pem\n  flowerbed certs inspect --json deploy/ca/ca.crt deploy/superlink-certificates/server.key"
+    )]
+    Inspect(InspectArgs),
+
+    /// Answer "will a supernode accept this superlink?" (exit 0 yes, 1 no, 2 unreadable input).
+    #[command(
+        after_help = "Examples:\n  flowerbed certs verify deploy\n  flowerbed certs verify deploy --name superlink --name flower.example.org\n  flowerbed certs verify --ca ca.crt --cert server.pem --key server.key --json"
+    )]
+    Verify(VerifyArgs),
+}
+
+fn key_type_parser() -> impl TypedValueParser<Value = KeyType> {
+    PossibleValuesParser::new(KeyType::NAMES).map(|name| name.parse::<KeyType>().expect("listed names parse"))
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Folder to write into (created if missing).
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Write Flower's own single-folder layout (ca.crt ca.key server.csr server.key server.pem).
+    #[arg(long)]
+    pub flat: bool,
+
+    /// A further DNS name or IP address the server certificate must cover (repeatable).
+    /// Always covered: localhost, 127.0.0.1, ::1, superlink.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// Key algorithm for the CA and the server key.
+    #[arg(long, value_parser = key_type_parser(), default_value = "ecdsa-p256")]
+    pub key_type: KeyType,
+
+    /// Validity of the certificates, in days from now.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub days: u32,
+
+    /// Sign with this existing CA certificate instead of creating a CA (needs --ca-key).
+    #[arg(long, value_name = "FILE", requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// The private key of --ca-cert.
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+
+    /// Replace files that already exist.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print what would be written, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the written paths, fingerprints, names and expiry as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Certificate or key files (PEM or DER).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A folder made by `certs generate` (either layout). Default: the current folder.
+    #[arg(value_name = "DIR", conflicts_with_all = ["ca", "cert", "key"])]
+    pub dir: Option<PathBuf>,
+
+    /// The CA certificate the supernodes trust.
+    #[arg(long, value_name = "FILE", requires_all = ["cert", "key"])]
+    pub ca: Option<PathBuf>,
+
+    /// The superlink's certificate.
+    #[arg(long, value_name = "FILE", requires_all = ["ca", "key"])]
+    pub cert: Option<PathBuf>,
+
+    /// The superlink's private key.
+    #[arg(long, value_name = "FILE", requires_all = ["ca", "cert"])]
+    pub key: Option<PathBuf>,
+
+    /// A name the supernodes dial, which a SAN must cover (repeatable).
+    /// Default: localhost, 127.0.0.1, ::1, superlink.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// Warn when a certificate expires within this many days.
+    #[arg(long, default_value_t = 30)]
+    pub warn_days: u32,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

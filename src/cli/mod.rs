@@ -1,0 +1,69 @@
+//! Command-line types (clap derive) and nothing else: no module below the CLI knows clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
+
+use crate::output::ColorChoice;
+
+pub mod certs;
+
+const AFTER_HELP: &str = "\
+Examples:
+  flowerbed certs generate deploy          TLS material laid out for Flower's containers
+  flowerbed certs verify deploy            will a supernode accept this superlink?
+  flowerbed certs inspect deploy/superlink-certificates/server.pem
+
+Exit codes: 0 success, 1 findings (verify/check), 2 bad input or failure (nothing changed).";
+
+/// Prepare Docker volumes, TLS material and deployments for Flower.
+///
+/// Flower's images run as UID 49999; flowerbed generates certificates with the names and
+/// file layout Flower expects and keeps private keys private.
+#[derive(Debug, Parser)]
+#[command(name = "flowerbed", version, about, long_about, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Print only results and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more detail (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// When to use colour (NO_COLOR in the environment also turns it off).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate, inspect and verify TLS certificates for a Flower deployment.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  flowerbed completions bash > /etc/bash_completion.d/flowerbed")]
+    Completions {
+        /// The shell to complete for.
+        shell: Shell,
+    },
+
+    /// Write the man pages (flowerbed.1 and one per subcommand).
+    #[command(after_help = "Example:\n  flowerbed man --out-dir /usr/local/share/man/man1")]
+    Man {
+        /// Write the pages into this directory instead of printing flowerbed.1 to stdout.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}

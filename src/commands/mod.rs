@@ -1,0 +1,5 @@
+//! One module per command family: turn parsed flags into plain settings, call the domain
+//! code, print the result, and decide the outcome.
+
+pub mod certs;
+pub mod man;

@@ -1,0 +1,414 @@
+//! Planned, all-or-nothing file writes.
+//!
+//! Every command that creates files (`certs generate`, `render --out`, `quickstart`) first
+//! builds a [`WritePlan`], checks it against the disk ([`WritePlan::preflight`]), and only
+//! then applies it. Files are written to a temporary name beside their target with their
+//! final mode from the first byte, synced, and renamed into place; if anything fails, the
+//! files and directories this plan created are removed and replaced files are put back.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// Mode for private keys: owner read/write only, from creation on.
+pub const MODE_PRIVATE: u32 = 0o600;
+/// Mode for certificates and other public files.
+pub const MODE_PUBLIC: u32 = 0o644;
+/// Mode for directories that others may traverse.
+pub const MODE_DIR_PUBLIC: u32 = 0o755;
+/// Mode for directories that hold secrets nobody else needs (the CA folder).
+pub const MODE_DIR_PRIVATE: u32 = 0o700;
+
+/// One file a plan will write.
+#[derive(Debug, Clone)]
+pub struct PlannedFile {
+    pub path: PathBuf,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+/// What a plan will do to one path, for `--dry-run` and `--json`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlanStep {
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub mode: String,
+}
+
+/// A set of directories and files to create together.
+#[derive(Debug, Default)]
+pub struct WritePlan {
+    dirs: Vec<(PathBuf, u32)>,
+    files: Vec<PlannedFile>,
+    force: bool,
+}
+
+impl WritePlan {
+    /// `force` allows replacing files that already exist.
+    pub fn new(force: bool) -> Self {
+        Self {
+            force,
+            ..Self::default()
+        }
+    }
+
+    /// Ensure `path` is a directory, creating it with `mode` if missing.
+    pub fn dir(&mut self, path: impl Into<PathBuf>, mode: u32) -> &mut Self {
+        let path = path.into();
+        if !self.dirs.iter().any(|(p, _)| *p == path) {
+            self.dirs.push((path, mode));
+        }
+        self
+    }
+
+    /// Write `contents` to `path` with `mode`.
+    pub fn file(&mut self, path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>, mode: u32) -> &mut Self {
+        self.files.push(PlannedFile {
+            path: path.into(),
+            contents: contents.into(),
+            mode,
+        });
+        self
+    }
+
+    pub fn files(&self) -> &[PlannedFile] {
+        &self.files
+    }
+
+    /// The steps in order, for a dry run: what would be created or replaced.
+    pub fn steps(&self) -> Vec<PlanStep> {
+        let mut steps = Vec::new();
+        for (dir, mode) in &self.dirs {
+            if !dir.is_dir() {
+                steps.push(PlanStep {
+                    action: "mkdir",
+                    path: dir.clone(),
+                    mode: format!("{mode:04o}"),
+                });
+            }
+        }
+        for file in &self.files {
+            let action = if file.path.symlink_metadata().is_ok() {
+                "replace"
+            } else {
+                "write"
+            };
+            steps.push(PlanStep {
+                action,
+                path: file.path.clone(),
+                mode: format!("{:04o}", file.mode),
+            });
+        }
+        steps
+    }
+
+    /// Check the plan against the disk without changing anything: no symlinks where we
+    /// would write, directories are directories, and existing files only with `force`.
+    pub fn preflight(&self) -> Result<()> {
+        for (dir, _) in &self.dirs {
+            match dir.symlink_metadata() {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(Error::SymlinkRefused { path: dir.clone() }.into());
+                }
+                Ok(meta) if !meta.is_dir() => {
+                    return Err(Error::NotADirectory { path: dir.clone() }.into());
+                }
+                Ok(_) => check_writable_dir(dir)?,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    let parent = existing_ancestor(dir)?;
+                    check_writable_dir(&parent)?;
+                }
+                Err(err) => return Err(anyhow::Error::new(err).context(format!("{}", dir.display()))),
+            }
+        }
+        for file in &self.files {
+            match file.path.symlink_metadata() {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(Error::SymlinkRefused {
+                        path: file.path.clone(),
+                    }
+                    .into());
+                }
+                Ok(meta) if meta.is_dir() => {
+                    return Err(anyhow::anyhow!(
+                        "{}: is a directory, expected a file",
+                        file.path.display()
+                    ));
+                }
+                Ok(_) if !self.force => {
+                    return Err(Error::AlreadyExists {
+                        path: file.path.clone(),
+                    }
+                    .into());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply the plan: all files land, or none do and the disk is as before.
+    pub fn apply(&self) -> Result<Vec<PathBuf>> {
+        self.preflight()?;
+        let mut undo = Undo::default();
+        match self.apply_inner(&mut undo) {
+            Ok(paths) => {
+                undo.commit();
+                Ok(paths)
+            }
+            Err(err) => {
+                undo.rollback();
+                Err(err)
+            }
+        }
+    }
+
+    fn apply_inner(&self, undo: &mut Undo) -> Result<Vec<PathBuf>> {
+        for (dir, mode) in &self.dirs {
+            create_dir_all_recorded(dir, *mode, undo)?;
+        }
+        // Stage every file first, so a failure (disk full, permission) leaves no target touched.
+        let mut staged = Vec::with_capacity(self.files.len());
+        for file in &self.files {
+            let temp = write_temp(file)?;
+            undo.temps.push(temp.clone());
+            staged.push((temp, file.path.clone()));
+        }
+        for (temp, target) in &staged {
+            if target.symlink_metadata().is_ok() {
+                let backup = sibling_name(target, ".flowerbed-old");
+                fs::hard_link(target, &backup).with_context(|| {
+                    format!("{}: cannot keep a backup before replacing it", target.display())
+                })?;
+                undo.backups.push((backup, target.clone()));
+            } else {
+                undo.created_files.push(target.clone());
+            }
+            fs::rename(temp, target)
+                .with_context(|| format!("{}: cannot move into place", target.display()))?;
+        }
+        if let Some((_, target)) = staged.last() {
+            if let Some(parent) = target.parent() {
+                sync_dir(parent);
+            }
+        }
+        Ok(staged.into_iter().map(|(_, target)| target).collect())
+    }
+}
+
+fn check_writable_dir(dir: &Path) -> Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    nix::unistd::access(
+        dir,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .map_err(|errno| anyhow::anyhow!("{}: not writable ({})", dir.display(), errno.desc()))
+}
+
+fn existing_ancestor(path: &Path) -> Result<PathBuf> {
+    let mut current = path;
+    loop {
+        match current.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => return Ok(PathBuf::from(".")),
+            Some(parent) => match parent.symlink_metadata() {
+                Ok(meta) if meta.is_dir() => return Ok(parent.to_path_buf()),
+                Ok(meta) if meta.file_type().is_symlink() && parent.is_dir() => {
+                    return Ok(parent.to_path_buf());
+                }
+                Ok(_) => {
+                    return Err(Error::NotADirectory {
+                        path: parent.to_path_buf(),
+                    }
+                    .into());
+                }
+                Err(_) => current = parent,
+            },
+            None => return Ok(PathBuf::from("/")),
+        }
+    }
+}
+
+fn create_dir_all_recorded(dir: &Path, mode: u32, undo: &mut Undo) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            create_dir_all_recorded(parent, MODE_DIR_PUBLIC, undo)?;
+        }
+    }
+    fs::DirBuilder::new()
+        .mode(mode)
+        .create(dir)
+        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+    // The umask may have narrowed the mode; set exactly what the plan says.
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("{}: cannot set mode", dir.display()))?;
+    undo.created_dirs.push(dir.to_path_buf());
+    Ok(())
+}
+
+fn sibling_name(target: &Path, tag: &str) -> PathBuf {
+    let mut name = OsString::from(".");
+    name.push(target.file_name().unwrap_or_default());
+    name.push(format!("{tag}-{}-{}", std::process::id(), unique_suffix()));
+    target.with_file_name(name)
+}
+
+fn unique_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    nanos ^ (COUNTER.fetch_add(1, Ordering::Relaxed) << 32)
+}
+
+fn write_temp(file: &PlannedFile) -> Result<PathBuf> {
+    let temp = sibling_name(&file.path, ".flowerbed-new");
+    let mut handle: File = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(file.mode)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&temp)
+        .with_context(|| format!("{}: cannot create", file.path.display()))?;
+    let result = (|| -> std::io::Result<()> {
+        // Exact mode regardless of umask; a private mode is never widened here.
+        handle.set_permissions(fs::Permissions::from_mode(file.mode))?;
+        handle.write_all(&file.contents)?;
+        handle.sync_all()
+    })();
+    if let Err(err) = result {
+        let _ = fs::remove_file(&temp);
+        return Err(anyhow::Error::new(err).context(format!("{}: cannot write", file.path.display())));
+    }
+    Ok(temp)
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(handle) = File::open(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) {
+        let _ = handle.sync_all();
+    }
+}
+
+/// What to put back if a plan fails half-way.
+#[derive(Default)]
+struct Undo {
+    temps: Vec<PathBuf>,
+    created_files: Vec<PathBuf>,
+    backups: Vec<(PathBuf, PathBuf)>,
+    created_dirs: Vec<PathBuf>,
+}
+
+impl Undo {
+    fn commit(self) {
+        for temp in &self.temps {
+            let _ = fs::remove_file(temp);
+        }
+        for (backup, _) in &self.backups {
+            let _ = fs::remove_file(backup);
+        }
+    }
+
+    fn rollback(self) {
+        for temp in &self.temps {
+            let _ = fs::remove_file(temp);
+        }
+        for file in &self.created_files {
+            let _ = fs::remove_file(file);
+        }
+        for (backup, target) in &self.backups {
+            let _ = fs::rename(backup, target);
+        }
+        for dir in self.created_dirs.iter().rev() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn writes_private_files_with_exact_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut plan = WritePlan::new(false);
+        plan.dir(tmp.path().join("a/b"), MODE_DIR_PRIVATE).file(
+            tmp.path().join("a/b/key"),
+            "secret",
+            MODE_PRIVATE,
+        );
+        plan.apply().unwrap();
+        let meta = fs::metadata(tmp.path().join("a/b/key")).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+        assert_eq!(
+            fs::metadata(tmp.path().join("a/b")).unwrap().mode() & 0o7777,
+            0o700
+        );
+        assert_eq!(fs::read(tmp.path().join("a/b/key")).unwrap(), b"secret");
+    }
+
+    #[test]
+    fn refuses_existing_without_force_and_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("f"), "old").unwrap();
+        let mut plan = WritePlan::new(false);
+        plan.file(tmp.path().join("new"), "x", MODE_PUBLIC)
+            .file(tmp.path().join("f"), "new", MODE_PUBLIC);
+        let err = plan.apply().unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(fs::read(tmp.path().join("f")).unwrap(), b"old");
+        assert!(!tmp.path().join("new").exists());
+    }
+
+    #[test]
+    fn rolls_back_when_a_write_fails() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("f"), "old").unwrap();
+        let mut plan = WritePlan::new(true);
+        plan.dir(tmp.path().join("sub"), MODE_DIR_PUBLIC)
+            .file(tmp.path().join("sub/a"), "a", MODE_PUBLIC)
+            .file(tmp.path().join("f"), "new", MODE_PUBLIC)
+            // A file inside a path that is not a directory cannot be staged.
+            .file(tmp.path().join("f/impossible"), "x", MODE_PUBLIC);
+        assert!(plan.apply().is_err());
+        assert_eq!(fs::read(tmp.path().join("f")).unwrap(), b"old");
+        assert!(!tmp.path().join("sub").exists());
+        let leftovers: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, vec![OsString::from("f")]);
+    }
+
+    #[test]
+    fn refuses_symlinked_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), tmp.path().join("link")).unwrap();
+        let mut plan = WritePlan::new(false);
+        plan.dir(tmp.path().join("link"), MODE_DIR_PUBLIC)
+            .file(tmp.path().join("link/f"), "x", MODE_PUBLIC);
+        let err = plan.apply().unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    }
+}

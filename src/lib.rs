@@ -1,0 +1,18 @@
+//! flowerbed: prepares Docker volumes, TLS material and deployments for Flower and for any
+//! image that runs as a fixed non-root UID.
+//!
+//! The binary is a thin shell over this library so that integration tests, benchmarks and
+//! fuzz targets reach the same code the command line runs.
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod fsutil;
+pub mod output;
+pub mod tls;
+
+/// The UID and GID that Flower's official images run as (user `app`).
+pub const FLOWER_UID: u32 = 49_999;
+/// See [`FLOWER_UID`].
+pub const FLOWER_GID: u32 = 49_999;

@@ -1,0 +1,4 @@
+//! One integration test binary (links once); each area is a module.
+
+mod cli;
+mod testenv;
