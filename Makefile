@@ -26,9 +26,11 @@ fmt:
 bench:
 	$(CARGO) bench --locked
 
+# Live end-to-end: Docker engine (started if needed, stopped after), Compose v2, local Flower
+# images (cached per release), then tests/e2e/scenarios. E2E_FLWR_VERSIONS picks releases.
+E2E_FLWR_VERSIONS ?= $(FLWR_VERSION)
 e2e:
-	@echo "make e2e: the live Docker end-to-end tests do not exist yet" >&2
-	@exit 1
+	E2E_FLWR_VERSIONS="$(E2E_FLWR_VERSIONS)" tests/e2e/run.sh $(E2E_SCENARIOS)
 
 install:
 	$(CARGO) install --locked --path . --root $(PREFIX)

@@ -1,0 +1,239 @@
+# Helpers for flowerbed's live end-to-end scenarios. Source it from a scenario script:
+#     source "$(dirname "$0")/../lib.sh"; e2e_begin NAME
+# tests/e2e/run.sh sets the environment (engine up, images built, flwr venv ready):
+#   FLWR_VERSION     the Flower release under test          (default 1.42.0)
+#   E2E_IMAGE_REPO   the local image repository             (default flowerbed-local)
+#   E2E_FLWR_VENV    a host venv with that flwr release      (required by the flwr helpers)
+#   FLOWERBED        the flowerbed binary                    (for scenarios that need it)
+#   E2E_KEEP=1       keep temp folders, containers and networks of a failed scenario
+# Everything a scenario creates is registered here and removed by name when it exits.
+# shellcheck shell=bash
+
+set -euo pipefail
+
+E2E_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+FLWR_VERSION="${FLWR_VERSION:-1.42.0}"
+E2E_IMAGE_REPO="${E2E_IMAGE_REPO:-flowerbed-local}"
+E2E_NAME=""
+E2E_PREFIX=""
+# What the scenario made, one "KIND NAME" a line: a file, so helpers called in $(...)
+# subshells register too.
+E2E_REGISTRY=""
+E2E_STEP_NAME=""
+E2E_STEP_STARTED=0
+
+e2e_log() { echo "[$E2E_NAME] $*" >&2; }
+
+e2e_fail() {
+    e2e_log "FAIL: $*"
+    exit 1
+}
+
+# Start a scenario: names its resources "fbe2e-NAME-PID-..." and cleans them up on exit.
+e2e_begin() {
+    E2E_NAME="$1"
+    E2E_PREFIX="fbe2e-$1-$$"
+    E2E_REGISTRY="$(mktemp "${TMPDIR:-/tmp}/$E2E_PREFIX.registry.XXXXXX")"
+    trap e2e_cleanup EXIT
+    trap 'exit 130' INT TERM
+    e2e_log "scenario $E2E_NAME (Flower $FLWR_VERSION, images $E2E_IMAGE_REPO)"
+}
+
+# Time the steps of a scenario: e2e_step "what"; ...; the next e2e_step or e2e_end closes it.
+e2e_step() {
+    e2e_step_close
+    E2E_STEP_NAME="$*"
+    E2E_STEP_STARTED=$SECONDS
+    e2e_log "-> $E2E_STEP_NAME"
+}
+
+e2e_step_close() {
+    if [ -n "$E2E_STEP_NAME" ]; then
+        e2e_log "   ($((SECONDS - E2E_STEP_STARTED))s) $E2E_STEP_NAME"
+        E2E_STEP_NAME=""
+    fi
+}
+
+e2e_end() {
+    e2e_step_close
+    e2e_log "PASS"
+}
+
+e2e_registered() { sed -n "s/^$1 //p" "$E2E_REGISTRY"; }
+
+e2e_cleanup() {
+    local status=$? name
+    e2e_step_close
+    [ -n "$E2E_REGISTRY" ] || return 0
+    if [ "$status" -ne 0 ]; then
+        for name in $(e2e_registered container); do
+            e2e_log "--- last log lines of $name ($(docker inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' "$name" 2>/dev/null || echo gone)):"
+            docker logs --tail 25 "$name" 2>&1 | sed 's/\x1b\[[0-9;]*m//g; s/^/    /' >&2 || true
+        done
+        if [ "${E2E_KEEP:-0}" = 1 ]; then
+            e2e_log "E2E_KEEP=1: leaving what it made:"
+            sed 's/^/    /' "$E2E_REGISTRY" >&2
+            return
+        fi
+    fi
+    # Reverse order: containers go before the networks they sit on.
+    tac "$E2E_REGISTRY" | while read -r kind name; do
+        case "$kind" in
+            container) docker rm -f "$name" >/dev/null 2>&1 || true ;;
+            network) docker network rm "$name" >/dev/null 2>&1 || true ;;
+            dir) rm -rf "$name" ;;
+        esac
+    done
+    rm -f "$E2E_REGISTRY"
+}
+
+# A fresh temp folder, removed at the end; prints its absolute path.
+e2e_tmpdir() {
+    local dir
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/$E2E_PREFIX.XXXXXX")"
+    echo "dir $dir" >>"$E2E_REGISTRY"
+    echo "$dir"
+}
+
+e2e_image() { echo "$E2E_IMAGE_REPO/$1:$FLWR_VERSION"; }
+
+# Register names before creating, so a half-made resource is still cleaned up.
+e2e_track_container() { echo "container $1" >>"$E2E_REGISTRY"; }
+e2e_track_network() { echo "network $1" >>"$E2E_REGISTRY"; }
+
+# e2e_network SUFFIX: create a user-defined bridge network; prints its name.
+e2e_network() {
+    local name="$E2E_PREFIX-$1"
+    e2e_track_network "$name"
+    docker network create --label org.flowerbed.e2e="$E2E_PREFIX" "$name" >/dev/null
+    echo "$name"
+}
+
+# e2e_container SUFFIX DOCKER-RUN-ARGS...: `docker run -d` named PREFIX-SUFFIX.
+e2e_container() {
+    local name="$E2E_PREFIX-$1"
+    shift
+    e2e_track_container "$name"
+    docker run -d --name "$name" --label org.flowerbed.e2e="$E2E_PREFIX" "$@" >/dev/null
+}
+
+# A TCP port on 127.0.0.1 that is free right now (the kernel picks it).
+e2e_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# e2e_openssl_certs DIR SAN: a CA and a server certificate in Flower's file layout
+# (ca.crt ca.key server.csr server.key server.pem; keys 0600, owned by whoever runs this).
+# SAN as openssl writes it, e.g. "DNS:superlink,DNS:localhost,IP:127.0.0.1,IP:::1".
+# Stand-in until `flowerbed certs generate` lands.
+e2e_openssl_certs() {
+    local dir="$1" san="$2"
+    mkdir -p "$dir"
+    (
+        cd "$dir"
+        umask 077
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -keyout ca.key -out ca.crt -subj "/CN=flowerbed e2e CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout server.key -out server.csr -subj "/CN=superlink" 2>/dev/null
+        printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\n' "$san" >server.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile server.ext -out server.pem 2>/dev/null
+        rm -f server.ext ca.srl
+        chmod 0644 ca.crt server.pem server.csr
+    ) || e2e_fail "openssl could not make certificates in $dir"
+}
+
+# e2e_flwr_home DIR NAME ADDRESS CA_FILE: a flwr CLI home (config.toml) with one SuperLink
+# connection NAME over TLS, made the default; prints DIR.
+e2e_flwr_home() {
+    local dir="$1" name="$2" address="$3" ca="$4"
+    mkdir -p "$dir"
+    cat >"$dir/config.toml" <<EOF
+[superlink]
+default = "$name"
+
+[superlink.$name]
+address = "$address"
+root-certificates = "$ca"
+EOF
+    echo "$dir"
+}
+
+# e2e_flwr FLWR_HOME ARGS...: the host's flwr CLI (release under test) with that home.
+e2e_flwr() {
+    local home="$1"
+    shift
+    [ -x "${E2E_FLWR_VENV:-}/bin/flwr" ] || e2e_fail "E2E_FLWR_VENV has no flwr (run via tests/e2e/run.sh)"
+    FLWR_HOME="$home" "$E2E_FLWR_VENV/bin/flwr" "$@"
+}
+
+# Read a JSON document on stdin and print the result of a Python expression over it (`d`).
+e2e_json() {
+    python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"
+}
+
+e2e_assert_running() {
+    local container="$1" state
+    state="$(docker inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' "$container")"
+    case "$state" in
+        running*) ;;
+        *) e2e_fail "$container is not running ($state)" ;;
+    esac
+}
+
+# e2e_wait_supernodes FLWR_HOME CONNECTION COUNT TIMEOUT: until the SuperLink lists COUNT
+# online SuperNodes (asked with `flwr supernode list`), or fail.
+e2e_wait_supernodes() {
+    local home="$1" connection="$2" want="$3" timeout="$4" started=$SECONDS online=0 answer
+    while [ $((SECONDS - started)) -lt "$timeout" ]; do
+        if answer="$(e2e_flwr "$home" supernode list "$connection" --format json 2>/dev/null)"; then
+            online="$(e2e_json 'sum(1 for n in d.get("nodes", []) if n.get("status") == "online")' <<<"$answer" 2>/dev/null || echo 0)"
+            if [ "$online" -ge "$want" ]; then
+                e2e_log "   $online SuperNodes online after $((SECONDS - started))s"
+                return 0
+            fi
+        fi
+        sleep 2
+    done
+    e2e_fail "only $online of $want SuperNodes online after ${timeout}s (flwr supernode list)"
+}
+
+# e2e_flwr_run_completes FLWR_HOME APP_DIR CONNECTION ROUNDS TIMEOUT: `flwr run --stream` the
+# app and assert, from the SuperLink's own record (`flwr ls --run-id`), that the run finished
+# as completed; the test app fails its run unless all ROUNDS ran and the model learnt.
+# (`flwr run --stream` exits 0 even when the ServerApp fails, so its exit code alone proves
+# nothing.) Prints the run id.
+e2e_flwr_run_completes() {
+    local home="$1" app="$2" connection="$3" rounds="$4" timeout="$5"
+    local log="$home/run-$SECONDS.log" rc=0 run_id status answer
+    timeout "$timeout" env FLWR_HOME="$home" "$E2E_FLWR_VENV/bin/flwr" run "$app" "$connection" \
+        --stream --run-config "num-server-rounds=$rounds" >"$log" 2>&1 || rc=$?
+    sed -i 's/\x1b\[[0-9;]*m//g' "$log"
+    if [ "$rc" -ne 0 ]; then
+        tail -n 30 "$log" >&2
+        [ "$rc" -eq 124 ] && e2e_fail "flwr run did not finish within ${timeout}s"
+        e2e_fail "flwr run exited $rc"
+    fi
+    run_id="$(sed -n 's/.*logstream for run_id `\([0-9]*\)`.*/\1/p' "$log" | head -n1)"
+    [ -n "$run_id" ] || { tail -n 30 "$log" >&2; e2e_fail "flwr run printed no run id"; }
+    answer="$(e2e_flwr "$home" ls "$connection" --run-id "$run_id" --format json)" ||
+        e2e_fail "flwr ls --run-id $run_id failed: $answer"
+    status="$(e2e_json '[r["status"] for r in d["runs"]][0]' <<<"$answer")"
+    if [ "$status" != "finished:completed" ]; then
+        tail -n 30 "$log" >&2
+        e2e_fail "run $run_id ended as '$status': $(e2e_json '[r["status-details"] for r in d["runs"]][0]' <<<"$answer")"
+    fi
+    grep -q "flowerbed-e2e: completed $rounds rounds" "$log" ||
+        e2e_fail "run $run_id completed but its log lacks the ServerApp's $rounds-round summary"
+    e2e_log "   run $run_id: $status, $(grep -o "completed $rounds rounds.*" "$log" | head -n1)"
+    echo "$run_id"
+}
+
+# e2e_need_flowerbed: fail unless the flowerbed binary is there (run.sh builds it for
+# scenarios whose header says "# needs: flowerbed").
+e2e_need_flowerbed() {
+    [ -x "${FLOWERBED:-}" ] || e2e_fail "no flowerbed binary at '${FLOWERBED:-}' (set FLOWERBED or run via tests/e2e/run.sh)"
+}

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# flowerbed's live end-to-end run (`make e2e`): a real Docker engine, real Flower images,
+# real federated runs. Fails loudly when it cannot run; never passes having run nothing.
+#
+# Usage: tests/e2e/run.sh [SCENARIO...]     (names or name prefixes from tests/e2e/scenarios)
+# Environment:
+#   E2E_FLWR_VERSIONS  Flower releases to exercise, space-separated (default: $FLWR_VERSION
+#                      or 1.42.0). A scenario's "# flwr: GLOB..." header limits its releases.
+#   E2E_IMAGE_REPO     local image repository (default flowerbed-local)
+#   E2E_SCENARIOS      scenario names or prefixes, space-separated, if none are given as args
+#   E2E_KEEP=1         keep what a failed scenario made, for a look
+#   E2E_KEEP_ENGINE=1  leave a dockerd this run started running afterwards
+#   FLOWERBED          a flowerbed binary to use instead of building target/release/flowerbed
+# Steps: Docker engine (scripts/docker-engine.sh), Compose v2, images per release
+# (scripts/build-flower-images.sh, cached), a host flwr venv per release
+# (scripts/flwr-venv.sh), flowerbed when a scenario needs it, then each scenario.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+scenario_dir="tests/e2e/scenarios"
+out_dir="$root/target/e2e"
+log_dir="$out_dir/logs"
+timings="$out_dir/timings.txt"
+mkdir -p "$log_dir"
+: >"$timings"
+
+read -r -a versions <<<"${E2E_FLWR_VERSIONS:-${FLWR_VERSION:-1.42.0}}"
+export E2E_IMAGE_REPO="${E2E_IMAGE_REPO:-flowerbed-local}"
+
+say() { echo "e2e: $*" >&2; }
+banner() {
+    echo "==================================================================" >&2
+    echo "e2e: $*" >&2
+    echo "==================================================================" >&2
+}
+
+phase_name=""
+phase_started=0
+phase() {
+    phase_end
+    phase_name="$*"
+    phase_started=$SECONDS
+    say "== $phase_name"
+}
+phase_end() {
+    if [ -n "$phase_name" ]; then
+        printf '%5ss  %s\n' "$((SECONDS - phase_started))" "$phase_name" | tee -a "$timings" >&2
+        phase_name=""
+    fi
+}
+
+engine_up=0
+finish() {
+    local status=$?
+    phase_end
+    if [ "$engine_up" -eq 1 ] && [ "${E2E_KEEP_ENGINE:-0}" != 1 ]; then
+        scripts/docker-engine.sh stop || true
+    fi
+    exit "$status"
+}
+trap finish EXIT
+
+# --- which scenarios -------------------------------------------------------------------
+read -r -a wanted <<<"${*:-${E2E_SCENARIOS:-}}"
+scenarios=()
+for file in "$scenario_dir"/*.sh; do
+    [ -e "$file" ] || continue
+    name="$(basename "$file" .sh)"
+    if [ "${#wanted[@]}" -eq 0 ]; then
+        scenarios+=("$file")
+        continue
+    fi
+    for want in "${wanted[@]}"; do
+        case "$name" in "$want"*) scenarios+=("$file"); break ;; esac
+    done
+done
+if [ "${#scenarios[@]}" -eq 0 ]; then
+    banner "FAILED: no scenario matches '${wanted[*]:-}' in $scenario_dir"
+    exit 1
+fi
+
+# A scenario's header: "# flwr: GLOB..." (releases it applies to), "# needs: flowerbed".
+header_value() { sed -n "s/^# $2: //p" "$1" | head -n1; }
+applies_to() {
+    local file="$1" version="$2" globs glob
+    read -r -a globs <<<"$(header_value "$file" flwr)"
+    [ "${#globs[@]}" -gt 0 ] || return 0
+    for glob in "${globs[@]}"; do
+        # shellcheck disable=SC2053  # glob match on purpose
+        [[ "$version" == $glob ]] && return 0
+    done
+    return 1
+}
+
+# --- engine and Compose --------------------------------------------------------------------
+phase "Docker engine"
+if ! scripts/docker-engine.sh start; then
+    banner "FAILED: no Docker engine could be had, so no end-to-end scenario ran (CI=${CI:-unset}).
+    Start a Docker engine (or run as root so Debian's docker.io can be installed and started)."
+    exit 1
+fi
+engine_up=1
+if ! docker info >/dev/null 2>&1; then
+    banner "FAILED: the Docker engine does not answer 'docker info'"
+    exit 1
+fi
+docker_version="$(docker version --format '{{.Server.Version}}')"
+
+phase "Compose v2"
+compose_bin="$(scripts/docker-engine.sh compose)"
+export PATH="$(dirname "$compose_bin"):$PATH"
+compose_version="$(docker-compose version --short 2>/dev/null || echo '?')"
+
+# --- flowerbed, if a scenario calls it -----------------------------------------------------
+for file in "${scenarios[@]}"; do
+    if [ "$(header_value "$file" needs)" = flowerbed ] && [ -z "${FLOWERBED:-}" ]; then
+        phase "flowerbed (cargo build --release)"
+        cargo build --locked --release
+        export FLOWERBED="$root/target/release/flowerbed"
+        break
+    fi
+done
+[ -z "${FLOWERBED:-}" ] || export FLOWERBED
+
+# --- per Flower release: images, host flwr, scenarios ----------------------------------------
+passed=0
+failed=0
+results=()
+for version in "${versions[@]}"; do
+    selected=()
+    for file in "${scenarios[@]}"; do
+        applies_to "$file" "$version" && selected+=("$file")
+    done
+    if [ "${#selected[@]}" -eq 0 ]; then
+        say "no selected scenario applies to Flower $version; skipping its images"
+        continue
+    fi
+
+    phase "Flower $version images ($E2E_IMAGE_REPO)"
+    scripts/build-flower-images.sh "$version" "$E2E_IMAGE_REPO"
+    phase "Flower $version host venv (flwr CLI)"
+    E2E_FLWR_VENV="$(scripts/flwr-venv.sh "$version")"
+    export E2E_FLWR_VENV FLWR_VERSION="$version"
+
+    for file in "${selected[@]}"; do
+        name="$(basename "$file" .sh)"
+        phase "scenario $name (Flower $version)"
+        log="$log_dir/$version-$name.log"
+        # pipefail: the scenario's own status decides, not tee's.
+        if timeout --kill-after=30 "${E2E_SCENARIO_TIMEOUT:-900}" bash "$file" 2>&1 | tee "$log" >&2; then
+            passed=$((passed + 1))
+            results+=("PASS  $name (Flower $version, $((SECONDS - phase_started))s)")
+        else
+            failed=$((failed + 1))
+            results+=("FAIL  $name (Flower $version, $((SECONDS - phase_started))s; log: ${log#"$root"/})")
+        fi
+    done
+done
+phase_end
+
+echo >&2
+say "Docker $docker_version, Compose $compose_version, Flower ${versions[*]}"
+say "timings (also in ${timings#"$root"/}):"
+sed 's/^/    /' "$timings" >&2
+for line in "${results[@]}"; do say "$line"; done
+if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
+    banner "FAILED: no scenario ran (releases '${versions[*]}' matched none)"
+    exit 1
+fi
+echo "e2e: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
