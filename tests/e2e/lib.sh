@@ -9,7 +9,7 @@
 # Everything a scenario creates is registered here and removed by name when it exits.
 # shellcheck shell=bash
 
-set -euo pipefail
+set -Eeuo pipefail
 
 E2E_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 FLWR_VERSION="${FLWR_VERSION:-1.42.0}"
@@ -35,6 +35,8 @@ e2e_begin() {
     E2E_PREFIX="fbe2e-$1-$$"
     E2E_REGISTRY="$(mktemp "${TMPDIR:-/tmp}/$E2E_PREFIX.registry.XXXXXX")"
     trap e2e_cleanup EXIT
+    # set -e would otherwise end a scenario silently; say which command failed, and where.
+    trap 'e2e_log "FAIL: exit $? from: $BASH_COMMAND (${BASH_SOURCE[0]##*/}:$LINENO)"' ERR
     trap 'exit 130' INT TERM
     e2e_log "scenario $E2E_NAME (Flower $FLWR_VERSION, images $E2E_IMAGE_REPO)"
 }
@@ -201,14 +203,48 @@ e2e_wait_supernodes() {
     e2e_fail "only $online of $want SuperNodes online after ${timeout}s (flwr supernode list)"
 }
 
+# True when the release under test reads SuperLink connections from the app's
+# pyproject.toml ([tool.flwr.federations]) rather than FLWR_HOME/config.toml (1.35 on).
+e2e_flwr_uses_pyproject_federations() {
+    [ "$(printf '%s\n%s\n' "$FLWR_VERSION" 1.35.0 | sort -V | head -n1)" != 1.35.0 ]
+}
+
+# e2e_app_with_federation SRC_APP DEST NAME ADDRESS CA_FILE: copy an app and make NAME its
+# default federation over TLS (for releases that read connections from pyproject.toml).
+e2e_app_with_federation() {
+    local src="$1" dest="$2" name="$3" address="$4" ca="$5"
+    cp -r "$src" "$dest"
+    printf '\n[tool.flwr.federations]\ndefault = "%s"\n\n[tool.flwr.federations.%s]\naddress = "%s"\nroot-certificates = "%s"\n' \
+        "$name" "$name" "$address" "$ca" >>"$dest/pyproject.toml"
+}
+
+# e2e_wait_log_count CONTAINER REGEX COUNT TIMEOUT: until COUNT distinct matches of REGEX
+# appear in the container's log (for releases whose CLI cannot list SuperNodes).
+e2e_wait_log_count() {
+    local container="$1" regex="$2" want="$3" timeout="$4" started=$SECONDS found=0
+    while [ $((SECONDS - started)) -lt "$timeout" ]; do
+        found="$({ docker logs "$container" 2>&1 | grep -oE "$regex" || true; } | sort -u | wc -l)"
+        if [ "$found" -ge "$want" ]; then
+            e2e_log "   $found x '$regex' in $container after $((SECONDS - started))s"
+            return 0
+        fi
+        e2e_assert_running "$container"
+        sleep 2
+    done
+    e2e_fail "only $found of $want x '$regex' in $container's log after ${timeout}s"
+}
+
 # e2e_flwr_run_completes FLWR_HOME APP_DIR CONNECTION ROUNDS TIMEOUT: `flwr run --stream` the
 # app and assert, from the SuperLink's own record (`flwr ls --run-id`), that the run finished
 # as completed; the test app fails its run unless all ROUNDS ran and the model learnt.
 # (`flwr run --stream` exits 0 even when the ServerApp fails, so its exit code alone proves
-# nothing.) Prints the run id.
+# nothing.) CONNECTION is a config.toml connection, or a pyproject federation on releases
+# before 1.35. Prints the run id.
 e2e_flwr_run_completes() {
     local home="$1" app="$2" connection="$3" rounds="$4" timeout="$5"
-    local log="$home/run-$SECONDS.log" rc=0 run_id status answer
+    local log="$home/run-$SECONDS.log" rc=0 run_id status answer ls_target=("$connection")
+    e2e_flwr_uses_pyproject_federations && ls_target=("$app" "$connection")
+    mkdir -p "$home"
     timeout "$timeout" env FLWR_HOME="$home" "$E2E_FLWR_VENV/bin/flwr" run "$app" "$connection" \
         --stream --run-config "num-server-rounds=$rounds" >"$log" 2>&1 || rc=$?
     sed -i 's/\x1b\[[0-9;]*m//g' "$log"
@@ -219,12 +255,18 @@ e2e_flwr_run_completes() {
     fi
     run_id="$(sed -n 's/.*logstream for run_id `\([0-9]*\)`.*/\1/p' "$log" | head -n1)"
     [ -n "$run_id" ] || { tail -n 30 "$log" >&2; e2e_fail "flwr run printed no run id"; }
-    answer="$(e2e_flwr "$home" ls "$connection" --run-id "$run_id" --format json)" ||
-        e2e_fail "flwr ls --run-id $run_id failed: $answer"
-    status="$(e2e_json '[r["status"] for r in d["runs"]][0]' <<<"$answer")"
+    if answer="$(e2e_flwr "$home" ls "${ls_target[@]}" --run-id "$run_id" --format json 2>/dev/null)" &&
+        status="$(e2e_json '[r["status"] for r in d["runs"]][0]' <<<"$answer" 2>/dev/null)"; then
+        :
+    else
+        # Older CLIs print only a table; widen it so no cell is cut.
+        answer="$(COLUMNS=400 e2e_flwr "$home" ls "${ls_target[@]}" --run-id "$run_id" 2>&1)" ||
+            e2e_fail "flwr ls --run-id $run_id failed: $answer"
+        status="$(grep -F "$run_id" <<<"$answer" | grep -oE '(pending|starting|running|finished:[a-z]+)' | head -n1 || true)"
+    fi
     if [ "$status" != "finished:completed" ]; then
         tail -n 30 "$log" >&2
-        e2e_fail "run $run_id ended as '$status': $(e2e_json '[r["status-details"] for r in d["runs"]][0]' <<<"$answer")"
+        e2e_fail "run $run_id ended as '${status:-unknown}' (flwr ls: $answer)"
     fi
     grep -q "flowerbed-e2e: completed $rounds rounds" "$log" ||
         e2e_fail "run $run_id completed but its log lacks the ServerApp's $rounds-round summary"
