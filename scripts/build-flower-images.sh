@@ -9,6 +9,7 @@
 #     1.13.x:  superlink supernode serverapp clientapp   (the seed-era process mode)
 #     newer:   superlink supernode superexec
 #   Skips the build when every image for VERSION already exists (FORCE=1 rebuilds).
+#   REPO/debian-python3:bookworm caches the Debian layer shared by all releases.
 #
 # How: a minbase Debian bookworm root filesystem with python3 (mmdebstrap, from the host's
 # Debian package sources), Flower's wheels downloaded with the host's pip from PyPI,
@@ -55,7 +56,8 @@ fi
 
 [ "$(id -u)" -eq 0 ] || die "building the root filesystem needs root (mmdebstrap, chroot)"
 docker info >/dev/null 2>&1 || die "no Docker engine answers; run scripts/docker-engine.sh start"
-if ! command -v mmdebstrap >/dev/null 2>&1; then
+debian_image="$repo/debian-python3:$suite"
+if ! image_exists "$debian_image" && ! command -v mmdebstrap >/dev/null 2>&1; then
     say "installing mmdebstrap (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
@@ -66,28 +68,50 @@ step_started=0
 step() { step_started=$SECONDS; say "$*"; }
 step_done() { say "  done in $((SECONDS - step_started))s"; }
 
+# Images these tags point at now; a rebuild leaves them untagged, and they go at the end.
+replaced_ids=()
+for component in "${components[@]}" base; do
+    if old_id="$(docker image inspect -f '{{.Id}}' "$repo/$component:$version" 2>/dev/null)"; then
+        replaced_ids+=("$old_id")
+    fi
+done
+
 rm -rf "$work"
 mkdir -p "$work"
 rootfs="$work/rootfs"
 trap 'rm -rf "$work"' EXIT
 
-# The host's own Debian sources (a mirror or proxy it is set up for); mmdebstrap pastes a
-# sources file given as MIRROR into the chroot. Without one, mmdebstrap's default applies.
-mirror=()
-for sources in "${FLOWERBED_DEBIAN_SOURCES:-}" /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
-    if [ -n "$sources" ] && [ -s "$sources" ] && grep -q "$suite" "$sources"; then
-        mirror=("$sources")
-        break
-    fi
-done
-
-step "Debian $suite minbase root filesystem with python3 (mmdebstrap)"
-mmdebstrap --quiet --mode=root --variant=minbase \
-    --include=python3,python3-venv,ca-certificates \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' \
-    "$suite" "$rootfs" "${mirror[@]}"
-step_done
+# The Debian + python3 layer is the same for every Flower release: make it once with
+# mmdebstrap, keep it as an image, and start later builds from an export of it.
+if image_exists "$debian_image" && [ "${FORCE:-0}" != 1 ]; then
+    step "root filesystem from the cached $debian_image"
+    mkdir -p "$rootfs"
+    container_id="$(docker create "$debian_image" /bin/true)"
+    docker export "$container_id" | tar -C "$rootfs" -x --numeric-owner
+    docker rm "$container_id" >/dev/null
+    rm -f "$rootfs/.dockerenv"
+    step_done
+else
+    # The host's own Debian sources (a mirror or proxy it is set up for); mmdebstrap pastes
+    # a sources file given as MIRROR into the chroot. Without one, its default applies.
+    mirror=()
+    for sources in "${FLOWERBED_DEBIAN_SOURCES:-}" /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
+        if [ -n "$sources" ] && [ -s "$sources" ] && grep -q "$suite" "$sources"; then
+            mirror=("$sources")
+            break
+        fi
+    done
+    step "Debian $suite minbase root filesystem with python3 (mmdebstrap)"
+    mmdebstrap --quiet --mode=root --variant=minbase \
+        --include=python3,python3-venv,ca-certificates \
+        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' \
+        "$suite" "$rootfs" "${mirror[@]}"
+    rm -rf "$rootfs/var/lib/apt/lists/"* "$rootfs/var/cache/apt/"*
+    tar -C "$rootfs" --numeric-owner -c . |
+        docker import --change "LABEL org.flowerbed.purpose=flower-image-build" - "$debian_image" >/dev/null
+    step_done
+fi
 
 py_version="$(chroot "$rootfs" python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 py_tag="cp${py_version/./}"
@@ -152,4 +176,9 @@ for component in "${components[@]}"; do
         { cat "$work/help.log" >&2; die "$image: its entrypoint fails on --help"; }
 done
 step_done
+for old_id in "${replaced_ids[@]}"; do
+    if [ -z "$(docker image inspect -f '{{join .RepoTags ","}}' "$old_id" 2>/dev/null)" ]; then
+        docker rmi "$old_id" >/dev/null 2>&1 || true
+    fi
+done
 say "built $image_list"

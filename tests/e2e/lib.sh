@@ -7,7 +7,7 @@
 #   FLOWERBED        the flowerbed binary                    (for scenarios that need it)
 #   E2E_KEEP=1       keep temp folders, containers and networks of a failed scenario
 # Everything a scenario creates is registered here and removed by name when it exits.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables here are for the scripts that source it
 
 set -Eeuo pipefail
 
@@ -253,6 +253,7 @@ e2e_flwr_run_completes() {
         [ "$rc" -eq 124 ] && e2e_fail "flwr run did not finish within ${timeout}s"
         e2e_fail "flwr run exited $rc"
     fi
+    # shellcheck disable=SC2016  # the backquotes are literal, in flwr's own output
     run_id="$(sed -n 's/.*logstream for run_id `\([0-9]*\)`.*/\1/p' "$log" | head -n1)"
     [ -n "$run_id" ] || { tail -n 30 "$log" >&2; e2e_fail "flwr run printed no run id"; }
     if answer="$(e2e_flwr "$home" ls "${ls_target[@]}" --run-id "$run_id" --format json 2>/dev/null)" &&

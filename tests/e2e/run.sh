@@ -109,7 +109,8 @@ docker_version="$(docker version --format '{{.Server.Version}}')"
 
 phase "Compose v2"
 compose_bin="$(scripts/docker-engine.sh compose)"
-export PATH="$(dirname "$compose_bin"):$PATH"
+PATH="$(dirname "$compose_bin"):$PATH"
+export PATH
 compose_version="$(docker-compose version --short 2>/dev/null || echo '?')"
 
 # --- flowerbed, if a scenario calls it -----------------------------------------------------

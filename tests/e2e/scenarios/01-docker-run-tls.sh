@@ -4,6 +4,7 @@
 # bridge network; the certificates are handed to UID 49999 first, as `flowerbed own` will do.
 # The host's flwr CLI runs the tiny app over the published port and the run must complete.
 # flwr: 1.41.* 1.42.*
+# shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"
 e2e_begin docker-run-tls
 

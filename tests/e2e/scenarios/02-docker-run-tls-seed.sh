@@ -4,6 +4,7 @@
 # CLI) and its app API. Connections live in the app's pyproject.toml, and the CLI cannot
 # list SuperNodes, so their registration is read from the SuperLink's log.
 # flwr: 1.13.*
+# shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"
 e2e_begin docker-run-tls-seed
 
