@@ -157,7 +157,11 @@ pub fn generate(settings: &GenerateSettings) -> Result<Generated> {
                 }
                 None => plan_ca_copy(&mut plan, &layout.ca_cert(), &ca_cert_pem),
             }
-            let csr = server
+            // A request carries what the subject asks for; serial and issuer links are the CA's.
+            let mut request = server.clone();
+            request.serial_number = None;
+            request.use_authority_key_identifier_extension = false;
+            let csr = request
                 .serialize_request(&server_key)
                 .context("cannot build the certificate request")?
                 .pem()
@@ -252,9 +256,16 @@ fn validity(params: &mut CertificateParams, now: OffsetDateTime, days: u32) {
 
 fn ca_params(now: OffsetDateTime, days: u32) -> Result<CertificateParams> {
     let mut params = CertificateParams::default();
+    let serial = random_serial()?;
+    // A distinct name per CA: chain building matches issuers by name, so two flowerbed CAs
+    // in one trust store must not look alike.
+    let tag: String = serial.to_bytes()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "flowerbed");
-    dn.push(DnType::CommonName, "flowerbed CA");
+    dn.push(DnType::CommonName, format!("flowerbed CA {tag}"));
     params.distinguished_name = dn;
     // pathlen 0: this CA signs server certificates, never another CA.
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -263,7 +274,7 @@ fn ca_params(now: OffsetDateTime, days: u32) -> Result<CertificateParams> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.serial_number = Some(random_serial()?);
+    params.serial_number = Some(serial);
     validity(&mut params, now, days);
     Ok(params)
 }
