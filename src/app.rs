@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let printer = Printer::new(verbosity, cli.global.color);
     match cli.command {
         Command::Certs(command) => commands::certs::run(command, &printer),
+        Command::Check(args) => commands::check::run(&args, &printer),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "flowerbed", &mut io::stdout().lock());

@@ -8,12 +8,14 @@ use clap_complete::Shell;
 use crate::output::ColorChoice;
 
 pub mod certs;
+pub mod check;
 
 const AFTER_HELP: &str = "\
 Examples:
   flowerbed certs generate deploy          TLS material laid out for Flower's containers
   flowerbed certs verify deploy            will a supernode accept this superlink?
   flowerbed certs inspect deploy/superlink-certificates/server.pem
+  flowerbed check --compose compose.yaml   will these containers start?
 
 Exit codes: 0 success, 1 findings (verify/check), 2 bad input or failure (nothing changed).";
 
@@ -51,6 +53,9 @@ pub enum Command {
     /// Generate, inspect and verify TLS certificates for a Flower deployment.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+
+    /// Predict permission and TLS failures of a deployment from the host side.
+    Check(check::CheckArgs),
 
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  flowerbed completions bash > /etc/bash_completion.d/flowerbed")]

@@ -1,4 +1,7 @@
 //! One integration test binary (links once); each area is a module.
 
+mod certs;
+mod check;
 mod cli;
+mod flower;
 mod testenv;
