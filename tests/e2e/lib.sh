@@ -145,14 +145,14 @@ e2e_openssl_certs() {
     (
         cd "$dir"
         umask 077
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
             -keyout ca.key -out ca.crt -subj "/CN=flowerbed e2e CA" \
             -addext "basicConstraints=critical,CA:TRUE" \
             -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
             -keyout server.key -out server.csr -subj "/CN=superlink" 2>/dev/null
         printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\n' "$san" >server.ext
-        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
             -extfile server.ext -out server.pem 2>/dev/null
         rm -f server.ext ca.srl
         chmod 0644 ca.crt server.pem server.csr
