@@ -88,7 +88,7 @@ stop_pid() {
 ensure_compose() {
     local compose_bin
     # Compose v1 (Debian's docker-compose package) prints "version 1.x"; it cannot do.
-    if docker-compose version >/dev/null 2>&1 && ! docker-compose version 2>/dev/null | grep -q 'version 1\.'; then
+    if docker-compose version >/dev/null 2>&1 && ! docker-compose version 2>/dev/null | grep 'version 1\.' >/dev/null; then
         compose_bin="$(command -v docker-compose)"
     else
         compose_bin="$compose_venv/bin/docker-compose"

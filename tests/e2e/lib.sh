@@ -197,6 +197,20 @@ e2e_assert_running() {
     esac
 }
 
+# e2e_has_superexec_child CONTAINER: true if a flower-superexec runs inside it within 15 s
+# (the SuperExec children of subprocess isolation exit after a run and are started again).
+e2e_has_superexec_child() {
+    local started=$SECONDS processes
+    while [ $((SECONDS - started)) -lt 15 ]; do
+        # `docker top` needs a pid column. Not `docker top | grep -q`: with pipefail,
+        # grep's early exit would fail the pipe.
+        processes="$(docker top "$1" -o pid,args)" || e2e_fail "docker top $1 failed"
+        grep -q 'flower-superexec' <<<"$processes" && return 0
+        sleep 1
+    done
+    return 1
+}
+
 # e2e_wait_supernodes FLWR_HOME CONNECTION COUNT TIMEOUT: until the SuperLink lists COUNT
 # online SuperNodes (asked with `flwr supernode list`), or fail.
 e2e_wait_supernodes() {

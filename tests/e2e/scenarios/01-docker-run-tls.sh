@@ -39,7 +39,12 @@ done
 e2e_step "both SuperNodes connect over TLS"
 flwr_home="$(e2e_flwr_home "$work/flwr-home" e2e "127.0.0.1:$port" "$certs/ca.crt")"
 e2e_wait_supernodes "$flwr_home" e2e 2 90
-e2e_assert_running "$superlink"
+for name in "$superlink" "$E2E_PREFIX-supernode-0" "$E2E_PREFIX-supernode-1"; do
+    # Subprocess isolation: each component starts its SuperExec as its own child.
+    e2e_has_superexec_child "$name" ||
+        e2e_fail "$name has no flower-superexec child in subprocess isolation"
+done
+e2e_log "   each container runs its own flower-superexec child"
 
 e2e_step "flwr run of the tiny app completes 2 rounds"
 e2e_flwr_run_completes "$flwr_home" "$E2E_ROOT/tests/e2e/app" e2e 2 300 >/dev/null

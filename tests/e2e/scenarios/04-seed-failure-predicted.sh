@@ -66,7 +66,7 @@ check_expect() {
     report="$("$FLOWERBED" check --run-script "$script" --json)" || rc=$?
     [ "$rc" -eq "$want_exit" ] || e2e_fail "flowerbed check exited $rc, not $want_exit: $report"
     if [ "$want_exit" -ne 0 ]; then
-        e2e_json '[f["id"] for f in d["findings"]]' <<<"$report" | grep -q "'$want_id'" ||
+        e2e_json '[f["id"] for f in d["findings"]]' <<<"$report" | grep "'$want_id'" >/dev/null ||
             e2e_fail "flowerbed check did not report '$want_id': $report"
         e2e_log "   check predicted it: $(e2e_json '"; ".join(f["id"] + ": " + f["message"] for f in d["findings"])' <<<"$report")"
     else
