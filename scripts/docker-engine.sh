@@ -112,6 +112,12 @@ ensure_compose() {
 
 cmd_start() {
     mkdir -p "$state_dir"
+    if ! engine_answers && ! command -v dockerd >/dev/null 2>&1; then
+        install_docker_io
+        # Where systemd runs, the package starts its own daemon: that one is used, not stopped.
+        local waited=0
+        while [ "$waited" -lt 5 ] && ! engine_answers; do sleep 1; waited=$((waited + 1)); done
+    fi
     if engine_answers; then
         if [ -f "$marker" ] && kill -0 "$(cat "$marker")" 2>/dev/null; then
             say "using the dockerd this script started earlier (pid $(cat "$marker"))"
@@ -120,7 +126,6 @@ cmd_start() {
             say "using the Docker engine that already answers (not started here; left running)"
         fi
     else
-        command -v dockerd >/dev/null 2>&1 || install_docker_io
         command -v docker >/dev/null 2>&1 || die "dockerd is installed but the docker client is not"
         [ "$(id -u)" -eq 0 ] || die "no Docker engine answers and only root can start dockerd here;" \
             "start one (or ask for a rootless one) and run again"
