@@ -46,6 +46,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let printer = Printer::new(verbosity, cli.global.color);
     match cli.command {
         Command::Certs(command) => commands::certs::run(command, &printer),
+        Command::Own(args) => commands::ownership::run_own(&args, &printer),
+        Command::Undo(args) => commands::ownership::run_undo(&args, &printer),
+        Command::Release(args) => commands::ownership::run_release(&args, &printer),
+        Command::Journal(command) => commands::ownership::run_journal(&command, &printer),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "flowerbed", &mut io::stdout().lock());

@@ -8,12 +8,16 @@ use clap_complete::Shell;
 use crate::output::ColorChoice;
 
 pub mod certs;
+pub mod ownership;
 
 const AFTER_HELP: &str = "\
 Examples:
   flowerbed certs generate deploy          TLS material laid out for Flower's containers
   flowerbed certs verify deploy            will a supernode accept this superlink?
   flowerbed certs inspect deploy/superlink-certificates/server.pem
+  sudo flowerbed own deploy/state          hand a folder to Flower's UID 49999, journaled
+  sudo flowerbed undo deploy/state         put owners and modes back exactly
+  sudo flowerbed release deploy            hand it to yourself before deleting it
 
 Exit codes: 0 success, 1 findings (verify/check), 2 bad input or failure (nothing changed).";
 
@@ -51,6 +55,22 @@ pub enum Command {
     /// Generate, inspect and verify TLS certificates for a Flower deployment.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+
+    /// Give every entry under PATH to the container's UID:GID (49999:49999), journaled.
+    #[command(after_help = ownership::OWN_AFTER_HELP)]
+    Own(ownership::OwnArgs),
+
+    /// Restore the owners and modes recorded by `own`.
+    #[command(after_help = ownership::UNDO_AFTER_HELP)]
+    Undo(ownership::UndoArgs),
+
+    /// Hand a tree to the person running flowerbed (the sudo caller), e.g. before deleting it.
+    #[command(after_help = ownership::RELEASE_AFTER_HELP)]
+    Release(ownership::ReleaseArgs),
+
+    /// Show what `own` has recorded.
+    #[command(subcommand, after_help = ownership::JOURNAL_AFTER_HELP)]
+    Journal(ownership::JournalCommand),
 
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  flowerbed completions bash > /etc/bash_completion.d/flowerbed")]
