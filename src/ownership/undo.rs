@@ -99,7 +99,12 @@ impl<'r> Locator<'r> {
             .map_or(self.root.parent.as_fd(), |(_, fd)| fd.as_fd());
         let name = CString::new(*name).context("journal path holds a NUL byte")?;
         match fstatat(parent, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(stat) if stat.st_dev == record.dev && stat.st_ino == record.ino => {
+            // Same device, inode and file type: a reused inode number of another kind is caught.
+            Ok(stat)
+                if stat.st_dev == record.dev
+                    && stat.st_ino == record.ino
+                    && stat.st_mode & SFlag::S_IFMT.bits() == record.mode & SFlag::S_IFMT.bits() =>
+            {
                 Ok(Located::Found { parent, name, stat })
             }
             Ok(stat) => Ok(Located::Gone(format!(
