@@ -549,13 +549,53 @@ fn check_private(path: &Path, forbidden_uid: Option<u32>) -> Result<()> {
     Ok(())
 }
 
+/// Records waiting to be written as one `R` frame (each walker thread fills its own).
+#[derive(Debug, Default)]
+pub struct RecordBatch {
+    /// The frame head and payload, encoded as records arrive; count and length are filled
+    /// in when the batch is sealed.
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl RecordBatch {
+    pub fn add(&mut self, record: &Record) {
+        if self.bytes.is_empty() {
+            // kind, payload length, record count: patched in `seal`.
+            self.bytes
+                .extend_from_slice(&[KIND_RECORDS, 0, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        encode_record_into(record, &mut self.bytes);
+        self.count += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Finish the frame (lengths and checksum) and empty the batch for reuse.
+    fn seal(&mut self) -> Vec<u8> {
+        let payload_len = u32::try_from(self.bytes.len() - FRAME_HEAD).expect("batch under 4 GiB");
+        self.bytes[1..5].copy_from_slice(&payload_len.to_le_bytes());
+        self.bytes[5..9].copy_from_slice(&self.count.to_le_bytes());
+        let crc = crc32(&self.bytes);
+        let mut frame = std::mem::take(&mut self.bytes);
+        frame.extend_from_slice(&crc.to_le_bytes());
+        self.count = 0;
+        frame
+    }
+}
+
 /// Appends frames to a journal, syncing before changes are made.
 pub struct JournalWriter {
     file: File,
     path: PathBuf,
     session: Option<SessionInfo>,
-    pending: Vec<u8>,
-    pending_records: u32,
+    pending: RecordBatch,
     written_records: u64,
 }
 
@@ -591,8 +631,7 @@ impl JournalWriter {
             file,
             path: path.to_path_buf(),
             session: Some(session),
-            pending: Vec::new(),
-            pending_records: 0,
+            pending: RecordBatch::default(),
             written_records: 0,
         };
         if meta.len() == 0 {
@@ -619,44 +658,32 @@ impl JournalWriter {
 
     /// Queue a record; it is on disk after the next [`Self::commit`].
     pub fn add(&mut self, record: &Record) {
-        if self.pending.is_empty() {
-            self.pending.extend_from_slice(&[0u8; 4]);
-        }
-        encode_record_into(record, &mut self.pending);
-        self.pending_records += 1;
-    }
-
-    pub fn pending_records(&self) -> u32 {
-        self.pending_records
+        self.pending.add(record);
     }
 
     /// Write the queued records as one frame and sync it: only after this returns may the
     /// entries it lists be changed.
     pub fn commit(&mut self) -> Result<()> {
-        if self.pending_records == 0 {
+        let mut pending = std::mem::take(&mut self.pending);
+        self.commit_batch(&mut pending)
+    }
+
+    /// Write `batch` as one frame, sync it, and empty the batch.
+    pub fn commit_batch(&mut self, batch: &mut RecordBatch) -> Result<()> {
+        if batch.is_empty() {
             return Ok(());
         }
+        let count = u64::from(batch.count);
         let mut out = Vec::new();
         if let Some(session) = self.session.take() {
             out.extend_from_slice(&encode_frame(&Frame::Session(session)));
         }
-        self.pending[..4].copy_from_slice(&self.pending_records.to_le_bytes());
-        out.push(KIND_RECORDS);
-        out.extend_from_slice(
-            &u32::try_from(self.pending.len())
-                .expect("batch under 4 GiB")
-                .to_le_bytes(),
-        );
-        out.extend_from_slice(&self.pending);
-        let crc = crc32(&out[out.len() - self.pending.len() - FRAME_HEAD..]);
-        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&batch.seal());
         self.file
             .write_all(&out)
             .and_then(|()| self.file.sync_data())
             .with_context(|| format!("{}: cannot write the journal", self.path.display()))?;
-        self.written_records += u64::from(self.pending_records);
-        self.pending.clear();
-        self.pending_records = 0;
+        self.written_records += count;
         Ok(())
     }
 

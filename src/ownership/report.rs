@@ -1,8 +1,8 @@
 //! What a walk did: counts, skipped entries with reasons, and a progress bar for people.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -74,6 +74,19 @@ pub struct WalkReport {
 }
 
 impl WalkReport {
+    /// Add another worker's totals to these.
+    pub fn merge(&mut self, other: WalkReport) {
+        self.changed += other.changed;
+        self.already_right += other.already_right;
+        self.skipped += other.skipped;
+        for (reason, count) in other.skipped_by_reason {
+            *self.skipped_by_reason.entry(reason).or_default() += count;
+        }
+        let room = LISTED_SKIPS.saturating_sub(self.skipped_entries.len());
+        self.skipped_entries
+            .extend(other.skipped_entries.into_iter().take(room));
+    }
+
     pub fn skip(&mut self, path: &[u8], reason: &SkipReason) {
         self.skipped += 1;
         *self.skipped_by_reason.entry(reason.key()).or_default() += 1;
@@ -128,7 +141,7 @@ pub fn display_bytes(path: &[u8]) -> String {
 /// A progress spinner on stderr, only when stderr is a terminal and output is not quiet.
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
-    seen: Cell<u64>,
+    seen: AtomicU64,
 }
 
 impl Progress {
@@ -145,21 +158,20 @@ impl Progress {
         });
         Self {
             bar,
-            seen: Cell::new(0),
+            seen: AtomicU64::new(0),
         }
     }
 
     pub fn hidden() -> Self {
         Self {
             bar: None,
-            seen: Cell::new(0),
+            seen: AtomicU64::new(0),
         }
     }
 
     /// Count one entry; the bar is redrawn every few thousand to stay off the hot path.
     pub fn tick(&self) {
-        let seen = self.seen.get() + 1;
-        self.seen.set(seen);
+        let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
         if seen % 4096 == 0 {
             if let Some(bar) = &self.bar {
                 bar.set_position(seen);

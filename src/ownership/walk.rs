@@ -6,12 +6,21 @@
 //! the tree is reached. Non-directories are changed with `fchownat(AT_SYMLINK_NOFOLLOW)`,
 //! which re-owns a symlink itself, never its target.
 //!
-//! The walk streams: memory holds one open directory per level and one journal batch.
+//! The walk streams: each worker thread holds one open directory per level of its current
+//! subtree and one journal batch. Workers walk depth-first on their own and hand a freshly
+//! opened directory to an idle worker, so memory and descriptors stay bounded while both
+//! cores of a small machine are kept busy (a chown is mostly kernel time).
+//!
+//! Journal first: a worker's records are written and synced as one frame before any entry
+//! in it is changed.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use anyhow::Result;
 use nix::dir::{Dir, OwningIter, Type};
@@ -20,14 +29,16 @@ use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::{Gid, Uid, fchown, fchownat};
 
-use super::journal::{JournalWriter, Record};
+use super::journal::{JournalWriter, Record, RecordBatch};
 use super::report::{Progress, SkipReason, WalkReport};
 use super::root::Root;
 
 /// Records per journal batch: one `fdatasync` per this many changes.
-const BATCH_RECORDS: usize = 16_384;
+const BATCH_RECORDS: usize = 8_192;
 /// Directories a pending batch may keep open before it must be applied.
-const BATCH_DIRS: usize = 512;
+const BATCH_DIRS: usize = 256;
+/// At most this many walker threads.
+const MAX_WORKERS: usize = 4;
 
 /// Test hook: `FLOWERBED_TEST_KILL_AFTER=K` makes `own` SIGKILL itself after K changes, so
 /// the crash-safety tests can stop it at an exact point. Never set it otherwise.
@@ -49,11 +60,161 @@ pub struct WalkOptions {
     pub dry_run: bool,
 }
 
+/// Walk `root` and give every entry to `options.target`, journaling first when `journal`
+/// is given (then changes are applied in synced batches), otherwise changing inline.
+pub fn reown(
+    root: &Root,
+    options: WalkOptions,
+    journal: Option<&mut JournalWriter>,
+    progress: &Progress,
+) -> Result<WalkReport> {
+    let fd_limit = super::root::raise_fd_limit();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_WORKERS);
+    // Each worker may hold a batch's directories plus one per level of its subtree.
+    let budget = fd_limit.saturating_sub(64) / workers as u64;
+    let max_depth = usize::try_from(budget.saturating_sub(BATCH_DIRS as u64).max(16)).unwrap_or(usize::MAX);
+    let shared = Shared {
+        options,
+        workers,
+        root_dev: root.dev,
+        max_depth,
+        // Without protected_hardlinks a container could hard-link a host file into the tree
+        // between the stat and the change: then every change is checked again just before.
+        recheck: !protected_hardlinks(),
+        journal: journal.map(Mutex::new),
+        queue: Mutex::new(Queue::default()),
+        wake: Condvar::new(),
+        failed: AtomicBool::new(false),
+        changed: AtomicU64::new(0),
+        kill_after: std::env::var(KILL_AFTER_ENV).ok().and_then(|v| v.parse().ok()),
+        progress,
+    };
+    let base = Rc::new(ParentDir::Base(root.parent.try_clone()?));
+    // Every worker counts as busy until it first asks for work.
+    shared.queue.lock().expect("queue lock").busy = workers;
+    let mut first = Worker::new(&shared);
+    // The first worker starts on the root; the others wait for directories handed over.
+    let start = first.visit(&base, &root.name, None, None, 0);
+    let results: Vec<Result<WalkReport>> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..workers)
+            .map(|_| scope.spawn(|| Worker::new(&shared).run(Vec::new())))
+            .collect();
+        let first_result = match start {
+            Ok(start) => first.run(start.into_iter().collect()),
+            Err(err) => Err(first.abandon(err)),
+        };
+        let mut results = vec![first_result];
+        results.extend(
+            helpers
+                .into_iter()
+                .map(|h| h.join().expect("walker thread panicked")),
+        );
+        results
+    });
+    let mut report = WalkReport::default();
+    for result in results {
+        report.merge(result?);
+    }
+    Ok(report)
+}
+
+/// Whether the kernel refuses hard links to files the linker does not own or cannot write.
+fn protected_hardlinks() -> bool {
+    std::fs::read_to_string("/proc/sys/fs/protected_hardlinks").is_ok_and(|v| v.trim() == "1")
+}
+
+/// State all workers share.
+struct Shared<'a> {
+    options: WalkOptions,
+    workers: usize,
+    root_dev: u64,
+    max_depth: usize,
+    recheck: bool,
+    journal: Option<Mutex<&'a mut JournalWriter>>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    failed: AtomicBool,
+    changed: AtomicU64,
+    kill_after: Option<u64>,
+    progress: &'a Progress,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Handoff>,
+    /// Workers currently walking (not waiting): the walk is over when none is and no
+    /// directory is queued.
+    busy: usize,
+}
+
+/// An opened, checked directory handed to another worker, which changes and walks it.
+struct Handoff {
+    fd: OwnedFd,
+    stat: FileStat,
+    path: Vec<u8>,
+    depth: usize,
+}
+
+impl Shared<'_> {
+    fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+        self.wake.notify_all();
+    }
+
+    /// Queue `item` for another worker; gives it back when the queue already holds enough
+    /// (one directory per worker keeps everyone busy without piling up descriptors).
+    fn offer(&self, item: Handoff) -> Option<Handoff> {
+        if self.workers == 1 {
+            return Some(item);
+        }
+        let mut queue = self.queue.lock().expect("queue lock");
+        if queue.items.len() >= self.workers {
+            return Some(item);
+        }
+        queue.items.push_back(item);
+        drop(queue);
+        self.wake.notify_one();
+        None
+    }
+
+    /// A queued directory, if one is waiting right now.
+    fn try_next_item(&self) -> Option<Handoff> {
+        self.queue.lock().expect("queue lock").items.pop_front()
+    }
+
+    /// Block until a directory is queued (`Some`) or the walk is over (`None`).
+    fn next_item(&self) -> Option<Handoff> {
+        let mut queue = self.queue.lock().expect("queue lock");
+        queue.busy -= 1;
+        if queue.busy == 0 && queue.items.is_empty() {
+            self.wake.notify_all();
+            return None;
+        }
+        loop {
+            if self.failed.load(Ordering::SeqCst) {
+                return None;
+            }
+            if let Some(item) = queue.items.pop_front() {
+                queue.busy += 1;
+                return Some(item);
+            }
+            if queue.busy == 0 {
+                self.wake.notify_all();
+                return None;
+            }
+            queue = self.wake.wait(queue).expect("queue lock");
+        }
+    }
+}
+
 /// An open directory of the walk: its entry stream and the descriptor changes go through.
 struct OpenDir {
     entries: RefCell<OwningIter>,
     /// Length of the relative path buffer up to and including this directory's name.
     path_len: usize,
+    depth: usize,
 }
 
 impl OpenDir {
@@ -67,7 +228,7 @@ impl OpenDir {
 enum Handle {
     /// The directory itself, through its own descriptor.
     Dir(Rc<OpenDir>),
-    /// A non-directory: a name in a directory, checked again just before the change.
+    /// A non-directory: a name in a directory.
     Child {
         parent: Rc<ParentDir>,
         name: CString,
@@ -97,88 +258,115 @@ struct Pending {
     path: Vec<u8>,
 }
 
-/// Walk `root` and give every entry to `options.target`, journaling first when `journal`
-/// is given (then changes are applied in synced batches), otherwise changing inline.
-pub fn reown(
-    root: &Root,
-    options: WalkOptions,
-    mut journal: Option<&mut JournalWriter>,
-    progress: &Progress,
-) -> Result<WalkReport> {
-    let max_depth = super::root::raise_fd_limit().saturating_sub(BATCH_DIRS as u64 + 64);
-    let mut walk = Walk {
-        options,
-        root_dev: root.dev,
-        report: WalkReport::default(),
-        path: Vec::new(),
-        pending: Vec::new(),
-        pending_dirs: 0,
-        kill_after: std::env::var(KILL_AFTER_ENV).ok().and_then(|v| v.parse().ok()),
-        progress,
-        max_depth: usize::try_from(max_depth.max(16)).unwrap_or(usize::MAX),
-    };
-    let base = Rc::new(ParentDir::Base(root.parent.try_clone()?));
-    let mut stack: Vec<Rc<OpenDir>> = Vec::new();
-    if let Some(dir) = walk.visit(&base, &root.name, None, None, &mut journal, 0)? {
-        stack.push(dir);
-    }
-    while let Some(top) = stack.last().cloned() {
-        let next = top.entries.borrow_mut().next();
-        match next {
-            None => {
-                stack.pop();
-            }
-            Some(Err(errno)) => {
-                walk.path.truncate(top.path_len);
-                walk.skip(&SkipReason::Error(format!("cannot read directory: {errno}")));
-                stack.pop();
-            }
-            Some(Ok(entry)) => {
-                let name = entry.file_name();
-                if name.to_bytes() == b"." || name.to_bytes() == b".." {
-                    continue;
-                }
-                walk.path.truncate(top.path_len);
-                if !walk.path.is_empty() {
-                    walk.path.push(b'/');
-                }
-                walk.path.extend_from_slice(name.to_bytes());
-                let parent = Rc::new(ParentDir::Walked(top.clone()));
-                let depth = stack.len();
-                if let Some(child) = walk.visit(
-                    &parent,
-                    name,
-                    entry.file_type(),
-                    Some(entry.ino()),
-                    &mut journal,
-                    depth,
-                )? {
-                    stack.push(child);
-                }
-            }
-        }
-        if walk.batch_full() {
-            walk.flush(&mut journal)?;
-        }
-    }
-    walk.flush(&mut journal)?;
-    Ok(walk.report)
-}
-
-struct Walk<'p> {
-    options: WalkOptions,
-    root_dev: u64,
+/// One walker thread's state.
+struct Worker<'s, 'a> {
+    shared: &'s Shared<'a>,
     report: WalkReport,
     /// Relative path of the entry being visited (raw bytes).
     path: Vec<u8>,
+    batch: RecordBatch,
     pending: Vec<Pending>,
     pending_dirs: usize,
-    kill_after: Option<u64>,
-    progress: &'p Progress,
-    max_depth: usize,
 }
 
-impl Walk<'_> {
+impl<'s, 'a> Worker<'s, 'a> {
+    fn new(shared: &'s Shared<'a>) -> Self {
+        Self {
+            shared,
+            report: WalkReport::default(),
+            path: Vec::new(),
+            batch: RecordBatch::default(),
+            pending: Vec::new(),
+            pending_dirs: 0,
+        }
+    }
+
+    /// Walk the given directories, then whatever is handed over, until the walk is over.
+    fn run(mut self, mut stack: Vec<Rc<OpenDir>>) -> Result<WalkReport> {
+        loop {
+            if let Err(err) = self.walk(&mut stack) {
+                return Err(self.abandon(err));
+            }
+            // Keep filling the batch while work is at hand; apply it before waiting, so no
+            // change is held back (nor its directories kept open) while idle.
+            let item = if let Some(item) = self.shared.try_next_item() {
+                item
+            } else {
+                if let Err(err) = self.flush() {
+                    return Err(self.abandon(err));
+                }
+                match self.shared.next_item() {
+                    Some(item) => item,
+                    None => return Ok(self.report),
+                }
+            };
+            self.path = item.path;
+            match self.adopt(item.fd, &item.stat, item.depth) {
+                Ok(Some(dir)) => stack.push(dir),
+                Ok(None) => {}
+                Err(err) => return Err(self.abandon(err)),
+            }
+        }
+    }
+
+    /// Stop every worker after an error; nothing still pending is changed.
+    fn abandon(&mut self, err: anyhow::Error) -> anyhow::Error {
+        self.shared.fail();
+        self.pending.clear();
+        self.finish_idle();
+        err
+    }
+
+    /// Leave the pool after a failure without waiting for work.
+    fn finish_idle(&mut self) {
+        let mut queue = self.shared.queue.lock().expect("queue lock");
+        queue.busy = queue.busy.saturating_sub(1);
+        queue.items.clear();
+        drop(queue);
+        self.shared.wake.notify_all();
+    }
+
+    fn walk(&mut self, stack: &mut Vec<Rc<OpenDir>>) -> Result<()> {
+        while let Some(top) = stack.last().cloned() {
+            if self.shared.failed.load(Ordering::Relaxed) {
+                stack.clear();
+                return Ok(());
+            }
+            let next = top.entries.borrow_mut().next();
+            match next {
+                None => {
+                    stack.pop();
+                }
+                Some(Err(errno)) => {
+                    self.path.truncate(top.path_len);
+                    self.skip(&SkipReason::Error(format!("cannot read directory: {errno}")));
+                    stack.pop();
+                }
+                Some(Ok(entry)) => {
+                    let name = entry.file_name();
+                    if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                        continue;
+                    }
+                    self.path.truncate(top.path_len);
+                    if !self.path.is_empty() {
+                        self.path.push(b'/');
+                    }
+                    self.path.extend_from_slice(name.to_bytes());
+                    let parent = Rc::new(ParentDir::Walked(top.clone()));
+                    if let Some(child) =
+                        self.visit(&parent, name, entry.file_type(), Some(entry.ino()), top.depth + 1)?
+                    {
+                        stack.push(child);
+                    }
+                }
+            }
+            if self.batch_full() {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
     fn skip(&mut self, reason: &SkipReason) {
         self.report.skip(&self.path, reason);
     }
@@ -190,10 +378,9 @@ impl Walk<'_> {
         name: &CStr,
         listed_type: Option<Type>,
         listed_ino: Option<u64>,
-        journal: &mut Option<&mut JournalWriter>,
         depth: usize,
     ) -> Result<Option<Rc<OpenDir>>> {
-        self.progress.tick();
+        self.shared.progress.tick();
         // A listed directory is opened straight away (no separate stat); anything else, or
         // an entry of unknown type, is looked at without following it first.
         let stat = if listed_type == Some(Type::Directory) {
@@ -213,20 +400,15 @@ impl Walk<'_> {
         };
         let is_dir = stat.as_ref().is_none_or(|s| file_type(s) == SFlag::S_IFDIR);
         if is_dir {
-            return self.visit_dir(
-                parent,
-                name,
-                stat.map_or(listed_ino, |s| Some(s.st_ino)),
-                journal,
-                depth,
-            );
+            let expected_ino = stat.map_or(listed_ino, |s| Some(s.st_ino));
+            return self.visit_dir(parent, name, expected_ino, depth);
         }
         let stat = stat.expect("non-directories were stat'ed");
-        if stat.st_dev != self.root_dev {
+        if stat.st_dev != self.shared.root_dev {
             self.skip(&SkipReason::MountPoint);
             return Ok(None);
         }
-        if file_type(&stat) == SFlag::S_IFREG && stat.st_nlink > 1 && !self.options.allow_hardlinks {
+        if file_type(&stat) == SFlag::S_IFREG && stat.st_nlink > 1 && !self.shared.options.allow_hardlinks {
             self.skip(&SkipReason::HardLinked { links: stat.st_nlink });
             return Ok(None);
         }
@@ -239,7 +421,7 @@ impl Walk<'_> {
             dev: stat.st_dev,
             ino: stat.st_ino,
         };
-        self.change(handle, &stat, journal);
+        self.change(handle, &stat);
         Ok(None)
     }
 
@@ -248,7 +430,6 @@ impl Walk<'_> {
         parent: &Rc<ParentDir>,
         name: &CStr,
         expected_ino: Option<u64>,
-        journal: &mut Option<&mut JournalWriter>,
         depth: usize,
     ) -> Result<Option<Rc<OpenDir>>> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -269,7 +450,7 @@ impl Walk<'_> {
             }
         };
         let stat = fstat(&fd)?;
-        if stat.st_dev != self.root_dev {
+        if stat.st_dev != self.shared.root_dev {
             self.skip(&SkipReason::MountPoint);
             return Ok(None);
         }
@@ -277,16 +458,36 @@ impl Walk<'_> {
             self.skip(&SkipReason::ChangedDuringWalk);
             return Ok(None);
         }
+        if depth > 0 {
+            let item = Handoff {
+                fd,
+                stat,
+                path: self.path.clone(),
+                depth,
+            };
+            return match self.shared.offer(item) {
+                None => Ok(None),
+                Some(item) => self.adopt(item.fd, &item.stat, depth),
+            };
+        }
+        self.adopt(fd, &stat, depth)
+    }
+
+    /// Take an opened, checked directory into this worker: change it, and return it to be
+    /// walked unless it is too deep.
+    fn adopt(&mut self, fd: OwnedFd, stat: &FileStat, depth: usize) -> Result<Option<Rc<OpenDir>>> {
         let entries = Dir::from_fd(fd)?.into_iter();
         let dir = Rc::new(OpenDir {
             entries: RefCell::new(entries),
             path_len: self.path.len(),
+            depth,
         });
-        if !self.already_right(&stat) {
+        if !self.already_right(stat) {
             self.pending_dirs += 1;
-            self.change(Handle::Dir(dir.clone()), &stat, journal);
+            self.change(Handle::Dir(dir.clone()), stat);
         }
-        if depth >= self.max_depth {
+        if depth >= self.shared.max_depth {
+            // Its own change (if any) still holds it open; its entries are not walked.
             self.skip(&SkipReason::TooDeep);
             return Ok(None);
         }
@@ -294,7 +495,8 @@ impl Walk<'_> {
     }
 
     fn already_right(&mut self, stat: &FileStat) -> bool {
-        if stat.st_uid == self.options.target.uid && stat.st_gid == self.options.target.gid {
+        let target = self.shared.options.target;
+        if stat.st_uid == target.uid && stat.st_gid == target.gid {
             self.report.already_right += 1;
             return true;
         }
@@ -302,8 +504,8 @@ impl Walk<'_> {
     }
 
     /// Journal the entry's current state and change it (now, or with its batch).
-    fn change(&mut self, handle: Handle, stat: &FileStat, journal: &mut Option<&mut JournalWriter>) {
-        if self.options.dry_run {
+    fn change(&mut self, handle: Handle, stat: &FileStat) {
+        if self.shared.options.dry_run {
             self.report.changed += 1;
             return;
         }
@@ -311,19 +513,18 @@ impl Walk<'_> {
             handle,
             path: self.path.clone(),
         };
-        match journal {
-            Some(journal) => {
-                journal.add(&Record {
-                    dev: stat.st_dev,
-                    ino: stat.st_ino,
-                    uid: stat.st_uid,
-                    gid: stat.st_gid,
-                    mode: stat.st_mode,
-                    path: self.path.clone(),
-                });
-                self.pending.push(pending);
-            }
-            None => self.apply(&pending, false),
+        if self.shared.journal.is_some() {
+            self.batch.add(&Record {
+                dev: stat.st_dev,
+                ino: stat.st_ino,
+                uid: stat.st_uid,
+                gid: stat.st_gid,
+                mode: stat.st_mode,
+                path: self.path.clone(),
+            });
+            self.pending.push(pending);
+        } else {
+            self.apply(&pending, false);
         }
     }
 
@@ -332,21 +533,25 @@ impl Walk<'_> {
     }
 
     /// Sync the journal batch, then make the changes it lists.
-    fn flush(&mut self, journal: &mut Option<&mut JournalWriter>) -> Result<()> {
-        if let Some(journal) = journal {
-            journal.commit()?;
+    fn flush(&mut self) -> Result<()> {
+        if let Some(journal) = &self.shared.journal {
+            journal
+                .lock()
+                .expect("journal lock")
+                .commit_batch(&mut self.batch)?;
         }
         let pending = std::mem::take(&mut self.pending);
         for entry in &pending {
-            self.apply(entry, true);
+            self.apply(entry, self.shared.recheck);
         }
         self.pending_dirs = 0;
         Ok(())
     }
 
     fn apply(&mut self, entry: &Pending, recheck: bool) {
-        let uid = Some(Uid::from_raw(self.options.target.uid));
-        let gid = Some(Gid::from_raw(self.options.target.gid));
+        let target = self.shared.options.target;
+        let uid = Some(Uid::from_raw(target.uid));
+        let gid = Some(Gid::from_raw(target.gid));
         let result = match &entry.handle {
             Handle::Dir(dir) => fchown(dir.fd(), uid, gid),
             Handle::Child {
@@ -355,14 +560,14 @@ impl Walk<'_> {
                 dev,
                 ino,
             } => {
-                // The batch was stat'ed a moment ago: make sure the name still means the same
-                // inode (and still has no other links) before changing it.
+                // Make sure the name still means the same inode (and still has no other links)
+                // before changing it.
                 if recheck {
                     match fstatat(parent.fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                         Ok(now)
                             if now.st_dev == *dev
                                 && now.st_ino == *ino
-                                && (self.options.allow_hardlinks
+                                && (self.shared.options.allow_hardlinks
                                     || file_type(&now) != SFlag::S_IFREG
                                     || now.st_nlink == 1) => {}
                         _ => {
@@ -383,10 +588,12 @@ impl Walk<'_> {
         match result {
             Ok(()) => {
                 self.report.changed += 1;
-                if self.kill_after.is_some_and(|k| self.report.changed >= k) {
-                    // Test hook: die the hardest way, mid-batch, with no cleanup.
-                    // SAFETY: raise has no memory-safety preconditions.
-                    unsafe { nix::libc::raise(nix::libc::SIGKILL) };
+                if let Some(kill_after) = self.shared.kill_after {
+                    if self.shared.changed.fetch_add(1, Ordering::SeqCst) + 1 >= kill_after {
+                        // Test hook: die the hardest way, mid-batch, with no cleanup.
+                        // SAFETY: raise has no memory-safety preconditions.
+                        unsafe { nix::libc::raise(nix::libc::SIGKILL) };
+                    }
                 }
             }
             Err(errno) => self.report.skip(
