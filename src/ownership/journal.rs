@@ -794,6 +794,60 @@ pub fn for_each_batch(
     Ok(())
 }
 
+/// Like [`for_each_batch`], with `workers` threads taking batches as they come, each with
+/// its own state from `init`; returns the states. Batches of one session list distinct
+/// entries, so they can be handled in any order.
+pub fn par_for_each_batch<S: Send>(
+    path: &Path,
+    offset: u64,
+    workers: usize,
+    init: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, &[Record]) -> Result<()> + Sync,
+) -> Result<Vec<S>> {
+    let mut file =
+        File::open(path).with_context(|| format!("{}: cannot open the journal", path.display()))?;
+    file.seek(SeekFrom::Start(offset))?;
+    // (reader, session frame seen, session over)
+    let reader = std::sync::Mutex::new((
+        FrameReader::resume(io::BufReader::new(file), offset),
+        false,
+        false,
+    ));
+    let next_batch = || -> Result<Option<Vec<Record>>> {
+        let mut guard = reader.lock().expect("journal reader lock");
+        let (reader, started, over) = &mut *guard;
+        while !*over {
+            let frame = reader
+                .next_frame()
+                .map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?;
+            match frame {
+                None | Some(Frame::End(_)) => *over = true,
+                Some(Frame::Session(_)) if *started => *over = true,
+                Some(Frame::Session(_)) => *started = true,
+                Some(Frame::Records(records)) => return Ok(Some(records)),
+            }
+        }
+        Ok(None)
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<S> {
+                    let mut state = init();
+                    while let Some(batch) = next_batch()? {
+                        visit(&mut state, &batch)?;
+                    }
+                    Ok(state)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("journal worker panicked"))
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,42 +117,71 @@ impl<'r> Locator<'r> {
     }
 }
 
+/// Threads replaying a journal (restoring is mostly kernel time, like the walk).
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 4)
+}
+
 /// Check every record of every session against the tree without changing anything.
 pub fn preflight(root: &Root, journal: &JournalSummary) -> Result<Preflight> {
     let mut result = Preflight::default();
-    let mut locator = Locator::new(root);
     for session in &journal.sessions {
-        journal::for_each_batch(&journal.file, session.offset, |batch| {
-            for record in batch {
-                result.records += 1;
-                if let Located::Gone(detail) = locator.locate(record)? {
-                    result.changed += 1;
-                    if result.first_changed.is_none() {
-                        result.first_changed = Some(ChangedEntry {
-                            path: display_bytes(&record.path),
-                            detail,
-                        });
+        let states = journal::par_for_each_batch(
+            &journal.file,
+            session.offset,
+            workers(),
+            || (Locator::new(root), Preflight::default()),
+            |(locator, found), batch| {
+                for record in batch {
+                    found.records += 1;
+                    if let Located::Gone(detail) = locator.locate(record)? {
+                        found.changed += 1;
+                        if found.first_changed.is_none() {
+                            found.first_changed = Some(ChangedEntry {
+                                path: display_bytes(&record.path),
+                                detail,
+                            });
+                        }
                     }
                 }
+                Ok(())
+            },
+        )?;
+        for (_, found) in states {
+            result.records += found.records;
+            result.changed += found.changed;
+            if result.first_changed.is_none() {
+                result.first_changed = found.first_changed;
             }
-            Ok(())
-        })?;
+        }
     }
     Ok(result)
 }
 
 /// Restore every record whose identity still matches; others are reported in the result.
+///
+/// Sessions go newest first, one after the other; the batches of one session in parallel.
 pub fn restore(root: &Root, journal: &JournalSummary, progress: &Progress) -> Result<WalkReport> {
     let mut report = WalkReport::default();
-    let mut locator = Locator::new(root);
     for session in journal.sessions.iter().rev() {
-        journal::for_each_batch(&journal.file, session.offset, |batch| {
-            for record in batch {
-                progress.tick();
-                restore_one(&mut locator, record, &mut report)?;
-            }
-            Ok(())
-        })?;
+        let states = journal::par_for_each_batch(
+            &journal.file,
+            session.offset,
+            workers(),
+            || (Locator::new(root), WalkReport::default()),
+            |(locator, report), batch| {
+                for record in batch {
+                    progress.tick();
+                    restore_one(locator, record, report)?;
+                }
+                Ok(())
+            },
+        )?;
+        for (_, part) in states {
+            report.merge(part);
+        }
     }
     Ok(report)
 }
