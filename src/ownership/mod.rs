@@ -182,6 +182,8 @@ pub struct TreeChanged {
 
 /// `undo`: check every journal against its tree, then restore.
 pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
+    // Finding an entry keeps its parent directories open: deep trees need descriptors.
+    root::raise_fd_limit();
     let state_dir = journal::state_dir()?;
     let roots = resolve_all(&settings.paths, Some(&state_dir))?;
     let mut checked = Vec::new();

@@ -35,8 +35,9 @@ use super::root::Root;
 
 /// Records per journal batch: one `fdatasync` per this many changes.
 const BATCH_RECORDS: usize = 8_192;
-/// Directories a pending batch may keep open before it must be applied.
-const BATCH_DIRS: usize = 256;
+/// Directories a pending batch may keep open before it must be applied (fewer when the
+/// open-file limit is low).
+const MAX_BATCH_DIRS: usize = 256;
 /// At most this many walker threads.
 const MAX_WORKERS: usize = 4;
 
@@ -72,14 +73,17 @@ pub fn reown(
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, MAX_WORKERS);
-    // Each worker may hold a batch's directories plus one per level of its subtree.
-    let budget = fd_limit.saturating_sub(64) / workers as u64;
-    let max_depth = usize::try_from(budget.saturating_sub(BATCH_DIRS as u64).max(16)).unwrap_or(usize::MAX);
+    // Each worker holds one descriptor per level of its subtree plus the directories of its
+    // pending batch; the queue holds one per worker. Split what the limit allows.
+    let budget = usize::try_from(fd_limit.saturating_sub(64)).unwrap_or(usize::MAX) / workers;
+    let batch_dirs = (budget / 4).clamp(4, MAX_BATCH_DIRS);
+    let max_depth = budget.saturating_sub(batch_dirs + 1).max(8);
     let shared = Shared {
         options,
         workers,
         root_dev: root.dev,
         max_depth,
+        batch_dirs,
         // Without protected_hardlinks a container could hard-link a host file into the tree
         // between the stat and the change: then every change is checked again just before.
         recheck: !protected_hardlinks(),
@@ -131,6 +135,7 @@ struct Shared<'a> {
     workers: usize,
     root_dev: u64,
     max_depth: usize,
+    batch_dirs: usize,
     recheck: bool,
     journal: Option<Mutex<&'a mut JournalWriter>>,
     queue: Mutex<Queue>,
@@ -529,7 +534,7 @@ impl<'s, 'a> Worker<'s, 'a> {
     }
 
     fn batch_full(&self) -> bool {
-        self.pending.len() >= BATCH_RECORDS || self.pending_dirs >= BATCH_DIRS
+        self.pending.len() >= BATCH_RECORDS || self.pending_dirs >= self.shared.batch_dirs
     }
 
     /// Sync the journal batch, then make the changes it lists.

@@ -410,6 +410,48 @@ fn swapping_a_directory_for_a_symlink_never_reaches_outside() {
     assert_eq!(snapshot(&outside), outside_before);
 }
 
+#[test]
+fn deep_trees_are_walked_within_the_open_file_limit() {
+    let env = OwnEnv::new();
+    // 1,500 levels: deeper than a low open-file limit, within PATH_MAX for building it.
+    let mut deepest = env.tree();
+    for _ in 0..1_500 {
+        deepest.push("d");
+    }
+    std::fs::create_dir_all(&deepest).unwrap();
+    std::fs::write(deepest.join("leaf"), "x").unwrap();
+    let before = env.snapshot();
+
+    // With 256 descriptors the walk stops at a safe depth and says so, without failing.
+    let out = std::process::Command::new("prlimit")
+        .arg("--nofile=256:256")
+        .arg(assert_cmd::cargo::cargo_bin("flowerbed"))
+        .args(["own", "--json", "tree"])
+        .current_dir(env.env.path())
+        .env("FLOWERBED_STATE_DIR", env.state())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["roots"][0]["skipped_by_reason"]["too_deep"], 1, "{report}");
+    assert!(
+        report["roots"][0]["skipped_by_reason"].get("error").is_none(),
+        "{report}"
+    );
+    assert_eq!(owner(&deepest.join("leaf")), (0, 0));
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(env.snapshot() == before);
+
+    // With the usual limit the whole tree is taken, and undone.
+    let out = env.run(["own", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(owner(&deepest.join("leaf")), (49_999, 49_999));
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(env.snapshot() == before);
+}
+
 // ---- bad input: exit 2, one line naming the culprit, nothing changed ----------------------
 
 fn assert_refused(env: &OwnEnv, args: &[&str], culprit: &str) {
