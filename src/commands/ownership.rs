@@ -271,9 +271,16 @@ fn daemon_facts() -> Option<docker::DaemonFacts> {
     if !docker::daemon_configured() {
         return None;
     }
+    // A daemon that does not answer quickly is treated as absent: `own` must not hang on it.
     docker::block_on(async {
-        let daemon = docker::Daemon::connect().await.ok()?;
-        daemon.facts().await.ok()
+        let ask = async {
+            let daemon = docker::Daemon::connect().await.ok()?;
+            daemon.facts().await.ok()
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), ask)
+            .await
+            .ok()
+            .flatten()
     })
     .ok()
     .flatten()

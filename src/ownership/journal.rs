@@ -642,12 +642,24 @@ impl JournalWriter {
                 File::open(parent)?.sync_all()?;
             }
         } else {
-            // Refuse to append to something we could not read back.
-            let mut header = [0u8; MAGIC.len()];
-            let mut reader = &writer.file;
-            reader.seek(SeekFrom::Start(0))?;
-            let got = read_full(&mut reader, &mut header)?;
-            check_header(&header[..got]).map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?;
+            // Refuse to append to something we could not read back, and cut a torn tail
+            // left by a crash: appending after it would turn it into corruption mid-file.
+            let mut reader = FrameReader::new(io::BufReader::new(&writer.file))
+                .map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?;
+            while reader
+                .next_frame()
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: journal {e}; run `flowerbed undo` or move it away",
+                        path.display()
+                    )
+                })?
+                .is_some()
+            {}
+            if let Some(Tail::Torn { offset }) = reader.tail() {
+                writer.file.set_len(*offset)?;
+                writer.file.sync_all()?;
+            }
         }
         Ok(writer)
     }
@@ -1019,6 +1031,44 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, vec![b"a".to_vec(), b"b\nc".to_vec()]);
+    }
+
+    #[test]
+    fn appending_after_a_torn_tail_cuts_it_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut writer = JournalWriter::open(&path, session(), None).unwrap();
+        writer.add(&record(b"first"));
+        writer.finish(1).unwrap();
+        // A crash in the middle of the next frame.
+        let mut torn = encode_frame(&Frame::Records(vec![record(b"lost")]));
+        torn.truncate(torn.len() / 2);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&torn).unwrap();
+        assert!(matches!(
+            parse(&fs::read(&path).unwrap()).unwrap().1,
+            Tail::Torn { .. }
+        ));
+
+        let mut writer = JournalWriter::open(&path, session(), None).unwrap();
+        writer.add(&record(b"second"));
+        writer.finish(2).unwrap();
+        let (frames, tail) = parse(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(tail, Tail::Clean);
+        assert_eq!(frames.len(), 6);
+    }
+
+    #[test]
+    fn appending_to_a_corrupt_journal_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut bytes = sample();
+        bytes[MAGIC.len() + 8] ^= 0xff;
+        fs::write(&path, &bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let err = JournalWriter::open(&path, session(), None).err().unwrap();
+        assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
+        assert_eq!(fs::read(&path).unwrap(), bytes);
     }
 
     proptest::proptest! {
