@@ -186,6 +186,9 @@ impl Shared<'_> {
 
     /// A queued directory, if one is waiting right now.
     fn try_next_item(&self) -> Option<Handoff> {
+        if self.failed.load(Ordering::SeqCst) {
+            return None;
+        }
         self.queue.lock().expect("queue lock").items.pop_front()
     }
 
