@@ -191,6 +191,16 @@ fn report(
                     outcome.report.skipped - listed
                 ));
             }
+            for planned in &outcome.report.planned {
+                printer.detail(&format!(
+                    "would change {} (now {}:{} mode {})",
+                    planned.path, planned.uid, planned.gid, planned.mode
+                ));
+            }
+            let listed = outcome.report.planned.len() as u64;
+            if dry_run && outcome.report.changed > listed {
+                printer.detail(&format!("... and {} more", outcome.report.changed - listed));
+            }
             let mut line = format!(
                 "{}: {}",
                 outcome.path.display(),

@@ -71,6 +71,18 @@ pub struct WalkReport {
     pub skipped_by_reason: BTreeMap<&'static str, u64>,
     /// The first [`LISTED_SKIPS`] skipped entries.
     pub skipped_entries: Vec<SkippedEntry>,
+    /// `--dry-run`: the first [`LISTED_SKIPS`] entries that would change.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<PlannedChange>,
+}
+
+/// One change a dry run would make.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedChange {
+    pub path: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: String,
 }
 
 impl WalkReport {
@@ -85,6 +97,8 @@ impl WalkReport {
         let room = LISTED_SKIPS.saturating_sub(self.skipped_entries.len());
         self.skipped_entries
             .extend(other.skipped_entries.into_iter().take(room));
+        let room = LISTED_SKIPS.saturating_sub(self.planned.len());
+        self.planned.extend(other.planned.into_iter().take(room));
     }
 
     pub fn skip(&mut self, path: &[u8], reason: &SkipReason) {
@@ -95,6 +109,19 @@ impl WalkReport {
                 path: display_bytes(path),
                 reason: reason.key(),
                 detail: reason.describe(),
+            });
+        }
+    }
+
+    /// Note a change a dry run would make (the first few are listed).
+    pub fn plan(&mut self, path: &[u8], uid: u32, gid: u32, mode: u32) {
+        self.changed += 1;
+        if self.planned.len() < LISTED_SKIPS {
+            self.planned.push(PlannedChange {
+                path: display_bytes(path),
+                uid,
+                gid,
+                mode: format!("{:04o}", mode & 0o7777),
             });
         }
     }

@@ -514,7 +514,8 @@ impl<'s, 'a> Worker<'s, 'a> {
     /// Journal the entry's current state and change it (now, or with its batch).
     fn change(&mut self, handle: Handle, stat: &FileStat) {
         if self.shared.options.dry_run {
-            self.report.changed += 1;
+            self.report
+                .plan(&self.path, stat.st_uid, stat.st_gid, stat.st_mode);
             return;
         }
         let pending = Pending {

@@ -232,6 +232,17 @@ fn dry_run_changes_nothing_and_writes_no_journal() {
     assert!(stdout(&out).contains("14 to change"), "{}", stdout(&out));
     assert_eq!(env.snapshot(), before);
     assert!(env.journal_files().is_empty());
+    // The plan names each entry with its current owner.
+    let out = env.run(["own", "--dry-run", "--json", "tree"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let planned = plan["roots"][0]["planned"].as_array().unwrap();
+    assert_eq!(planned.len(), 14);
+    let plain_file = planned.iter().find(|p| p["path"] == "plain").unwrap();
+    assert_eq!(
+        (plain_file["uid"].as_u64(), plain_file["mode"].as_str()),
+        (Some(1000), Some("0644"))
+    );
+    assert_eq!(env.snapshot(), before);
     env.run(["own", "tree"]);
     let owned = env.snapshot();
     let out = env.run(["undo", "--dry-run", "tree"]);
@@ -413,6 +424,42 @@ fn swapping_a_directory_for_a_symlink_never_reaches_outside() {
     let swaps = swapper.join().unwrap();
     assert!(swaps > 0);
     assert_eq!(snapshot(&outside), outside_before);
+}
+
+/// Unmounts on drop, so a failing assertion does not leave a mount behind.
+struct TmpfsMount(PathBuf);
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount(&self.0);
+    }
+}
+
+#[test]
+fn mount_points_below_the_root_are_reported_and_not_entered() {
+    let env = OwnEnv::new();
+    std::fs::write(env.tree().join("file"), "x").unwrap();
+    let mount_point = env.tree().join("mnt");
+    std::fs::create_dir(&mount_point).unwrap();
+    let mounted = nix::mount::mount(
+        Some("none"),
+        &mount_point,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    );
+    if mounted.is_err() {
+        eprintln!("cannot mount tmpfs here ({mounted:?}); mount-point test skipped");
+        return;
+    }
+    let _guard = TmpfsMount(mount_point.clone());
+    std::fs::write(mount_point.join("other-fs"), "y").unwrap();
+    let out = env.run(["own", "tree"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("mnt: mount point"), "{}", stderr(&out));
+    assert_eq!(owner(&env.tree().join("file")), (49_999, 49_999));
+    assert_eq!(owner(&mount_point), (0, 0));
+    assert_eq!(owner(&mount_point.join("other-fs")), (0, 0));
 }
 
 #[test]
