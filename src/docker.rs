@@ -20,6 +20,9 @@ use futures_util::StreamExt;
 /// Where bollard connects when `DOCKER_HOST` is unset.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
+/// How long to wait for the daemon to answer its first request.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Run a future to completion on a fresh current-thread runtime.
 pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -110,7 +113,11 @@ impl Daemon {
             )
         };
         let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(&e))?;
-        let docker = docker.negotiate_version().await.map_err(|e| unreachable(&e))?;
+        // A tcp:// address that swallows packets would otherwise hold us for minutes.
+        let docker = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
+            .await
+            .map_err(|_| unreachable(&format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|e| unreachable(&e))?;
         Ok(Self { docker, host })
     }
 
