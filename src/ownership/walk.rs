@@ -103,10 +103,10 @@ pub fn reown(
     let start = first.visit(&base, &root.name, None, None, 0);
     let results: Vec<Result<WalkReport>> = std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..workers)
-            .map(|_| scope.spawn(|| Worker::new(&shared).run(Vec::new())))
+            .map(|_| scope.spawn(|| Worker::new(&shared).run(None)))
             .collect();
         let first_result = match start {
-            Ok(start) => first.run(start.into_iter().collect()),
+            Ok(start) => first.run(start),
             Err(err) => Err(first.abandon(err)),
         };
         let mut results = vec![first_result];
@@ -232,6 +232,23 @@ impl OpenDir {
     }
 }
 
+/// One level of a worker's walk: the directory, and the same as the parent of its entries
+/// (made once per directory, not per entry).
+#[derive(Clone)]
+struct Level {
+    dir: Rc<OpenDir>,
+    as_parent: Rc<ParentDir>,
+}
+
+impl Level {
+    fn new(dir: Rc<OpenDir>) -> Self {
+        Self {
+            as_parent: Rc::new(ParentDir::Walked(dir.clone())),
+            dir,
+        }
+    }
+}
+
 /// Where a pending change is applied.
 enum Handle {
     /// The directory itself, through its own descriptor.
@@ -290,7 +307,8 @@ impl<'s, 'a> Worker<'s, 'a> {
     }
 
     /// Walk the given directories, then whatever is handed over, until the walk is over.
-    fn run(mut self, mut stack: Vec<Rc<OpenDir>>) -> Result<WalkReport> {
+    fn run(mut self, start: Option<Rc<OpenDir>>) -> Result<WalkReport> {
+        let mut stack: Vec<Level> = start.map(Level::new).into_iter().collect();
         loop {
             if let Err(err) = self.walk(&mut stack) {
                 return Err(self.abandon(err));
@@ -310,7 +328,7 @@ impl<'s, 'a> Worker<'s, 'a> {
             };
             self.path = item.path;
             match self.adopt(item.fd, &item.stat, item.depth) {
-                Ok(Some(dir)) => stack.push(dir),
+                Ok(Some(dir)) => stack.push(Level::new(dir)),
                 Ok(None) => {}
                 Err(err) => return Err(self.abandon(err)),
             }
@@ -334,8 +352,8 @@ impl<'s, 'a> Worker<'s, 'a> {
         self.shared.wake.notify_all();
     }
 
-    fn walk(&mut self, stack: &mut Vec<Rc<OpenDir>>) -> Result<()> {
-        while let Some(top) = stack.last().cloned() {
+    fn walk(&mut self, stack: &mut Vec<Level>) -> Result<()> {
+        while let Some(Level { dir: top, as_parent }) = stack.last().cloned() {
             if self.shared.failed.load(Ordering::Relaxed) {
                 stack.clear();
                 return Ok(());
@@ -360,11 +378,14 @@ impl<'s, 'a> Worker<'s, 'a> {
                         self.path.push(b'/');
                     }
                     self.path.extend_from_slice(name.to_bytes());
-                    let parent = Rc::new(ParentDir::Walked(top.clone()));
-                    if let Some(child) =
-                        self.visit(&parent, name, entry.file_type(), Some(entry.ino()), top.depth + 1)?
-                    {
-                        stack.push(child);
+                    if let Some(child) = self.visit(
+                        &as_parent,
+                        name,
+                        entry.file_type(),
+                        Some(entry.ino()),
+                        top.depth + 1,
+                    )? {
+                        stack.push(Level::new(child));
                     }
                 }
             }
