@@ -128,8 +128,13 @@ fn seed_failure_is_predicted_with_the_fix_and_the_fix_works() {
             dir.join("superlink-certificates").display()
         )
     );
-    // Apply what the fix does (hand the folder to 49999) and check again: clean.
-    chown_tree(&dir.join("superlink-certificates"), APP, APP);
+    // Run the fix as printed (we are root here, so without `sudo`), then check again.
+    let state = tempfile::tempdir().unwrap();
+    let words = shlex::split(fix.strip_prefix("sudo ").unwrap()).unwrap();
+    assert_eq!(words[0], "flowerbed");
+    env.flowerbed(&words[1..]).env("FLOWERBED_STATE_DIR", state.path()).assert().success();
+    let key = std::fs::metadata(dir.join("superlink-certificates/server.key")).unwrap();
+    assert_eq!((std::os::unix::fs::MetadataExt::uid(&key), std::os::unix::fs::MetadataExt::gid(&key)), (APP, APP));
     let (code, ids, _) = check(&env, &["deploy"]);
     assert_eq!((code, ids), (0, Vec::<String>::new()));
 }
