@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Certs(command) => commands::certs::run(command, &printer),
         Command::Check(args) => commands::check::run(&args, &printer),
+        Command::Doctor(args) => commands::doctor::run(&args, &printer),
         Command::Own(args) => commands::ownership::run_own(&args, &printer),
         Command::Undo(args) => commands::ownership::run_undo(&args, &printer),
         Command::Release(args) => commands::ownership::run_release(&args, &printer),

@@ -261,3 +261,216 @@ mod tests {
         );
     }
 }
+
+/// A container as the daemon reports it, reduced to what `check --live` needs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    /// `Config.User` (`49999:49999`, `app`, or empty for the image's default).
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub entrypoint: Vec<String>,
+    pub args: Vec<String>,
+    pub mounts: Vec<LiveMount>,
+    pub status: String,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    /// The Compose project the container belongs to, if any.
+    pub project: Option<String>,
+    /// The last lines of its log (stdout and stderr).
+    pub log_tail: Vec<String>,
+}
+
+/// One mount of a live container.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveMount {
+    pub kind: String,
+    pub source: String,
+    pub destination: String,
+    pub read_write: bool,
+    pub mode: String,
+}
+
+/// A local image and the user its containers run as.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageUser {
+    pub tags: Vec<String>,
+    pub user: String,
+    pub entrypoint: Vec<String>,
+}
+
+const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
+
+impl Daemon {
+    /// The API version agreed with the daemon.
+    pub fn api_version(&self) -> String {
+        let version = self.docker.client_version();
+        format!("{}.{}", version.major_version, version.minor_version)
+    }
+
+    /// Security options as the daemon lists them (`name=rootless`, `name=selinux`, ...).
+    pub async fn security_options(&self) -> Result<Vec<String>> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .with_context(|| format!("{}: docker info failed", self.host))?;
+        Ok(info.security_options.unwrap_or_default())
+    }
+
+    /// Containers named by `targets` (names, IDs, or Compose project names), or every
+    /// container whose image or entrypoint looks like a Flower component when empty.
+    /// Unknown targets are an error naming them.
+    pub async fn containers(&self, targets: &[String], log_lines: usize) -> Result<Vec<LiveContainer>> {
+        let summaries = self
+            .docker
+            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                all: true,
+                ..Default::default()
+            }))
+            .await
+            .with_context(|| format!("{}: cannot list containers", self.host))?;
+        let mut ids: Vec<String> = Vec::new();
+        for target in targets {
+            let matched: Vec<String> = summaries
+                .iter()
+                .filter(|summary| {
+                    let id = summary.id.as_deref().unwrap_or_default();
+                    let by_name = summary
+                        .names
+                        .as_deref()
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|name| name.trim_start_matches('/') == target);
+                    let by_project = summary
+                        .labels
+                        .as_ref()
+                        .and_then(|labels| labels.get(COMPOSE_PROJECT_LABEL))
+                        .is_some_and(|project| project == target);
+                    by_name || by_project || (target.len() >= 4 && id.starts_with(target.as_str()))
+                })
+                .filter_map(|summary| summary.id.clone())
+                .collect();
+            if matched.is_empty() {
+                bail!(
+                    "{target}: no such container or Compose project on the Docker daemon at {}",
+                    self.host
+                );
+            }
+            ids.extend(matched);
+        }
+        if targets.is_empty() {
+            ids = summaries
+                .iter()
+                .filter(|summary| {
+                    let image = summary.image.as_deref().unwrap_or_default();
+                    let command = summary.command.as_deref().unwrap_or_default();
+                    crate::check::spec::Role::guess(image).is_some()
+                        || command
+                            .split_whitespace()
+                            .next()
+                            .and_then(crate::check::spec::Role::guess)
+                            .is_some()
+                })
+                .filter_map(|summary| summary.id.clone())
+                .collect();
+        }
+        ids.dedup();
+        let mut containers = Vec::with_capacity(ids.len());
+        for id in ids {
+            containers.push(self.inspect(&id, log_lines).await?);
+        }
+        Ok(containers)
+    }
+
+    async fn inspect(&self, id: &str, log_lines: usize) -> Result<LiveContainer> {
+        let details = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .with_context(|| format!("{id}: cannot inspect the container"))?;
+        let config = details.config.unwrap_or_default();
+        let state = details.state.unwrap_or_default();
+        let mounts = details
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mount| LiveMount {
+                kind: mount.typ.unwrap_or_default().to_lowercase(),
+                source: mount.source.unwrap_or_default(),
+                destination: mount.destination.unwrap_or_default(),
+                read_write: mount.rw.unwrap_or(true),
+                mode: mount.mode.unwrap_or_default(),
+            })
+            .collect();
+        Ok(LiveContainer {
+            id: details.id.unwrap_or_else(|| id.to_string()),
+            name: details
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            image: config.image.clone().unwrap_or_default(),
+            user: config.user.clone().filter(|u| !u.is_empty()),
+            working_dir: config.working_dir.clone().filter(|w| !w.is_empty()),
+            entrypoint: config.entrypoint.clone().unwrap_or_default(),
+            args: config.cmd.clone().unwrap_or_default(),
+            mounts,
+            status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            running: state.running.unwrap_or(false),
+            exit_code: state.exit_code,
+            project: config
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(COMPOSE_PROJECT_LABEL).cloned()),
+            log_tail: self.log_tail(id, log_lines).await,
+        })
+    }
+
+    /// The last `lines` lines a container printed (empty when the log is unavailable).
+    pub async fn log_tail(&self, id: &str, lines: usize) -> Vec<String> {
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail(&lines.to_string())
+            .build();
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        text.lines().map(str::to_string).collect()
+    }
+
+    /// Local images that look like Flower components, and the user each runs as.
+    pub async fn flower_images(&self) -> Result<Vec<ImageUser>> {
+        let images = self
+            .docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .with_context(|| format!("{}: cannot list images", self.host))?;
+        let mut out = Vec::new();
+        for image in images {
+            if !image
+                .repo_tags
+                .iter()
+                .any(|tag| crate::check::spec::Role::guess(tag).is_some())
+            {
+                continue;
+            }
+            let Ok(details) = self.docker.inspect_image(&image.id).await else {
+                continue;
+            };
+            let config = details.config.unwrap_or_default();
+            out.push(ImageUser {
+                tags: image.repo_tags.clone(),
+                user: config.user.unwrap_or_default(),
+                entrypoint: config.entrypoint.unwrap_or_default(),
+            });
+        }
+        out.sort_by(|a, b| a.tags.cmp(&b.tags));
+        Ok(out)
+    }
+}

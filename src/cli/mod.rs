@@ -17,6 +17,7 @@ Examples:
   flowerbed certs verify deploy            will a supernode accept this superlink?
   flowerbed certs inspect deploy/superlink-certificates/server.pem
   flowerbed check --compose compose.yaml   will these containers start?
+  flowerbed doctor                         what this Docker set-up means for UID 49999
   sudo flowerbed own deploy/state          hand a folder to Flower's UID 49999, journaled
   sudo flowerbed undo deploy/state         put owners and modes back exactly
   sudo flowerbed release deploy            hand it to yourself before deleting it
@@ -60,6 +61,9 @@ pub enum Command {
 
     /// Predict permission and TLS failures of a deployment from the host side.
     Check(check::CheckArgs),
+
+    /// Report the Docker set-up: daemon, user namespaces, SELinux, Compose, Flower images.
+    Doctor(check::DoctorArgs),
     /// Give every entry under PATH to the container's UID:GID (49999:49999), journaled.
     #[command(after_help = ownership::OWN_AFTER_HELP)]
     Own(ownership::OwnArgs),
