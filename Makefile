@@ -45,3 +45,15 @@ man: build
 
 clean:
 	$(CARGO) clean
+
+# Fuzz every parser for FUZZ_SECONDS each (libFuzzer via cargo-fuzz; stable toolchain
+# with RUSTC_BOOTSTRAP for the sanitizer flags). Not part of `make test`.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= certificate_material compose_reader subject_names run_script_reader
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$target && \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$target corpus/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done

@@ -47,9 +47,18 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Certs(command) => commands::certs::run(command, &printer),
         Command::Check(args) => commands::check::run(&args, &printer),
+        Command::Doctor(args) => commands::doctor::run(&args, &printer),
+        Command::Own(args) => commands::ownership::run_own(&args, &printer),
+        Command::Undo(args) => commands::ownership::run_undo(&args, &printer),
+        Command::Release(args) => commands::ownership::run_release(&args, &printer),
+        Command::Journal(command) => commands::ownership::run_journal(&command, &printer),
         Command::Completions { shell } => {
             let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "flowerbed", &mut io::stdout().lock());
+            // clap_complete panics on a write error: render first, so a closed pipe is an
+            // ordinary BrokenPipe error (quiet exit 0).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "flowerbed", &mut script);
+            io::stdout().lock().write_all(&script)?;
             Ok(Outcome::Success)
         }
         Command::Man { out_dir } => commands::man::run(out_dir.as_deref(), &printer),

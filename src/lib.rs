@@ -8,9 +8,11 @@ pub mod app;
 pub mod check;
 pub mod cli;
 pub mod commands;
+pub mod docker;
 pub mod error;
 pub mod fsutil;
 pub mod output;
+pub mod ownership;
 pub mod tls;
 
 /// The UID and GID that Flower's official images run as (user `app`).

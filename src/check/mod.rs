@@ -3,6 +3,7 @@
 //! containers.
 
 pub mod compose;
+pub mod live;
 pub mod perm;
 pub mod report;
 pub mod rules;

@@ -26,23 +26,27 @@ pub struct Finding {
 /// Maps a container UID/GID to the host's (rootless Docker and userns-remap shift them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct IdShift {
-    /// Host ID of container ID 1 (`subuid start`); container 0 is the daemon's user.
+    /// Start of the subordinate UID range.
     pub uid_start: Option<u32>,
     pub gid_start: Option<u32>,
+    /// userns-remap maps n to `start + n`; rootless Docker maps n >= 1 to `start + n - 1`
+    /// (its container root is the daemon user itself).
+    pub remap: bool,
 }
 
 impl IdShift {
     pub fn host_uid(&self, container_uid: u32) -> u32 {
-        shift(self.uid_start, container_uid)
+        shift(self.uid_start, container_uid, self.remap)
     }
     pub fn host_gid(&self, container_gid: u32) -> u32 {
-        shift(self.gid_start, container_gid)
+        shift(self.gid_start, container_gid, self.remap)
     }
 }
 
-fn shift(start: Option<u32>, id: u32) -> u32 {
-    match (start, id) {
-        (Some(start), 1..) => start.saturating_add(id - 1),
+fn shift(start: Option<u32>, id: u32, remap: bool) -> u32 {
+    match (start, id, remap) {
+        (Some(start), _, true) => start.saturating_add(id),
+        (Some(start), 1.., false) => start.saturating_add(id - 1),
         _ => id,
     }
 }
@@ -668,7 +672,12 @@ fn superlink_aliases(host: &str) -> bool {
 fn renew_fix(cert: &Path, names: &[SubjectName]) -> String {
     let folder = cert.parent().unwrap_or(Path::new("."));
     let root = deployment_root(folder);
-    let ca = root.join("ca");
+    // The CA lives in ca/ in flowerbed's layout, beside the server certificate in Flower's.
+    let (layout_flag, ca) = if root.join("ca/ca.key").is_file() {
+        ("", root.join("ca"))
+    } else {
+        (" --flat", folder.to_path_buf())
+    };
     let extra = names
         .iter()
         .filter(|n| !crate::tls::layout::DEFAULT_NAMES.contains(&n.to_string().as_str()))
@@ -677,9 +686,10 @@ fn renew_fix(cert: &Path, names: &[SubjectName]) -> String {
             out.push_str(&shlex::try_quote(&n.to_string()).unwrap_or_default());
             out
         });
+    let target = if layout_flag.is_empty() { root } else { folder };
     format!(
-        "flowerbed certs generate {} --force --ca-cert {} --ca-key {}{extra}",
-        quote(root),
+        "flowerbed certs generate {}{layout_flag} --force --ca-cert {} --ca-key {}{extra}",
+        quote(target),
         quote(&ca.join("ca.crt")),
         quote(&ca.join("ca.key"))
     )
@@ -694,12 +704,16 @@ mod tests {
         let shift = IdShift {
             uid_start: Some(100_000),
             gid_start: Some(200_000),
+            remap: false,
         };
         assert_eq!(shift.host_uid(0), 0);
         assert_eq!(shift.host_uid(1), 100_000);
         assert_eq!(shift.host_uid(49_999), 149_998);
         assert_eq!(shift.host_gid(49_999), 249_998);
         assert_eq!(IdShift::default().host_uid(49_999), 49_999);
+        let remap = IdShift { remap: true, ..shift };
+        assert_eq!(remap.host_uid(0), 100_000);
+        assert_eq!(remap.host_uid(49_999), 149_999);
     }
 
     #[test]

@@ -19,7 +19,9 @@ Examples:
   flowerbed check deploy
   flowerbed check --compose compose.yaml --format sarif > flowerbed.sarif
   flowerbed check --run-script deploy/run.sh --json
-  flowerbed check --compose compose.yaml --id-shift 100000     # rootless Docker";
+  flowerbed check --compose compose.yaml --id-shift 100000     # rootless Docker
+  flowerbed check --live                                         # every Flower container
+  flowerbed check --live myproject superlink-1 --json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -64,6 +66,20 @@ pub struct CheckArgs {
     #[arg(long, value_name = "START[:GID_START]")]
     pub id_shift: Option<String>,
 
+    /// With --id-shift: the daemon uses userns-remap (container ID n is START + n) rather
+    /// than rootless Docker (n is START + n - 1).
+    #[arg(long, requires = "id_shift")]
+    pub remap: bool,
+
+    /// Inspect live containers through the Docker API instead: names, IDs or Compose
+    /// project names (none: every container that runs a Flower component).
+    #[arg(long, num_args = 0.., value_name = "CONTAINER|PROJECT", conflicts_with_all = ["dir", "compose", "run_script"])]
+    pub live: Option<Vec<String>>,
+
+    /// With --live: how many log lines to read from each container.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub log_lines: usize,
+
     /// Whether to apply the SELinux labelling rule.
     #[arg(long, value_enum, default_value_t = SelinuxMode::Auto)]
     pub selinux: SelinuxMode,
@@ -78,5 +94,19 @@ pub struct CheckArgs {
 
     /// Same as --format json.
     #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 nothing wrong, 1 problems found (listed).\n\nExamples:\n  flowerbed doctor\n  DOCKER_HOST=unix:///run/user/1000/docker.sock flowerbed doctor --json"
+)]
+pub struct DoctorArgs {
+    /// Container UID to map to the host (rootless Docker / userns-remap).
+    #[arg(long, default_value_t = crate::FLOWER_UID)]
+    pub uid: u32,
+
+    /// Print JSON.
+    #[arg(long)]
     pub json: bool,
 }

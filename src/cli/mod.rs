@@ -9,6 +9,7 @@ use crate::output::ColorChoice;
 
 pub mod certs;
 pub mod check;
+pub mod ownership;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -16,6 +17,10 @@ Examples:
   flowerbed certs verify deploy            will a supernode accept this superlink?
   flowerbed certs inspect deploy/superlink-certificates/server.pem
   flowerbed check --compose compose.yaml   will these containers start?
+  flowerbed doctor                         what this Docker set-up means for UID 49999
+  sudo flowerbed own deploy/state          hand a folder to Flower's UID 49999, journaled
+  sudo flowerbed undo deploy/state         put owners and modes back exactly
+  sudo flowerbed release deploy            hand it to yourself before deleting it
 
 Exit codes: 0 success, 1 findings (verify/check), 2 bad input or failure (nothing changed).";
 
@@ -56,6 +61,24 @@ pub enum Command {
 
     /// Predict permission and TLS failures of a deployment from the host side.
     Check(check::CheckArgs),
+
+    /// Report the Docker set-up: daemon, user namespaces, SELinux, Compose, Flower images.
+    Doctor(check::DoctorArgs),
+    /// Give every entry under PATH to the container's UID:GID (49999:49999), journaled.
+    #[command(after_help = ownership::OWN_AFTER_HELP)]
+    Own(ownership::OwnArgs),
+
+    /// Restore the owners and modes recorded by `own`.
+    #[command(after_help = ownership::UNDO_AFTER_HELP)]
+    Undo(ownership::UndoArgs),
+
+    /// Hand a tree to the person running flowerbed (the sudo caller), e.g. before deleting it.
+    #[command(after_help = ownership::RELEASE_AFTER_HELP)]
+    Release(ownership::ReleaseArgs),
+
+    /// Show what `own` has recorded.
+    #[command(subcommand, after_help = ownership::JOURNAL_AFTER_HELP)]
+    Journal(ownership::JournalCommand),
 
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  flowerbed completions bash > /etc/bash_completion.d/flowerbed")]

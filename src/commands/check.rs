@@ -20,6 +20,7 @@ fn parse_id_shift(text: &str) -> Result<IdShift> {
     Ok(IdShift {
         uid_start: Some(parse(uid)?),
         gid_start: Some(parse(gid)?),
+        remap: false,
     })
 }
 
@@ -65,6 +66,9 @@ fn folder_specs(dir: &Path) -> Result<(Vec<ContainerSpec>, bool)> {
 }
 
 pub fn run(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
+    if let Some(targets) = &args.live {
+        return run_live(args, targets, printer);
+    }
     let (source, specs, from_script) = if let Some(file) = &args.compose {
         (file.display().to_string(), check::compose::read(file)?, false)
     } else if let Some(file) = &args.run_script {
@@ -91,4 +95,74 @@ pub fn print(report: &check::CheckReport, args: &CheckArgs, printer: &Printer) -
         Format::Json => printer.json(report),
         Format::Sarif => printer.json(&check::report::sarif(report)),
     }
+}
+
+/// The daemon's user-namespace shift, from `docker info` and /etc/subuid, /etc/subgid.
+pub fn daemon_id_shift(facts: &crate::docker::DaemonFacts) -> Option<IdShift> {
+    if !(facts.rootless || facts.userns_remap) {
+        return None;
+    }
+    // Rootless: the daemon runs as the calling user; userns-remap: Docker's default
+    // remap user is `dockremap`.
+    let (user, user_id) = if facts.rootless {
+        let uid = nix::unistd::getuid();
+        let name = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default();
+        (name, uid.as_raw())
+    } else {
+        ("dockremap".to_string(), u32::MAX)
+    };
+    let start = |file: &str| {
+        let ranges = crate::ownership::subid::parse_subid(&std::fs::read_to_string(file).unwrap_or_default());
+        let id_text = user_id.to_string();
+        ranges
+            .into_iter()
+            .find(|r| r.owner == user || r.owner == id_text)
+            .map(|r| r.start)
+    };
+    Some(IdShift {
+        uid_start: start("/etc/subuid"),
+        gid_start: start("/etc/subgid"),
+        remap: facts.userns_remap,
+    })
+}
+
+fn run_live(args: &CheckArgs, targets: &[String], printer: &Printer) -> Result<Outcome> {
+    let (containers, facts) = crate::docker::block_on(async {
+        let daemon = crate::docker::Daemon::connect().await?;
+        let facts = daemon.facts().await?;
+        let containers = daemon.containers(targets, args.log_lines).await?;
+        anyhow::Ok((containers, facts))
+    })??;
+    if containers.is_empty() {
+        bail!(
+            "no Flower containers found on the Docker daemon at {} (name them: check --live NAME)",
+            crate::docker::docker_host()
+        );
+    }
+    let mut settings = settings(args, false)?;
+    if args.id_shift.is_none() {
+        if let Some(shift) = daemon_id_shift(&facts) {
+            settings.id_shift = shift;
+        }
+    }
+    let specs: Vec<ContainerSpec> = containers.iter().map(check::live::to_spec).collect();
+    let mut report = check::run(
+        format!("live containers on {}", crate::docker::docker_host()),
+        &specs,
+        &settings,
+    );
+    for container in &containers {
+        check::live::state_findings(container, &mut report.findings);
+    }
+    report = check::CheckReport::new(report.source, report.services, report.findings);
+    print(&report, args, printer)?;
+    Ok(if report.ok {
+        Outcome::Success
+    } else {
+        Outcome::Findings
+    })
 }

@@ -3,4 +3,6 @@
 
 pub mod certs;
 pub mod check;
+pub mod doctor;
 pub mod man;
+pub mod ownership;

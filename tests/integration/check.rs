@@ -128,8 +128,22 @@ fn seed_failure_is_predicted_with_the_fix_and_the_fix_works() {
             dir.join("superlink-certificates").display()
         )
     );
-    // Apply what the fix does (hand the folder to 49999) and check again: clean.
-    chown_tree(&dir.join("superlink-certificates"), APP, APP);
+    // Run the fix as printed (we are root here, so without `sudo`), then check again.
+    let state = tempfile::tempdir().unwrap();
+    let words = shlex::split(fix.strip_prefix("sudo ").unwrap()).unwrap();
+    assert_eq!(words[0], "flowerbed");
+    env.flowerbed(&words[1..])
+        .env("FLOWERBED_STATE_DIR", state.path())
+        .assert()
+        .success();
+    let key = std::fs::metadata(dir.join("superlink-certificates/server.key")).unwrap();
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&key),
+            std::os::unix::fs::MetadataExt::gid(&key)
+        ),
+        (APP, APP)
+    );
     let (code, ids, _) = check(&env, &["deploy"]);
     assert_eq!((code, ids), (0, Vec::<String>::new()));
 }
@@ -378,4 +392,34 @@ fn check_bad_inputs() {
         .output()
         .unwrap();
     assert_bad_input(&out, "--id-shift");
+}
+
+#[test]
+fn live_and_doctor_without_a_daemon() {
+    let env = TestEnv::new();
+    let out = env
+        .flowerbed(["check", "--live"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_bad_input(&out, "DOCKER_HOST");
+    let out = env
+        .flowerbed(["doctor", "--json"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an unreachable daemon is a problem doctor reports"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["docker_host"], "unix:///nonexistent/docker.sock");
+    assert!(report["daemon"].is_null());
+    assert!(
+        report["daemon_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the Docker daemon")
+    );
 }

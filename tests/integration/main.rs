@@ -4,4 +4,5 @@ mod certs;
 mod check;
 mod cli;
 mod flower;
+mod ownership;
 mod testenv;

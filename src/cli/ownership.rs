@@ -1,0 +1,158 @@
+//! clap types for `own`, `undo`, `release` and `journal`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::{FLOWER_GID, FLOWER_UID};
+
+/// The image the helper container runs when `--helper-image` is not given.
+pub const DEFAULT_HELPER_IMAGE: &str = "flwr/superlink:1.42.0";
+
+pub const OWN_AFTER_HELP: &str = "\
+Examples:
+  sudo flowerbed own deploy/superlink-certificates deploy/state
+  sudo flowerbed own --dry-run deploy                 what would change, nothing written
+  flowerbed own --via-docker deploy/state             no sudo: a helper container does it
+  sudo flowerbed own --host-uid 149998 --host-gid 149998 state   rootless Docker, by hand
+
+Symlinks are re-owned themselves, never followed; mount points below PATH and files with
+other hard links are reported and skipped. Before anything changes, the old owner, group
+and mode of every entry are journaled (see `flowerbed journal list`), so `flowerbed undo`
+puts them back exactly. Running `own` again changes only what is not right yet; `undo`
+still returns to the state before the first `own`.";
+
+pub const UNDO_AFTER_HELP: &str = "\
+Examples:
+  sudo flowerbed undo deploy/state
+  sudo flowerbed undo --dry-run deploy/state
+  sudo flowerbed undo --skip-changed deploy/state     restore what still matches the journal
+
+Every entry is checked (device and inode) before it is restored; if any changed since
+`own`, nothing is restored unless --skip-changed is given. The journal is removed once
+everything is back.";
+
+pub const RELEASE_AFTER_HELP: &str = "\
+Examples:
+  sudo flowerbed release deploy && rm -rf deploy      hand back to the sudo caller, then delete
+  sudo flowerbed release --to alice:staff deploy/state
+  flowerbed release --via-docker deploy
+
+Without --to, the tree goes to the user who ran sudo (SUDO_UID/SUDO_GID), or else to the
+current user. A journal left by `own` is retired once the whole tree was handed over.";
+
+pub const JOURNAL_AFTER_HELP: &str = "\
+Examples:
+  flowerbed journal list
+  sudo flowerbed journal show deploy/state --json";
+
+#[derive(Debug, Args)]
+pub struct OwnArgs {
+    /// Folders (or files) to hand over, each including everything below it.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// The UID inside the container (Flower's images run as 49999).
+    #[arg(long, default_value_t = FLOWER_UID, value_name = "UID")]
+    pub uid: u32,
+
+    /// The GID inside the container.
+    #[arg(long, default_value_t = FLOWER_GID, value_name = "GID")]
+    pub gid: u32,
+
+    /// Also re-own regular files that have other hard links (which may live outside PATH).
+    #[arg(long)]
+    pub allow_hardlinks: bool,
+
+    /// The host UID to use as is, skipping the rootless/userns-remap mapping of --uid.
+    #[arg(long, value_name = "N")]
+    pub host_uid: Option<u32>,
+
+    /// The host GID to use as is, skipping the rootless/userns-remap mapping of --gid.
+    #[arg(long, value_name = "N")]
+    pub host_gid: Option<u32>,
+
+    #[command(flatten)]
+    pub docker: ViaDockerArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// Folders (or files) to restore from their journals.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Restore the entries that still match the journal even if others changed since `own`.
+    #[arg(long)]
+    pub skip_changed: bool,
+
+    #[command(flatten)]
+    pub docker: ViaDockerArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// Folders (or files) to hand back.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Give the tree to this user (and group), by name or number; default: the sudo caller.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub to: Option<String>,
+
+    /// Also re-own regular files that have other hard links.
+    #[arg(long)]
+    pub allow_hardlinks: bool,
+
+    #[command(flatten)]
+    pub docker: ViaDockerArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ViaDockerArgs {
+    /// Make the change in a short-lived helper container (user 0) instead of needing sudo.
+    #[arg(long)]
+    pub via_docker: bool,
+
+    /// The image the helper runs; it must already be on the machine (never pulled).
+    #[arg(long, value_name = "IMAGE", requires = "via_docker", default_value = DEFAULT_HELPER_IMAGE)]
+    pub helper_image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Show what would change; change nothing and write no journal.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// List every journal with its folder, runs and entry counts.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what is recorded for PATH, entry by entry.
+    Show {
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,586 @@
+//! `flowerbed own|undo|release|journal`: flags to settings, privilege and Docker decisions,
+//! printing.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::cli::ownership::{JournalCommand, OwnArgs, ReleaseArgs, UndoArgs, ViaDockerArgs};
+use crate::docker;
+use crate::error::{Error, Outcome};
+use crate::output::Printer;
+use crate::ownership::journal;
+use crate::ownership::report::display_bytes;
+use crate::ownership::subid::{self, Userns};
+use crate::ownership::{self, ReownSettings, RootOutcome, Target, UndoSettings};
+
+#[derive(Serialize)]
+struct RunReport<'a> {
+    command: &'a str,
+    dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<Target>,
+    roots: &'a [RootOutcome],
+}
+
+pub fn run_own(args: &OwnArgs, printer: &Printer) -> Result<Outcome> {
+    if args.docker.via_docker {
+        return via_docker(&args.docker, &args.paths, *printer, |helper_args| {
+            helper_args.extend(["own".into(), "--uid".into(), args.uid.to_string(), "--gid".into()]);
+            helper_args.push(args.gid.to_string());
+            // Inside the helper the IDs are container IDs already: no second mapping.
+            helper_args.extend(["--host-uid".into(), args.uid.to_string(), "--host-gid".into()]);
+            helper_args.push(args.gid.to_string());
+            if args.allow_hardlinks {
+                helper_args.push("--allow-hardlinks".into());
+            }
+            push_common(helper_args, args.common.dry_run, args.common.json);
+            Ok(())
+        });
+    }
+    let target = host_target(args, *printer)?;
+    require_root(args.common.dry_run)?;
+    let settings = ReownSettings {
+        paths: args.paths.clone(),
+        target,
+        allow_hardlinks: args.allow_hardlinks,
+        dry_run: args.common.dry_run,
+        progress: !printer.quiet() && !args.common.json,
+    };
+    let outcomes = ownership::own(&settings)?;
+    let verb = if args.common.dry_run {
+        "to change"
+    } else {
+        "changed"
+    };
+    report(
+        "own",
+        Some(target),
+        args.common.dry_run,
+        args.common.json,
+        verb,
+        &outcomes,
+        *printer,
+    )
+}
+
+pub fn run_undo(args: &UndoArgs, printer: &Printer) -> Result<Outcome> {
+    if args.docker.via_docker {
+        return via_docker(&args.docker, &args.paths, *printer, |helper_args| {
+            helper_args.push("undo".into());
+            if args.skip_changed {
+                helper_args.push("--skip-changed".into());
+            }
+            push_common(helper_args, args.common.dry_run, args.common.json);
+            Ok(())
+        });
+    }
+    require_root(args.common.dry_run)?;
+    let settings = UndoSettings {
+        paths: args.paths.clone(),
+        skip_changed: args.skip_changed,
+        dry_run: args.common.dry_run,
+        progress: !printer.quiet() && !args.common.json,
+    };
+    let outcomes = ownership::undo(&settings)?;
+    let verb = if args.common.dry_run {
+        "to restore"
+    } else {
+        "restored"
+    };
+    report(
+        "undo",
+        None,
+        args.common.dry_run,
+        args.common.json,
+        verb,
+        &outcomes,
+        *printer,
+    )
+}
+
+pub fn run_release(args: &ReleaseArgs, printer: &Printer) -> Result<Outcome> {
+    let target = release_target(args.to.as_deref())?;
+    if args.docker.via_docker {
+        return via_docker(&args.docker, &args.paths, *printer, |helper_args| {
+            // Rootless Docker: the helper's root *is* the calling user on the host.
+            let rootless = args.to.is_none() && daemon_facts().is_some_and(|f| f.rootless);
+            let to = if rootless {
+                "0:0".to_string()
+            } else {
+                format!("{}:{}", target.uid, target.gid)
+            };
+            helper_args.extend(["release".into(), "--to".into(), to]);
+            if args.allow_hardlinks {
+                helper_args.push("--allow-hardlinks".into());
+            }
+            push_common(helper_args, args.common.dry_run, args.common.json);
+            Ok(())
+        });
+    }
+    require_root(args.common.dry_run)?;
+    let settings = ReownSettings {
+        paths: args.paths.clone(),
+        target,
+        allow_hardlinks: args.allow_hardlinks,
+        dry_run: args.common.dry_run,
+        progress: !printer.quiet() && !args.common.json,
+    };
+    let outcomes = ownership::release(&settings)?;
+    let verb = if args.common.dry_run {
+        "to change"
+    } else {
+        "changed"
+    };
+    report(
+        "release",
+        Some(target),
+        args.common.dry_run,
+        args.common.json,
+        verb,
+        &outcomes,
+        *printer,
+    )
+}
+
+fn push_common(helper_args: &mut Vec<String>, dry_run: bool, json: bool) {
+    if dry_run {
+        helper_args.push("--dry-run".into());
+    }
+    if json {
+        helper_args.push("--json".into());
+    }
+}
+
+fn report(
+    command: &str,
+    target: Option<Target>,
+    dry_run: bool,
+    json: bool,
+    verb: &str,
+    outcomes: &[RootOutcome],
+    printer: Printer,
+) -> Result<Outcome> {
+    let findings = outcomes.iter().any(|o| o.report.skipped > 0);
+    if json {
+        printer.json(&RunReport {
+            command,
+            dry_run,
+            target,
+            roots: outcomes,
+        })?;
+    } else {
+        for outcome in outcomes {
+            for skipped in &outcome.report.skipped_entries {
+                printer.warn(&format!(
+                    "{}: skipped {}: {}",
+                    outcome.path.display(),
+                    skipped.path,
+                    skipped.detail
+                ));
+            }
+            let listed = outcome.report.skipped_entries.len() as u64;
+            if outcome.report.skipped > listed {
+                printer.warn(&format!(
+                    "{}: {} more skipped entries not listed (use --json for counts by reason)",
+                    outcome.path.display(),
+                    outcome.report.skipped - listed
+                ));
+            }
+            for planned in &outcome.report.planned {
+                printer.detail(&format!(
+                    "would change {} (now {}:{} mode {})",
+                    planned.path, planned.uid, planned.gid, planned.mode
+                ));
+            }
+            let listed = outcome.report.planned.len() as u64;
+            if dry_run && outcome.report.changed > listed {
+                printer.detail(&format!("... and {} more", outcome.report.changed - listed));
+            }
+            let mut line = format!(
+                "{}: {}",
+                outcome.path.display(),
+                outcome.report.summary_line(verb)
+            );
+            if let Some(target) = target {
+                let _ = write!(line, " (owner {}:{})", target.uid, target.gid);
+            }
+            if let Some(journal) = &outcome.journal {
+                let what = match command {
+                    "own" => "journal",
+                    "undo" if dry_run => "journal",
+                    "undo" if outcome.report.skipped == 0 => "journal removed",
+                    "release" if !dry_run && outcome.report.skipped == 0 => "journal retired",
+                    _ => "journal kept",
+                };
+                let _ = write!(line, "; {what}: {}", journal.display());
+            }
+            printer.result(&line)?;
+        }
+    }
+    Ok(if findings {
+        Outcome::Findings
+    } else {
+        Outcome::Success
+    })
+}
+
+/// The host owner for `own`: `--host-uid/--host-gid` as given, otherwise `--uid/--gid`
+/// mapped through the daemon's subordinate ranges when it runs rootless or userns-remapped.
+fn host_target(args: &OwnArgs, printer: Printer) -> Result<Target> {
+    let mut target = Target {
+        uid: args.host_uid.unwrap_or(args.uid),
+        gid: args.host_gid.unwrap_or(args.gid),
+    };
+    if args.host_uid.is_some() && args.host_gid.is_some() {
+        return Ok(target);
+    }
+    let Some(facts) = daemon_facts() else {
+        return Ok(target);
+    };
+    let mode = if facts.rootless {
+        Userns::Rootless {
+            host_id: nix::unistd::getuid().as_raw(),
+        }
+    } else if facts.userns_remap {
+        Userns::Remap
+    } else {
+        return Ok(target);
+    };
+    let (user, user_id) = daemon_user(mode)?;
+    if args.host_uid.is_none() {
+        let ranges = subid::parse_subid(&std::fs::read_to_string("/etc/subuid").unwrap_or_default());
+        let host_id = match mode {
+            Userns::Rootless { .. } => Userns::Rootless { host_id: user_id },
+            Userns::Remap => Userns::Remap,
+        };
+        target.uid = subid::map_container_id(args.uid, host_id, &ranges, &user, user_id, "UID")?;
+    }
+    if args.host_gid.is_none() {
+        let ranges = subid::parse_subid(&std::fs::read_to_string("/etc/subgid").unwrap_or_default());
+        let gid = nix::unistd::getgid().as_raw();
+        let host_id = match mode {
+            Userns::Rootless { .. } => Userns::Rootless { host_id: gid },
+            Userns::Remap => Userns::Remap,
+        };
+        target.gid = subid::map_container_id(args.gid, host_id, &ranges, &user, user_id, "GID")?;
+    }
+    printer.detail(&format!(
+        "Docker runs user-namespaced: container {}:{} is host {}:{}",
+        args.uid, args.gid, target.uid, target.gid
+    ));
+    Ok(target)
+}
+
+/// Facts from the daemon, when one is configured and answers (otherwise no mapping).
+fn daemon_facts() -> Option<docker::DaemonFacts> {
+    if !docker::daemon_configured() {
+        return None;
+    }
+    // A daemon that does not answer quickly is treated as absent: `own` must not hang on it.
+    docker::block_on(async {
+        let ask = async {
+            let daemon = docker::Daemon::connect().await.ok()?;
+            daemon.facts().await.ok()
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), ask)
+            .await
+            .ok()
+            .flatten()
+    })
+    .ok()
+    .flatten()
+}
+
+/// Whose subordinate ranges the daemon uses: the caller for rootless (the sudo caller under
+/// sudo), the remap user (`dockremap` unless daemon.json names another) for userns-remap.
+fn daemon_user(mode: Userns) -> Result<(String, u32)> {
+    let uid = match mode {
+        Userns::Rootless { .. } => std::env::var("SUDO_UID")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| nix::unistd::getuid().as_raw()),
+        Userns::Remap => {
+            let configured = std::fs::read_to_string("/etc/docker/daemon.json")
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .and_then(|v| v.get("userns-remap").and_then(|n| n.as_str()).map(str::to_string));
+            let name = match configured.as_deref() {
+                None | Some("default") => "dockremap".to_string(),
+                Some(name) => name.split(':').next().unwrap_or(name).to_string(),
+            };
+            let user = nix::unistd::User::from_name(&name)?
+                .with_context(|| format!("userns-remap user {name}: unknown user"))?;
+            return Ok((user.name, user.uid.as_raw()));
+        }
+    };
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))?
+        .map_or_else(|| uid.to_string(), |u| u.name);
+    Ok((name, uid))
+}
+
+/// Changing owners needs root; say exactly what to run instead.
+fn require_root(dry_run: bool) -> Result<()> {
+    if dry_run || nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let args: Vec<String> = std::env::args_os()
+        .map(|arg: OsString| {
+            let arg = arg.to_string_lossy().into_owned();
+            shlex::try_quote(&arg).map_or(arg.clone(), std::borrow::Cow::into_owned)
+        })
+        .collect();
+    let command = args.join(" ");
+    Err(Error::Usage(format!(
+        "changing owners needs root: run `sudo {command}`, or add --via-docker to do it in a helper container"
+    ))
+    .into())
+}
+
+/// `--to USER[:GROUP]`, else the sudo caller, else the current user.
+fn release_target(to: Option<&str>) -> Result<Target> {
+    use nix::unistd::{Group, User};
+    let Some(spec) = to else {
+        let sudo = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
+        if nix::unistd::geteuid().is_root() {
+            if let (Some(uid), Some(gid)) = (sudo("SUDO_UID"), sudo("SUDO_GID")) {
+                return Ok(Target { uid, gid });
+            }
+        }
+        return Ok(Target {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        });
+    };
+    let (user_part, group_part) = match spec.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (spec, None),
+    };
+    let unknown = |what: &str, name: &str| Error::InvalidFlag {
+        flag: "--to",
+        message: format!("unknown {what} {name:?}"),
+    };
+    let (uid, primary_gid) = if let Ok(uid) = user_part.parse::<u32>() {
+        let user = User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
+        (uid, user.map_or(uid, |u| u.gid.as_raw()))
+    } else {
+        let user = User::from_name(user_part)
+            .ok()
+            .flatten()
+            .ok_or_else(|| unknown("user", user_part))?;
+        (user.uid.as_raw(), user.gid.as_raw())
+    };
+    let gid = match group_part {
+        None | Some("") => primary_gid,
+        Some(group) => match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => Group::from_name(group)
+                .ok()
+                .flatten()
+                .ok_or_else(|| unknown("group", group))?
+                .gid
+                .as_raw(),
+        },
+    };
+    Ok(Target { uid, gid })
+}
+
+/// Where flowerbed's own binary is mounted inside the helper container.
+const HELPER_BINARY: &str = "/flowerbed-helper";
+
+/// Run this same flowerbed inside a helper container, with the trees and the journal
+/// folder mounted at their host paths, and relay its output and exit code.
+fn via_docker(
+    docker_args: &ViaDockerArgs,
+    paths: &[PathBuf],
+    printer: Printer,
+    build_args: impl FnOnce(&mut Vec<String>) -> Result<()>,
+) -> Result<Outcome> {
+    let state_dir = journal::state_dir()?;
+    // Check every PATH here first: the same refusals apply, with host paths in the message.
+    let mut host_paths = Vec::new();
+    for path in paths {
+        let root = ownership::root::resolve(path, Some(&state_dir))?;
+        host_paths.push(root.path);
+    }
+    journal::ensure_state_dir(&state_dir, None)?;
+    let binary =
+        std::env::current_exe().context("cannot find flowerbed's own binary to mount in the helper")?;
+    let mut command = vec![HELPER_BINARY.to_string()];
+    build_args(&mut command)?;
+    command.push("--".into());
+    command.extend(host_paths.iter().map(|p| p.to_string_lossy().into_owned()));
+    let mut binds = vec![(binary, PathBuf::from(HELPER_BINARY), true)];
+    binds.extend(host_paths.iter().map(|p| (p.clone(), p.clone(), false)));
+    binds.push((state_dir.clone(), state_dir.clone(), false));
+    let spec = docker::HelperSpec {
+        image: docker_args.helper_image.clone(),
+        command,
+        binds,
+        env: vec![
+            format!("{}={}", journal::STATE_DIR_ENV, state_dir.display()),
+            "NO_COLOR=1".into(),
+        ],
+    };
+    printer.detail(&format!(
+        "running the helper in {} via {}",
+        spec.image,
+        docker::docker_host()
+    ));
+    let run = docker::block_on(async {
+        let daemon = docker::Daemon::connect().await?;
+        daemon.run_helper(&spec).await
+    })??;
+    std::io::stdout().lock().write_all(&run.stdout)?;
+    std::io::stderr().lock().write_all(&run.stderr)?;
+    match run.exit_code {
+        0 => Ok(Outcome::Success),
+        1 => Ok(Outcome::Findings),
+        2 => Ok(Outcome::BadInput),
+        code => bail!("the helper container in {} exited with status {code}", spec.image),
+    }
+}
+
+pub fn run_journal(command: &JournalCommand, printer: &Printer) -> Result<Outcome> {
+    match command {
+        JournalCommand::List { json } => journal_list(*json, *printer),
+        JournalCommand::Show { path, json } => journal_show(path, *json, *printer),
+    }
+}
+
+fn journal_list(json: bool, printer: Printer) -> Result<Outcome> {
+    let (dir, journals) = ownership::list_journals()?;
+    let mut unreadable = false;
+    if json {
+        #[derive(Serialize)]
+        struct Listing<'a> {
+            directory: &'a Path,
+            journals: Vec<serde_json::Value>,
+        }
+        let journals = journals
+            .iter()
+            .map(|entry| match entry {
+                Ok(summary) => serde_json::to_value(summary).expect("plain data"),
+                Err(message) => {
+                    unreadable = true;
+                    serde_json::json!({ "error": message })
+                }
+            })
+            .collect();
+        printer.json(&Listing {
+            directory: &dir,
+            journals,
+        })?;
+    } else {
+        if journals.is_empty() {
+            printer.info(&format!("no journals in {}", dir.display()))?;
+        }
+        for entry in &journals {
+            match entry {
+                Ok(summary) => {
+                    let root = summary.sessions.first().map_or("?", |s| s.info.root.as_str());
+                    let records: u64 = summary.sessions.iter().map(|s| s.records).sum();
+                    let mut line = format!(
+                        "{root}: {} run(s), {records} entries recorded, journal {}",
+                        summary.sessions.len(),
+                        summary.file.display()
+                    );
+                    if summary.sessions.iter().any(|s| !s.finished) {
+                        line.push_str(" (a run was interrupted: `undo` restores what it changed)");
+                    }
+                    printer.result(&line)?;
+                }
+                Err(message) => {
+                    unreadable = true;
+                    printer.warn(message);
+                }
+            }
+        }
+    }
+    Ok(if unreadable {
+        Outcome::Findings
+    } else {
+        Outcome::Success
+    })
+}
+
+fn journal_show(path: &Path, json: bool, printer: Printer) -> Result<Outcome> {
+    #[derive(Serialize)]
+    struct ShownRecord {
+        path: String,
+        dev: u64,
+        ino: u64,
+        uid: u32,
+        gid: u32,
+        mode: String,
+    }
+    #[derive(Serialize)]
+    struct ShownSession<'a> {
+        #[serde(flatten)]
+        summary: &'a journal::SessionSummary,
+        entries: Vec<ShownRecord>,
+    }
+    let file = ownership::journal_for(path)?;
+    let summary = journal::summarize(&file)?;
+    let mut sessions = Vec::new();
+    for session in &summary.sessions {
+        let mut entries = Vec::new();
+        journal::for_each_batch(&file, session.offset, |batch| {
+            entries.extend(batch.iter().map(|r| ShownRecord {
+                path: display_bytes(&r.path),
+                dev: r.dev,
+                ino: r.ino,
+                uid: r.uid,
+                gid: r.gid,
+                mode: format!("{:04o}", r.mode & 0o7777),
+            }));
+            Ok(())
+        })?;
+        sessions.push(ShownSession {
+            summary: session,
+            entries,
+        });
+    }
+    if json {
+        printer.json(&serde_json::json!({
+            "file": file,
+            "tail": summary.tail,
+            "sessions": sessions,
+        }))?;
+        return Ok(Outcome::Success);
+    }
+    printer.result(&format!("journal {}", file.display()))?;
+    for session in &sessions {
+        let info = &session.summary.info;
+        printer.result(&format!(
+            "run started {} by {}: {} -> {}:{}, {} entries{}",
+            info.started,
+            info.tool,
+            info.root,
+            info.uid,
+            info.gid,
+            session.summary.records,
+            if session.summary.finished {
+                ""
+            } else {
+                " (interrupted)"
+            }
+        ))?;
+        for entry in &session.entries {
+            printer.result(&format!(
+                "  {} {}:{} {}",
+                entry.mode, entry.uid, entry.gid, entry.path
+            ))?;
+        }
+    }
+    if let journal::Tail::Torn { offset } = summary.tail {
+        printer.warn(&format!(
+            "torn last write at byte {offset} ignored (it changed nothing)"
+        ));
+    }
+    Ok(Outcome::Success)
+}

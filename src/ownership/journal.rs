@@ -1,0 +1,1082 @@
+//! The ownership journal: what `own` changed, written and synced before the change.
+//!
+//! # Format (version 1)
+//!
+//! A journal file starts with the 16-byte [`MAGIC`] (`flowerbed-jrnl` + `\n` + the format
+//! version byte), followed by frames:
+//!
+//! ```text
+//! kind: u8 | payload length: u32 LE | payload | CRC-32 (IEEE) of kind+length+payload: u32 LE
+//! ```
+//!
+//! * `S` session start: JSON [`SessionInfo`] (who ran what, on which root, towards which owner).
+//! * `R` a batch of records: `count: u32 LE`, then per record `dev: u64, ino: u64, uid: u32,
+//!   gid: u32, mode: u32, path length: u32` (all LE) and the path bytes relative to the root
+//!   (raw bytes: names may be invalid UTF-8 or contain newlines; empty for the root itself).
+//! * `E` session end: JSON [`SessionEnd`].
+//!
+//! Frames are only ever appended. Each `R` frame is flushed and synced before any entry it
+//! lists is changed, so after a crash the file is a valid prefix plus, at most, one torn
+//! frame at the very end; [`parse`] tolerates exactly that and rejects anything else.
+//!
+//! The decoding functions are pure functions over bytes so that they can be fuzzed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// The first bytes of every journal file; the last byte is the format version.
+pub const MAGIC: &[u8; 16] = b"flowerbed-jrnl\n\x01";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// No frame is larger than this; a larger length means corruption, not a big batch.
+pub const MAX_PAYLOAD: u32 = 64 << 20;
+
+const KIND_SESSION: u8 = b'S';
+const KIND_RECORDS: u8 = b'R';
+const KIND_END: u8 = b'E';
+/// kind + length.
+const FRAME_HEAD: usize = 5;
+const FRAME_TAIL: usize = 4;
+/// dev, ino, uid, gid, mode, path length.
+const RECORD_FIXED: usize = 8 + 8 + 4 + 4 + 4 + 4;
+
+/// The state of one entry before `own` changed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub dev: u64,
+    pub ino: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// The full `st_mode` (file type and permission bits, setuid/setgid/sticky included).
+    pub mode: u32,
+    /// Relative to the journal's root, raw bytes; empty for the root itself.
+    pub path: Vec<u8>,
+}
+
+/// Written once per `own` run, before its first record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// `flowerbed X.Y.Z`.
+    pub tool: String,
+    pub command: String,
+    /// Seconds since the Unix epoch.
+    pub started: u64,
+    /// The root as the user named it (lossy UTF-8: for people; identity is dev/ino).
+    pub root: String,
+    pub root_dev: u64,
+    pub root_ino: u64,
+    /// The owner `own` gave the entries.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Written when an `own` run finished its walk (absent after a crash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEnd {
+    pub changed: u64,
+    pub finished: u64,
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Session(SessionInfo),
+    Records(Vec<Record>),
+    End(SessionEnd),
+}
+
+/// Result of decoding the frame at the start of a byte slice.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A valid frame and how many bytes it used.
+    Frame(Frame, usize),
+    /// The slice ends inside a frame (a torn write if this is the end of the file).
+    Incomplete,
+    /// The bytes are not a valid frame.
+    Invalid(String),
+}
+
+/// Decode the frame at the start of `bytes`.
+pub fn decode_frame(bytes: &[u8]) -> Decoded {
+    if bytes.len() < FRAME_HEAD {
+        return Decoded::Incomplete;
+    }
+    let kind = bytes[0];
+    let len = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    if len > MAX_PAYLOAD {
+        return Decoded::Invalid(format!("frame length {len} exceeds the maximum"));
+    }
+    let total = FRAME_HEAD + len as usize + FRAME_TAIL;
+    if bytes.len() < total {
+        return Decoded::Incomplete;
+    }
+    let body_end = FRAME_HEAD + len as usize;
+    let stored = u32::from_le_bytes(bytes[body_end..total].try_into().expect("4 bytes"));
+    if crc32(&bytes[..body_end]) != stored {
+        return Decoded::Invalid("checksum mismatch".into());
+    }
+    let payload = &bytes[FRAME_HEAD..body_end];
+    let frame = match kind {
+        KIND_SESSION => serde_json::from_slice(payload)
+            .map(Frame::Session)
+            .map_err(|e| e.to_string()),
+        KIND_END => serde_json::from_slice(payload)
+            .map(Frame::End)
+            .map_err(|e| e.to_string()),
+        KIND_RECORDS => decode_records(payload).map(Frame::Records),
+        other => Err(format!("unknown frame kind 0x{other:02x}")),
+    };
+    match frame {
+        Ok(frame) => Decoded::Frame(frame, total),
+        Err(reason) => Decoded::Invalid(reason),
+    }
+}
+
+fn decode_records(payload: &[u8]) -> Result<Vec<Record>, String> {
+    let mut cursor = ByteCursor { bytes: payload };
+    let count = cursor.u32()?;
+    // Each record takes at least RECORD_FIXED bytes: a count larger than that is garbage,
+    // and checking it first keeps a hostile count from reserving memory.
+    if count as usize > payload.len() / RECORD_FIXED {
+        return Err(format!("record count {count} does not fit the frame"));
+    }
+    let mut records = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let dev = cursor.u64()?;
+        let ino = cursor.u64()?;
+        let uid = cursor.u32()?;
+        let gid = cursor.u32()?;
+        let mode = cursor.u32()?;
+        let path_len = cursor.u32()? as usize;
+        let path = cursor.take(path_len)?.to_vec();
+        records.push(Record {
+            dev,
+            ino,
+            uid,
+            gid,
+            mode,
+            path,
+        });
+    }
+    if !cursor.bytes.is_empty() {
+        return Err("trailing bytes after the last record".into());
+    }
+    Ok(records)
+}
+
+struct ByteCursor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> ByteCursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.bytes.len() < n {
+            return Err("record runs past the end of its frame".into());
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+}
+
+/// Encode one frame.
+pub fn encode_frame(frame: &Frame) -> Vec<u8> {
+    let (kind, payload) = match frame {
+        Frame::Session(info) => (KIND_SESSION, serde_json::to_vec(info).expect("plain struct")),
+        Frame::End(end) => (KIND_END, serde_json::to_vec(end).expect("plain struct")),
+        Frame::Records(records) => (KIND_RECORDS, encode_records(records)),
+    };
+    let mut out = Vec::with_capacity(FRAME_HEAD + payload.len() + FRAME_TAIL);
+    out.push(kind);
+    out.extend_from_slice(
+        &u32::try_from(payload.len())
+            .expect("frame under 4 GiB")
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(&payload);
+    let crc = crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn encode_records(records: &[Record]) -> Vec<u8> {
+    let size = 4 + records.iter().map(|r| RECORD_FIXED + r.path.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&u32::try_from(records.len()).expect("batch count").to_le_bytes());
+    for record in records {
+        encode_record_into(record, &mut out);
+    }
+    out
+}
+
+fn encode_record_into(record: &Record, out: &mut Vec<u8>) {
+    out.extend_from_slice(&record.dev.to_le_bytes());
+    out.extend_from_slice(&record.ino.to_le_bytes());
+    out.extend_from_slice(&record.uid.to_le_bytes());
+    out.extend_from_slice(&record.gid.to_le_bytes());
+    out.extend_from_slice(&record.mode.to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(record.path.len())
+            .expect("path length")
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(&record.path);
+}
+
+/// How a journal ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Tail {
+    /// Every byte belongs to a valid frame.
+    Clean,
+    /// The last frame was cut short or garbled by a crash; nothing it listed was changed.
+    Torn { offset: u64 },
+}
+
+/// A journal that is not usable: the header or a frame before the end is bad.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt at byte {offset}: {reason}")]
+pub struct Corrupt {
+    pub offset: u64,
+    pub reason: String,
+}
+
+/// Check the header at the start of `bytes`.
+pub fn check_header(bytes: &[u8]) -> Result<(), Corrupt> {
+    if bytes.len() >= MAGIC.len() - 1 && bytes[..MAGIC.len() - 1] == MAGIC[..MAGIC.len() - 1] {
+        if bytes.len() < MAGIC.len() {
+            return Err(Corrupt {
+                offset: 0,
+                reason: "header cut short".into(),
+            });
+        }
+        let version = bytes[MAGIC.len() - 1];
+        if version != FORMAT_VERSION {
+            return Err(Corrupt {
+                offset: 15,
+                reason: format!("format version {version}, this flowerbed reads {FORMAT_VERSION}"),
+            });
+        }
+        return Ok(());
+    }
+    Err(Corrupt {
+        offset: 0,
+        reason: "not a flowerbed journal (bad magic)".into(),
+    })
+}
+
+/// Decode a whole journal held in memory: its frames and how it ends.
+///
+/// A bad frame is tolerated only at the very end (a torn write); anything else is
+/// [`Corrupt`].
+pub fn parse(bytes: &[u8]) -> Result<(Vec<Frame>, Tail), Corrupt> {
+    check_header(bytes)?;
+    let mut frames = Vec::new();
+    let mut offset = MAGIC.len();
+    while offset < bytes.len() {
+        match decode_frame(&bytes[offset..]) {
+            Decoded::Frame(frame, used) => {
+                frames.push(frame);
+                offset += used;
+            }
+            Decoded::Incomplete => {
+                return Ok((
+                    frames,
+                    Tail::Torn {
+                        offset: offset as u64,
+                    },
+                ));
+            }
+            Decoded::Invalid(reason) => {
+                if is_last_frame(&bytes[offset..]) {
+                    return Ok((
+                        frames,
+                        Tail::Torn {
+                            offset: offset as u64,
+                        },
+                    ));
+                }
+                return Err(Corrupt {
+                    offset: offset as u64,
+                    reason,
+                });
+            }
+        }
+    }
+    Ok((frames, Tail::Clean))
+}
+
+/// Whether a frame that failed to decode reaches (or claims to reach past) the end of the
+/// data: only then can it be a torn append rather than damage in the middle.
+fn is_last_frame(rest: &[u8]) -> bool {
+    if rest.len() < FRAME_HEAD {
+        return true;
+    }
+    let len = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+    FRAME_HEAD + len + FRAME_TAIL >= rest.len()
+}
+
+/// CRC-32 (IEEE 802.3, as in zlib and gzip).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            #[allow(clippy::cast_possible_truncation)]
+            let mut c = i as u32;
+            let mut bit = 0;
+            while bit < 8 {
+                c = if c & 1 == 1 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                bit += 1;
+            }
+            table[i] = c;
+            i += 1;
+        }
+        table
+    };
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc = TABLE[((crc ^ u32::from(byte)) & 0xFF) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+// ---------------------------------------------------------------------------------------
+// Streaming reader: the same decoding, without holding a large journal in memory.
+
+/// Reads frames one at a time from a journal file.
+pub struct FrameReader<R> {
+    input: R,
+    offset: u64,
+    buf: Vec<u8>,
+    tail: Option<Tail>,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Start after the header (checked here).
+    pub fn new(mut input: R) -> Result<Self, Corrupt> {
+        let mut header = [0u8; MAGIC.len()];
+        let got = read_full(&mut input, &mut header).map_err(|e| Corrupt {
+            offset: 0,
+            reason: e.to_string(),
+        })?;
+        check_header(&header[..got])?;
+        Ok(Self {
+            input,
+            offset: MAGIC.len() as u64,
+            buf: Vec::new(),
+            tail: None,
+        })
+    }
+
+    /// Continue at `offset` (a frame boundary reported by [`Self::offset`]) of the same input.
+    pub fn resume(input: R, offset: u64) -> Self {
+        Self {
+            input,
+            offset,
+            buf: Vec::new(),
+            tail: None,
+        }
+    }
+
+    /// Byte offset of the next frame.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// How the journal ended, once [`Self::next_frame`] returned `None`.
+    pub fn tail(&self) -> Option<&Tail> {
+        self.tail.as_ref()
+    }
+
+    /// The next frame, `None` at the end (see [`Self::tail`]).
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, Corrupt> {
+        if self.tail.is_some() {
+            return Ok(None);
+        }
+        let io_err = |offset: u64| {
+            move |e: io::Error| Corrupt {
+                offset,
+                reason: e.to_string(),
+            }
+        };
+        self.buf.resize(FRAME_HEAD, 0);
+        let got = read_full(&mut self.input, &mut self.buf).map_err(io_err(self.offset))?;
+        if got == 0 {
+            self.tail = Some(Tail::Clean);
+            return Ok(None);
+        }
+        if got < FRAME_HEAD {
+            self.tail = Some(Tail::Torn { offset: self.offset });
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+        if len > MAX_PAYLOAD {
+            return self.invalid(format!("frame length {len} exceeds the maximum"));
+        }
+        let total = FRAME_HEAD + len as usize + FRAME_TAIL;
+        self.buf.resize(total, 0);
+        let got = read_full(&mut self.input, &mut self.buf[FRAME_HEAD..]).map_err(io_err(self.offset))?;
+        if got < total - FRAME_HEAD {
+            self.tail = Some(Tail::Torn { offset: self.offset });
+            return Ok(None);
+        }
+        match decode_frame(&self.buf) {
+            Decoded::Frame(frame, used) => {
+                self.offset += used as u64;
+                Ok(Some(frame))
+            }
+            Decoded::Incomplete => unreachable!("the whole frame was read"),
+            Decoded::Invalid(reason) => self.invalid(reason),
+        }
+    }
+
+    /// A bad frame is a torn tail when nothing follows it, corruption otherwise.
+    fn invalid(&mut self, reason: String) -> Result<Option<Frame>, Corrupt> {
+        let mut probe = [0u8; 1];
+        let more = read_full(&mut self.input, &mut probe).map_err(|e| Corrupt {
+            offset: self.offset,
+            reason: e.to_string(),
+        })?;
+        if more == 0 {
+            self.tail = Some(Tail::Torn { offset: self.offset });
+            Ok(None)
+        } else {
+            Err(Corrupt {
+                offset: self.offset,
+                reason,
+            })
+        }
+    }
+}
+
+/// Read until `buf` is full or the input ends; the count read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+// ---------------------------------------------------------------------------------------
+// Where journals live.
+
+/// Environment variable that overrides the state directory (tests, the Docker helper).
+pub const STATE_DIR_ENV: &str = "FLOWERBED_STATE_DIR";
+
+/// The directory journals are kept in.
+///
+/// Root uses a root-owned system location so the journal is out of reach of the container's
+/// UID; anyone else uses their XDG state directory.
+pub fn state_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/lib/flowerbed"));
+    }
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(state).join("flowerbed"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .context("neither XDG_STATE_HOME nor HOME is set: cannot place the journal")?;
+    Ok(PathBuf::from(home).join(".local/state/flowerbed"))
+}
+
+/// The journal file for the root with this device and inode.
+pub fn journal_path(dir: &Path, dev: u64, ino: u64) -> PathBuf {
+    dir.join(format!("own-{dev:x}-{ino:x}.journal"))
+}
+
+/// Create the state directory (0700) if needed and check nobody else can write into it.
+///
+/// `forbidden_uid` is the owner `own` hands out: a journal that UID could edit would let a
+/// container steer a later `undo`.
+pub fn ensure_state_dir(dir: &Path, forbidden_uid: Option<u32>) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("{}: cannot create the journal directory", dir.display()))?;
+    check_private(dir, forbidden_uid)
+}
+
+fn check_private(path: &Path, forbidden_uid: Option<u32>) -> Result<()> {
+    let meta = fs::symlink_metadata(path).with_context(|| format!("{}: cannot stat", path.display()))?;
+    if meta.file_type().is_symlink() {
+        bail!(
+            "{}: journal location is a symbolic link; refusing to use it",
+            path.display()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!(
+            "{}: journal location is writable by group or others (mode {:o}); run `chmod go-w {}`",
+            path.display(),
+            meta.mode() & 0o7777,
+            path.display()
+        );
+    }
+    if forbidden_uid == Some(meta.uid()) && meta.uid() != 0 {
+        bail!(
+            "{}: journal location is owned by UID {}, the owner being handed out; choose another {STATE_DIR_ENV}",
+            path.display(),
+            meta.uid()
+        );
+    }
+    Ok(())
+}
+
+/// Records waiting to be written as one `R` frame (each walker thread fills its own).
+#[derive(Debug, Default)]
+pub struct RecordBatch {
+    /// The frame head and payload, encoded as records arrive; count and length are filled
+    /// in when the batch is sealed.
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl RecordBatch {
+    pub fn add(&mut self, record: &Record) {
+        if self.bytes.is_empty() {
+            // kind, payload length, record count: patched in `seal`.
+            self.bytes
+                .extend_from_slice(&[KIND_RECORDS, 0, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        encode_record_into(record, &mut self.bytes);
+        self.count += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Finish the frame (lengths and checksum) and empty the batch for reuse.
+    fn seal(&mut self) -> Vec<u8> {
+        let payload_len = u32::try_from(self.bytes.len() - FRAME_HEAD).expect("batch under 4 GiB");
+        self.bytes[1..5].copy_from_slice(&payload_len.to_le_bytes());
+        self.bytes[5..9].copy_from_slice(&self.count.to_le_bytes());
+        let crc = crc32(&self.bytes);
+        let mut frame = std::mem::take(&mut self.bytes);
+        frame.extend_from_slice(&crc.to_le_bytes());
+        self.count = 0;
+        frame
+    }
+}
+
+/// Appends frames to a journal, syncing before changes are made.
+pub struct JournalWriter {
+    file: File,
+    path: PathBuf,
+    session: Option<SessionInfo>,
+    pending: RecordBatch,
+    written_records: u64,
+}
+
+impl JournalWriter {
+    /// Open (creating, mode 0600) the journal for a root; the session frame is written with
+    /// the first batch, so a run that changes nothing leaves the journal as it was.
+    pub fn open(path: &Path, session: SessionInfo, forbidden_uid: Option<u32>) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(path)
+            .with_context(|| format!("{}: cannot open the journal", path.display()))?;
+        let meta = file.metadata()?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            bail!(
+                "{}: journal is readable or writable by others (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                meta.mode() & 0o7777,
+                path.display()
+            );
+        }
+        if forbidden_uid == Some(meta.uid()) && meta.uid() != 0 {
+            bail!(
+                "{}: journal is owned by UID {}, refusing to trust it",
+                path.display(),
+                meta.uid()
+            );
+        }
+        let mut writer = Self {
+            file,
+            path: path.to_path_buf(),
+            session: Some(session),
+            pending: RecordBatch::default(),
+            written_records: 0,
+        };
+        if meta.len() == 0 {
+            writer.file.write_all(MAGIC)?;
+            writer.file.sync_all()?;
+            // The new directory entry must survive a crash too.
+            if let Some(parent) = path.parent() {
+                File::open(parent)?.sync_all()?;
+            }
+        } else {
+            // Refuse to append to something we could not read back, and cut a torn tail
+            // left by a crash: appending after it would turn it into corruption mid-file.
+            let mut reader = FrameReader::new(io::BufReader::new(&writer.file))
+                .map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?;
+            while reader
+                .next_frame()
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: journal {e}; run `flowerbed undo` or move it away",
+                        path.display()
+                    )
+                })?
+                .is_some()
+            {}
+            if let Some(Tail::Torn { offset }) = reader.tail() {
+                writer.file.set_len(*offset)?;
+                writer.file.sync_all()?;
+            }
+        }
+        Ok(writer)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queue a record; it is on disk after the next [`Self::commit`].
+    pub fn add(&mut self, record: &Record) {
+        self.pending.add(record);
+    }
+
+    /// Write the queued records as one frame and sync it: only after this returns may the
+    /// entries it lists be changed.
+    pub fn commit(&mut self) -> Result<()> {
+        let mut pending = std::mem::take(&mut self.pending);
+        self.commit_batch(&mut pending)
+    }
+
+    /// Write `batch` as one frame, sync it, and empty the batch.
+    pub fn commit_batch(&mut self, batch: &mut RecordBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let count = u64::from(batch.count);
+        let mut out = Vec::new();
+        if let Some(session) = self.session.take() {
+            out.extend_from_slice(&encode_frame(&Frame::Session(session)));
+        }
+        out.extend_from_slice(&batch.seal());
+        self.file
+            .write_all(&out)
+            .and_then(|()| self.file.sync_data())
+            .with_context(|| format!("{}: cannot write the journal", self.path.display()))?;
+        self.written_records += count;
+        Ok(())
+    }
+
+    /// Close the session (only if it recorded anything).
+    pub fn finish(mut self, finished: u64) -> Result<u64> {
+        self.commit()?;
+        if self.written_records > 0 {
+            let end = encode_frame(&Frame::End(SessionEnd {
+                changed: self.written_records,
+                finished,
+            }));
+            self.file.write_all(&end)?;
+            self.file.sync_data()?;
+        }
+        Ok(self.written_records)
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A summary of one journal file, streamed (memory does not grow with the journal).
+#[derive(Debug, Clone, Serialize)]
+pub struct JournalSummary {
+    pub file: PathBuf,
+    pub sessions: Vec<SessionSummary>,
+    pub tail: Tail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    pub info: SessionInfo,
+    /// Byte offset of the session frame, for replaying this session alone.
+    #[serde(skip)]
+    pub offset: u64,
+    pub records: u64,
+    /// Whether the run got to its end frame (false after a crash or kill).
+    pub finished: bool,
+}
+
+/// Read a journal file's sessions and check every frame.
+pub fn summarize(path: &Path) -> Result<JournalSummary> {
+    let file = File::open(path).with_context(|| format!("{}: cannot open the journal", path.display()))?;
+    let mut reader = FrameReader::new(io::BufReader::new(file))
+        .map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?;
+    let mut sessions: Vec<SessionSummary> = Vec::new();
+    loop {
+        let offset = reader.offset();
+        let frame = reader
+            .next_frame()
+            .map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?;
+        match frame {
+            None => break,
+            Some(Frame::Session(info)) => sessions.push(SessionSummary {
+                info,
+                offset,
+                records: 0,
+                finished: false,
+            }),
+            Some(Frame::Records(records)) => match sessions.last_mut() {
+                Some(session) => session.records += records.len() as u64,
+                None => bail!(
+                    "{}: journal corrupt at byte {offset}: records before any session",
+                    path.display()
+                ),
+            },
+            Some(Frame::End(_)) => {
+                if let Some(session) = sessions.last_mut() {
+                    session.finished = true;
+                }
+            }
+        }
+    }
+    let tail = reader.tail().cloned().unwrap_or(Tail::Clean);
+    Ok(JournalSummary {
+        file: path.to_path_buf(),
+        sessions,
+        tail,
+    })
+}
+
+/// Stream the records of the session starting at `offset`, batch by batch.
+pub fn for_each_batch(
+    path: &Path,
+    offset: u64,
+    mut visit: impl FnMut(&[Record]) -> Result<()>,
+) -> Result<()> {
+    let mut file =
+        File::open(path).with_context(|| format!("{}: cannot open the journal", path.display()))?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = FrameReader::resume(io::BufReader::new(file), offset);
+    let mut started = false;
+    while let Some(frame) = reader
+        .next_frame()
+        .map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?
+    {
+        match frame {
+            Frame::Session(_) if started => break,
+            Frame::Session(_) => started = true,
+            Frame::Records(records) => visit(&records)?,
+            Frame::End(_) => break,
+        }
+    }
+    Ok(())
+}
+
+/// Like [`for_each_batch`], with `workers` threads taking batches as they come, each with
+/// its own state from `init`; returns the states. Batches of one session list distinct
+/// entries, so they can be handled in any order.
+pub fn par_for_each_batch<S: Send>(
+    path: &Path,
+    offset: u64,
+    workers: usize,
+    init: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, &[Record]) -> Result<()> + Sync,
+) -> Result<Vec<S>> {
+    let mut file =
+        File::open(path).with_context(|| format!("{}: cannot open the journal", path.display()))?;
+    file.seek(SeekFrom::Start(offset))?;
+    // (reader, session frame seen, session over)
+    let reader = std::sync::Mutex::new((
+        FrameReader::resume(io::BufReader::new(file), offset),
+        false,
+        false,
+    ));
+    let next_batch = || -> Result<Option<Vec<Record>>> {
+        let mut guard = reader.lock().expect("journal reader lock");
+        let (reader, started, over) = &mut *guard;
+        while !*over {
+            let frame = reader
+                .next_frame()
+                .map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?;
+            match frame {
+                None | Some(Frame::End(_)) => *over = true,
+                Some(Frame::Session(_)) if *started => *over = true,
+                Some(Frame::Session(_)) => *started = true,
+                Some(Frame::Records(records)) => return Ok(Some(records)),
+            }
+        }
+        Ok(None)
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<S> {
+                    let mut state = init();
+                    while let Some(batch) = next_batch()? {
+                        visit(&mut state, &batch)?;
+                    }
+                    Ok(state)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("journal worker panicked"))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> SessionInfo {
+        SessionInfo {
+            tool: "flowerbed test".into(),
+            command: "own".into(),
+            started: 1,
+            root: "/srv/certs".into(),
+            root_dev: 7,
+            root_ino: 9,
+            uid: 49_999,
+            gid: 49_999,
+        }
+    }
+
+    fn record(path: &[u8]) -> Record {
+        Record {
+            dev: 7,
+            ino: 100 + path.len() as u64,
+            uid: 0,
+            gid: 0,
+            mode: 0o104_755,
+            path: path.to_vec(),
+        }
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(encode_frame(&Frame::Session(session())));
+        bytes.extend(encode_frame(&Frame::Records(vec![
+            record(b""),
+            record(b"with space/new\nline"),
+            record(b"bad\xff\xfeutf8"),
+        ])));
+        bytes.extend(encode_frame(&Frame::End(SessionEnd {
+            changed: 3,
+            finished: 2,
+        })));
+        bytes
+    }
+
+    #[test]
+    fn round_trip_keeps_raw_names() {
+        let (frames, tail) = parse(&sample()).unwrap();
+        assert_eq!(tail, Tail::Clean);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0], Frame::Session(session()));
+        let Frame::Records(records) = &frames[1] else {
+            panic!("records expected")
+        };
+        assert_eq!(records[1].path, b"with space/new\nline");
+        assert_eq!(records[2].path, b"bad\xff\xfeutf8");
+        assert_eq!(records[0].mode, 0o104_755);
+    }
+
+    #[test]
+    fn every_truncation_is_a_torn_tail_never_an_error() {
+        let bytes = sample();
+        let (frames, _) = parse(&bytes).unwrap();
+        // Cutting exactly between frames leaves a shorter, clean journal.
+        let mut boundaries = vec![MAGIC.len()];
+        for frame in &frames {
+            boundaries.push(boundaries.last().unwrap() + encode_frame(frame).len());
+        }
+        for cut in MAGIC.len()..bytes.len() {
+            let (frames, tail) = parse(&bytes[..cut]).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+            assert!(frames.len() < 3, "cut {cut}");
+            if boundaries.contains(&cut) {
+                assert_eq!(tail, Tail::Clean, "cut {cut}");
+            } else {
+                assert!(matches!(tail, Tail::Torn { .. }), "cut {cut}: {tail:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_byte_in_the_last_frame_is_torn_tail() {
+        let mut bytes = sample();
+        let last = bytes.len() - 6;
+        bytes[last] ^= 0x40;
+        let (frames, tail) = parse(&bytes).unwrap();
+        assert_eq!(frames.len(), 2);
+        assert!(matches!(tail, Tail::Torn { .. }));
+    }
+
+    #[test]
+    fn flipped_byte_in_the_middle_is_corruption() {
+        let mut bytes = sample();
+        // Inside the records frame, which is followed by the end frame.
+        let offset = MAGIC.len() + encode_frame(&Frame::Session(session())).len() + 20;
+        bytes[offset] ^= 0x01;
+        let err = parse(&bytes).unwrap_err();
+        assert!(err.reason.contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn bad_magic_and_future_version_are_rejected() {
+        let mut bytes = sample();
+        bytes[0] = b'x';
+        assert!(parse(&bytes).unwrap_err().reason.contains("magic"));
+        let mut bytes = sample();
+        bytes[15] = 9;
+        assert!(parse(&bytes).unwrap_err().reason.contains("version 9"));
+    }
+
+    #[test]
+    fn huge_counts_and_lengths_are_rejected_without_allocating() {
+        let mut payload = u32::MAX.to_le_bytes().to_vec();
+        payload.extend([0u8; 8]);
+        let mut frame = vec![KIND_RECORDS];
+        frame.extend(u32::try_from(payload.len()).unwrap().to_le_bytes());
+        frame.extend(&payload);
+        let crc = crc32(&frame);
+        frame.extend(crc.to_le_bytes());
+        assert!(matches!(decode_frame(&frame), Decoded::Invalid(r) if r.contains("count")));
+
+        let mut frame = vec![KIND_RECORDS];
+        frame.extend(u32::MAX.to_le_bytes());
+        assert!(matches!(decode_frame(&frame), Decoded::Invalid(r) if r.contains("maximum")));
+    }
+
+    #[test]
+    fn crc_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn streaming_reader_agrees_with_parse() {
+        let bytes = sample();
+        for cut in [bytes.len(), bytes.len() - 1, bytes.len() - 30] {
+            let mut reader = FrameReader::new(&bytes[..cut]).unwrap();
+            let mut streamed = Vec::new();
+            while let Some(frame) = reader.next_frame().unwrap() {
+                streamed.push(frame);
+            }
+            let (parsed, tail) = parse(&bytes[..cut]).unwrap();
+            assert_eq!(streamed, parsed);
+            assert_eq!(reader.tail(), Some(&tail));
+        }
+    }
+
+    #[test]
+    fn writer_output_reads_back_and_empty_runs_leave_no_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let writer = JournalWriter::open(&path, session(), None).unwrap();
+        assert_eq!(writer.finish(5).unwrap(), 0);
+        assert_eq!(fs::read(&path).unwrap(), MAGIC);
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+
+        let mut writer = JournalWriter::open(&path, session(), None).unwrap();
+        writer.add(&record(b"a"));
+        writer.commit().unwrap();
+        writer.add(&record(b"b\nc"));
+        writer.finish(5).unwrap();
+        let (frames, tail) = parse(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(tail, Tail::Clean);
+        assert_eq!(frames.len(), 4);
+        let summary = summarize(&path).unwrap();
+        assert_eq!(summary.sessions.len(), 1);
+        assert_eq!(summary.sessions[0].records, 2);
+        assert!(summary.sessions[0].finished);
+        let mut seen = Vec::new();
+        for_each_batch(&path, summary.sessions[0].offset, |batch| {
+            seen.extend(batch.iter().map(|r| r.path.clone()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![b"a".to_vec(), b"b\nc".to_vec()]);
+    }
+
+    #[test]
+    fn appending_after_a_torn_tail_cuts_it_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut writer = JournalWriter::open(&path, session(), None).unwrap();
+        writer.add(&record(b"first"));
+        writer.finish(1).unwrap();
+        // A crash in the middle of the next frame.
+        let mut torn = encode_frame(&Frame::Records(vec![record(b"lost")]));
+        torn.truncate(torn.len() / 2);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&torn).unwrap();
+        assert!(matches!(
+            parse(&fs::read(&path).unwrap()).unwrap().1,
+            Tail::Torn { .. }
+        ));
+
+        let mut writer = JournalWriter::open(&path, session(), None).unwrap();
+        writer.add(&record(b"second"));
+        writer.finish(2).unwrap();
+        let (frames, tail) = parse(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(tail, Tail::Clean);
+        assert_eq!(frames.len(), 6);
+    }
+
+    #[test]
+    fn appending_to_a_corrupt_journal_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut bytes = sample();
+        bytes[MAGIC.len() + 8] ^= 0xff;
+        fs::write(&path, &bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let err = JournalWriter::open(&path, session(), None).err().unwrap();
+        assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let mut input = MAGIC.to_vec();
+            input.extend(bytes);
+            let _ = parse(&input);
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Safe ownership: hand trees to a container's UID (`own`), put them back exactly (`undo`),
+//! or hand them to the person at the keyboard (`release`).
+//!
+//! * [`walk`]: the fd-relative walk that never follows a symlink.
+//! * [`journal`]: the on-disk record of what `own` changed, synced before each change.
+//! * [`undo`]: replaying a journal, checking each entry's identity first.
+//! * [`root`]: checking the PATHs the user names.
+//! * [`subid`]: container IDs to host IDs under rootless Docker / userns-remap.
+//!
+//! "The last own" for `undo`: every `own` of a root appends one session to that root's
+//! journal, holding only the entries it changed. `undo` replays all sessions newest first,
+//! so the tree returns to its state before the *first* `own`, however often it was owned
+//! since; the journal is then removed.
+
+pub mod journal;
+pub mod report;
+pub mod root;
+pub mod subid;
+pub mod undo;
+pub mod walk;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use self::journal::{JournalWriter, SessionInfo};
+use self::report::{Progress, WalkReport};
+use self::root::Root;
+use self::undo::ChangedEntry;
+pub use self::walk::Target;
+use self::walk::WalkOptions;
+
+/// Plain settings for `own` and `release`.
+#[derive(Debug, Clone)]
+pub struct ReownSettings {
+    pub paths: Vec<PathBuf>,
+    pub target: Target,
+    pub allow_hardlinks: bool,
+    pub dry_run: bool,
+    pub progress: bool,
+}
+
+/// What happened to one PATH.
+#[derive(Debug, Clone, Serialize)]
+pub struct RootOutcome {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub report: WalkReport,
+    /// The journal written (`own`), replayed (`undo`) or retired (`release`).
+    pub journal: Option<PathBuf>,
+    /// `undo` only: entries whose identity changed since `own`, left alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_changed: Option<u64>,
+}
+
+fn resolve_all(paths: &[PathBuf], state_dir: Option<&Path>) -> Result<Vec<Root>> {
+    if paths.is_empty() {
+        bail!("no PATH given");
+    }
+    paths.iter().map(|path| root::resolve(path, state_dir)).collect()
+}
+
+/// `own`: journal, then give every entry below each PATH to the target.
+pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
+    let state_dir = journal::state_dir()?;
+    let roots = resolve_all(&settings.paths, Some(&state_dir))?;
+    if !settings.dry_run {
+        journal::ensure_state_dir(&state_dir, Some(settings.target.uid))?;
+    }
+    let options = WalkOptions {
+        target: settings.target,
+        allow_hardlinks: settings.allow_hardlinks,
+        dry_run: settings.dry_run,
+    };
+    let mut outcomes = Vec::new();
+    for root in &roots {
+        let progress = Progress::new(settings.progress, &format!("own {}", root.path.display()));
+        let (report, journal_path) = if settings.dry_run {
+            (walk::reown(root, options, None, &progress)?, None)
+        } else {
+            let path = journal::journal_path(&state_dir, root.dev, root.ino);
+            let mut writer = JournalWriter::open(
+                &path,
+                session_info("own", root, settings.target),
+                Some(settings.target.uid),
+            )?;
+            let report = walk::reown(root, options, Some(&mut writer), &progress)?;
+            let recorded = writer.finish(journal::unix_now())?;
+            if recorded == 0 {
+                remove_if_empty(&path);
+            }
+            (report, path.exists().then_some(path))
+        };
+        progress.finish();
+        outcomes.push(RootOutcome {
+            path: root.path.clone(),
+            report,
+            journal: journal_path,
+            identity_changed: None,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// A journal holding only its header records nothing: do not leave it behind.
+fn remove_if_empty(path: &Path) {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() <= journal::MAGIC.len() as u64) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn session_info(command: &str, root: &Root, target: Target) -> SessionInfo {
+    SessionInfo {
+        tool: format!("flowerbed {}", env!("CARGO_PKG_VERSION")),
+        command: command.into(),
+        started: journal::unix_now(),
+        root: root.path.to_string_lossy().into_owned(),
+        root_dev: root.dev,
+        root_ino: root.ino,
+        uid: target.uid,
+        gid: target.gid,
+    }
+}
+
+/// `release`: give every entry to the target without journaling; a journal left by `own`
+/// is retired once everything was handed over (the tree is no longer the container's).
+pub fn release(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
+    let state_dir = journal::state_dir().ok();
+    let roots = resolve_all(&settings.paths, state_dir.as_deref())?;
+    let options = WalkOptions {
+        target: settings.target,
+        allow_hardlinks: settings.allow_hardlinks,
+        dry_run: settings.dry_run,
+    };
+    let mut outcomes = Vec::new();
+    for root in &roots {
+        let progress = Progress::new(settings.progress, &format!("release {}", root.path.display()));
+        let report = walk::reown(root, options, None, &progress)?;
+        progress.finish();
+        let journal_path = state_dir
+            .as_deref()
+            .map(|dir| journal::journal_path(dir, root.dev, root.ino))
+            .filter(|path| path.exists());
+        if !settings.dry_run && report.skipped == 0 {
+            if let Some(path) = &journal_path {
+                std::fs::remove_file(path)
+                    .map_err(|e| anyhow::anyhow!("{}: cannot retire the journal: {e}", path.display()))?;
+            }
+        }
+        outcomes.push(RootOutcome {
+            path: root.path.clone(),
+            report,
+            journal: journal_path,
+            identity_changed: None,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Plain settings for `undo`.
+#[derive(Debug, Clone)]
+pub struct UndoSettings {
+    pub paths: Vec<PathBuf>,
+    /// Restore what still matches even if some entries changed since `own`.
+    pub skip_changed: bool,
+    pub dry_run: bool,
+    pub progress: bool,
+}
+
+/// An `undo` refused before touching anything because the tree changed since `own`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{root}: {count} journaled entries changed since own (first: {}: {}); nothing restored (pass --skip-changed to restore the rest)",
+    first.path, first.detail
+)]
+pub struct TreeChanged {
+    pub root: String,
+    pub count: u64,
+    pub first: ChangedEntry,
+}
+
+/// `undo`: check every journal against its tree, then restore.
+pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
+    // Finding an entry keeps its parent directories open: deep trees need descriptors.
+    root::raise_fd_limit();
+    let state_dir = journal::state_dir()?;
+    let roots = resolve_all(&settings.paths, Some(&state_dir))?;
+    let mut checked = Vec::new();
+    for root in &roots {
+        let path = journal::journal_path(&state_dir, root.dev, root.ino);
+        if !path.exists() {
+            bail!(
+                "{}: no journal (looked for {}); `flowerbed journal list` shows what is recorded",
+                root.path.display(),
+                path.display()
+            );
+        }
+        let summary = journal::summarize(&path)?;
+        undo::check_journal_root(root, &summary)?;
+        let preflight = undo::preflight(root, &summary)?;
+        if let Some(first) = preflight.first_changed.clone() {
+            if !settings.skip_changed {
+                return Err(TreeChanged {
+                    root: root.path.display().to_string(),
+                    count: preflight.changed,
+                    first,
+                }
+                .into());
+            }
+        }
+        checked.push((root, summary, preflight));
+    }
+    let mut outcomes = Vec::new();
+    for (root, summary, preflight) in checked {
+        let report = if settings.dry_run {
+            WalkReport {
+                changed: preflight.records - preflight.changed,
+                ..WalkReport::default()
+            }
+        } else {
+            let progress = Progress::new(settings.progress, &format!("undo {}", root.path.display()));
+            let report = undo::restore(root, &summary, &progress)?;
+            progress.finish();
+            if report.skipped == 0 {
+                std::fs::remove_file(&summary.file).map_err(|e| {
+                    anyhow::anyhow!("{}: cannot remove the journal: {e}", summary.file.display())
+                })?;
+            }
+            report
+        };
+        outcomes.push(RootOutcome {
+            path: root.path.clone(),
+            report,
+            journal: Some(summary.file.clone()),
+            identity_changed: Some(preflight.changed),
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Every journal in the state directory, with its sessions.
+pub fn list_journals() -> Result<(PathBuf, Vec<Result<journal::JournalSummary, String>>)> {
+    let dir = journal::state_dir()?;
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok((dir, out)),
+        Err(err) => bail!("{}: cannot list journals: {err}", dir.display()),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|ext| ext == "journal"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        out.push(journal::summarize(&path).map_err(|e| format!("{e:#}")));
+    }
+    Ok((dir, out))
+}
+
+/// The journal recorded for PATH.
+pub fn journal_for(path: &Path) -> Result<PathBuf> {
+    let dir = journal::state_dir()?;
+    let root = root::resolve(path, None)?;
+    let file = journal::journal_path(&dir, root.dev, root.ino);
+    if !file.exists() {
+        bail!("{}: no journal (looked for {})", path.display(), file.display());
+    }
+    Ok(file)
+}

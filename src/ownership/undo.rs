@@ -1,0 +1,283 @@
+//! `undo`: put back the owner, group and mode every journaled entry had before `own`.
+//!
+//! Sessions are replayed newest first, so an entry `own` changed twice ends with the state
+//! recorded by the first run: the state before flowerbed ever touched it. Each entry is
+//! found by its recorded path without following symlinks, and only changed when its device
+//! and inode are still the recorded ones.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
+use nix::unistd::{Gid, Uid, fchownat};
+use serde::Serialize;
+
+use super::journal::{self, JournalSummary, Record};
+use super::report::{Progress, SkipReason, WalkReport, display_bytes};
+use super::root::Root;
+use super::walk::file_type;
+
+/// An entry whose identity no longer matches its record.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangedEntry {
+    pub path: String,
+    pub detail: String,
+}
+
+/// Result of checking a journal against the tree, before anything is restored.
+#[derive(Debug, Default)]
+pub struct Preflight {
+    pub records: u64,
+    pub changed: u64,
+    pub first_changed: Option<ChangedEntry>,
+}
+
+/// Finds recorded paths below a root, keeping the directories of the previous path open
+/// (records come in walk order, so consecutive paths share most of their directories).
+struct Locator<'r> {
+    root: &'r Root,
+    /// Open directories for the leading components of the previous path.
+    open: Vec<(Vec<u8>, OwnedFd)>,
+}
+
+/// Where a record's entry sits now.
+enum Located<'a> {
+    Found {
+        parent: BorrowedFd<'a>,
+        name: CString,
+        stat: FileStat,
+    },
+    Gone(String),
+}
+
+impl<'r> Locator<'r> {
+    fn new(root: &'r Root) -> Self {
+        Self {
+            root,
+            open: Vec::new(),
+        }
+    }
+
+    fn locate(&mut self, record: &Record) -> Result<Located<'_>> {
+        // Components below the root's parent: the root's own name, then the record's path.
+        let mut components: Vec<&[u8]> = vec![self.root.name.as_bytes()];
+        if !record.path.is_empty() {
+            components.extend(record.path.split(|&b| b == b'/'));
+        }
+        let (name, dirs) = components.split_last().expect("at least the root");
+        let shared = self
+            .open
+            .iter()
+            .zip(dirs.iter())
+            .take_while(|((open_name, _), want)| open_name.as_slice() == **want)
+            .count();
+        self.open.truncate(shared);
+        for dir_name in &dirs[shared..] {
+            let parent = self
+                .open
+                .last()
+                .map_or(self.root.parent.as_fd(), |(_, fd)| fd.as_fd());
+            let c_name = CString::new(*dir_name).context("journal path holds a NUL byte")?;
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            match openat(parent, c_name.as_c_str(), flags, Mode::empty()) {
+                Ok(fd) => self.open.push((dir_name.to_vec(), fd)),
+                Err(errno) => {
+                    return Ok(Located::Gone(format!(
+                        "folder {} cannot be entered without following a link: {errno}",
+                        display_bytes(dir_name)
+                    )));
+                }
+            }
+        }
+        let parent = self
+            .open
+            .last()
+            .map_or(self.root.parent.as_fd(), |(_, fd)| fd.as_fd());
+        let name = CString::new(*name).context("journal path holds a NUL byte")?;
+        match fstatat(parent, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            // Same device, inode and file type: a reused inode number of another kind is caught.
+            Ok(stat)
+                if stat.st_dev == record.dev
+                    && stat.st_ino == record.ino
+                    && stat.st_mode & SFlag::S_IFMT.bits() == record.mode & SFlag::S_IFMT.bits() =>
+            {
+                Ok(Located::Found { parent, name, stat })
+            }
+            Ok(stat) => Ok(Located::Gone(format!(
+                "now inode {} on device {:x} (journal: inode {} on device {:x})",
+                stat.st_ino, stat.st_dev, record.ino, record.dev
+            ))),
+            Err(Errno::ENOENT) => Ok(Located::Gone("no longer exists".into())),
+            Err(errno) => Ok(Located::Gone(format!("cannot stat: {errno}"))),
+        }
+    }
+}
+
+/// Threads replaying a journal (restoring is mostly kernel time, like the walk).
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 4)
+}
+
+/// Check every record of every session against the tree without changing anything.
+pub fn preflight(root: &Root, journal: &JournalSummary) -> Result<Preflight> {
+    let mut result = Preflight::default();
+    for session in &journal.sessions {
+        let states = journal::par_for_each_batch(
+            &journal.file,
+            session.offset,
+            workers(),
+            || (Locator::new(root), Preflight::default()),
+            |(locator, found), batch| {
+                for record in batch {
+                    found.records += 1;
+                    if let Located::Gone(detail) = locator.locate(record)? {
+                        found.changed += 1;
+                        if found.first_changed.is_none() {
+                            found.first_changed = Some(ChangedEntry {
+                                path: display_bytes(&record.path),
+                                detail,
+                            });
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        for (_, found) in states {
+            result.records += found.records;
+            result.changed += found.changed;
+            if result.first_changed.is_none() {
+                result.first_changed = found.first_changed;
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// Restore every record whose identity still matches; others are reported in the result.
+///
+/// Sessions go newest first, one after the other; the batches of one session in parallel.
+pub fn restore(root: &Root, journal: &JournalSummary, progress: &Progress) -> Result<WalkReport> {
+    let mut report = WalkReport::default();
+    for session in journal.sessions.iter().rev() {
+        let states = journal::par_for_each_batch(
+            &journal.file,
+            session.offset,
+            workers(),
+            || (Locator::new(root), WalkReport::default()),
+            |(locator, report), batch| {
+                for record in batch {
+                    progress.tick();
+                    restore_one(locator, record, report)?;
+                }
+                Ok(())
+            },
+        )?;
+        for (_, part) in states {
+            report.merge(part);
+        }
+    }
+    Ok(report)
+}
+
+fn restore_one(locator: &mut Locator<'_>, record: &Record, report: &mut WalkReport) -> Result<()> {
+    let (parent, name, stat) = match locator.locate(record)? {
+        Located::Found { parent, name, stat } => (parent, name, stat),
+        Located::Gone(detail) => {
+            report.skip(
+                &record.path,
+                &SkipReason::Error(format!("identity changed since own: {detail}")),
+            );
+            return Ok(());
+        }
+    };
+    let wanted_mode = record.mode & 0o7777;
+    let is_symlink = file_type(&stat) == SFlag::S_IFLNK;
+    let owner_differs = stat.st_uid != record.uid || stat.st_gid != record.gid;
+    if owner_differs {
+        if let Err(errno) = fchownat(
+            parent,
+            name.as_c_str(),
+            Some(Uid::from_raw(record.uid)),
+            Some(Gid::from_raw(record.gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            report.skip(
+                &record.path,
+                &SkipReason::Error(format!("cannot restore owner: {errno}")),
+            );
+            return Ok(());
+        }
+    }
+    // chown clears setuid/setgid, so the mode goes back after the owner. Symlinks have no
+    // mode of their own on Linux.
+    let mode_differs = stat.st_mode & 0o7777 != wanted_mode;
+    if !is_symlink && (mode_differs || (owner_differs && wanted_mode & 0o6000 != 0)) {
+        if let Err(detail) = restore_mode(parent, &name, record, wanted_mode) {
+            report.skip(&record.path, &SkipReason::Error(detail));
+            return Ok(());
+        }
+    }
+    if owner_differs || mode_differs {
+        report.changed += 1;
+    } else {
+        report.already_right += 1;
+    }
+    Ok(())
+}
+
+/// chmod through a descriptor of the very inode that was checked, so a swap for a symlink
+/// between the check and the change cannot redirect it.
+fn restore_mode(parent: BorrowedFd<'_>, name: &CString, record: &Record, mode: u32) -> Result<(), String> {
+    let fd = openat(
+        parent,
+        name.as_c_str(),
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| format!("cannot open to restore mode: {errno}"))?;
+    let stat = fstat(&fd).map_err(|errno| format!("cannot stat: {errno}"))?;
+    if stat.st_dev != record.dev || stat.st_ino != record.ino {
+        return Err("replaced while being restored; mode left alone".into());
+    }
+    let mode = Mode::from_bits_truncate(mode);
+    if file_type(&stat) == SFlag::S_IFDIR {
+        let dir = openat(
+            parent,
+            name.as_c_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| format!("cannot open to restore mode: {errno}"))?;
+        let again = fstat(&dir).map_err(|errno| format!("cannot stat: {errno}"))?;
+        if again.st_ino != record.ino {
+            return Err("replaced while being restored; mode left alone".into());
+        }
+        return fchmod(&dir, mode).map_err(|errno| format!("cannot restore mode: {errno}"));
+    }
+    // An O_PATH descriptor cannot be fchmod'ed; its /proc link names exactly that inode.
+    let proc_link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    std::fs::set_permissions(&proc_link, std::fs::Permissions::from_mode(mode.bits()))
+        .map_err(|err| format!("cannot restore mode (is /proc mounted?): {err}"))
+}
+
+/// Refuse to restore from a journal that did not record this root.
+pub fn check_journal_root(root: &Root, journal: &JournalSummary) -> Result<()> {
+    for session in &journal.sessions {
+        if session.info.root_dev != root.dev || session.info.root_ino != root.ino {
+            bail!(
+                "{}: journal {} was recorded for another folder ({})",
+                root.path.display(),
+                journal.file.display(),
+                session.info.root
+            );
+        }
+    }
+    Ok(())
+}

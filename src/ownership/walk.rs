@@ -1,0 +1,639 @@
+//! The re-owning walk behind `own` and `release`.
+//!
+//! Every step is relative to a directory file descriptor that was opened with
+//! `O_NOFOLLOW | O_DIRECTORY` and whose inode was checked against the name it was opened
+//! by, so a directory swapped for a symlink mid-walk is never entered and nothing outside
+//! the tree is reached. Non-directories are changed with `fchownat(AT_SYMLINK_NOFOLLOW)`,
+//! which re-owns a symlink itself, never its target.
+//!
+//! The walk streams: each worker thread holds one open directory per level of its current
+//! subtree and one journal batch. Workers walk depth-first on their own and hand a freshly
+//! opened directory to an idle worker, so memory and descriptors stay bounded while both
+//! cores of a small machine are kept busy (a chown is mostly kernel time).
+//!
+//! Journal first: a worker's records are written and synced as one frame before any entry
+//! in it is changed.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use anyhow::Result;
+use nix::dir::{Dir, OwningIter, Type};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
+use nix::unistd::{Gid, Uid, fchown, fchownat};
+
+use super::journal::{JournalWriter, Record, RecordBatch};
+use super::report::{Progress, SkipReason, WalkReport};
+use super::root::Root;
+
+/// Records per journal batch: one `fdatasync` per this many changes.
+const BATCH_RECORDS: usize = 8_192;
+/// Directories a pending batch may keep open before it must be applied (fewer when the
+/// open-file limit is low).
+const MAX_BATCH_DIRS: usize = 256;
+/// At most this many walker threads.
+const MAX_WORKERS: usize = 4;
+
+/// Test hook: `FLOWERBED_TEST_KILL_AFTER=K` makes `own` SIGKILL itself after K changes, so
+/// the crash-safety tests can stop it at an exact point. Never set it otherwise.
+pub const KILL_AFTER_ENV: &str = "FLOWERBED_TEST_KILL_AFTER";
+
+/// What the walk gives every entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Target {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WalkOptions {
+    pub target: Target,
+    /// Re-own regular files that have other hard links (which may live outside the tree).
+    pub allow_hardlinks: bool,
+    /// Look only: change nothing, journal nothing.
+    pub dry_run: bool,
+}
+
+/// Walk `root` and give every entry to `options.target`, journaling first when `journal`
+/// is given (then changes are applied in synced batches), otherwise changing inline.
+pub fn reown(
+    root: &Root,
+    options: WalkOptions,
+    journal: Option<&mut JournalWriter>,
+    progress: &Progress,
+) -> Result<WalkReport> {
+    let fd_limit = super::root::raise_fd_limit();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_WORKERS);
+    // Each worker holds one descriptor per level of its subtree plus the directories of its
+    // pending batch; the queue holds one per worker. Split what the limit allows.
+    let budget = usize::try_from(fd_limit.saturating_sub(64)).unwrap_or(usize::MAX) / workers;
+    let batch_dirs = (budget / 4).clamp(4, MAX_BATCH_DIRS);
+    let max_depth = budget.saturating_sub(batch_dirs + 1).max(8);
+    let shared = Shared {
+        options,
+        workers,
+        root_dev: root.dev,
+        max_depth,
+        batch_dirs,
+        // Without protected_hardlinks a container could hard-link a host file into the tree
+        // between the stat and the change: then every change is checked again just before.
+        recheck: !protected_hardlinks(),
+        journal: journal.map(Mutex::new),
+        queue: Mutex::new(Queue::default()),
+        wake: Condvar::new(),
+        failed: AtomicBool::new(false),
+        changed: AtomicU64::new(0),
+        kill_after: std::env::var(KILL_AFTER_ENV).ok().and_then(|v| v.parse().ok()),
+        progress,
+    };
+    let base = Rc::new(ParentDir::Base(root.parent.try_clone()?));
+    // Every worker counts as busy until it first asks for work.
+    shared.queue.lock().expect("queue lock").busy = workers;
+    let mut first = Worker::new(&shared);
+    // The first worker starts on the root; the others wait for directories handed over.
+    let start = first.visit(&base, &root.name, None, None, 0);
+    let results: Vec<Result<WalkReport>> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..workers)
+            .map(|_| scope.spawn(|| Worker::new(&shared).run(None)))
+            .collect();
+        let first_result = match start {
+            Ok(start) => first.run(start),
+            Err(err) => Err(first.abandon(err)),
+        };
+        let mut results = vec![first_result];
+        results.extend(
+            helpers
+                .into_iter()
+                .map(|h| h.join().expect("walker thread panicked")),
+        );
+        results
+    });
+    let mut report = WalkReport::default();
+    for result in results {
+        report.merge(result?);
+    }
+    Ok(report)
+}
+
+/// Whether the kernel refuses hard links to files the linker does not own or cannot write.
+fn protected_hardlinks() -> bool {
+    std::fs::read_to_string("/proc/sys/fs/protected_hardlinks").is_ok_and(|v| v.trim() == "1")
+}
+
+/// State all workers share.
+struct Shared<'a> {
+    options: WalkOptions,
+    workers: usize,
+    root_dev: u64,
+    max_depth: usize,
+    batch_dirs: usize,
+    recheck: bool,
+    journal: Option<Mutex<&'a mut JournalWriter>>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    failed: AtomicBool,
+    changed: AtomicU64,
+    kill_after: Option<u64>,
+    progress: &'a Progress,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Handoff>,
+    /// Workers currently walking (not waiting): the walk is over when none is and no
+    /// directory is queued.
+    busy: usize,
+}
+
+/// An opened, checked directory handed to another worker, which changes and walks it.
+struct Handoff {
+    fd: OwnedFd,
+    stat: FileStat,
+    path: Vec<u8>,
+    depth: usize,
+}
+
+impl Shared<'_> {
+    fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+        self.wake.notify_all();
+    }
+
+    /// Queue `item` for another worker; gives it back when the queue already holds enough
+    /// (one directory per worker keeps everyone busy without piling up descriptors).
+    fn offer(&self, item: Handoff) -> Option<Handoff> {
+        if self.workers == 1 {
+            return Some(item);
+        }
+        let mut queue = self.queue.lock().expect("queue lock");
+        if queue.items.len() >= self.workers {
+            return Some(item);
+        }
+        queue.items.push_back(item);
+        drop(queue);
+        self.wake.notify_one();
+        None
+    }
+
+    /// A queued directory, if one is waiting right now.
+    fn try_next_item(&self) -> Option<Handoff> {
+        if self.failed.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.queue.lock().expect("queue lock").items.pop_front()
+    }
+
+    /// Block until a directory is queued (`Some`) or the walk is over (`None`).
+    fn next_item(&self) -> Option<Handoff> {
+        let mut queue = self.queue.lock().expect("queue lock");
+        queue.busy -= 1;
+        if queue.busy == 0 && queue.items.is_empty() {
+            self.wake.notify_all();
+            return None;
+        }
+        loop {
+            if self.failed.load(Ordering::SeqCst) {
+                return None;
+            }
+            if let Some(item) = queue.items.pop_front() {
+                queue.busy += 1;
+                return Some(item);
+            }
+            if queue.busy == 0 {
+                self.wake.notify_all();
+                return None;
+            }
+            queue = self.wake.wait(queue).expect("queue lock");
+        }
+    }
+}
+
+/// An open directory of the walk: its entry stream and the descriptor changes go through.
+struct OpenDir {
+    entries: RefCell<OwningIter>,
+    /// Length of the relative path buffer up to and including this directory's name.
+    path_len: usize,
+    depth: usize,
+}
+
+impl OpenDir {
+    fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the descriptor belongs to `entries`, which lives as long as `self`.
+        unsafe { BorrowedFd::borrow_raw(self.entries.borrow().as_raw_fd()) }
+    }
+}
+
+/// One level of a worker's walk: the directory, and the same as the parent of its entries
+/// (made once per directory, not per entry).
+#[derive(Clone)]
+struct Level {
+    dir: Rc<OpenDir>,
+    as_parent: Rc<ParentDir>,
+}
+
+impl Level {
+    fn new(dir: Rc<OpenDir>) -> Self {
+        Self {
+            as_parent: Rc::new(ParentDir::Walked(dir.clone())),
+            dir,
+        }
+    }
+}
+
+/// Where a pending change is applied.
+enum Handle {
+    /// The directory itself, through its own descriptor.
+    Dir(Rc<OpenDir>),
+    /// A non-directory: a name in a directory.
+    Child {
+        parent: Rc<ParentDir>,
+        name: CString,
+        dev: u64,
+        ino: u64,
+    },
+}
+
+/// A directory descriptor shared by the entries that sit in it.
+enum ParentDir {
+    Walked(Rc<OpenDir>),
+    /// The directory holding the root entry.
+    Base(OwnedFd),
+}
+
+impl ParentDir {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            ParentDir::Walked(dir) => dir.fd(),
+            ParentDir::Base(fd) => fd.as_fd(),
+        }
+    }
+}
+
+struct Pending {
+    handle: Handle,
+    path: Vec<u8>,
+}
+
+/// One walker thread's state.
+struct Worker<'s, 'a> {
+    shared: &'s Shared<'a>,
+    report: WalkReport,
+    /// Relative path of the entry being visited (raw bytes).
+    path: Vec<u8>,
+    batch: RecordBatch,
+    pending: Vec<Pending>,
+    pending_dirs: usize,
+}
+
+impl<'s, 'a> Worker<'s, 'a> {
+    fn new(shared: &'s Shared<'a>) -> Self {
+        Self {
+            shared,
+            report: WalkReport::default(),
+            path: Vec::new(),
+            batch: RecordBatch::default(),
+            pending: Vec::new(),
+            pending_dirs: 0,
+        }
+    }
+
+    /// Walk the given directories, then whatever is handed over, until the walk is over.
+    fn run(mut self, start: Option<Rc<OpenDir>>) -> Result<WalkReport> {
+        let mut stack: Vec<Level> = start.map(Level::new).into_iter().collect();
+        loop {
+            if let Err(err) = self.walk(&mut stack) {
+                return Err(self.abandon(err));
+            }
+            // Keep filling the batch while work is at hand; apply it before waiting, so no
+            // change is held back (nor its directories kept open) while idle.
+            let item = if let Some(item) = self.shared.try_next_item() {
+                item
+            } else {
+                if let Err(err) = self.flush() {
+                    return Err(self.abandon(err));
+                }
+                match self.shared.next_item() {
+                    Some(item) => item,
+                    None => return Ok(self.report),
+                }
+            };
+            self.path = item.path;
+            match self.adopt(item.fd, &item.stat, item.depth) {
+                Ok(Some(dir)) => stack.push(Level::new(dir)),
+                Ok(None) => {}
+                Err(err) => return Err(self.abandon(err)),
+            }
+        }
+    }
+
+    /// Stop every worker after an error; nothing still pending is changed.
+    fn abandon(&mut self, err: anyhow::Error) -> anyhow::Error {
+        self.shared.fail();
+        self.pending.clear();
+        self.finish_idle();
+        err
+    }
+
+    /// Leave the pool after a failure without waiting for work.
+    fn finish_idle(&mut self) {
+        let mut queue = self.shared.queue.lock().expect("queue lock");
+        queue.busy = queue.busy.saturating_sub(1);
+        queue.items.clear();
+        drop(queue);
+        self.shared.wake.notify_all();
+    }
+
+    fn walk(&mut self, stack: &mut Vec<Level>) -> Result<()> {
+        while let Some(Level { dir: top, as_parent }) = stack.last().cloned() {
+            if self.shared.failed.load(Ordering::Relaxed) {
+                stack.clear();
+                return Ok(());
+            }
+            let next = top.entries.borrow_mut().next();
+            match next {
+                None => {
+                    stack.pop();
+                }
+                Some(Err(errno)) => {
+                    self.path.truncate(top.path_len);
+                    self.skip(&SkipReason::Error(format!("cannot read directory: {errno}")));
+                    stack.pop();
+                }
+                Some(Ok(entry)) => {
+                    let name = entry.file_name();
+                    if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                        continue;
+                    }
+                    self.path.truncate(top.path_len);
+                    if !self.path.is_empty() {
+                        self.path.push(b'/');
+                    }
+                    self.path.extend_from_slice(name.to_bytes());
+                    if let Some(child) = self.visit(
+                        &as_parent,
+                        name,
+                        entry.file_type(),
+                        Some(entry.ino()),
+                        top.depth + 1,
+                    )? {
+                        stack.push(Level::new(child));
+                    }
+                }
+            }
+            if self.batch_full() {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, reason: &SkipReason) {
+        self.report.skip(&self.path, reason);
+    }
+
+    /// Look at one entry; returns the directory to descend into, if it is one.
+    fn visit(
+        &mut self,
+        parent: &Rc<ParentDir>,
+        name: &CStr,
+        listed_type: Option<Type>,
+        listed_ino: Option<u64>,
+        depth: usize,
+    ) -> Result<Option<Rc<OpenDir>>> {
+        self.shared.progress.tick();
+        // A listed directory is opened straight away (no separate stat); anything else, or
+        // an entry of unknown type, is looked at without following it first.
+        let stat = if listed_type == Some(Type::Directory) {
+            None
+        } else {
+            match fstatat(parent.fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(stat) => Some(stat),
+                Err(Errno::ENOENT) => {
+                    self.skip(&SkipReason::Vanished);
+                    return Ok(None);
+                }
+                Err(errno) => {
+                    self.skip(&SkipReason::Error(format!("cannot stat: {errno}")));
+                    return Ok(None);
+                }
+            }
+        };
+        let is_dir = stat.as_ref().is_none_or(|s| file_type(s) == SFlag::S_IFDIR);
+        if is_dir {
+            let expected_ino = stat.map_or(listed_ino, |s| Some(s.st_ino));
+            return self.visit_dir(parent, name, expected_ino, depth);
+        }
+        let stat = stat.expect("non-directories were stat'ed");
+        if stat.st_dev != self.shared.root_dev {
+            self.skip(&SkipReason::MountPoint);
+            return Ok(None);
+        }
+        if file_type(&stat) == SFlag::S_IFREG && stat.st_nlink > 1 && !self.shared.options.allow_hardlinks {
+            self.skip(&SkipReason::HardLinked { links: stat.st_nlink });
+            return Ok(None);
+        }
+        if self.already_right(&stat) {
+            return Ok(None);
+        }
+        let handle = Handle::Child {
+            parent: parent.clone(),
+            name: name.to_owned(),
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        };
+        self.change(handle, &stat);
+        Ok(None)
+    }
+
+    fn visit_dir(
+        &mut self,
+        parent: &Rc<ParentDir>,
+        name: &CStr,
+        expected_ino: Option<u64>,
+        depth: usize,
+    ) -> Result<Option<Rc<OpenDir>>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match openat(parent.fd(), name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            // Replaced by a symlink or a file since it was listed: not ours to follow.
+            Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                self.skip(&SkipReason::ChangedDuringWalk);
+                return Ok(None);
+            }
+            Err(Errno::ENOENT) => {
+                self.skip(&SkipReason::Vanished);
+                return Ok(None);
+            }
+            Err(errno) => {
+                self.skip(&SkipReason::Error(format!("cannot open directory: {errno}")));
+                return Ok(None);
+            }
+        };
+        let stat = fstat(&fd)?;
+        if stat.st_dev != self.shared.root_dev {
+            self.skip(&SkipReason::MountPoint);
+            return Ok(None);
+        }
+        if expected_ino.is_some_and(|ino| ino != stat.st_ino) {
+            self.skip(&SkipReason::ChangedDuringWalk);
+            return Ok(None);
+        }
+        if depth > 0 {
+            let item = Handoff {
+                fd,
+                stat,
+                path: self.path.clone(),
+                depth,
+            };
+            return match self.shared.offer(item) {
+                None => Ok(None),
+                Some(item) => self.adopt(item.fd, &item.stat, depth),
+            };
+        }
+        self.adopt(fd, &stat, depth)
+    }
+
+    /// Take an opened, checked directory into this worker: change it, and return it to be
+    /// walked unless it is too deep.
+    fn adopt(&mut self, fd: OwnedFd, stat: &FileStat, depth: usize) -> Result<Option<Rc<OpenDir>>> {
+        let entries = Dir::from_fd(fd)?.into_iter();
+        let dir = Rc::new(OpenDir {
+            entries: RefCell::new(entries),
+            path_len: self.path.len(),
+            depth,
+        });
+        if !self.already_right(stat) {
+            self.pending_dirs += 1;
+            self.change(Handle::Dir(dir.clone()), stat);
+        }
+        if depth >= self.shared.max_depth {
+            // Its own change (if any) still holds it open; its entries are not walked.
+            self.skip(&SkipReason::TooDeep);
+            return Ok(None);
+        }
+        Ok(Some(dir))
+    }
+
+    fn already_right(&mut self, stat: &FileStat) -> bool {
+        let target = self.shared.options.target;
+        if stat.st_uid == target.uid && stat.st_gid == target.gid {
+            self.report.already_right += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Journal the entry's current state and change it (now, or with its batch).
+    fn change(&mut self, handle: Handle, stat: &FileStat) {
+        if self.shared.options.dry_run {
+            self.report
+                .plan(&self.path, stat.st_uid, stat.st_gid, stat.st_mode);
+            return;
+        }
+        let pending = Pending {
+            handle,
+            path: self.path.clone(),
+        };
+        if self.shared.journal.is_some() {
+            self.batch.add(&Record {
+                dev: stat.st_dev,
+                ino: stat.st_ino,
+                uid: stat.st_uid,
+                gid: stat.st_gid,
+                mode: stat.st_mode,
+                path: self.path.clone(),
+            });
+            self.pending.push(pending);
+        } else {
+            self.apply(&pending, false);
+        }
+    }
+
+    fn batch_full(&self) -> bool {
+        self.pending.len() >= BATCH_RECORDS || self.pending_dirs >= self.shared.batch_dirs
+    }
+
+    /// Sync the journal batch, then make the changes it lists.
+    fn flush(&mut self) -> Result<()> {
+        if let Some(journal) = &self.shared.journal {
+            journal
+                .lock()
+                .expect("journal lock")
+                .commit_batch(&mut self.batch)?;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for entry in &pending {
+            self.apply(entry, self.shared.recheck);
+        }
+        self.pending_dirs = 0;
+        Ok(())
+    }
+
+    fn apply(&mut self, entry: &Pending, recheck: bool) {
+        let target = self.shared.options.target;
+        let uid = Some(Uid::from_raw(target.uid));
+        let gid = Some(Gid::from_raw(target.gid));
+        let result = match &entry.handle {
+            Handle::Dir(dir) => fchown(dir.fd(), uid, gid),
+            Handle::Child {
+                parent,
+                name,
+                dev,
+                ino,
+            } => {
+                // Make sure the name still means the same inode (and still has no other links)
+                // before changing it.
+                if recheck {
+                    match fstatat(parent.fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                        Ok(now)
+                            if now.st_dev == *dev
+                                && now.st_ino == *ino
+                                && (self.shared.options.allow_hardlinks
+                                    || file_type(&now) != SFlag::S_IFREG
+                                    || now.st_nlink == 1) => {}
+                        _ => {
+                            self.report.skip(&entry.path, &SkipReason::ChangedDuringWalk);
+                            return;
+                        }
+                    }
+                }
+                fchownat(
+                    parent.fd(),
+                    name.as_c_str(),
+                    uid,
+                    gid,
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.report.changed += 1;
+                if let Some(kill_after) = self.shared.kill_after {
+                    if self.shared.changed.fetch_add(1, Ordering::SeqCst) + 1 >= kill_after {
+                        // Test hook: die the hardest way, mid-batch, with no cleanup.
+                        // SAFETY: raise has no memory-safety preconditions.
+                        unsafe { nix::libc::raise(nix::libc::SIGKILL) };
+                    }
+                }
+            }
+            Err(errno) => self.report.skip(
+                &entry.path,
+                &SkipReason::Error(format!("cannot change owner: {errno}")),
+            ),
+        }
+    }
+}
+
+pub(crate) fn file_type(stat: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
+}

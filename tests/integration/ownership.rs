@@ -1,0 +1,682 @@
+//! `own`, `undo`, `release`, `journal`: hostile trees, exact undo, crashes, races, bad input.
+//!
+//! These tests run as root (they chown); each uses its own journal folder through
+//! `FLOWERBED_STATE_DIR`.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::testenv::{Snapshot, TestEnv, assert_bad_input, snapshot};
+
+/// A test folder with `tree/` (handed over), `outside/` (must never change) and `state/`
+/// (the journal folder).
+struct OwnEnv {
+    env: TestEnv,
+}
+
+impl OwnEnv {
+    fn new() -> Self {
+        let env = TestEnv::new();
+        for dir in ["tree", "outside"] {
+            std::fs::create_dir(env.join(dir)).unwrap();
+        }
+        Self { env }
+    }
+
+    fn tree(&self) -> PathBuf {
+        self.env.join("tree")
+    }
+
+    fn outside(&self) -> PathBuf {
+        self.env.join("outside")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.env.join("state")
+    }
+
+    fn run<I, S>(&self, args: I) -> std::process::Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.env
+            .flowerbed(args)
+            .env("FLOWERBED_STATE_DIR", self.state())
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID")
+            .env_remove("DOCKER_HOST")
+            .output()
+            .unwrap()
+    }
+
+    fn journal_files(&self) -> Vec<PathBuf> {
+        match std::fs::read_dir(self.state()) {
+            Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Everything in one snapshot: the tree and the outside folder.
+    fn snapshot(&self) -> (Snapshot, Snapshot) {
+        (snapshot(&self.tree()), snapshot(&self.outside()))
+    }
+
+    /// The hostile tree the issue asks for.
+    fn build_hostile_tree(&self) {
+        let tree = self.tree();
+        let outside = self.outside();
+        std::fs::write(outside.join("secret"), "host file").unwrap();
+        std::fs::create_dir(outside.join("dir")).unwrap();
+        std::fs::write(outside.join("dir/inner"), "host dir content").unwrap();
+        std::fs::write(outside.join("linked"), "hard linked into the tree").unwrap();
+
+        std::fs::write(tree.join("plain"), "data").unwrap();
+        symlink(outside.join("secret"), tree.join("link-to-outside-file")).unwrap();
+        symlink(outside.join("dir"), tree.join("link-to-outside-dir")).unwrap();
+        std::fs::hard_link(outside.join("linked"), tree.join("hard-link")).unwrap();
+        nix::unistd::mkfifo(
+            &tree.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o640),
+        )
+        .unwrap();
+        std::fs::write(tree.join("setuid"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(tree.join("setuid"), std::fs::Permissions::from_mode(0o6755)).unwrap();
+        std::fs::create_dir_all(tree.join("a/b/c")).unwrap();
+        std::fs::write(tree.join("a/b/c/key"), "private").unwrap();
+        std::fs::set_permissions(tree.join("a/b/c/key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        for dir in ["a", "a/b", "a/b/c"] {
+            std::fs::set_permissions(tree.join(dir), std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        std::fs::write(tree.join("name with spaces"), "s").unwrap();
+        std::fs::write(tree.join("new\nline"), "n").unwrap();
+        let invalid = OsStr::from_bytes(b"bad-\xff\xfe-utf8");
+        std::fs::create_dir(tree.join(invalid)).unwrap();
+        std::fs::write(tree.join(invalid).join("inside"), "i").unwrap();
+        // Some entries start with other owners, so undo has something to tell apart.
+        std::os::unix::fs::lchown(tree.join("plain"), Some(1000), Some(1000)).unwrap();
+        std::os::unix::fs::lchown(tree.join("link-to-outside-dir"), Some(7), Some(8)).unwrap();
+    }
+}
+
+fn owner(path: &Path) -> (u32, u32) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn own_reowns_everything_inside_and_nothing_outside() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    let (_, outside_before) = env.snapshot();
+    let out = env.run(["own", "--uid", "1234", "--gid", "5678", "tree"]);
+    // The hard-linked file is a finding: exit 1, named in a warning.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hard-link"), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("1 skipped (1 hard_linked)"),
+        "{}",
+        stdout(&out)
+    );
+
+    let (tree_after, outside_after) = env.snapshot();
+    assert_eq!(
+        outside_before, outside_after,
+        "something outside the tree changed"
+    );
+    for (path, state) in &tree_after {
+        if path == Path::new("hard-link") {
+            assert_eq!((state.uid, state.gid), (0, 0), "hard-linked file must be skipped");
+        } else {
+            assert_eq!(
+                (state.uid, state.gid),
+                (1234, 5678),
+                "{} not re-owned",
+                path.display()
+            );
+        }
+    }
+    // Modes stay, except that chown cleared setuid/setgid as the kernel does.
+    assert_eq!(tree_after[Path::new("a/b/c")].mode, 0o700);
+    assert_eq!(tree_after[Path::new("a/b/c/key")].mode, 0o600);
+    assert_eq!(tree_after[Path::new("setuid")].mode, 0o755);
+    assert_eq!(tree_after.len(), 15);
+}
+
+#[test]
+fn allow_hardlinks_includes_hard_linked_files() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    let out = env.run(["own", "--allow-hardlinks", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(owner(&env.tree().join("hard-link")), (49_999, 49_999));
+    assert_eq!(owner(&env.outside().join("secret")), (0, 0));
+}
+
+#[test]
+fn undo_restores_owners_and_modes_exactly() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    let before = env.snapshot();
+    let out = env.run(["own", "tree"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_ne!(env.snapshot(), before);
+    assert_eq!(env.journal_files().len(), 1);
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(env.snapshot(), before);
+    assert!(
+        env.journal_files().is_empty(),
+        "journal should be removed after a full undo"
+    );
+}
+
+#[test]
+fn undo_after_two_owns_returns_to_the_state_before_the_first() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    let before = env.snapshot();
+    env.run(["own", "--uid", "10", "--gid", "10", "tree"]);
+    // Between the two runs a new (root-owned) file appears; the second own takes it too.
+    std::fs::write(env.tree().join("made-later"), "x").unwrap();
+    env.run(["own", "--uid", "20", "--gid", "20", "tree"]);
+    assert_eq!(owner(&env.tree().join("plain")), (20, 20));
+    assert_eq!(owner(&env.tree().join("made-later")), (20, 20));
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Everything is as before the first own, and the later file as before the second.
+    let mut after = env.snapshot();
+    let later = after.0.remove(Path::new("made-later")).unwrap();
+    assert_eq!((later.uid, later.gid), (0, 0));
+    assert!(
+        after == before,
+        "undo did not return to the state before the first own"
+    );
+}
+
+#[test]
+fn second_own_changes_nothing_and_does_not_grow_the_journal() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    env.run(["own", "tree"]);
+    let journal = env.journal_files().pop().unwrap();
+    let journal_before = std::fs::read(&journal).unwrap();
+    let tree_before = env.snapshot();
+    let out = env.run(["own", "--json", "tree"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["roots"][0]["changed"], 0);
+    assert_eq!(report["roots"][0]["already_right"], 14);
+    assert_eq!(std::fs::read(&journal).unwrap(), journal_before);
+    assert_eq!(env.snapshot(), tree_before);
+}
+
+#[test]
+fn dry_run_changes_nothing_and_writes_no_journal() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    let before = env.snapshot();
+    let out = env.run(["own", "--dry-run", "tree"]);
+    assert!(stdout(&out).contains("14 to change"), "{}", stdout(&out));
+    assert_eq!(env.snapshot(), before);
+    assert!(env.journal_files().is_empty());
+    // The plan names each entry with its current owner.
+    let out = env.run(["own", "--dry-run", "--json", "tree"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let planned = plan["roots"][0]["planned"].as_array().unwrap();
+    assert_eq!(planned.len(), 14);
+    let plain_file = planned.iter().find(|p| p["path"] == "plain").unwrap();
+    assert_eq!(
+        (plain_file["uid"].as_u64(), plain_file["mode"].as_str()),
+        (Some(1000), Some("0644"))
+    );
+    assert_eq!(env.snapshot(), before);
+    env.run(["own", "tree"]);
+    let owned = env.snapshot();
+    let out = env.run(["undo", "--dry-run", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(env.snapshot(), owned);
+    let out = env.run(["release", "--dry-run", "--to", "0:0", "tree"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(env.snapshot(), owned);
+}
+
+#[test]
+fn journal_is_private_and_listed() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    env.run(["own", "tree"]);
+    let journal = env.journal_files().pop().unwrap();
+    assert_eq!(std::fs::metadata(&journal).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(env.state()).unwrap().mode() & 0o777, 0o700);
+    let out = env.run(["journal", "list"]);
+    assert!(stdout(&out).contains("14 entries recorded"), "{}", stdout(&out));
+    let out = env.run(["journal", "show", "--json", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = shown["sessions"][0]["entries"].as_array().unwrap();
+    let names: Vec<&str> = entries.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"new\\nline") && names.contains(&"bad-\\xff\\xfe-utf8/inside"),
+        "{names:?}"
+    );
+    let setuid = entries.iter().find(|e| e["path"] == "setuid").unwrap();
+    assert_eq!(setuid["mode"], "6755");
+}
+
+#[test]
+fn release_hands_the_tree_to_the_sudo_caller_and_retires_the_journal() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    let (_, outside_before) = env.snapshot();
+    env.run(["own", "tree"]);
+    let out = env
+        .env
+        .flowerbed(["release", "tree"])
+        .env("FLOWERBED_STATE_DIR", env.state())
+        .env("SUDO_UID", "4242")
+        .env("SUDO_GID", "4343")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "hard link is a finding: {}",
+        stderr(&out)
+    );
+    for (path, state) in snapshot(&env.tree()) {
+        if path != Path::new("hard-link") {
+            assert_eq!((state.uid, state.gid), (4242, 4343), "{}", path.display());
+        }
+    }
+    assert_eq!(snapshot(&env.outside()), outside_before);
+
+    let out = env.run(["release", "--allow-hardlinks", "--to", "root:daemon", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(owner(&env.tree().join("plain")), (0, 1));
+    assert!(stdout(&out).contains("journal retired"), "{}", stdout(&out));
+    assert!(env.journal_files().is_empty());
+}
+
+/// Build a flat-ish tree of `count` files spread over directories.
+fn build_large_tree(root: &Path, count: usize) {
+    for i in 0..count {
+        let dir = root.join(format!("d{:03}", i / 200));
+        if i % 200 == 0 {
+            std::fs::create_dir(&dir).unwrap();
+        }
+        std::fs::write(dir.join(format!("f{i}")), b"").unwrap();
+    }
+    std::fs::set_permissions(root.join("d000/f1"), std::fs::Permissions::from_mode(0o4711)).unwrap();
+}
+
+#[test]
+fn sigkill_at_any_point_then_undo_restores_the_snapshot() {
+    // More entries than one journal batch (16384), so kills land in the first and second.
+    let env = OwnEnv::new();
+    build_large_tree(&env.tree(), 17_000);
+    let before = env.snapshot();
+    for kill_after in [1_u64, 5_000, 16_390] {
+        let out = env
+            .env
+            .flowerbed(["own", "tree"])
+            .env("FLOWERBED_STATE_DIR", env.state())
+            .env("FLOWERBED_TEST_KILL_AFTER", kill_after.to_string())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "own should have been killed: {}",
+            stderr(&out)
+        );
+        let changed = snapshot(&env.tree()).values().filter(|s| s.uid == 49_999).count();
+        assert!(
+            changed as u64 >= kill_after,
+            "kill after {kill_after}: only {changed} changed"
+        );
+        if kill_after == 5_000 {
+            // The interrupted run is finished by a second own; undo still goes all the way back.
+            let out = env.run(["own", "tree"]);
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        }
+        let out = env.run(["undo", "tree"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "kill after {kill_after}: {}",
+            stderr(&out)
+        );
+        assert!(
+            env.snapshot() == before,
+            "kill after {kill_after}: undo did not restore the snapshot"
+        );
+    }
+}
+
+#[test]
+fn swapping_a_directory_for_a_symlink_never_reaches_outside() {
+    let env = OwnEnv::new();
+    let tree = env.tree();
+    let outside = env.outside();
+    for i in 0..20 {
+        std::fs::write(outside.join(format!("host{i}")), "host").unwrap();
+    }
+    std::fs::create_dir(tree.join("swap")).unwrap();
+    for i in 0..50 {
+        std::fs::write(tree.join("swap").join(format!("f{i}")), "").unwrap();
+    }
+    let outside_before = snapshot(&outside);
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let tree = tree.clone();
+        let outside = outside.clone();
+        std::thread::spawn(move || {
+            let mut swaps = 0_u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::fs::rename(tree.join("swap"), tree.join("swap.real")).unwrap();
+                symlink(&outside, tree.join("swap")).unwrap();
+                std::thread::yield_now();
+                std::fs::remove_file(tree.join("swap")).unwrap();
+                std::fs::rename(tree.join("swap.real"), tree.join("swap")).unwrap();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    for i in 0..150 {
+        let (command, to) = if i % 2 == 0 {
+            ("own", "--uid=31337")
+        } else {
+            ("release", "--to=4242:4242")
+        };
+        let args: Vec<&str> = if command == "own" {
+            vec![command, to, "--gid=31337", "tree"]
+        } else {
+            vec![command, to, "tree"]
+        };
+        let out = env.run(&args);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{command}: {}",
+            stderr(&out)
+        );
+        let now = snapshot(&outside);
+        assert!(
+            now == outside_before,
+            "iteration {i} ({command}) changed something outside the tree"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 0);
+    assert_eq!(snapshot(&outside), outside_before);
+}
+
+/// Unmounts on drop, so a failing assertion does not leave a mount behind.
+struct TmpfsMount(PathBuf);
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount(&self.0);
+    }
+}
+
+#[test]
+fn mount_points_below_the_root_are_reported_and_not_entered() {
+    let env = OwnEnv::new();
+    std::fs::write(env.tree().join("file"), "x").unwrap();
+    let mount_point = env.tree().join("mnt");
+    std::fs::create_dir(&mount_point).unwrap();
+    let mounted = nix::mount::mount(
+        Some("none"),
+        &mount_point,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    );
+    if mounted.is_err() {
+        eprintln!("cannot mount tmpfs here ({mounted:?}); mount-point test skipped");
+        return;
+    }
+    let _guard = TmpfsMount(mount_point.clone());
+    std::fs::write(mount_point.join("other-fs"), "y").unwrap();
+    let out = env.run(["own", "tree"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("mnt: mount point"), "{}", stderr(&out));
+    assert_eq!(owner(&env.tree().join("file")), (49_999, 49_999));
+    assert_eq!(owner(&mount_point), (0, 0));
+    assert_eq!(owner(&mount_point.join("other-fs")), (0, 0));
+}
+
+#[test]
+fn deep_trees_are_walked_within_the_open_file_limit() {
+    let env = OwnEnv::new();
+    // 1,500 levels: deeper than a low open-file limit, within PATH_MAX for building it.
+    let mut deepest = env.tree();
+    for _ in 0..1_500 {
+        deepest.push("d");
+    }
+    std::fs::create_dir_all(&deepest).unwrap();
+    std::fs::write(deepest.join("leaf"), "x").unwrap();
+    let before = env.snapshot();
+
+    // With 256 descriptors the walk stops at a safe depth and says so, without failing.
+    let out = std::process::Command::new("prlimit")
+        .arg("--nofile=256:256")
+        .arg(assert_cmd::cargo::cargo_bin("flowerbed"))
+        .args(["own", "--json", "tree"])
+        .current_dir(env.env.path())
+        .env("FLOWERBED_STATE_DIR", env.state())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["roots"][0]["skipped_by_reason"]["too_deep"], 1, "{report}");
+    assert!(
+        report["roots"][0]["skipped_by_reason"].get("error").is_none(),
+        "{report}"
+    );
+    assert_eq!(owner(&deepest.join("leaf")), (0, 0));
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(env.snapshot() == before);
+
+    // With the usual limit the whole tree is taken, and undone.
+    let out = env.run(["own", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(owner(&deepest.join("leaf")), (49_999, 49_999));
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(env.snapshot() == before);
+}
+
+// ---- bad input: exit 2, one line naming the culprit, nothing changed ----------------------
+
+fn assert_refused(env: &OwnEnv, args: &[&str], culprit: &str) {
+    let before = env.snapshot();
+    let journals_before = env.journal_files();
+    let out = env.run(args);
+    assert_bad_input(&out, culprit);
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(env.snapshot() == before, "{args:?} changed the tree");
+    assert_eq!(env.journal_files(), journals_before);
+}
+
+#[test]
+fn missing_path_is_refused() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    assert_refused(&env, &["own", "tree", "no-such-dir"], "no-such-dir");
+    assert_refused(&env, &["release", "no-such-dir"], "no-such-dir");
+}
+
+#[test]
+fn system_folders_are_refused() {
+    let env = OwnEnv::new();
+    assert_refused(&env, &["own", "/"], "/");
+    assert_refused(&env, &["own", "/etc"], "/etc");
+    assert_refused(&env, &["release", "/usr/bin"], "/usr/bin");
+    assert_refused(&env, &["undo", "/var"], "/var");
+}
+
+#[test]
+fn symlink_root_is_refused() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    assert_refused(&env, &["own", "tree/link-to-outside-dir"], "link-to-outside-dir");
+}
+
+#[test]
+fn journal_folder_inside_the_tree_is_refused() {
+    let env = OwnEnv::new();
+    let out = env
+        .env
+        .flowerbed(["own", "tree"])
+        .env("FLOWERBED_STATE_DIR", env.tree().join("state"))
+        .output()
+        .unwrap();
+    assert_bad_input(&out, "journal");
+    assert_eq!(owner(&env.tree()), (0, 0));
+}
+
+#[test]
+fn unknown_user_is_refused() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    assert_refused(
+        &env,
+        &["release", "--to", "no-such-user-xyz", "tree"],
+        "no-such-user-xyz",
+    );
+    assert_refused(
+        &env,
+        &["release", "--to", "root:no-such-group-xyz", "tree"],
+        "no-such-group-xyz",
+    );
+}
+
+#[test]
+fn undo_without_journal_is_refused() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    assert_refused(&env, &["undo", "tree"], "no journal");
+}
+
+#[test]
+fn corrupt_journal_is_refused() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    env.run(["own", "tree"]);
+    let journal = env.journal_files().pop().unwrap();
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[24] ^= 0x55;
+    std::fs::write(&journal, bytes).unwrap();
+    assert_refused(&env, &["undo", "tree"], "corrupt");
+    let out = env.run(["journal", "show", "tree"]);
+    assert_bad_input(&out, "corrupt");
+}
+
+#[test]
+fn tree_changed_since_own_is_refused_unless_asked() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    env.run(["own", "tree"]);
+    // Replace one entry by another inode under the same name (made first, so the inode
+    // number cannot be reused).
+    std::fs::write(env.tree().join("plain.new"), "replaced").unwrap();
+    std::fs::rename(env.tree().join("plain.new"), env.tree().join("plain")).unwrap();
+    assert_refused(&env, &["undo", "tree"], "plain");
+
+    let out = env.run(["undo", "--skip-changed", "tree"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("plain"), "{}", stderr(&out));
+    assert_eq!(
+        owner(&env.tree().join("plain")),
+        (0, 0),
+        "the new file is not touched"
+    );
+    assert_eq!(
+        owner(&env.tree().join("a/b/c/key")),
+        (0, 0),
+        "the rest is restored"
+    );
+    assert_eq!(
+        std::fs::metadata(env.tree().join("setuid")).unwrap().mode() & 0o7777,
+        0o6755
+    );
+}
+
+#[test]
+fn not_root_without_via_docker_is_refused_with_the_command_to_run() {
+    let env = OwnEnv::new();
+    std::fs::write(env.tree().join("f"), "x").unwrap();
+    // UID 65534 must be able to reach the folder to get past path checks.
+    for dir in [env.env.path(), &env.tree()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let before = env.snapshot();
+    let binary = assert_cmd::cargo::cargo_bin("flowerbed");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .args(["own", "tree"])
+        .current_dir(env.env.path())
+        .env("FLOWERBED_STATE_DIR", env.env.path().join("nobody-state"))
+        .env_remove("DOCKER_HOST")
+        .output()
+        .unwrap();
+    assert_bad_input(&out, "sudo");
+    assert!(
+        stderr(&out).contains("own tree") && stderr(&out).contains("--via-docker"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.snapshot() == before);
+}
+
+#[test]
+fn via_docker_without_a_daemon_names_docker_host() {
+    let env = OwnEnv::new();
+    std::fs::write(env.tree().join("f"), "x").unwrap();
+    let before = env.snapshot();
+    let socket = env.env.join("no-daemon.sock");
+    let out = env
+        .env
+        .flowerbed(["own", "--via-docker", "tree"])
+        .env("FLOWERBED_STATE_DIR", env.state())
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .output()
+        .unwrap();
+    assert_bad_input(&out, "DOCKER_HOST");
+    assert!(stderr(&out).contains("no-daemon.sock"), "{}", stderr(&out));
+    assert!(env.snapshot() == before);
+}
+
+#[test]
+fn own_help_has_examples() {
+    for command in ["own", "undo", "release", "journal"] {
+        let out = crate::testenv::flowerbed()
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(
+            stdout(&out).contains("Examples:"),
+            "{command} --help lacks examples"
+        );
+    }
+}
