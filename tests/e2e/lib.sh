@@ -95,6 +95,7 @@ e2e_cleanup() {
             container) docker rm -f "$name" >/dev/null 2>&1 || true ;;
             network) docker network rm "$name" >/dev/null 2>&1 || true ;;
             dir) rm -rf "$name" ;;
+            user) userdel --remove "$name" >/dev/null 2>&1 || true ;;
         esac
     done
     rm -f "$E2E_REGISTRY"
@@ -317,4 +318,24 @@ e2e_compose() {
     shift
     grep -qxF "compose $E2E_PREFIX $file" "$E2E_REGISTRY" || echo "compose $E2E_PREFIX $file" >>"$E2E_REGISTRY"
     docker-compose --project-name "$E2E_PREFIX" --file "$file" "$@"
+}
+
+# e2e_user NAME [GROUP...]: a local non-root user (made now, removed at the end, unless it
+# existed before) with those supplementary groups; run commands as it with e2e_as.
+e2e_user() {
+    local name="$1"
+    shift
+    if ! id "$name" >/dev/null 2>&1; then
+        echo "user $name" >>"$E2E_REGISTRY"
+        useradd --create-home --shell /bin/bash "$name"
+    fi
+    local group
+    for group in "$@"; do usermod --append --groups "$group" "$name"; done
+}
+
+# e2e_as USER COMMAND...: run a command as USER (with its groups), in its home, no sudo.
+e2e_as() {
+    local user="$1"
+    shift
+    (cd / && runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" "$@")
 }

@@ -2,8 +2,8 @@
 # The seed's failures, reproduced on a real engine, each predicted first by `flowerbed check`:
 #  A. certificates from `flowerbed certs generate` as root, not handed to UID 49999: check
 #     reports the unreadable key, and the SuperLink container exits with PermissionError;
-#  B. the same folder handed to 49999 (what `flowerbed own` will do): check is clean, and a
-#     federated run completes over TLS;
+#  B. the same folder handed to 49999 with `flowerbed own`: check is clean, a federated run
+#     completes over TLS, and `check --live` of the running containers is clean;
 #  C. a server certificate whose SAN lacks `superlink`: check reports the name, and the
 #     SuperNodes never connect while the SuperLink itself runs.
 # The deployment is a hand-written `docker run` script, as a user of Flower's docs writes it.
@@ -95,9 +95,10 @@ fi
 e2e_log "   $(grep -m1 -o "PermissionError.*" <<<"$superlink_log")"
 stop_deployment
 
-e2e_step "B. the key folder handed to 49999: check is clean"
-# Stand-in for `flowerbed own` until it lands.
-chown -R 49999:49999 "$deploy/superlink-certificates"
+e2e_step "B. flowerbed own hands the key folder to 49999: check is clean"
+"$FLOWERBED" own "$deploy/superlink-certificates" >/dev/null
+owner="$(stat -c %u:%g "$deploy/superlink-certificates/server.key")"
+[ "$owner" = 49999:49999 ] || e2e_fail "server.key is owned by $owner after flowerbed own"
 check_expect "$script" 0 ""
 
 e2e_step "B. ... and a federated run completes over TLS"
@@ -105,7 +106,13 @@ start_deployment "$script"
 flwr_home="$(e2e_flwr_home "$work/flwr-home" e2e "127.0.0.1:$port" "$deploy/supernode-certificates/ca.crt")"
 e2e_wait_supernodes "$flwr_home" e2e 2 90
 e2e_flwr_run_completes "$flwr_home" "$E2E_ROOT/tests/e2e/app" e2e 2 300 >/dev/null
+rc=0
+report="$("$FLOWERBED" check --live "$superlink" "${supernodes[@]}" --json)" || rc=$?
+[ "$rc" -eq 0 ] || e2e_fail "flowerbed check --live of the running deployment exited $rc: $report"
+e2e_log "   check --live of the running deployment is clean"
 stop_deployment
+# Hand the tree back (and retire own's journal for it) before the folder goes.
+"$FLOWERBED" release "$deploy" >/dev/null
 
 e2e_step "C. a certificate without 'superlink' in its SAN: check predicts it"
 narrow="$work/narrow-san"
