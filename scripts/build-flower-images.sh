@@ -116,7 +116,9 @@ fi
 py_version="$(chroot "$rootfs" python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 py_tag="cp${py_version/./}"
 arch="$(uname -m)"
-glibc_minor="$(chroot "$rootfs" ldd --version | head -n1 | sed -E 's/.* 2\.([0-9]+)$/\1/')"
+# Captured first: `ldd | head` under pipefail fails when head closes the pipe early.
+ldd_version="$(chroot "$rootfs" ldd --version)"
+glibc_minor="$(sed -nE '1s/.* 2\.([0-9]+)$/\1/p' <<<"$ldd_version")"
 
 requirements=("flwr==$version")
 case "$version" in

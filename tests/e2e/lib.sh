@@ -233,7 +233,7 @@ e2e_wait_supernodes() {
 # True when the release under test reads SuperLink connections from the app's
 # pyproject.toml ([tool.flwr.federations]) rather than FLWR_HOME/config.toml (1.35 on).
 e2e_flwr_uses_pyproject_federations() {
-    [ "$(printf '%s\n%s\n' "$FLWR_VERSION" 1.35.0 | sort -V | head -n1)" != 1.35.0 ]
+    [ "$(printf '%s\n%s\n' "$FLWR_VERSION" 1.35.0 | sort -V | sed -n 1p)" != 1.35.0 ]
 }
 
 # e2e_app_with_federation SRC_APP DEST NAME ADDRESS CA_FILE: copy an app and make NAME its
@@ -281,7 +281,7 @@ e2e_flwr_run_completes() {
         e2e_fail "flwr run exited $rc"
     fi
     # shellcheck disable=SC2016  # the backquotes are literal, in flwr's own output
-    run_id="$(sed -n 's/.*logstream for run_id `\([0-9]*\)`.*/\1/p' "$log" | head -n1)"
+    run_id="$(sed -n 's/.*logstream for run_id `\([0-9]*\)`.*/\1/p' "$log" | sed -n 1p)"
     [ -n "$run_id" ] || { tail -n 30 "$log" >&2; e2e_fail "flwr run printed no run id"; }
     # `flwr ls --format json` exits 0 even when it could not reach the SuperLink: read "success".
     if answer="$(e2e_flwr "$home" ls "${ls_target[@]}" --run-id "$run_id" --format json 2>/dev/null)" &&
@@ -293,7 +293,7 @@ e2e_flwr_run_completes() {
         # Older CLIs print only a table; widen it so no cell is cut.
         answer="$(COLUMNS=400 e2e_flwr "$home" ls "${ls_target[@]}" --run-id "$run_id" 2>&1)" ||
             e2e_fail "flwr ls --run-id $run_id failed: $answer"
-        status="$(grep -F "$run_id" <<<"$answer" | grep -oE '(pending|starting|running|finished:[a-z]+)' | head -n1 || true)"
+        status="$(grep -F "$run_id" <<<"$answer" | grep -oE '(pending|starting|running|finished:[a-z]+)' | sed -n 1p || true)"
     fi
     if [ "$status" != "finished:completed" ]; then
         tail -n 30 "$log" >&2
@@ -301,7 +301,7 @@ e2e_flwr_run_completes() {
     fi
     grep -q "flowerbed-e2e: completed $rounds rounds" "$log" ||
         e2e_fail "run $run_id completed but its log lacks the ServerApp's $rounds-round summary"
-    e2e_log "   run $run_id: $status, $(grep -o "completed $rounds rounds.*" "$log" | head -n1)"
+    e2e_log "   run $run_id: $status, $(grep -o "completed $rounds rounds.*" "$log" | sed -n 1p)"
     echo "$run_id"
 }
 

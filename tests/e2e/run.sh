@@ -81,7 +81,7 @@ if [ "${#scenarios[@]}" -eq 0 ]; then
 fi
 
 # A scenario's header: "# flwr: GLOB..." (releases it applies to), "# needs: flowerbed".
-header_value() { sed -n "s/^# $2: //p" "$1" | head -n1; }
+header_value() { sed -n "s/^# $2: //p" "$1" | sed -n 1p; }
 applies_to() {
     local file="$1" version="$2" globs glob
     read -r -a globs <<<"$(header_value "$file" flwr)"
