@@ -132,7 +132,13 @@ platforms=()
 for minor in $(seq 17 "$glibc_minor"); do platforms+=(--platform "manylinux_2_${minor}_$arch"); done
 platforms+=(--platform "manylinux2014_$arch")
 mkdir -p "$rootfs/wheels"
-python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+# The host's pip (with its PyPI settings); a Debian python3 without pip gets one in a venv.
+pip=(python3 -m pip)
+if ! python3 -m pip --version >/dev/null 2>&1; then
+    python3 -m venv "$work/pip-venv"
+    pip=("$work/pip-venv/bin/python" -m pip)
+fi
+"${pip[@]}" download --quiet --disable-pip-version-check --only-binary=:all: \
     --python-version "$py_version" --implementation cp --abi "$py_tag" --abi abi3 --abi none \
     "${platforms[@]}" --dest "$rootfs/wheels" "${requirements[@]}"
 say "  $(find "$rootfs/wheels" -name '*.whl' | wc -l) wheels"

@@ -199,7 +199,7 @@ e2e_assert_running() {
 }
 
 # e2e_has_superexec_child CONTAINER: true if a flower-superexec runs inside it within 15 s
-# (the SuperExec children of subprocess isolation exit after a run and are started again).
+# (subprocess isolation starts it a few seconds after the component itself).
 e2e_has_superexec_child() {
     local started=$SECONDS processes
     while [ $((SECONDS - started)) -lt 15 ]; do
