@@ -174,6 +174,7 @@ fn every_key_type_verifies_with_openssl() {
         ("rsa-2048", "2048 bit"),
         ("rsa-3072", "3072 bit"),
         ("rsa-4096", "4096 bit"),
+        ("ed25519", "ED25519"),
     ] {
         let env = TestEnv::new();
         generate(&env, &["--key-type", key_type]);
