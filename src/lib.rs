@@ -7,9 +7,11 @@
 pub mod app;
 pub mod cli;
 pub mod commands;
+pub mod deploy;
 pub mod error;
 pub mod fsutil;
 pub mod output;
+pub mod render;
 pub mod tls;
 
 /// The UID and GID that Flower's official images run as (user `app`).

@@ -8,12 +8,15 @@ use clap_complete::Shell;
 use crate::output::ColorChoice;
 
 pub mod certs;
+pub mod deploy;
 
 const AFTER_HELP: &str = "\
 Examples:
   flowerbed certs generate deploy          TLS material laid out for Flower's containers
   flowerbed certs verify deploy            will a supernode accept this superlink?
   flowerbed certs inspect deploy/superlink-certificates/server.pem
+  flowerbed quickstart deploy              certificates, compose.yaml, run.sh, flwr config
+  flowerbed render compose deploy --isolation process --flower-version 1.13.1
 
 Exit codes: 0 success, 1 findings (verify/check), 2 bad input or failure (nothing changed).";
 
@@ -51,6 +54,14 @@ pub enum Command {
     /// Generate, inspect and verify TLS certificates for a Flower deployment.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+
+    /// Render a deployment (docker run script, compose file, flwr connection).
+    #[command(subcommand)]
+    Render(deploy::RenderCommand),
+
+    /// Create a complete deployment folder: certificates, compose.yaml, run.sh, README.
+    #[command(after_help = deploy::QUICKSTART_HELP)]
+    Quickstart(deploy::QuickstartArgs),
 
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  flowerbed completions bash > /etc/bash_completion.d/flowerbed")]

@@ -2,4 +2,5 @@
 //! code, print the result, and decide the outcome.
 
 pub mod certs;
+pub mod deploy;
 pub mod man;

@@ -1,0 +1,137 @@
+//! `compose.yaml` (Compose specification, no obsolete `version:` key), serialized by
+//! serde-saphyr from the model.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+use crate::deploy::{Deployment, Service};
+
+use super::text;
+
+#[derive(Serialize)]
+struct ComposeFile<'a> {
+    name: &'a str,
+    services: Services<'a>,
+    networks: BTreeMap<&'static str, Network<'a>>,
+}
+
+/// Services in the model's order (superlink first), which a map type would lose.
+struct Services<'a>(&'a [Service]);
+
+impl Serialize for Services<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for service in self.0 {
+            map.serialize_entry(&service.name, &ComposeService::from(service))?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Network<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct ComposeService<'a> {
+    image: &'a str,
+    command: Vec<String>,
+    user: &'a str,
+    restart: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    depends_on: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<ComposePort>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<ComposeVolume<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    environment: &'a BTreeMap<String, String>,
+    labels: &'a BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct ComposePort {
+    target: u16,
+    published: String,
+    host_ip: String,
+    protocol: &'static str,
+}
+
+#[derive(Serialize)]
+struct ComposeVolume<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    source: &'a str,
+    target: &'a str,
+    read_only: bool,
+    bind: BindOptions,
+}
+
+#[derive(Serialize)]
+struct BindOptions {
+    /// Fail instead of creating a missing source as a root-owned folder.
+    create_host_path: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selinux: Option<&'static str>,
+}
+
+impl<'a> From<&'a Service> for ComposeService<'a> {
+    fn from(service: &'a Service) -> Self {
+        Self {
+            image: &service.image,
+            command: service.args(),
+            user: &service.user,
+            restart: service.restart,
+            depends_on: &service.depends_on,
+            ports: service
+                .ports
+                .iter()
+                .map(|port| ComposePort {
+                    target: port.target,
+                    published: port.published.to_string(),
+                    host_ip: port.host_ip.to_string(),
+                    protocol: "tcp",
+                })
+                .collect(),
+            volumes: service
+                .mounts
+                .iter()
+                .map(|mount| ComposeVolume {
+                    kind: "bind",
+                    // Paths were checked to be UTF-8 when the settings were validated.
+                    source: mount.source.to_str().unwrap_or_default(),
+                    target: &mount.target,
+                    read_only: mount.read_only,
+                    bind: BindOptions {
+                        create_host_path: false,
+                        selinux: mount.selinux_relabel.then_some("z"),
+                    },
+                })
+                .collect(),
+            environment: &service.environment,
+            labels: &service.labels,
+        }
+    }
+}
+
+/// The whole `compose.yaml`: a comment header, then the serialized model.
+pub fn render(deployment: &Deployment) -> Result<String> {
+    let file = ComposeFile {
+        name: &deployment.project,
+        services: Services(&deployment.services),
+        networks: BTreeMap::from([(
+            "default",
+            Network {
+                name: &deployment.network,
+            },
+        )]),
+    };
+    let body = serde_saphyr::to_string(&file).context("cannot serialize the compose file")?;
+    let mut out = text::compose_header(deployment)?;
+    out.push_str(&body);
+    Ok(out)
+}
