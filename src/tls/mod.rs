@@ -5,8 +5,12 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+pub mod generate;
+pub mod inspect;
 pub mod layout;
+pub mod material;
 pub mod names;
+pub mod verify;
 
 pub use layout::{Layout, LayoutKind};
 pub use names::SubjectName;

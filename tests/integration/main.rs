@@ -1,4 +1,6 @@
 //! One integration test binary (links once); each area is a module.
 
+mod certs;
 mod cli;
+mod flower;
 mod testenv;

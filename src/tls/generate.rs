@@ -1,0 +1,387 @@
+//! `certs generate`: a CA and a server certificate, laid out the way Flower mounts them.
+//!
+//! Everything is built in memory first; the result is a [`WritePlan`] the caller applies
+//! (or prints for `--dry-run`), so a failure leaves nothing half-written.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, RsaKeySize, SanType, SerialNumber, SignatureAlgorithm,
+};
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use super::KeyType;
+use super::layout::{Layout, LayoutKind};
+use super::material::{self, fingerprint};
+use super::names::SubjectName;
+use crate::fsutil::{MODE_DIR_PRIVATE, MODE_DIR_PUBLIC, MODE_PRIVATE, MODE_PUBLIC, WritePlan};
+
+/// An existing CA to sign with instead of creating one.
+#[derive(Debug, Clone)]
+pub struct ExistingCa {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+/// Everything `certs generate` needs, free of command-line types.
+#[derive(Debug, Clone)]
+pub struct GenerateSettings {
+    pub dir: PathBuf,
+    pub layout: LayoutKind,
+    /// Names the server certificate covers, defaults included, in order.
+    pub names: Vec<SubjectName>,
+    pub key_type: KeyType,
+    pub days: u32,
+    pub existing_ca: Option<ExistingCa>,
+    pub force: bool,
+}
+
+/// One certificate that was (or would be) written.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateSummary {
+    pub path: PathBuf,
+    pub subject: String,
+    pub sha256: String,
+    pub not_after: String,
+}
+
+/// What `certs generate` produced, for the human summary and `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateReport {
+    pub dir: PathBuf,
+    pub layout: LayoutKind,
+    pub key_type: KeyType,
+    pub names: Vec<SubjectName>,
+    pub ca: CertificateSummary,
+    pub ca_reused: bool,
+    pub server: CertificateSummary,
+    pub files: Vec<PathBuf>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The planned files and their description.
+pub struct Generated {
+    pub plan: WritePlan,
+    pub report: GenerateReport,
+}
+
+/// The names every server certificate covers, then `extra` (duplicates dropped).
+pub fn names_with_defaults(extra: &[SubjectName]) -> Vec<SubjectName> {
+    let mut names: Vec<SubjectName> = super::layout::DEFAULT_NAMES
+        .iter()
+        .map(|name| SubjectName::parse(name).expect("default names are valid"))
+        .collect();
+    for name in extra {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+/// Build the CA (or load it) and the server certificate, and plan their files.
+pub fn generate(settings: &GenerateSettings) -> Result<Generated> {
+    if settings.names.is_empty() {
+        bail!("--name: the server certificate needs at least one name");
+    }
+    check_target_dir(&settings.dir)?;
+    let now = OffsetDateTime::now_utc();
+    let mut warnings = Vec::new();
+
+    let (ca_issuer, ca_cert_pem, ca_key_pem, ca_summary, ca_not_after) = match &settings.existing_ca {
+        None => {
+            let ca_key = new_key(settings.key_type)?;
+            let ca_params = ca_params(now, settings.days)?;
+            let ca_cert = ca_params
+                .self_signed(&ca_key)
+                .context("cannot sign the CA certificate")?;
+            let summary = summarize(ca_cert.der(), Path::new(""))?;
+            let not_after = ca_params.not_after;
+            let key_pem = ca_key.serialize_pem();
+            (
+                Issuer::new(ca_params, ca_key),
+                ca_cert.pem(),
+                Some(key_pem),
+                summary,
+                not_after,
+            )
+        }
+        Some(existing) => {
+            let (issuer, pem, summary, not_after) = load_existing_ca(existing, now)?;
+            (issuer, pem, None, summary, not_after)
+        }
+    };
+
+    let server_key = new_key(settings.key_type)?;
+    let mut server = server_params(&settings.names, settings.key_type, now, settings.days)?;
+    if server.not_after > ca_not_after {
+        warnings.push(format!(
+            "the CA expires before {} days from now; the server certificate ends with it on {}",
+            settings.days,
+            ca_not_after.date()
+        ));
+        server.not_after = ca_not_after;
+    }
+    let server_cert = server
+        .signed_by(&server_key, &ca_issuer)
+        .context("cannot sign the server certificate")?;
+    let server_cert_pem = server_cert.pem();
+    let server_key_pem = server_key.serialize_pem();
+
+    let layout = Layout::new(&settings.dir, settings.layout);
+    let mut plan = WritePlan::new(settings.force);
+    plan.dir(&settings.dir, MODE_DIR_PUBLIC);
+    match settings.layout {
+        LayoutKind::Split => {
+            plan.dir(layout.superlink_dir(), MODE_DIR_PUBLIC)
+                .dir(layout.supernode_dir(), MODE_DIR_PUBLIC);
+            if let Some(ca_key_pem) = &ca_key_pem {
+                plan.dir(layout.ca_dir(), MODE_DIR_PRIVATE)
+                    .file(layout.ca_cert(), ca_cert_pem.clone(), MODE_PUBLIC)
+                    .file(layout.ca_key(), ca_key_pem.clone(), MODE_PRIVATE);
+            }
+            plan_ca_copy(&mut plan, &layout.superlink_ca_cert(), &ca_cert_pem);
+            plan.file(layout.server_cert(), server_cert_pem, MODE_PUBLIC)
+                .file(layout.server_key(), server_key_pem, MODE_PRIVATE);
+            plan_ca_copy(&mut plan, &layout.supernode_ca_cert(), &ca_cert_pem);
+        }
+        LayoutKind::Flat => {
+            match &ca_key_pem {
+                Some(ca_key_pem) => {
+                    plan.file(layout.ca_cert(), ca_cert_pem.clone(), MODE_PUBLIC)
+                        .file(layout.ca_key(), ca_key_pem.clone(), MODE_PRIVATE);
+                }
+                None => plan_ca_copy(&mut plan, &layout.ca_cert(), &ca_cert_pem),
+            }
+            // A request carries what the subject asks for; serial and issuer links are the CA's.
+            let mut request = server.clone();
+            request.serial_number = None;
+            request.use_authority_key_identifier_extension = false;
+            let csr = request
+                .serialize_request(&server_key)
+                .context("cannot build the certificate request")?
+                .pem()
+                .context("cannot encode the certificate request")?;
+            plan.file(layout.server_csr(), csr, MODE_PUBLIC)
+                .file(layout.server_key(), server_key_pem, MODE_PRIVATE)
+                .file(layout.server_cert(), server_cert_pem, MODE_PUBLIC);
+        }
+    }
+
+    let mut server_summary = summarize(server_cert.der(), &layout.server_cert())?;
+    server_summary.path = layout.server_cert();
+    let ca_path = match (&settings.existing_ca, settings.layout) {
+        (Some(existing), _) => existing.cert_path.clone(),
+        (None, _) => layout.ca_cert(),
+    };
+    let report = GenerateReport {
+        dir: settings.dir.clone(),
+        layout: settings.layout,
+        key_type: settings.key_type,
+        names: settings.names.clone(),
+        ca: CertificateSummary {
+            path: ca_path,
+            ..ca_summary
+        },
+        ca_reused: settings.existing_ca.is_some(),
+        server: server_summary,
+        files: plan.files().iter().map(|f| f.path.clone()).collect(),
+        warnings,
+    };
+    Ok(Generated { plan, report })
+}
+
+/// A copy of the CA certificate, skipped when an identical one is already there.
+fn plan_ca_copy(plan: &mut WritePlan, path: &Path, pem: &str) {
+    let identical = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+        && std::fs::read(path).is_ok_and(|existing| existing == pem.as_bytes());
+    if !identical {
+        plan.file(path, pem.to_string(), MODE_PUBLIC);
+    }
+}
+
+fn check_target_dir(dir: &Path) -> Result<()> {
+    match dir.symlink_metadata() {
+        Ok(meta) if meta.file_type().is_symlink() => Err(crate::error::Error::SymlinkRefused {
+            path: dir.to_path_buf(),
+        }
+        .into()),
+        Ok(meta) if !meta.is_dir() => Err(crate::error::Error::NotADirectory {
+            path: dir.to_path_buf(),
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+fn signature_algorithm(key_type: KeyType) -> &'static SignatureAlgorithm {
+    match key_type {
+        KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
+    }
+}
+
+/// A fresh private key of the requested type.
+pub fn new_key(key_type: KeyType) -> Result<KeyPair> {
+    let alg = signature_algorithm(key_type);
+    let key = match key_type {
+        KeyType::Rsa2048 => KeyPair::generate_rsa_for(alg, RsaKeySize::_2048),
+        KeyType::Rsa3072 => KeyPair::generate_rsa_for(alg, RsaKeySize::_3072),
+        KeyType::Rsa4096 => KeyPair::generate_rsa_for(alg, RsaKeySize::_4096),
+        KeyType::EcdsaP256 | KeyType::EcdsaP384 => KeyPair::generate_for(alg),
+    };
+    key.with_context(|| format!("cannot generate a {key_type} key"))
+}
+
+/// A random, positive 128-bit serial number (RFC 5280 allows up to 20 octets).
+fn random_serial() -> Result<SerialNumber> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|err| anyhow::anyhow!("no randomness for a serial number ({err})"))?;
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+fn validity(params: &mut CertificateParams, now: OffsetDateTime, days: u32) {
+    // A minute of slack for clocks that disagree a little between host and containers.
+    params.not_before = now - Duration::minutes(1);
+    params.not_after = now + Duration::days(i64::from(days));
+}
+
+fn ca_params(now: OffsetDateTime, days: u32) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    let serial = random_serial()?;
+    // A distinct name per CA: chain building matches issuers by name, so two flowerbed CAs
+    // in one trust store must not look alike.
+    let tag = serial.to_bytes()[..4].iter().fold(String::new(), |mut out, b| {
+        use std::fmt::Write;
+        let _ = write!(out, "{b:02x}");
+        out
+    });
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "flowerbed");
+    dn.push(DnType::CommonName, format!("flowerbed CA {tag}"));
+    params.distinguished_name = dn;
+    // pathlen 0: this CA signs server certificates, never another CA.
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.serial_number = Some(serial);
+    validity(&mut params, now, days);
+    Ok(params)
+}
+
+fn server_params(
+    names: &[SubjectName],
+    key_type: KeyType,
+    now: OffsetDateTime,
+    days: u32,
+) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    let common_name = names
+        .iter()
+        .find_map(|name| match name {
+            SubjectName::Dns(dns) if !dns.starts_with('*') && dns != "localhost" => Some(dns.as_str()),
+            _ => None,
+        })
+        .unwrap_or("superlink");
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "flowerbed");
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.subject_alt_names = names
+        .iter()
+        .map(|name| match name {
+            SubjectName::Dns(dns) => Ok(SanType::DnsName(
+                dns.clone()
+                    .try_into()
+                    .with_context(|| format!("--name {dns}: not an IA5 string"))?,
+            )),
+            SubjectName::Ip(ip) => Ok(SanType::IpAddress(*ip)),
+        })
+        .collect::<Result<_>>()?;
+    params.is_ca = IsCa::ExplicitNoCa;
+    // RSA key exchange needs keyEncipherment; an EC key never enciphers (RFC 5480).
+    params.key_usages = match key_type {
+        KeyType::EcdsaP256 | KeyType::EcdsaP384 => vec![KeyUsagePurpose::DigitalSignature],
+        KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
+            vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ]
+        }
+    };
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(random_serial()?);
+    validity(&mut params, now, days);
+    Ok(params)
+}
+
+type LoadedCa = (
+    Issuer<'static, KeyPair>,
+    String,
+    CertificateSummary,
+    OffsetDateTime,
+);
+
+fn load_existing_ca(existing: &ExistingCa, now: OffsetDateTime) -> Result<LoadedCa> {
+    let cert_path = &existing.cert_path;
+    let der = material::read_certificate(cert_path)?;
+    let cert =
+        material::parse_certificate(&der).with_context(|| format!("--ca-cert {}", cert_path.display()))?;
+    if !cert.is_ca() {
+        bail!(
+            "--ca-cert {}: not a CA certificate (basicConstraints CA:TRUE is missing)",
+            cert_path.display()
+        );
+    }
+    let not_after = cert.validity().not_after.to_datetime();
+    if not_after <= now {
+        bail!(
+            "--ca-cert {}: expired on {}",
+            cert_path.display(),
+            not_after.date()
+        );
+    }
+    let key = material::read_private_key(&existing.key_path)?;
+    if !material::key_matches_certificate(&key, &cert) {
+        bail!(
+            "--ca-key {}: does not belong to --ca-cert {}",
+            existing.key_path.display(),
+            cert_path.display()
+        );
+    }
+    let summary = summarize(&der, cert_path)?;
+    let pem = pem_encode("CERTIFICATE", &der);
+    let issuer = Issuer::from_ca_cert_der(&der.clone().into(), key)
+        .with_context(|| format!("--ca-cert {}: cannot use it to sign", cert_path.display()))?;
+    Ok((issuer, pem, summary, not_after))
+}
+
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    let block = pem::Pem::new(label, der);
+    pem::encode_config(
+        &block,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+fn summarize(der: &[u8], path: &Path) -> Result<CertificateSummary> {
+    let cert = material::parse_certificate(der)?;
+    Ok(CertificateSummary {
+        path: path.to_path_buf(),
+        subject: cert.subject().to_string(),
+        sha256: fingerprint(der),
+        not_after: material::format_time(cert.validity().not_after.to_datetime()),
+    })
+}

@@ -1,0 +1,252 @@
+//! Reading certificates and private keys from PEM or DER files, and describing them.
+//!
+//! Parsing is kept in pure functions over bytes (`parse_blocks`, `describe_*`) so the
+//! fuzz targets and the file readers share one code path.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use rcgen::{KeyPair, PublicKeyData};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use super::names::SubjectName;
+
+/// Files larger than this are not certificates or keys; refuse them before reading.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// What kind of object a block holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockKind {
+    Certificate,
+    PrivateKey,
+    CertificateRequest,
+}
+
+/// One DER object from a file, with the PEM label it came under (if any).
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub kind: BlockKind,
+    pub der: Vec<u8>,
+}
+
+/// Split file contents into DER objects: PEM blocks in order, or one DER object.
+pub fn parse_blocks(bytes: &[u8]) -> Result<Vec<Block>> {
+    let text_start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    if bytes[text_start..].starts_with(b"-----BEGIN") {
+        let mut blocks = Vec::new();
+        for pem in x509_parser::pem::Pem::iter_from_buffer(bytes) {
+            let pem = pem.map_err(|err| anyhow!("malformed PEM ({err})"))?;
+            let kind = match pem.label.as_str() {
+                "CERTIFICATE" | "TRUSTED CERTIFICATE" => BlockKind::Certificate,
+                "PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY" => BlockKind::PrivateKey,
+                "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => BlockKind::CertificateRequest,
+                "ENCRYPTED PRIVATE KEY" => {
+                    bail!("encrypted private keys are not supported (decrypt it with openssl first)")
+                }
+                "EC PARAMETERS" => continue,
+                other => bail!("unsupported PEM block {other:?}"),
+            };
+            blocks.push(Block {
+                kind,
+                der: pem.contents,
+            });
+        }
+        if blocks.is_empty() {
+            bail!("no PEM blocks found");
+        }
+        return Ok(blocks);
+    }
+    if bytes.is_empty() {
+        bail!("empty file");
+    }
+    // DER: a certificate, else a private key.
+    if X509Certificate::from_der(bytes).is_ok() {
+        return Ok(vec![Block {
+            kind: BlockKind::Certificate,
+            der: bytes.to_vec(),
+        }]);
+    }
+    if parse_private_key(bytes).is_ok() {
+        return Ok(vec![Block {
+            kind: BlockKind::PrivateKey,
+            der: bytes.to_vec(),
+        }]);
+    }
+    bail!("neither PEM nor a DER certificate or private key")
+}
+
+/// Read a file of at most 1 MiB and split it into blocks; errors name the file.
+pub fn read_blocks(path: &Path) -> Result<Vec<Block>> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if meta.is_dir() {
+        bail!(
+            "{}: is a directory, expected a certificate or key file",
+            path.display()
+        );
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        bail!(
+            "{}: too large for a certificate or key ({} bytes)",
+            path.display(),
+            meta.len()
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    parse_blocks(&bytes).with_context(|| format!("{}: not a certificate or key", path.display()))
+}
+
+/// The first certificate in a file, as DER.
+pub fn read_certificate(path: &Path) -> Result<Vec<u8>> {
+    let blocks = read_blocks(path)?;
+    let block = blocks
+        .into_iter()
+        .find(|b| b.kind == BlockKind::Certificate)
+        .ok_or_else(|| anyhow!("{}: holds no certificate", path.display()))?;
+    X509Certificate::from_der(&block.der)
+        .map_err(|err| anyhow!("{}: malformed certificate ({err})", path.display()))?;
+    Ok(block.der)
+}
+
+/// The private key in a file.
+pub fn read_private_key(path: &Path) -> Result<KeyPair> {
+    let blocks = read_blocks(path)?;
+    let block = blocks
+        .into_iter()
+        .find(|b| b.kind == BlockKind::PrivateKey)
+        .ok_or_else(|| anyhow!("{}: holds no private key", path.display()))?;
+    parse_private_key(&block.der).with_context(|| format!("{}: unreadable private key", path.display()))
+}
+
+/// A private key from DER (PKCS#8, SEC1 or PKCS#1).
+pub fn parse_private_key(der: &[u8]) -> Result<KeyPair> {
+    let key_der = rustls_pki_types::PrivateKeyDer::try_from(der)
+        .map_err(|err| anyhow!("not a PKCS#8, SEC1 or PKCS#1 private key ({err})"))?;
+    KeyPair::try_from(&key_der).map_err(|err| anyhow!("unsupported or malformed private key ({err})"))
+}
+
+/// Parse a DER certificate (for callers holding bytes already read).
+pub fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>> {
+    X509Certificate::from_der(der)
+        .map(|(_, cert)| cert)
+        .map_err(|err| anyhow!("malformed certificate ({err})"))
+}
+
+/// Algorithm and size of a public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyDescription {
+    pub algorithm: String,
+    pub bits: usize,
+}
+
+impl std::fmt::Display for KeyDescription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} bits", self.algorithm, self.bits)
+    }
+}
+
+pub fn describe_spki(spki: &SubjectPublicKeyInfo<'_>) -> KeyDescription {
+    let oid = &spki.algorithm.algorithm;
+    let bits = spki.parsed().map_or(0, |key| key.key_size());
+    let algorithm = if *oid == OID_PKCS1_RSAENCRYPTION {
+        "RSA".to_string()
+    } else if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|params| params.as_oid().ok());
+        match curve {
+            Some(c) if c == OID_EC_P256 => "ECDSA P-256".to_string(),
+            Some(c) if c == OID_NIST_EC_P384 => "ECDSA P-384".to_string(),
+            Some(c) => format!("ECDSA ({c})"),
+            None => "ECDSA".to_string(),
+        }
+    } else if *oid == OID_SIG_ED25519 {
+        "Ed25519".to_string()
+    } else {
+        oid.to_id_string()
+    };
+    let bits = match algorithm.as_str() {
+        "ECDSA P-256" | "Ed25519" => 256,
+        "ECDSA P-384" => 384,
+        _ => bits,
+    };
+    KeyDescription { algorithm, bits }
+}
+
+/// The SubjectPublicKeyInfo of a private key, as DER.
+pub fn key_spki_der(key: &KeyPair) -> Vec<u8> {
+    key.subject_public_key_info()
+}
+
+pub fn describe_key(key: &KeyPair) -> KeyDescription {
+    let spki_der = key_spki_der(key);
+    match SubjectPublicKeyInfo::from_der(&spki_der) {
+        Ok((_, spki)) => describe_spki(&spki),
+        Err(_) => KeyDescription {
+            algorithm: "unknown".into(),
+            bits: 0,
+        },
+    }
+}
+
+/// Does `key` belong to the certificate `cert`?
+pub fn key_matches_certificate(key: &KeyPair, cert: &X509Certificate<'_>) -> bool {
+    let spki_der = key_spki_der(key);
+    match SubjectPublicKeyInfo::from_der(&spki_der) {
+        Ok((_, spki)) => spki.subject_public_key.data == cert.public_key().subject_public_key.data,
+        Err(_) => false,
+    }
+}
+
+/// SHA-256 over `der`, as colon-separated upper-case hex (openssl's `-fingerprint` style).
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = Sha256::digest(der);
+    digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The SANs of a certificate that flowerbed understands (DNS and IP).
+pub fn subject_names(cert: &X509Certificate<'_>) -> Vec<SubjectName> {
+    use x509_parser::extensions::GeneralName;
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(SubjectName::Dns(dns.to_ascii_lowercase())),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => Some(SubjectName::Ip(std::net::IpAddr::from(
+                    <[u8; 4]>::try_from(*bytes).ok()?,
+                ))),
+                16 => Some(SubjectName::Ip(std::net::IpAddr::from(
+                    <[u8; 16]>::try_from(*bytes).ok()?,
+                ))),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// A certificate time as RFC 3339 (UTC), the way scripts want it.
+pub fn format_time(moment: time::OffsetDateTime) -> String {
+    moment
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| moment.to_string())
+}

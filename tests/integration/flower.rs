@@ -1,0 +1,285 @@
+//! Real Flower accepts our certificates: a native `flower-superlink` with them, and a
+//! `flower-supernode` trusting our CA, over loopback. The release is pinned by the
+//! Makefile (`FLWR_VERSION`), installed into a project-local venv by `make test`.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::testenv::TestEnv;
+
+/// The venv holding the pinned flwr release; missing means the test setup is broken.
+fn flwr_venv() -> PathBuf {
+    let venv = std::env::var_os("FLOWERBED_FLWR_VENV").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/flwr-1.42.0"),
+        PathBuf::from,
+    );
+    assert!(
+        venv.join("bin/flower-superlink").is_file(),
+        "no flwr venv at {} (run `make test`, which installs it)",
+        venv.display()
+    );
+    venv
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Flower process in its own process group, stopped (with its children) when dropped.
+struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn start(venv: &Path, program: &str, args: &[&str], cwd: &Path, log_name: &str) -> Self {
+        let log = cwd.join(log_name);
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Process::new(venv.join("bin").join(program))
+            .args(args)
+            .current_dir(cwd)
+            // The superlink spawns `flower-superexec` by name.
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    venv.join("bin").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("FLWR_HOME", cwd.join("flwr-home"))
+            .stdout(Stdio::from(log_file.try_clone().unwrap()))
+            .stderr(Stdio::from(log_file))
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Our own process group only: the component and the superexec children it spawned.
+        let pgid = nix::unistd::Pid::from_raw(-i32::try_from(self.child.id()).unwrap());
+        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// Nodes the superlink reports as online, asked through the `flwr` CLI over TLS.
+fn online_nodes(venv: &Path, flwr_home: &Path) -> Option<usize> {
+    let out = Process::new(venv.join("bin/flwr"))
+        .args(["supernode", "list", "local", "--format", "json"])
+        .env("FLWR_HOME", flwr_home)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let start = text.find('{')?;
+    let value: serde_json::Value = serde_json::from_str(&text[start..]).ok()?;
+    Some(
+        value["nodes"]
+            .as_array()?
+            .iter()
+            .filter(|node| node["status"] == "online")
+            .count(),
+    )
+}
+
+fn write_flwr_config(flwr_home: &Path, address: &str, ca: &Path) {
+    std::fs::create_dir_all(flwr_home).unwrap();
+    std::fs::write(
+        flwr_home.join("config.toml"),
+        format!(
+            "[superlink]\ndefault = \"local\"\n\n[superlink.local]\naddress = \"{address}\"\nroot-certificates = \"{}\"\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// Start a superlink with `dir`'s certificates, a supernode dialing `dial_host`, and report
+/// whether the superlink lists the node online within `wait` (asked via `cli_host`).
+fn supernode_registers(
+    env: &TestEnv,
+    layout_dir: &Path,
+    dial_host: &str,
+    cli_host: &str,
+    wait: Duration,
+) -> bool {
+    let venv = flwr_venv();
+    let port = free_port();
+    let node_port = free_port();
+    let certs = layout_dir.join("superlink-certificates");
+    let ca = layout_dir.join("supernode-certificates/ca.crt");
+    let superlink = Running::start(
+        &venv,
+        "flower-superlink",
+        &[
+            "--ssl-ca-certfile",
+            certs.join("ca.crt").to_str().unwrap(),
+            "--ssl-certfile",
+            certs.join("server.pem").to_str().unwrap(),
+            "--ssl-keyfile",
+            certs.join("server.key").to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--disable-runtime-dependency-installation",
+        ],
+        env.path(),
+        "superlink.log",
+    );
+    let supernode = Running::start(
+        &venv,
+        "flower-supernode",
+        &[
+            "--superlink",
+            &format!("{dial_host}:{port}"),
+            "--root-certificates",
+            ca.to_str().unwrap(),
+            "--port",
+            &node_port.to_string(),
+        ],
+        env.path(),
+        "supernode.log",
+    );
+    let flwr_home = env.join("flwr-cli");
+    write_flwr_config(&flwr_home, &format!("{cli_host}:{port}"), &ca);
+    let deadline = Instant::now() + wait;
+    let mut registered = false;
+    while Instant::now() < deadline {
+        if online_nodes(&venv, &flwr_home).unwrap_or(0) >= 1 {
+            registered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    if !registered {
+        eprintln!(
+            "superlink log:\n{}\nsupernode log:\n{}",
+            superlink.log(),
+            supernode.log()
+        );
+    }
+    registered
+}
+
+fn accepted_with_key_type(key_type: &str) {
+    let env = TestEnv::new();
+    env.flowerbed(["certs", "generate", "deploy", "--key-type", key_type])
+        .assert()
+        .success();
+    assert!(
+        supernode_registers(
+            &env,
+            &env.join("deploy"),
+            "127.0.0.1",
+            "127.0.0.1",
+            Duration::from_secs(60)
+        ),
+        "a supernode trusting our CA did not register with a superlink using our {key_type} certificate"
+    );
+}
+
+#[test]
+fn flower_accepts_default_key_type() {
+    accepted_with_key_type("ecdsa-p256");
+}
+
+#[test]
+fn flower_accepts_rsa_4096() {
+    accepted_with_key_type("rsa-4096");
+}
+
+#[test]
+fn flower_rejects_a_certificate_missing_the_dialed_name() {
+    let env = TestEnv::new();
+    env.flowerbed(["certs", "generate", "deploy"]).assert().success();
+    let dir = env.join("deploy");
+    // A server certificate from the same CA that covers only `localhost`, not 127.0.0.1.
+    let certs = dir.join("superlink-certificates");
+    let status = Process::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-key",
+            "server.key",
+            "-subj",
+            "/CN=localhost",
+            "-out",
+            "narrow.csr",
+        ])
+        .current_dir(&certs)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(
+        certs.join("san.ext"),
+        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let status = Process::new("openssl")
+        .args([
+            "x509",
+            "-req",
+            "-in",
+            "narrow.csr",
+            "-CA",
+            "../ca/ca.crt",
+            "-CAkey",
+            "../ca/ca.key",
+        ])
+        .args([
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ])
+        .current_dir(&certs)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // flowerbed predicts it...
+    let out = env
+        .flowerbed(["certs", "verify", "deploy", "--name", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no subject alternative name covers 127.0.0.1"));
+
+    // ...and Flower's handshake agrees: dialing 127.0.0.1 never registers, while the CLI
+    // dialing the covered name `localhost` reaches the superlink fine.
+    assert!(
+        !supernode_registers(&env, &dir, "127.0.0.1", "localhost", Duration::from_secs(20)),
+        "the supernode registered although the certificate does not cover 127.0.0.1"
+    );
+    let supernode_log = std::fs::read_to_string(env.join("supernode.log")).unwrap();
+    assert!(
+        supernode_log.contains("CERTIFICATE_VERIFY_FAILED")
+            || supernode_log.contains("certificate verify failed")
+            || supernode_log.contains("SSL"),
+        "expected a TLS verification failure in the supernode log:\n{supernode_log}"
+    );
+}
