@@ -130,7 +130,10 @@ pub fn render(deployment: &Deployment) -> Result<String> {
             },
         )]),
     };
-    let body = serde_saphyr::to_string(&file).context("cannot serialize the compose file")?;
+    // Plain or quoted scalars only: folded block scalars would make long paths hard to read.
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+    let body =
+        serde_saphyr::to_string_with_options(&file, options).context("cannot serialize the compose file")?;
     let mut out = text::compose_header(deployment)?;
     out.push_str(&body);
     Ok(out)
