@@ -17,13 +17,61 @@ fn openssl_recipe(dir: &Path) {
     .unwrap();
     let steps: [&[&str]; 5] = [
         &["genrsa", "-out", "ca.key", "4096"],
-        &["req", "-new", "-x509", "-key", "ca.key", "-sha256", "-subj", "/C=DE/ST=HH/O=Flower/CN=Flower CA", "-days", "365", "-out", "ca.crt"],
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            "ca.key",
+            "-sha256",
+            "-subj",
+            "/C=DE/ST=HH/O=Flower/CN=Flower CA",
+            "-days",
+            "365",
+            "-out",
+            "ca.crt",
+        ],
         &["genrsa", "-out", "server.key", "4096"],
-        &["req", "-new", "-key", "server.key", "-out", "server.csr", "-subj", "/C=DE/ST=HH/O=Flower/CN=localhost", "-config", "certificate.conf"],
-        &["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "365", "-sha256", "-extfile", "certificate.conf", "-extensions", "ext"],
+        &[
+            "req",
+            "-new",
+            "-key",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/C=DE/ST=HH/O=Flower/CN=localhost",
+            "-config",
+            "certificate.conf",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "365",
+            "-sha256",
+            "-extfile",
+            "certificate.conf",
+            "-extensions",
+            "ext",
+        ],
     ];
     for args in steps {
-        let status = Command::new("openssl").args(args).current_dir(dir).output().unwrap().status;
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap()
+            .status;
         assert!(status.success(), "openssl {args:?}");
     }
 }
@@ -63,5 +111,8 @@ fn main() {
         "  flowerbed ecdsa-p256 (default):              {default_set:>10.2?}   {:.1}x faster (target >= 50x)",
         ratio(default_set)
     );
-    println!("  flowerbed rsa-4096:                          {rsa_set:>10.2?}   {:.1}x faster", ratio(rsa_set));
+    println!(
+        "  flowerbed rsa-4096:                          {rsa_set:>10.2?}   {:.1}x faster",
+        ratio(rsa_set)
+    );
 }

@@ -46,8 +46,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let printer = Printer::new(verbosity, cli.global.color);
     match cli.command {
         Command::Certs(command) => commands::certs::run(command, &printer),
-        Command::Render(command) => commands::deploy::render(command, &printer),
-        Command::Quickstart(args) => commands::deploy::quickstart(args, &printer),
+        Command::Render(command) => commands::deploy::render(&command, &printer),
+        Command::Quickstart(args) => commands::deploy::quickstart(&args, &printer),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "flowerbed", &mut io::stdout().lock());

@@ -109,8 +109,8 @@ pub fn render_text(command: &RenderCommand, deployment: &Deployment) -> Result<S
     }
 }
 
-pub fn render(command: RenderCommand, printer: &Printer) -> Result<Outcome> {
-    let (args, mode) = match &command {
+pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
+    let (args, mode) = match command {
         RenderCommand::DockerRun(args) => (args, MODE_SCRIPT),
         RenderCommand::Compose(args) | RenderCommand::FlwrConfig(args) => (args, MODE_PUBLIC),
     };
@@ -120,7 +120,7 @@ pub fn render(command: RenderCommand, printer: &Printer) -> Result<Outcome> {
     let settings = render_settings(&args.dir, &args.deploy)?;
     let deployment = deploy::build(&settings)?;
     deploy::require_sources(&deployment, &settings.dir)?;
-    let rendered = render_text(&command, &deployment)?;
+    let rendered = render_text(command, &deployment)?;
     let Some(out) = &args.out else {
         std::io::stdout().lock().write_all(rendered.as_bytes())?;
         return Ok(Outcome::Success);
@@ -162,12 +162,15 @@ struct QuickstartReport<'a> {
     settings: &'a Settings,
 }
 
-pub fn quickstart(args: QuickstartArgs, printer: &Printer) -> Result<Outcome> {
+pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
     let dir = deployment_dir(&args.dir, false)?;
     let saved = if dir.is_dir() { Settings::read(&dir)? } else { None };
     let mut settings = merge_settings(dir.clone(), &args.deploy, saved);
     let existing_layout = Layout::detect(&dir);
-    settings.cert_layout = existing_layout.as_ref().map_or(LayoutKind::Split, |layout| layout.kind).into();
+    settings.cert_layout = existing_layout
+        .as_ref()
+        .map_or(LayoutKind::Split, |layout| layout.kind)
+        .into();
     let deployment = deploy::build(&settings)?;
 
     // Certificates already there (an earlier quickstart, or `certs generate` with custom
@@ -202,7 +205,11 @@ pub fn quickstart(args: QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         ("compose.yaml", compose::render(&deployment)?, MODE_PUBLIC),
         ("run.sh", script::render_run(&deployment)?, MODE_SCRIPT),
         ("stop.sh", script::render_stop(&deployment)?, MODE_SCRIPT),
-        (text::flwr_config_file(&deployment), flwr_config::render(&deployment)?, MODE_PUBLIC),
+        (
+            text::flwr_config_file(&deployment),
+            flwr_config::render(&deployment)?,
+            MODE_PUBLIC,
+        ),
         ("README.md", text::readme(&deployment)?, MODE_PUBLIC),
         (SETTINGS_FILE, settings.to_json(), MODE_PUBLIC),
     ];
@@ -241,7 +248,12 @@ pub fn quickstart(args: QuickstartArgs, printer: &Printer) -> Result<Outcome> {
     }
     let verb = if args.dry_run { "would " } else { "" };
     for step in &steps {
-        printer.result(&format!("{verb}{} {} (mode {})", step.action, step.path.display(), step.mode))?;
+        printer.result(&format!(
+            "{verb}{} {} (mode {})",
+            step.action,
+            step.path.display(),
+            step.mode
+        ))?;
     }
     if args.dry_run {
         return Ok(Outcome::Success);
@@ -260,7 +272,9 @@ fn print_next_steps(printer: &Printer, dir: &Path, deployment: &Deployment, own:
             deployment.services[0].user
         ))?;
     }
-    printer.info(&format!("start:   cd {quoted_dir} && docker compose up -d   (or: sh run.sh)"))?;
+    printer.info(&format!(
+        "start:   cd {quoted_dir} && docker compose up -d   (or: sh run.sh)"
+    ))?;
     printer.info(&format!(
         "connect: add {} to {}, then `flwr run APP_DIR {} --stream`",
         text::flwr_config_file(deployment),

@@ -51,7 +51,9 @@ pub fn require_sources(deployment: &Deployment, dir: &Path) -> Result<()> {
         let quoted = shlex::try_quote(&mount.source.to_string_lossy())
             .unwrap_or_default()
             .into_owned();
-        format!("create it (`mkdir {quoted}`) and hand it to the container user (`sudo flowerbed own {quoted}`)")
+        format!(
+            "create it (`mkdir {quoted}`) and hand it to the container user (`sudo flowerbed own {quoted}`)"
+        )
     };
     Err(anyhow::anyhow!(
         "{}: missing {what} mounted into {} at {}: {fix}",
@@ -77,8 +79,14 @@ mod tests {
         let names: Vec<_> = deployment.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["superlink", "supernode-1", "supernode-2"]);
         let superlink = deployment.service("superlink").unwrap();
-        assert_eq!(superlink.flag("--host").unwrap().value.as_deref(), Some("0.0.0.0"));
-        assert_eq!(superlink.mounts[0].source, PathBuf::from("/srv/flower/superlink-certificates"));
+        assert_eq!(
+            superlink.flag("--host").unwrap().value.as_deref(),
+            Some("0.0.0.0")
+        );
+        assert_eq!(
+            superlink.mounts[0].source,
+            PathBuf::from("/srv/flower/superlink-certificates")
+        );
         assert!(superlink.mounts[0].read_only);
         assert_eq!(superlink.image, "flwr/superlink:1.42.0");
         assert_eq!(superlink.user, "49999:49999");
@@ -93,16 +101,32 @@ mod tests {
         s.supernodes = 1;
         let newest = build(&s).unwrap();
         let names: Vec<_> = newest.services.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["superlink", "superexec-serverapp", "supernode-1", "superexec-clientapp-1"]);
+        assert_eq!(
+            names,
+            [
+                "superlink",
+                "superexec-serverapp",
+                "supernode-1",
+                "superexec-clientapp-1"
+            ]
+        );
         assert_eq!(
             newest.service("superexec-serverapp").unwrap().args(),
-            ["--root-certificates", "certificates/ca.crt", "--runtime-api-address", "superlink:8000"]
+            [
+                "--root-certificates",
+                "certificates/ca.crt",
+                "--runtime-api-address",
+                "superlink:8000"
+            ]
         );
         s.flower_version = "1.13.1".into();
         let seed = build(&s).unwrap();
         let serverapp = seed.service("serverapp").unwrap();
         assert_eq!(serverapp.image, "flwr/serverapp:1.13.1");
-        assert_eq!(serverapp.args(), ["--serverappio-api-address", "superlink:9091", "--insecure"]);
+        assert_eq!(
+            serverapp.args(),
+            ["--serverappio-api-address", "superlink:9091", "--insecure"]
+        );
         assert_eq!(
             seed.service("clientapp-1").unwrap().args(),
             ["--clientappio-api-address", "supernode-1:9094", "--insecure"]
@@ -127,6 +151,9 @@ mod tests {
         // superlink-certificates and supernode-certificates (shared by both supernodes).
         assert_eq!(missing.len(), 2);
         let err = require_sources(&deployment, tmp.path()).unwrap_err().to_string();
-        assert!(err.contains("superlink-certificates") && err.contains("certs generate"), "{err}");
+        assert!(
+            err.contains("superlink-certificates") && err.contains("certs generate"),
+            "{err}"
+        );
     }
 }

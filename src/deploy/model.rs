@@ -164,7 +164,11 @@ impl Deployment {
                     SourceKind::File => mount.source.is_file(),
                     SourceKind::Directory => mount.source.is_dir(),
                 };
-                if !ok && !missing.iter().any(|(m, _): &(&Mount, &Service)| m.source == mount.source) {
+                if !ok
+                    && !missing
+                        .iter()
+                        .any(|(m, _): &(&Mount, &Service)| m.source == mount.source)
+                {
                     missing.push((mount, service));
                 }
             }
@@ -303,7 +307,7 @@ impl Builder<'_> {
         }
     }
 
-    fn server_tls_flags(&self, ca: &'static str, cert: &'static str, key: &'static str) -> [Flag; 3] {
+    fn server_tls_flags(ca: &'static str, cert: &'static str, key: &'static str) -> [Flag; 3] {
         [
             valued(ca, cert_path(layout::CA_CERT)),
             valued(cert, cert_path(layout::SERVER_CERT)),
@@ -314,11 +318,18 @@ impl Builder<'_> {
     fn superlink(&self) -> Service {
         let generation = self.profile.generation;
         let process = self.settings.superlink_isolation == Isolation::Process;
-        let mut service = self.service("superlink".into(), Role::Superlink, "superlink", "flower-superlink");
+        let mut service = self.service(
+            "superlink".into(),
+            Role::Superlink,
+            "superlink",
+            "flower-superlink",
+        );
         if self.tls() {
-            service
-                .flags
-                .extend(self.server_tls_flags("--ssl-ca-certfile", "--ssl-certfile", "--ssl-keyfile"));
+            service.flags.extend(Self::server_tls_flags(
+                "--ssl-ca-certfile",
+                "--ssl-certfile",
+                "--ssl-keyfile",
+            ));
             service.mounts.extend(self.superlink_cert_mounts());
         } else {
             service.flags.push(flag("--insecure"));
@@ -340,7 +351,7 @@ impl Builder<'_> {
         // 1.35's Runtime API has its own TLS flags; off, a separate ServerApp container
         // would talk to it in plain text across the network.
         if generation == Generation::HostPort && process && self.tls() {
-            service.flags.extend(self.server_tls_flags(
+            service.flags.extend(Self::server_tls_flags(
                 "--appio-ssl-ca-certfile",
                 "--appio-ssl-certfile",
                 "--appio-ssl-keyfile",
@@ -357,7 +368,9 @@ impl Builder<'_> {
         }
         // On by default in the superlink from 1.35 on; it needs the internet at run time.
         if self.profile.has_runtime_dependency_installation() && !self.settings.install_app_dependencies {
-            service.flags.push(flag("--disable-runtime-dependency-installation"));
+            service
+                .flags
+                .push(flag("--disable-runtime-dependency-installation"));
         }
         let port = self.profile.control_port();
         service.ports.push(Port {
@@ -370,15 +383,24 @@ impl Builder<'_> {
 
     fn allow_dependency_install(&self, service: &mut Service) {
         if self.profile.has_runtime_dependency_installation() && self.settings.install_app_dependencies {
-            service.flags.push(flag("--allow-runtime-dependency-installation"));
+            service
+                .flags
+                .push(flag("--allow-runtime-dependency-installation"));
         }
     }
 
     fn serverapp_runner(&self) -> Service {
         let superlink_io = format!("superlink:{}", self.profile.serverapp_io_port());
         let mut service = if self.profile.separate_app_images() {
-            let mut service = self.service("serverapp".into(), Role::ServerAppRunner, "serverapp", "flwr-serverapp");
-            service.flags.push(valued("--serverappio-api-address", superlink_io));
+            let mut service = self.service(
+                "serverapp".into(),
+                Role::ServerAppRunner,
+                "serverapp",
+                "flwr-serverapp",
+            );
+            service
+                .flags
+                .push(valued("--serverappio-api-address", superlink_io));
             // 1.13's ServerAppIo API has no TLS; the app refuses to start without this.
             service.flags.push(flag("--insecure"));
             service
@@ -400,12 +422,11 @@ impl Builder<'_> {
             } else {
                 service.flags.push(flag("--insecure"));
             }
-            match self.profile.generation {
-                Generation::Runtime => service.flags.push(valued("--runtime-api-address", superlink_io)),
-                _ => {
-                    service.flags.push(valued("--plugin-type", "serverapp"));
-                    service.flags.push(valued("--appio-api-address", superlink_io));
-                }
+            if self.profile.generation == Generation::Runtime {
+                service.flags.push(valued("--runtime-api-address", superlink_io));
+            } else {
+                service.flags.push(valued("--plugin-type", "serverapp"));
+                service.flags.push(valued("--appio-api-address", superlink_io));
             }
             self.allow_dependency_install(&mut service);
             service
@@ -422,9 +443,10 @@ impl Builder<'_> {
             "supernode",
             "flower-supernode",
         );
-        service
-            .flags
-            .push(valued("--superlink", format!("superlink:{}", self.profile.fleet_port())));
+        service.flags.push(valued(
+            "--superlink",
+            format!("superlink:{}", self.profile.fleet_port()),
+        ));
         if self.tls() {
             service
                 .flags
@@ -447,7 +469,9 @@ impl Builder<'_> {
                 )),
                 Generation::HostPort | Generation::Runtime => {
                     service.flags.push(valued("--host", "0.0.0.0"));
-                    service.flags.push(valued("--port", SUPERNODE_APPIO_PORT.to_string()));
+                    service
+                        .flags
+                        .push(valued("--port", SUPERNODE_APPIO_PORT.to_string()));
                 }
             }
         }
@@ -474,7 +498,9 @@ impl Builder<'_> {
                 "clientapp",
                 "flwr-clientapp",
             );
-            service.flags.push(valued("--clientappio-api-address", supernode_io));
+            service
+                .flags
+                .push(valued("--clientappio-api-address", supernode_io));
             service.flags.push(flag("--insecure"));
             service
         } else {
@@ -486,12 +512,11 @@ impl Builder<'_> {
             );
             // The supernode's Runtime API stays plain HTTP: it gets no server certificate.
             service.flags.push(flag("--insecure"));
-            match self.profile.generation {
-                Generation::Runtime => service.flags.push(valued("--runtime-api-address", supernode_io)),
-                _ => {
-                    service.flags.push(valued("--plugin-type", "clientapp"));
-                    service.flags.push(valued("--appio-api-address", supernode_io));
-                }
+            if self.profile.generation == Generation::Runtime {
+                service.flags.push(valued("--runtime-api-address", supernode_io));
+            } else {
+                service.flags.push(valued("--plugin-type", "clientapp"));
+                service.flags.push(valued("--appio-api-address", supernode_io));
             }
             self.allow_dependency_install(&mut service);
             service

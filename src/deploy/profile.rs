@@ -128,16 +128,28 @@ mod tests {
         assert_eq!(Profile::newest().version, "1.42.0");
         assert!(Profile::find("1.13.1").is_some());
         assert!(Profile::find("1.13").is_none());
-        assert_eq!(Profile::supported_list(), "1.13.1, 1.21.0, 1.35.0, 1.41.0, 1.42.0");
+        assert_eq!(
+            Profile::supported_list(),
+            "1.13.1, 1.21.0, 1.35.0, 1.41.0, 1.42.0"
+        );
     }
 
     #[test]
     fn ports_follow_the_release() {
         let seed = Profile::find("1.13.1").unwrap();
-        assert_eq!((seed.fleet_port(), seed.control_port(), seed.serverapp_io_port()), (9092, 9093, 9091));
+        assert_eq!(
+            (seed.fleet_port(), seed.control_port(), seed.serverapp_io_port()),
+            (9092, 9093, 9091)
+        );
         let mid = Profile::find("1.35.0").unwrap();
-        assert_eq!((mid.fleet_port(), mid.control_port(), mid.serverapp_io_port()), (9092, 9093, 8000));
+        assert_eq!(
+            (mid.fleet_port(), mid.control_port(), mid.serverapp_io_port()),
+            (9092, 9093, 8000)
+        );
         let new = Profile::newest();
-        assert_eq!((new.fleet_port(), new.control_port(), new.serverapp_io_port()), (8000, 8000, 8000));
+        assert_eq!(
+            (new.fleet_port(), new.control_port(), new.serverapp_io_port()),
+            (8000, 8000, 8000)
+        );
     }
 }

@@ -188,7 +188,9 @@ impl Settings {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(anyhow::Error::new(err).context(format!("{}: cannot read", path.display()))),
+            Err(err) => {
+                return Err(anyhow::Error::new(err).context(format!("{}: cannot read", path.display())));
+            }
         };
         let mut settings: Settings = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a flowerbed settings file", path.display()))?;
@@ -238,11 +240,16 @@ fn validate_image_repo(repo: &str) -> Result<()> {
     for component in &mut components {
         // The first component may be a registry host with a port.
         let allowed = |c: char| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-') || (first && c == ':')
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || matches!(c, '.' | '_' | '-')
+                || (first && c == ':')
         };
         let registry_like = first && (component.contains('.') || component.contains(':'));
         if component.is_empty()
-            || !component.chars().all(|c| allowed(c) || (registry_like && c.is_ascii_uppercase()))
+            || !component
+                .chars()
+                .all(|c| allowed(c) || (registry_like && c.is_ascii_uppercase()))
         {
             return Err(invalid(
                 "not an image repository (lower-case letters, digits, '.', '_', '-', separated by '/')",
@@ -260,7 +267,9 @@ fn validate_image_tag(tag: &str) -> Result<()> {
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if valid {
         Ok(())
     } else {
@@ -276,7 +285,10 @@ fn validate_image_tag(tag: &str) -> Result<()> {
 /// can carry faithfully.
 pub fn validate_dir_path(dir: &Path) -> Result<()> {
     let Some(text) = dir.to_str() else {
-        return Err(anyhow::anyhow!("{}: the folder's path is not valid UTF-8", dir.display()));
+        return Err(anyhow::anyhow!(
+            "{}: the folder's path is not valid UTF-8",
+            dir.display()
+        ));
     };
     if !dir.is_absolute() {
         return Err(anyhow::anyhow!("{text}: the folder's path must be absolute"));
@@ -311,7 +323,12 @@ mod tests {
 
     #[test]
     fn image_repos_and_tags() {
-        for good in ["flwr", "flowerbed-local", "registry.example.org:5000/mirror/flwr", "a/b"] {
+        for good in [
+            "flwr",
+            "flowerbed-local",
+            "registry.example.org:5000/mirror/flwr",
+            "a/b",
+        ] {
             validate_image_repo(good).unwrap();
         }
         for bad in ["", "Flwr", "a//b", "a/", "a b", "a:b/c:d"] {
@@ -347,6 +364,9 @@ mod tests {
         let mut settings = Settings::defaults(PathBuf::from("/srv/x"));
         settings.flower_version = "1.0.0".into();
         let err = settings.validate().unwrap_err().to_string();
-        assert!(err.contains("--flower-version") && err.contains("1.13.1, 1.21.0"), "{err}");
+        assert!(
+            err.contains("--flower-version") && err.contains("1.13.1, 1.21.0"),
+            "{err}"
+        );
     }
 }

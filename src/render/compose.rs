@@ -1,6 +1,7 @@
 //! `compose.yaml` (Compose specification, no obsolete `version:` key), serialized by
 //! serde-saphyr from the model.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
@@ -36,10 +37,25 @@ struct Network<'a> {
     name: &'a str,
 }
 
+/// Compose interpolates `$VAR` in every value; `$$` is its literal dollar sign.
+fn literal(text: &str) -> Cow<'_, str> {
+    if text.contains('$') {
+        Cow::Owned(text.replace('$', "$$"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn literal_map(map: &BTreeMap<String, String>) -> BTreeMap<&str, Cow<'_, str>> {
+    map.iter()
+        .map(|(key, value)| (key.as_str(), literal(value)))
+        .collect()
+}
+
 #[derive(Serialize)]
 struct ComposeService<'a> {
     image: &'a str,
-    command: Vec<String>,
+    command: Vec<Cow<'a, str>>,
     user: &'a str,
     restart: &'a str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -49,8 +65,8 @@ struct ComposeService<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     volumes: Vec<ComposeVolume<'a>>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    environment: &'a BTreeMap<String, String>,
-    labels: &'a BTreeMap<String, String>,
+    environment: BTreeMap<&'a str, Cow<'a, str>>,
+    labels: BTreeMap<&'a str, Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
@@ -65,8 +81,8 @@ struct ComposePort {
 struct ComposeVolume<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    source: &'a str,
-    target: &'a str,
+    source: Cow<'a, str>,
+    target: Cow<'a, str>,
     read_only: bool,
     bind: BindOptions,
 }
@@ -83,7 +99,12 @@ impl<'a> From<&'a Service> for ComposeService<'a> {
     fn from(service: &'a Service) -> Self {
         Self {
             image: &service.image,
-            command: service.args(),
+            command: service
+                .flags
+                .iter()
+                .flat_map(|flag| std::iter::once(flag.name).chain(flag.value.as_deref()))
+                .map(literal)
+                .collect(),
             user: &service.user,
             restart: service.restart,
             depends_on: &service.depends_on,
@@ -103,8 +124,8 @@ impl<'a> From<&'a Service> for ComposeService<'a> {
                 .map(|mount| ComposeVolume {
                     kind: "bind",
                     // Paths were checked to be UTF-8 when the settings were validated.
-                    source: mount.source.to_str().unwrap_or_default(),
-                    target: &mount.target,
+                    source: literal(mount.source.to_str().unwrap_or_default()),
+                    target: literal(&mount.target),
                     read_only: mount.read_only,
                     bind: BindOptions {
                         create_host_path: false,
@@ -112,8 +133,8 @@ impl<'a> From<&'a Service> for ComposeService<'a> {
                     },
                 })
                 .collect(),
-            environment: &service.environment,
-            labels: &service.labels,
+            environment: literal_map(&service.environment),
+            labels: literal_map(&service.labels),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `docker run` scripts: POSIX `sh`, `set -eu`, every word quoted by `shlex`, one option or
 //! Flower flag per line; and the matching teardown.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use anyhow::{Context, Result};
@@ -51,7 +52,13 @@ pub fn teardown_commands(deployment: &Deployment) -> Vec<Vec<String>> {
         .services
         .iter()
         .rev()
-        .map(|service| vec!["rm".into(), "--force".into(), service.container_name(&deployment.project)])
+        .map(|service| {
+            vec![
+                "rm".into(),
+                "--force".into(),
+                service.container_name(&deployment.project),
+            ]
+        })
         .collect();
     commands.push(vec!["network".into(), "rm".into(), deployment.network.clone()]);
     commands
@@ -91,7 +98,11 @@ fn quote(word: &str) -> Result<String> {
 fn command_text(program: &str, lines: &[Vec<String>]) -> Result<String> {
     let mut out = String::new();
     for (index, line) in lines.iter().enumerate() {
-        let words = line.iter().map(|word| quote(word)).collect::<Result<Vec<_>>>()?.join(" ");
+        let words = line
+            .iter()
+            .map(|word| quote(word))
+            .collect::<Result<Vec<_>>>()?
+            .join(" ");
         if index == 0 {
             out.push_str(program);
             out.push(' ');
@@ -112,7 +123,7 @@ pub fn render_run(deployment: &Deployment) -> Result<String> {
     out.push_str(&command_text("docker", &[network_create(deployment)])?);
     for service in &deployment.services {
         out.push('\n');
-        out.push_str(&format!("# {} ({})\n", service.name, service.program));
+        let _ = writeln!(out, "# {} ({})", service.name, service.program);
         out.push_str(&command_text("docker", &run_lines(deployment, service))?);
     }
     Ok(out)

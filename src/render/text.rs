@@ -33,8 +33,14 @@ fn environment() -> &'static Environment<'static> {
         for (name, source) in [
             ("run-header", include_str!("../../templates/run-header.sh.j2")),
             ("stop-header", include_str!("../../templates/stop-header.sh.j2")),
-            ("compose-header", include_str!("../../templates/compose-header.yaml.j2")),
-            ("flwr-config-header", include_str!("../../templates/flwr-config-header.toml.j2")),
+            (
+                "compose-header",
+                include_str!("../../templates/compose-header.yaml.j2"),
+            ),
+            (
+                "flwr-config-header",
+                include_str!("../../templates/flwr-config-header.toml.j2"),
+            ),
             ("readme", include_str!("../../templates/README.md.j2")),
         ] {
             env.add_template(name, source).expect("templates parse");
@@ -85,7 +91,10 @@ fn view(deployment: &Deployment) -> View<'_> {
             .iter()
             .filter(|service| matches!(service.role, crate::deploy::Role::Supernode(_)))
             .count(),
-        user: deployment.services.first().map_or("", |service| service.user.as_str()),
+        user: deployment
+            .services
+            .first()
+            .map_or("", |service| service.user.as_str()),
         services: deployment
             .services
             .iter()
@@ -119,7 +128,10 @@ pub fn own_command(deployment: &Deployment) -> Option<String> {
         return None;
     }
     let mut words = vec!["sudo".to_string(), "flowerbed".into(), "own".into()];
-    let user = deployment.services.first().map_or("", |service| service.user.as_str());
+    let user = deployment
+        .services
+        .first()
+        .map_or("", |service| service.user.as_str());
     let default_user = format!("{}:{}", crate::FLOWER_UID, crate::FLOWER_GID);
     if user != default_user {
         if let Some((uid, gid)) = user.split_once(':') {

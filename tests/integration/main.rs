@@ -2,5 +2,6 @@
 
 mod certs;
 mod cli;
+mod deploy;
 mod flower;
 mod testenv;
