@@ -3,5 +3,6 @@
 mod certs;
 mod cli;
 mod deploy;
+mod deploy_flwr;
 mod flower;
 mod testenv;
