@@ -38,7 +38,15 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("deploy");
     let status = Command::new(env!("CARGO_BIN_EXE_flowerbed"))
-        .args(["quickstart", "-q", "--isolation", "process", "--state", "--supernodes", "4"])
+        .args([
+            "quickstart",
+            "-q",
+            "--isolation",
+            "process",
+            "--state",
+            "--supernodes",
+            "4",
+        ])
         .arg(&dir)
         .output()
         .unwrap()
@@ -59,7 +67,11 @@ fn main() {
     println!("render compose (median wall time; process isolation, 4 supernodes, 10 services)");
     println!(
         "  whole command `flowerbed render compose DIR`: {command:>10.2?}   {} (target < 5 ms)",
-        if command < Duration::from_millis(5) { "ok" } else { "OVER TARGET" }
+        if command < Duration::from_millis(5) {
+            "ok"
+        } else {
+            "OVER TARGET"
+        }
     );
     println!("  model + Compose serialization in process:    {in_process:>10.2?}");
 }

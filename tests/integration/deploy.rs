@@ -514,14 +514,19 @@ fn render_flat_layout_mounts_files_not_the_ca_key() {
 #[test]
 fn file_mount_sources_must_be_files() {
     let env = TestEnv::new();
-    env.flowerbed(["certs", "generate", "flat", "--flat"]).assert().success();
+    env.flowerbed(["certs", "generate", "flat", "--flat"])
+        .assert()
+        .success();
     // Docker would create a missing file source as a root-owned folder: refuse instead.
     std::fs::remove_file(env.join("flat/server.key")).unwrap();
     let before = env.snapshot();
     let out = env.flowerbed(["render", "docker-run", "flat"]).output().unwrap();
     assert_bad_input(&out, "server.key: missing file");
     std::fs::create_dir(env.join("flat/server.key")).unwrap();
-    let out = env.flowerbed(["render", "compose", "flat", "--out", "c.yaml"]).output().unwrap();
+    let out = env
+        .flowerbed(["render", "compose", "flat", "--out", "c.yaml"])
+        .output()
+        .unwrap();
     assert_bad_input(&out, "server.key: missing file");
     std::fs::remove_dir(env.join("flat/server.key")).unwrap();
     assert_eq!(env.snapshot(), before);

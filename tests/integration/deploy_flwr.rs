@@ -213,6 +213,15 @@ fn run_variant(venv: &Path, name: &str, services: &[Service], workdir: &Path) ->
             let log = component.log();
             let exited = component.child.try_wait().unwrap();
             if let Some(status) = exited {
+                // Parsed, then lost a fixed port to something else on this machine: the
+                // flags were accepted, which is what this test is about.
+                if log.contains(MARKER) && log.to_ascii_lowercase().contains("address already in use") {
+                    eprintln!(
+                        "{name} [{}]: port busy after parsing; flags accepted",
+                        component.name
+                    );
+                    continue;
+                }
                 if !failures
                     .iter()
                     .any(|f: &String| f.contains(&format!("[{}]", component.name)))
@@ -298,6 +307,11 @@ fn check_profile(version: &str) {
             continue;
         }
         let _ports = PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A fresh database each time: a superlink stopped during its first schema migration
+        // leaves one the next superlink cannot migrate.
+        let state = workdir.join("state");
+        std::fs::remove_dir_all(&state).unwrap();
+        std::fs::create_dir(&state).unwrap();
         failures.extend(run_variant(&venv, &name, &fresh, &workdir));
     }
     assert!(
