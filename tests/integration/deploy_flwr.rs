@@ -198,7 +198,8 @@ impl Drop for Component {
     }
 }
 
-/// Start every component of one variant together (as a deployment would) and judge each.
+/// Start every component of one variant together (as a deployment would) and judge each:
+/// it must print the parse marker, then stay up for [`GRACE`].
 fn run_variant(venv: &Path, name: &str, services: &[Service], workdir: &Path) -> Vec<String> {
     let mut failures = Vec::new();
     let mut components: Vec<Component> = services
@@ -206,55 +207,45 @@ fn run_variant(venv: &Path, name: &str, services: &[Service], workdir: &Path) ->
         .map(|service| Component::start(venv, service, workdir))
         .collect();
     let mut parsed_at: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut judged: Vec<String> = Vec::new();
     let started = Instant::now();
-    loop {
-        let mut pending = false;
+    while judged.len() < components.len() {
         for component in &mut components {
+            if judged.contains(&component.name) {
+                continue;
+            }
             let log = component.log();
-            let exited = component.child.try_wait().unwrap();
-            if let Some(status) = exited {
+            let parsed = log.contains(MARKER);
+            if let Some(status) = component.child.try_wait().unwrap() {
+                judged.push(component.name.clone());
                 // Parsed, then lost a fixed port to something else on this machine: the
                 // flags were accepted, which is what this test is about.
-                if log.contains(MARKER) && log.to_ascii_lowercase().contains("address already in use") {
+                if parsed && log.to_ascii_lowercase().contains("address already in use") {
                     eprintln!(
                         "{name} [{}]: port busy after parsing; flags accepted",
                         component.name
                     );
-                    continue;
-                }
-                if !failures
-                    .iter()
-                    .any(|f: &String| f.contains(&format!("[{}]", component.name)))
-                {
+                } else {
+                    let when = if parsed { "after" } else { "before" };
                     failures.push(format!(
-                        "{name} [{}] exited with {status} {} parsing its arguments:\n{log}",
-                        component.name,
-                        if log.contains(MARKER) { "after" } else { "before" }
+                        "{name} [{}] exited with {status} {when} parsing its arguments:\n{log}",
+                        component.name
                     ));
                 }
-                continue;
-            }
-            if log.contains(MARKER) {
+            } else if parsed {
                 let at = *parsed_at
                     .entry(component.name.clone())
                     .or_insert_with(Instant::now);
-                if at.elapsed() < GRACE {
-                    pending = true;
+                if at.elapsed() >= GRACE {
+                    judged.push(component.name.clone());
                 }
-            } else if started.elapsed() < PARSE_TIMEOUT {
-                pending = true;
-            } else if !failures
-                .iter()
-                .any(|f| f.contains(&format!("[{}]", component.name)))
-            {
+            } else if started.elapsed() >= PARSE_TIMEOUT {
+                judged.push(component.name.clone());
                 failures.push(format!(
                     "{name} [{}] never finished parsing:\n{log}",
                     component.name
                 ));
             }
-        }
-        if !pending {
-            break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
