@@ -85,6 +85,10 @@ pub struct DeployArgs {
 }
 
 const RENDER_HELP: &str = "\
+Settings not given here come from DIR/flowerbed.json (written by quickstart and --out).
+Certificates are found in DIR in either layout (split: superlink-certificates/,
+supernode-certificates/; flat: Flower's single folder, mounted file by file).
+
 Examples:
   flowerbed render compose deploy --out deploy/compose.yaml
   flowerbed render docker-run deploy --isolation process > run.sh
@@ -134,7 +138,8 @@ pub const QUICKSTART_HELP: &str = "\
 Writes into DIR: certificates (superlink-certificates/, supernode-certificates/, ca/),
 compose.yaml, run.sh, stop.sh, the flwr connection snippet, README.md and flowerbed.json.
 Needs no Docker. Existing files are left alone unless --force (which keeps existing
-certificates and rewrites the rest).
+certificates and rewrites the rest). Settings not given here come from DIR/flowerbed.json
+when DIR already has one.
 
 Examples:
   flowerbed quickstart deploy

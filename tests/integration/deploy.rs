@@ -295,6 +295,20 @@ fn scripts_call_docker_with_exactly_the_model_argv() {
 }
 
 #[test]
+fn help_lists_the_supported_releases() {
+    for command in ["quickstart", "render compose"] {
+        let mut cmd = flowerbed();
+        cmd.args(command.split(' ')).arg("--help");
+        let text = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains(&deploy::Profile::supported_list()),
+            "{command}: {text}"
+        );
+    }
+}
+
+#[test]
 fn newline_in_the_folder_path_is_refused_and_nothing_is_written() {
     let env = TestEnv::new();
     let before = env.snapshot();
