@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use flowerbed::deploy::{self, Isolation, Profile, Security, Service, Settings};
+use flowerbed::render::flwr_config;
 
 use crate::testenv::{TestEnv, flowerbed};
 
@@ -252,10 +253,74 @@ fn run_variant(venv: &Path, name: &str, services: &[Service], workdir: &Path) ->
     failures
 }
 
+/// Flower's own code reads the rendered connection: `flwr config list` for config.toml
+/// (1.35+), the CLI's federation validators for the pyproject.toml table (earlier).
+const FEDERATION_CHECK: &str = r#"
+import sys, tomllib
+from pathlib import Path
+from flwr.cli.config_utils import validate_federation_in_project_config, validate_certificate_in_federation_config
+config = tomllib.loads(Path(sys.argv[1]).read_text())
+name, federation = validate_federation_in_project_config(sys.argv[2], config)
+insecure, root_certificates = validate_certificate_in_federation_config(Path("."), federation)
+print(name, federation["address"], "insecure" if insecure else "tls", len(root_certificates or b""))
+"#;
+
+fn check_connection(venv: &Path, profile: &Profile, env: &TestEnv) {
+    let dir = env.join("deployment");
+    flowerbed()
+        .args(["certs", "generate", "-q"])
+        .arg(&dir)
+        .assert()
+        .success();
+    for security in [Security::Tls, Security::Insecure] {
+        let mut settings = Settings::defaults(dir.clone());
+        settings.flower_version = profile.version.to_string();
+        settings.security = security;
+        settings.project_name = "lab-1".into();
+        let deployment = deploy::build(&settings).unwrap();
+        let snippet = flwr_config::render(&deployment).unwrap();
+        let home = env.join(format!("flwr-home-{security:?}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let out = if profile.uses_flwr_config_toml() {
+            std::fs::write(home.join("config.toml"), &snippet).unwrap();
+            Process::new(venv.join("bin/flwr"))
+                .args(["config", "list"])
+                .env("FLWR_HOME", &home)
+                .output()
+                .unwrap()
+        } else {
+            let pyproject = home.join("pyproject.toml");
+            std::fs::write(&pyproject, &snippet).unwrap();
+            Process::new(venv.join("bin/python"))
+                .args(["-c", FEDERATION_CHECK])
+                .arg(&pyproject)
+                .arg("lab-1")
+                .output()
+                .unwrap()
+        };
+        let stdout = strip_ansi(&String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "Flower {} rejected {snippet}: {stdout}{}",
+            profile.version,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected = if profile.uses_flwr_config_toml() {
+            "lab-1".to_string()
+        } else if security == Security::Tls {
+            format!("lab-1 {} tls", deployment.connection.address)
+        } else {
+            format!("lab-1 {} insecure 0", deployment.connection.address)
+        };
+        assert!(stdout.contains(&expected), "Flower {}: {stdout}", profile.version);
+    }
+}
+
 fn check_profile(version: &str) {
     let Some(venv) = venv(version) else { return };
     let profile = Profile::find(version).unwrap();
     let env = TestEnv::new();
+    check_connection(&venv, profile, &env);
     let workdir = env.join("work");
     std::fs::create_dir_all(workdir.join("state")).unwrap();
     // Real certificates where the rendered relative paths point (the container's /app).
