@@ -9,7 +9,7 @@ pub mod model;
 pub mod profile;
 pub mod settings;
 
-pub use model::{Connection, Deployment, Flag, Mount, Port, Role, Service, SourceKind};
+pub use model::{Connection, Deployment, Flag, Mount, MountPurpose, Port, Role, Service, SourceKind};
 pub use profile::{Generation, PROFILES, Profile};
 pub use settings::{CertLayout, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings};
 
@@ -42,17 +42,17 @@ pub fn require_sources(deployment: &Deployment, dir: &Path) -> Result<()> {
         SourceKind::File => "file",
         SourceKind::Directory => "folder",
     };
-    let fix = if mount.target.ends_with(model::CERT_MOUNT) || mount.target.contains("/certificates/") {
-        format!(
-            "run `flowerbed certs generate {}` or pass --insecure",
-            shlex::try_quote(&dir.to_string_lossy()).unwrap_or_default()
-        )
-    } else {
+    let fix = if mount.purpose == MountPurpose::State {
         let quoted = shlex::try_quote(&mount.source.to_string_lossy())
             .unwrap_or_default()
             .into_owned();
         format!(
             "create it (`mkdir {quoted}`) and hand it to the container user (`sudo flowerbed own {quoted}`)"
+        )
+    } else {
+        format!(
+            "run `flowerbed certs generate {}` or pass --insecure",
+            shlex::try_quote(&dir.to_string_lossy()).unwrap_or_default()
         )
     };
     Err(anyhow::anyhow!(

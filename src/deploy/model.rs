@@ -92,9 +92,31 @@ pub enum SourceKind {
     Directory,
 }
 
+/// What a bind mount carries, so consumers (`check`, the ownership hint) need not guess
+/// from paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MountPurpose {
+    /// The superlink's CA certificate, server certificate and private key.
+    ServerCertificates,
+    /// Only the CA certificate, for whatever dials the superlink over TLS.
+    CaCertificate,
+    /// The superlink's database folder: the container user must be able to write it.
+    State,
+}
+
+impl MountPurpose {
+    /// Whether the container user must own the source: it holds a private key (mode 0600)
+    /// or must be written.
+    pub fn needs_container_owner(self) -> bool {
+        matches!(self, MountPurpose::ServerCertificates | MountPurpose::State)
+    }
+}
+
 /// A bind mount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mount {
+    pub purpose: MountPurpose,
     /// Absolute host path.
     pub source: PathBuf,
     /// Absolute container path.
@@ -258,12 +280,13 @@ impl Builder<'_> {
         }
     }
 
-    fn mount(&self, source: PathBuf, target: &str, kind: SourceKind, read_only: bool) -> Mount {
+    fn mount(&self, purpose: MountPurpose, source: PathBuf, target: &str, kind: SourceKind) -> Mount {
         Mount {
+            purpose,
+            read_only: purpose != MountPurpose::State,
             source,
             target: format!("{CONTAINER_WORKDIR}/{target}"),
             kind,
-            read_only,
             selinux_relabel: self.settings.selinux,
         }
     }
@@ -273,10 +296,10 @@ impl Builder<'_> {
     fn superlink_cert_mounts(&self) -> Vec<Mount> {
         match self.layout.kind {
             LayoutKind::Split => vec![self.mount(
+                MountPurpose::ServerCertificates,
                 self.layout.superlink_dir(),
                 CERT_MOUNT,
                 SourceKind::Directory,
-                true,
             )],
             LayoutKind::Flat => [
                 (self.layout.superlink_ca_cert(), layout::CA_CERT),
@@ -284,7 +307,14 @@ impl Builder<'_> {
                 (self.layout.server_key(), layout::SERVER_KEY),
             ]
             .into_iter()
-            .map(|(source, file)| self.mount(source, &cert_path(file), SourceKind::File, true))
+            .map(|(source, file)| {
+                self.mount(
+                    MountPurpose::ServerCertificates,
+                    source,
+                    &cert_path(file),
+                    SourceKind::File,
+                )
+            })
             .collect(),
         }
     }
@@ -293,16 +323,16 @@ impl Builder<'_> {
     fn ca_mounts(&self) -> Vec<Mount> {
         match self.layout.kind {
             LayoutKind::Split => vec![self.mount(
+                MountPurpose::CaCertificate,
                 self.layout.supernode_dir(),
                 CERT_MOUNT,
                 SourceKind::Directory,
-                true,
             )],
             LayoutKind::Flat => vec![self.mount(
+                MountPurpose::CaCertificate,
                 self.layout.supernode_ca_cert(),
                 &cert_path(layout::CA_CERT),
                 SourceKind::File,
-                true,
             )],
         }
     }
@@ -360,10 +390,10 @@ impl Builder<'_> {
         if self.settings.state {
             service.flags.push(valued("--database", DATABASE_PATH));
             service.mounts.push(self.mount(
+                MountPurpose::State,
                 self.settings.dir.join(STATE_DIR),
                 STATE_DIR,
                 SourceKind::Directory,
-                false,
             ));
         }
         // On by default in the superlink from 1.35 on; it needs the internet at run time.

@@ -114,14 +114,9 @@ fn view(deployment: &Deployment) -> View<'_> {
 /// folders that hold a private key or must be writable. `None` when there is nothing.
 pub fn own_command(deployment: &Deployment) -> Option<String> {
     let mut paths: Vec<&std::path::Path> = Vec::new();
-    for service in &deployment.services {
-        for mount in &service.mounts {
-            let private = mount.target.ends_with("/certificates") && service.flag("--ssl-keyfile").is_some()
-                || mount.target.ends_with("/server.key");
-            let writable = !mount.read_only;
-            if (private || writable) && !paths.contains(&mount.source.as_path()) {
-                paths.push(&mount.source);
-            }
+    for mount in deployment.services.iter().flat_map(|service| &service.mounts) {
+        if mount.purpose.needs_container_owner() && !paths.contains(&mount.source.as_path()) {
+            paths.push(&mount.source);
         }
     }
     if paths.is_empty() {
@@ -168,4 +163,31 @@ pub fn flwr_config_header(deployment: &Deployment) -> Result<String> {
 /// The deployment folder's README.md.
 pub fn readme(deployment: &Deployment) -> Result<String> {
     render("readme", deployment)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::deploy::{self, Settings};
+
+    #[test]
+    fn own_command_names_only_what_the_container_user_must_own() {
+        let mut settings = Settings::defaults(PathBuf::from("/srv/my deploy"));
+        let tls = deploy::build(&settings).unwrap();
+        assert_eq!(
+            own_command(&tls).as_deref(),
+            Some("sudo flowerbed own '/srv/my deploy/superlink-certificates'")
+        );
+        settings.security = Security::Insecure;
+        assert_eq!(own_command(&deploy::build(&settings).unwrap()), None);
+        settings.state = true;
+        settings.uid = 1000;
+        settings.gid = 1000;
+        assert_eq!(
+            own_command(&deploy::build(&settings).unwrap()).as_deref(),
+            Some("sudo flowerbed own --uid 1000 --gid 1000 '/srv/my deploy/state'")
+        );
+    }
 }
