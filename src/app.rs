@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Certs(command) => commands::certs::run(command, &printer),
         Command::Render(command) => commands::deploy::render(&command, &printer),
         Command::Quickstart(args) => commands::deploy::quickstart(&args, &printer),
+        Command::Check(args) => commands::check::run(&args, &printer),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "flowerbed", &mut io::stdout().lock());

@@ -8,6 +8,7 @@ use clap_complete::Shell;
 use crate::output::ColorChoice;
 
 pub mod certs;
+pub mod check;
 pub mod deploy;
 
 const AFTER_HELP: &str = "\
@@ -17,6 +18,7 @@ Examples:
   flowerbed certs inspect deploy/superlink-certificates/server.pem
   flowerbed quickstart deploy              certificates, compose.yaml, run.sh, flwr config
   flowerbed render compose deploy --isolation process --flower-version 1.13.1
+  flowerbed check --compose compose.yaml   will these containers start?
 
 Exit codes: 0 success, 1 findings (verify/check), 2 bad input or failure (nothing changed).";
 
@@ -62,6 +64,9 @@ pub enum Command {
     /// Create a complete deployment folder: certificates, compose.yaml, run.sh, README.
     #[command(after_help = deploy::QUICKSTART_HELP)]
     Quickstart(deploy::QuickstartArgs),
+
+    /// Predict permission and TLS failures of a deployment from the host side.
+    Check(check::CheckArgs),
 
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  flowerbed completions bash > /etc/bash_completion.d/flowerbed")]

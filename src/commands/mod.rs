@@ -2,5 +2,6 @@
 //! code, print the result, and decide the outcome.
 
 pub mod certs;
+pub mod check;
 pub mod deploy;
 pub mod man;

@@ -1,6 +1,7 @@
 //! One integration test binary (links once); each area is a module.
 
 mod certs;
+mod check;
 mod cli;
 mod deploy;
 mod deploy_flwr;

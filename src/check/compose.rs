@@ -1,0 +1,313 @@
+//! Read a Compose file (ours or hand-written) into container specs: services' `user:`,
+//! bind mounts in short and long syntax, file-based `secrets:`, and command flags.
+//! Relative host paths resolve against the compose file's folder, as Compose does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use serde::Deserialize;
+
+use super::spec::{ContainerSpec, MountKind, MountSpec, Role, resolve_host};
+
+#[derive(Debug, Deserialize, Default)]
+struct ComposeFile {
+    #[serde(default)]
+    services: BTreeMap<String, Service>,
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretDefinition>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Service {
+    image: Option<String>,
+    user: Option<Scalar>,
+    command: Option<StringOrList>,
+    entrypoint: Option<StringOrList>,
+    working_dir: Option<String>,
+    #[serde(default)]
+    volumes: Vec<Volume>,
+    #[serde(default)]
+    secrets: Vec<ServiceSecret>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Number(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<Scalar>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Volume {
+    Short(String),
+    Long(LongVolume),
+}
+
+#[derive(Debug, Deserialize)]
+struct LongVolume {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    source: Option<String>,
+    target: String,
+    #[serde(default)]
+    read_only: bool,
+    bind: Option<BindOptions>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BindOptions {
+    selinux: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ServiceSecret {
+    Short(String),
+    Long { source: String, target: Option<String> },
+}
+
+#[derive(Debug, Deserialize)]
+struct SecretDefinition {
+    file: Option<String>,
+}
+
+fn scalar_text(scalar: &Scalar) -> String {
+    match scalar {
+        Scalar::Number(n) => n.to_string(),
+        Scalar::Text(t) => t.clone(),
+    }
+}
+
+fn words(value: Option<&StringOrList>) -> Result<Vec<String>> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(StringOrList::Many(items)) => Ok(items.iter().map(scalar_text).collect()),
+        Some(StringOrList::One(text)) => {
+            shlex::split(text).ok_or_else(|| anyhow!("cannot split command {text:?}"))
+        }
+    }
+}
+
+/// `user: "49999:49999"`, `user: 49999`; names cannot be resolved from the host.
+fn parse_user(user: Option<&Scalar>) -> (Option<u32>, Option<u32>) {
+    let Some(user) = user else { return (None, None) };
+    let text = scalar_text(user);
+    let (uid, gid) = text
+        .split_once(':')
+        .map_or((text.as_str(), None), |(u, g)| (u, Some(g)));
+    (uid.parse().ok(), gid.and_then(|g| g.parse().ok()))
+}
+
+/// Expand `${VAR}`, `${VAR:-default}` and `$VAR` from the environment (unset means empty).
+fn interpolate(text: &str) -> String {
+    shellexpand::env_with_context_no_errors(text, |name| Some(std::env::var(name).unwrap_or_default()))
+        .into_owned()
+}
+
+fn is_host_path(source: &str) -> bool {
+    source.starts_with('/') || source.starts_with('.') || source.starts_with('~')
+}
+
+fn short_volume(spec: &str, base: &Path) -> Option<MountSpec> {
+    let parts: Vec<&str> = spec.splitn(3, ':').collect();
+    let (source, target, options) = match parts.as_slice() {
+        [source, target] => (*source, *target, ""),
+        [source, target, options] => (*source, *target, *options),
+        _ => return None, // anonymous volume
+    };
+    if !is_host_path(source) {
+        return None; // a named volume, not a host path
+    }
+    let options: Vec<&str> = options.split(',').collect();
+    Some(MountSpec {
+        source: resolve_host(base, source),
+        written_relative: !source.starts_with('/'),
+        target: target.to_string(),
+        read_only: options.contains(&"ro"),
+        kind: MountKind::Bind,
+        selinux_label: options.iter().any(|o| *o == "z" || *o == "Z"),
+    })
+}
+
+/// Parse compose YAML (pure: the fuzz target calls this) into specs.
+pub fn parse(yaml: &str, base: &Path) -> Result<Vec<ContainerSpec>> {
+    let file: ComposeFile =
+        serde_saphyr::from_str(yaml).map_err(|err| anyhow!("not a valid compose file: {err}"))?;
+    if file.services.is_empty() {
+        return Err(anyhow!("no services defined"));
+    }
+    let mut specs = Vec::new();
+    for (name, service) in &file.services {
+        let mut mounts = Vec::new();
+        for volume in &service.volumes {
+            match volume {
+                Volume::Short(text) => mounts.extend(short_volume(&interpolate(text), base)),
+                Volume::Long(long) => {
+                    let bind = long.kind.as_deref().is_none_or(|k| k == "bind");
+                    let Some(source) = long.source.as_deref().map(interpolate) else {
+                        continue;
+                    };
+                    if !bind || !is_host_path(&source) {
+                        continue;
+                    }
+                    mounts.push(MountSpec {
+                        source: resolve_host(base, &source),
+                        written_relative: !source.starts_with('/'),
+                        target: interpolate(&long.target),
+                        read_only: long.read_only,
+                        kind: MountKind::Bind,
+                        selinux_label: long.bind.as_ref().is_some_and(|b| b.selinux.is_some()),
+                    });
+                }
+            }
+        }
+        for secret in &service.secrets {
+            let (secret_name, target) = match secret {
+                ServiceSecret::Short(secret_name) => (secret_name.as_str(), None),
+                ServiceSecret::Long { source, target } => (source.as_str(), target.as_deref()),
+            };
+            let definition = file.secrets.get(secret_name).with_context(|| {
+                format!("service {name}: secret {secret_name:?} is not defined at the top level")
+            })?;
+            let Some(secret_file) = definition.file.as_deref().map(interpolate) else {
+                continue;
+            };
+            let target = match target {
+                Some(t) if t.starts_with('/') => t.to_string(),
+                Some(t) => format!("/run/secrets/{t}"),
+                None => format!("/run/secrets/{secret_name}"),
+            };
+            mounts.push(MountSpec {
+                source: resolve_host(base, &secret_file),
+                written_relative: !secret_file.starts_with('/'),
+                target,
+                read_only: true,
+                kind: MountKind::Secret,
+                selinux_label: false,
+            });
+        }
+        let entrypoint = words(service.entrypoint.as_ref())?;
+        let mut args: Vec<String> = words(service.command.as_ref())?
+            .iter()
+            .map(|w| interpolate(w))
+            .collect();
+        // A command that names the executable itself (`flower-superlink --insecure`).
+        let executable = entrypoint.first().cloned().or_else(|| {
+            args.first()
+                .filter(|first| first.starts_with("flower-") || first.starts_with("flwr-"))
+                .cloned()
+        });
+        if entrypoint.is_empty() && executable.is_some() {
+            args.remove(0);
+        } else if entrypoint.len() > 1 {
+            args.splice(0..0, entrypoint[1..].iter().cloned());
+        }
+        let (uid, gid) = parse_user(service.user.as_ref());
+        let role = service
+            .image
+            .as_deref()
+            .and_then(Role::guess)
+            .or_else(|| executable.as_deref().and_then(Role::guess))
+            .or_else(|| Role::guess(name));
+        specs.push(ContainerSpec {
+            name: name.clone(),
+            image: service.image.clone(),
+            role,
+            uid,
+            gid,
+            working_dir: service.working_dir.clone().unwrap_or_else(|| "/app".into()),
+            mounts,
+            args,
+        });
+    }
+    Ok(specs)
+}
+
+/// Read and parse a compose file; errors name the file.
+pub fn read(path: &Path) -> Result<Vec<ContainerSpec>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let base: PathBuf = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&text, &base).with_context(|| format!("{}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HAND_WRITTEN: &str = r#"
+services:
+  superlink:
+    image: flwr/superlink:1.42.0
+    user: "49999:49999"
+    command:
+      - --isolation
+      - process
+      - --ssl-ca-certfile=certificates/ca.crt
+      - --ssl-certfile=certificates/server.pem
+      - --ssl-keyfile=certificates/server.key
+      - --database
+      - state/state.db
+    volumes:
+      - ./superlink-certificates/:/app/certificates/:ro,z
+      - type: bind
+        source: ./state
+        target: /app/state
+      - data:/data
+  supernode-1:
+    image: flwr/supernode:1.42.0
+    command: --superlink superlink:9092 --root-certificates /run/secrets/ca.crt
+    secrets:
+      - source: superlink-ca-certfile
+        target: ca.crt
+volumes:
+  data: {}
+secrets:
+  superlink-ca-certfile:
+    file: ./certificates/ca.crt
+"#;
+
+    #[test]
+    fn reads_short_long_and_secret_mounts() {
+        let specs = parse(HAND_WRITTEN, Path::new("/srv/flower")).unwrap();
+        assert_eq!(specs.len(), 2);
+        let superlink = &specs[0];
+        assert_eq!(superlink.role, Some(Role::Superlink));
+        assert_eq!((superlink.uid, superlink.gid), (Some(49_999), Some(49_999)));
+        assert_eq!(superlink.mounts.len(), 2, "named volumes are not host paths");
+        assert_eq!(
+            superlink.mounts[0].source,
+            PathBuf::from("/srv/flower/./superlink-certificates/")
+        );
+        assert!(superlink.mounts[0].read_only && superlink.mounts[0].selinux_label);
+        assert!(!superlink.mounts[1].read_only);
+        assert_eq!(
+            superlink.flag_value("--ssl-keyfile"),
+            Some("certificates/server.key")
+        );
+        let supernode = &specs[1];
+        assert_eq!(supernode.flag_value("--superlink"), Some("superlink:9092"));
+        assert_eq!(supernode.mounts[0].target, "/run/secrets/ca.crt");
+        assert_eq!(supernode.mounts[0].kind, MountKind::Secret);
+        let (_, host) = supernode.host_path("/run/secrets/ca.crt").unwrap();
+        assert_eq!(host, PathBuf::from("/srv/flower/./certificates/ca.crt"));
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        assert!(parse("services: [", Path::new("/")).is_err());
+        assert!(parse("just: text", Path::new("/")).is_err());
+        assert!(parse("services:\n  a:\n    secrets: [missing]\n", Path::new("/")).is_err());
+    }
+}
