@@ -30,6 +30,8 @@ pub const SERVICE_LABEL: &str = "org.flowerbed.service";
 /// A whole deployment.
 #[derive(Debug, Clone, Serialize)]
 pub struct Deployment {
+    /// The deployment folder (absolute): certificates, state, rendered files.
+    pub dir: PathBuf,
     pub project: String,
     /// The Docker network every service joins (service names resolve on it).
     pub network: String,
@@ -223,6 +225,7 @@ pub fn build(settings: &Settings, profile: &Profile) -> Deployment {
         }
     }
     Deployment {
+        dir: settings.dir.clone(),
         project: settings.project_name.clone(),
         network: settings.project_name.clone(),
         flower_version: profile.version,

@@ -68,6 +68,7 @@ struct View<'a> {
     user: &'a str,
     services: Vec<ServiceView<'a>>,
     own_command: Option<String>,
+    release_command: String,
     name: &'a str,
     config_toml: bool,
     flwr_config_file: &'a str,
@@ -104,6 +105,7 @@ fn view(deployment: &Deployment) -> View<'_> {
             })
             .collect(),
         own_command: own_command(deployment),
+        release_command: release_command(deployment),
         name: &deployment.connection.name,
         config_toml: deployment.connection.config_toml,
         flwr_config_file: flwr_config_file(deployment),
@@ -135,6 +137,14 @@ pub fn own_command(deployment: &Deployment) -> Option<String> {
     }
     words.extend(paths.iter().map(|path| path.to_string_lossy().into_owned()));
     shlex::try_join(words.iter().map(String::as_str)).ok()
+}
+
+/// Hands the deployment folder back to the user who ran sudo, so it can be deleted.
+fn release_command(deployment: &Deployment) -> String {
+    let dir = deployment.dir.to_string_lossy();
+    let release = shlex::try_join(["sudo", "flowerbed", "release", &dir]).unwrap_or_default();
+    let delete = shlex::try_join(["rm", "-rf", &dir]).unwrap_or_default();
+    format!("{release} && {delete}")
 }
 
 fn render(name: &str, deployment: &Deployment) -> Result<String> {
