@@ -51,7 +51,11 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Check(args) => commands::check::run(&args, &printer),
         Command::Completions { shell } => {
             let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "flowerbed", &mut io::stdout().lock());
+            // clap_complete panics on a write error; render first so a closed pipe is an
+            // ordinary io::Error (quiet exit 0) instead.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "flowerbed", &mut script);
+            io::stdout().lock().write_all(&script)?;
             Ok(Outcome::Success)
         }
         Command::Man { out_dir } => commands::man::run(out_dir.as_deref(), &printer),
