@@ -3,6 +3,8 @@
 mod certs;
 mod check;
 mod cli;
+mod deploy;
+mod deploy_flwr;
 mod flower;
 mod ownership;
 mod testenv;
