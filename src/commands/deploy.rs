@@ -254,15 +254,7 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         printer.result(&format!("{}: up to date, nothing changed", dir.display()))?;
         return Ok(Outcome::Success);
     }
-    let verb = if args.dry_run { "would " } else { "" };
-    for step in &steps {
-        printer.result(&format!(
-            "{verb}{} {} (mode {})",
-            step.action,
-            step.path.display(),
-            step.mode
-        ))?;
-    }
+    printer.plan_steps(&steps, args.dry_run)?;
     if args.dry_run {
         return Ok(Outcome::Success);
     }
