@@ -1,5 +1,6 @@
 //! One integration test binary (links once); each area is a module.
 
+mod bad_input;
 mod certs;
 mod check;
 mod cli;
