@@ -8,4 +8,5 @@ mod deploy;
 mod deploy_flwr;
 mod flower;
 mod ownership;
+mod roundtrip;
 mod testenv;
