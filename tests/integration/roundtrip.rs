@@ -50,16 +50,13 @@ fn settings_strategy() -> impl Strategy<Value = Settings> {
         )
 }
 
+/// One mount as both sides must agree on it: source, target, read-only, SELinux label.
+type MountView = (PathBuf, String, bool, bool);
+/// One container: name, uid, gid, arguments, mounts.
+type ContainerView = (String, Option<u32>, Option<u32>, Vec<String>, Vec<MountView>);
+
 /// What both sides must agree on, per container, in a comparable form.
-fn comparable(
-    specs: &[ContainerSpec],
-) -> Vec<(
-    String,
-    Option<u32>,
-    Option<u32>,
-    Vec<String>,
-    Vec<(PathBuf, String, bool, bool)>,
-)> {
+fn comparable(specs: &[ContainerSpec]) -> Vec<ContainerView> {
     let mut out: Vec<_> = specs
         .iter()
         .map(|spec| {
