@@ -46,6 +46,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let printer = Printer::new(verbosity, cli.global.color);
     match cli.command {
         Command::Certs(command) => commands::certs::run(command, &printer),
+        Command::Render(command) => commands::deploy::render(&command, &printer),
+        Command::Quickstart(args) => commands::deploy::quickstart(&args, &printer),
         Command::Check(args) => commands::check::run(&args, &printer),
         Command::Doctor(args) => commands::doctor::run(&args, &printer),
         Command::Own(args) => commands::ownership::run_own(&args, &printer),

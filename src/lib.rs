@@ -8,11 +8,13 @@ pub mod app;
 pub mod check;
 pub mod cli;
 pub mod commands;
+pub mod deploy;
 pub mod docker;
 pub mod error;
 pub mod fsutil;
 pub mod output;
 pub mod ownership;
+pub mod render;
 pub mod tls;
 
 /// The UID and GID that Flower's official images run as (user `app`).

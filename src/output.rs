@@ -103,6 +103,28 @@ impl Printer {
         }
     }
 
+    /// `error` or `warning`, painted, for finding lines.
+    pub fn severity_label(&self, severity: crate::tls::verify::Severity) -> String {
+        match severity {
+            crate::tls::verify::Severity::Error => self.paint(Style::Error, "error"),
+            crate::tls::verify::Severity::Warning => self.paint(Style::Warn, "warning"),
+        }
+    }
+
+    /// The steps of a write plan, one line each (`would ` in front for a dry run).
+    pub fn plan_steps(&self, steps: &[crate::fsutil::PlanStep], dry_run: bool) -> io::Result<()> {
+        let verb = if dry_run { "would " } else { "" };
+        for step in steps {
+            self.result(&format!(
+                "{verb}{} {} (mode {})",
+                step.action,
+                step.path.display(),
+                step.mode
+            ))?;
+        }
+        Ok(())
+    }
+
     /// Pretty JSON on stdout.
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) -> io::Result<()> {
         let mut out = io::stdout().lock();

@@ -4,6 +4,7 @@
 
 pub mod compose;
 pub mod live;
+pub mod model;
 pub mod perm;
 pub mod report;
 pub mod rules;

@@ -48,10 +48,7 @@ pub fn print_text(report: &CheckReport, printer: &Printer) -> std::io::Result<()
     for (service, findings) in &by_service {
         printer.result(&printer.paint(Style::Bold, &format!("{service}:")))?;
         for finding in findings {
-            let label = match finding.severity {
-                Severity::Error => printer.paint(Style::Error, "error"),
-                Severity::Warning => printer.paint(Style::Warn, "warning"),
-            };
+            let label = printer.severity_label(finding.severity);
             let path = finding
                 .path
                 .as_ref()

@@ -9,6 +9,7 @@ use crate::output::ColorChoice;
 
 pub mod certs;
 pub mod check;
+pub mod deploy;
 pub mod ownership;
 
 const AFTER_HELP: &str = "\
@@ -16,6 +17,8 @@ Examples:
   flowerbed certs generate deploy          TLS material laid out for Flower's containers
   flowerbed certs verify deploy            will a supernode accept this superlink?
   flowerbed certs inspect deploy/superlink-certificates/server.pem
+  flowerbed quickstart deploy              certificates, compose.yaml, run.sh, flwr config
+  flowerbed render compose deploy --isolation process --flower-version 1.13.1
   flowerbed check --compose compose.yaml   will these containers start?
   flowerbed doctor                         what this Docker set-up means for UID 49999
   sudo flowerbed own deploy/state          hand a folder to Flower's UID 49999, journaled
@@ -58,6 +61,14 @@ pub enum Command {
     /// Generate, inspect and verify TLS certificates for a Flower deployment.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+
+    /// Render a deployment (docker run script, compose file, flwr connection).
+    #[command(subcommand)]
+    Render(deploy::RenderCommand),
+
+    /// Create a complete deployment folder: certificates, compose.yaml, run.sh, README.
+    #[command(after_help = deploy::QUICKSTART_HELP)]
+    Quickstart(deploy::QuickstartArgs),
 
     /// Predict permission and TLS failures of a deployment from the host side.
     Check(check::CheckArgs),

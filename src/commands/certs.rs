@@ -62,14 +62,7 @@ fn run_generate(args: &GenerateArgs, printer: &Printer) -> Result<Outcome> {
             printer
                 .json(&serde_json::json!({ "dry_run": true, "steps": steps, "report": generated.report }))?;
         } else {
-            for step in &steps {
-                printer.result(&format!(
-                    "would {} {} (mode {})",
-                    step.action,
-                    step.path.display(),
-                    step.mode
-                ))?;
-            }
+            printer.plan_steps(&steps, true)?;
         }
         return Ok(Outcome::Success);
     }
@@ -228,10 +221,7 @@ fn run_verify(args: &VerifyArgs, printer: &Printer) -> Result<Outcome> {
         return Ok(outcome);
     }
     for finding in &report.findings {
-        let label = match finding.severity {
-            Severity::Error => printer.paint(Style::Error, "error"),
-            Severity::Warning => printer.paint(Style::Warn, "warning"),
-        };
+        let label = printer.severity_label(finding.severity);
         printer.result(&format!(
             "{label}[{}] {}: {}",
             finding.id,

@@ -50,6 +50,11 @@ fn folder_specs(dir: &Path) -> Result<(Vec<ContainerSpec>, bool)> {
     if !dir.is_dir() {
         bail!("{}: not a directory", dir.display());
     }
+    // A folder made by quickstart/render: rebuild the very model the renderers used.
+    if dir.join(crate::deploy::SETTINGS_FILE).is_file() {
+        let deployment = crate::deploy::load(dir)?;
+        return Ok((check::model::specs(&deployment), false));
+    }
     let compose = dir.join("compose.yaml");
     if compose.is_file() {
         return Ok((check::compose::read(&compose)?, false));

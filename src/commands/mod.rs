@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod check;
+pub mod deploy;
 pub mod doctor;
 pub mod man;
 pub mod ownership;

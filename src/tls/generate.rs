@@ -90,7 +90,12 @@ pub fn generate(settings: &GenerateSettings) -> Result<Generated> {
     }
     check_target_dir(&settings.dir)?;
     let now = OffsetDateTime::now_utc();
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = settings
+        .key_type
+        .compatibility_note()
+        .map(str::to_string)
+        .into_iter()
+        .collect();
 
     let (ca_issuer, ca_cert_pem, ca_key_pem, ca_summary, ca_not_after) = match &settings.existing_ca {
         None => {
@@ -101,7 +106,7 @@ pub fn generate(settings: &GenerateSettings) -> Result<Generated> {
                 .context("cannot sign the CA certificate")?;
             let summary = summarize(ca_cert.der(), Path::new(""))?;
             let not_after = ca_params.not_after;
-            let key_pem = ca_key.serialize_pem();
+            let key_pem = private_key_pem(&ca_key, settings.key_type)?;
             (
                 Issuer::new(ca_params, ca_key),
                 ca_cert.pem(),
@@ -130,7 +135,7 @@ pub fn generate(settings: &GenerateSettings) -> Result<Generated> {
         .signed_by(&server_key, &ca_issuer)
         .context("cannot sign the server certificate")?;
     let server_cert_pem = server_cert.pem();
-    let server_key_pem = server_key.serialize_pem();
+    let server_key_pem = private_key_pem(&server_key, settings.key_type)?;
 
     let layout = Layout::new(&settings.dir, settings.layout);
     let mut plan = WritePlan::new(settings.force);
@@ -223,6 +228,7 @@ fn signature_algorithm(key_type: KeyType) -> &'static SignatureAlgorithm {
         KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
         KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
         KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
+        KeyType::Ed25519 => &rcgen::PKCS_ED25519,
     }
 }
 
@@ -233,9 +239,35 @@ pub fn new_key(key_type: KeyType) -> Result<KeyPair> {
         KeyType::Rsa2048 => KeyPair::generate_rsa_for(alg, RsaKeySize::_2048),
         KeyType::Rsa3072 => KeyPair::generate_rsa_for(alg, RsaKeySize::_3072),
         KeyType::Rsa4096 => KeyPair::generate_rsa_for(alg, RsaKeySize::_4096),
-        KeyType::EcdsaP256 | KeyType::EcdsaP384 => KeyPair::generate_for(alg),
+        KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::Ed25519 => KeyPair::generate_for(alg),
     };
     key.with_context(|| format!("cannot generate a {key_type} key"))
+}
+
+/// PEM of a private key in the form every TLS stack Flower uses can load.
+///
+/// Ed25519 keys come out of the crypto library as PKCS#8 v2 (RFC 5958, with the public
+/// key attached), which OpenSSL 3.0 and BoringSSL refuse to load; they get the v1 form
+/// (RFC 8410), which carries the same 32-byte private key.
+fn private_key_pem(key: &KeyPair, key_type: KeyType) -> Result<String> {
+    use x509_parser::der_parser::ber::BerObjectContent;
+    if key_type != KeyType::Ed25519 {
+        return Ok(key.serialize_pem());
+    }
+    let (_, document) = x509_parser::der_parser::parse_der(key.serialized_der())
+        .map_err(|err| anyhow::anyhow!("cannot re-encode the Ed25519 key ({err})"))?;
+    let private_key = match &document.content {
+        BerObjectContent::Sequence(fields) => fields.get(2).and_then(|field| field.as_slice().ok()),
+        _ => None,
+    }
+    .filter(|inner| inner.len() == 34 && inner.starts_with(&[0x04, 0x20]))
+    .ok_or_else(|| anyhow::anyhow!("unexpected Ed25519 key encoding"))?;
+    // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+    ];
+    der.extend_from_slice(private_key);
+    Ok(pem_encode("PRIVATE KEY", &der))
 }
 
 /// A random, positive 128-bit serial number (RFC 5280 allows up to 20 octets).
@@ -312,7 +344,7 @@ fn server_params(
     params.is_ca = IsCa::ExplicitNoCa;
     // RSA key exchange needs keyEncipherment; an EC key never enciphers (RFC 5480).
     params.key_usages = match key_type {
-        KeyType::EcdsaP256 | KeyType::EcdsaP384 => vec![KeyUsagePurpose::DigitalSignature],
+        KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::Ed25519 => vec![KeyUsagePurpose::DigitalSignature],
         KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
             vec![
                 KeyUsagePurpose::DigitalSignature,

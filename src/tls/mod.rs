@@ -24,11 +24,19 @@ pub enum KeyType {
     Rsa2048,
     Rsa3072,
     Rsa4096,
+    Ed25519,
 }
 
 impl KeyType {
     /// Command-line names, in the order `--help` lists them.
-    pub const NAMES: [&'static str; 5] = ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"];
+    pub const NAMES: [&'static str; 6] = [
+        "ecdsa-p256",
+        "ecdsa-p384",
+        "rsa-2048",
+        "rsa-3072",
+        "rsa-4096",
+        "ed25519",
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -37,6 +45,22 @@ impl KeyType {
             KeyType::Rsa2048 => "rsa-2048",
             KeyType::Rsa3072 => "rsa-3072",
             KeyType::Rsa4096 => "rsa-4096",
+            KeyType::Ed25519 => "ed25519",
+        }
+    }
+}
+
+impl KeyType {
+    /// Releases that refuse this key type, when some do: Flower's gRPC-era transport
+    /// (BoringSSL) fails Ed25519 handshakes with NO_COMMON_SIGNATURE_ALGORITHMS; the
+    /// HTTPS transport of 1.41 and later accepts it.
+    pub fn compatibility_note(self) -> Option<&'static str> {
+        match self {
+            KeyType::Ed25519 => Some(
+                "ed25519 works with Flower 1.41 and later only; older releases (gRPC) refuse the handshake \
+                 (NO_COMMON_SIGNATURE_ALGORITHMS): use ecdsa-p256 for them",
+            ),
+            _ => None,
         }
     }
 }
@@ -56,6 +80,7 @@ impl FromStr for KeyType {
             KeyType::Rsa2048,
             KeyType::Rsa3072,
             KeyType::Rsa4096,
+            KeyType::Ed25519,
         ]
         .into_iter()
         .find(|kind| kind.name() == text)

@@ -174,6 +174,7 @@ fn every_key_type_verifies_with_openssl() {
         ("rsa-2048", "2048 bit"),
         ("rsa-3072", "3072 bit"),
         ("rsa-4096", "4096 bit"),
+        ("ed25519", "ED25519"),
     ] {
         let env = TestEnv::new();
         generate(&env, &["--key-type", key_type]);
@@ -818,4 +819,73 @@ fn unwritable_dir_is_refused_for_non_root() {
         .expect("setpriv (util-linux) runs the binary as nobody");
     assert_bad_input(&out, "locked: not writable");
     assert_eq!(env.snapshot(), before);
+}
+
+/// A tiny tmpfs, unmounted (by path, ours only) when dropped.
+struct TinyFs {
+    dir: tempfile::TempDir,
+}
+
+impl TinyFs {
+    /// `pages_free` 4 KiB pages left free after filling; None where mounting is refused.
+    fn new(pages_free: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Process::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .ok()?;
+        if !status.success() {
+            return None;
+        }
+        let fs = Self { dir };
+        // Fill all but `pages_free` pages.
+        std::fs::write(
+            fs.dir.path().join("filler"),
+            vec![0u8; usize::try_from((16 - pages_free) * 4096).unwrap()],
+        )
+        .unwrap();
+        Some(fs)
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Process::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn disk_full_midway_leaves_nothing_half_written() {
+    let Some(fs) = TinyFs::new(3) else {
+        panic!("cannot mount a tmpfs: the tests need root (as `make test` runs them)");
+    };
+    let before = snapshot(fs.dir.path());
+    let out = crate::testenv::flowerbed()
+        .current_dir(fs.dir.path())
+        .args(["certs", "generate", "deploy"])
+        .output()
+        .unwrap();
+    assert_bad_input(&out, "No space left on device");
+    assert_eq!(
+        snapshot(fs.dir.path()),
+        before,
+        "a failed write must leave no file or folder behind"
+    );
+    // With an existing set and --force, a failure keeps the old files byte-identical.
+    std::fs::remove_file(fs.dir.path().join("filler")).unwrap();
+    crate::testenv::flowerbed()
+        .current_dir(fs.dir.path())
+        .args(["certs", "generate", "deploy"])
+        .assert()
+        .success();
+    std::fs::write(fs.dir.path().join("filler"), vec![0u8; 5 * 4096]).unwrap();
+    let before = snapshot(fs.dir.path());
+    let out = crate::testenv::flowerbed()
+        .current_dir(fs.dir.path())
+        .args(["certs", "generate", "deploy", "--force"])
+        .output()
+        .unwrap();
+    assert_bad_input(&out, "No space left on device");
+    assert_eq!(snapshot(fs.dir.path()), before);
 }

@@ -10,6 +10,20 @@ use std::time::{Duration, Instant};
 
 use crate::testenv::TestEnv;
 
+/// A venv with flwr `version`, made (once, cached) by the project's script.
+fn release_venv(version: &str) -> PathBuf {
+    let out = Process::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/flwr-venv.sh"))
+        .arg(version)
+        .output()
+        .expect("scripts/flwr-venv.sh runs");
+    assert!(
+        out.status.success(),
+        "installing flwr {version} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// The venv holding the pinned flwr release; missing means the test setup is broken.
 fn flwr_venv() -> PathBuf {
     let venv = std::env::var_os("FLOWERBED_FLWR_VENV").map_or_else(
@@ -282,4 +296,77 @@ fn flower_rejects_a_certificate_missing_the_dialed_name() {
             || supernode_log.contains("SSL"),
         "expected a TLS verification failure in the supernode log:\n{supernode_log}"
     );
+}
+
+#[test]
+fn flower_accepts_ed25519() {
+    accepted_with_key_type("ed25519");
+}
+
+/// Flower 1.13.1, the seed-era release: gRPC on 9091-9093, no `flwr supernode list`, so
+/// the superlink's own record of the node is the evidence.
+fn seed_era_registers(key_type: &str) -> (bool, String) {
+    let venv = release_venv("1.13.1");
+    let env = TestEnv::new();
+    env.flowerbed(["certs", "generate", "deploy", "--key-type", key_type])
+        .assert()
+        .success();
+    let certs = env.join("deploy/superlink-certificates");
+    let ca = env.join("deploy/supernode-certificates/ca.crt");
+    let fleet = free_port();
+    let superlink = Running::start(
+        &venv,
+        "flower-superlink",
+        &[
+            "--ssl-ca-certfile",
+            certs.join("ca.crt").to_str().unwrap(),
+            "--ssl-certfile",
+            certs.join("server.pem").to_str().unwrap(),
+            "--ssl-keyfile",
+            certs.join("server.key").to_str().unwrap(),
+            "--fleet-api-address",
+            &format!("127.0.0.1:{fleet}"),
+            "--serverappio-api-address",
+            &format!("127.0.0.1:{}", free_port()),
+            "--exec-api-address",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
+        env.path(),
+        "superlink.log",
+    );
+    let supernode = Running::start(
+        &venv,
+        "flower-supernode",
+        &[
+            "--superlink",
+            &format!("127.0.0.1:{fleet}"),
+            "--root-certificates",
+            ca.to_str().unwrap(),
+            "--clientappio-api-address",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
+        env.path(),
+        "supernode.log",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if superlink.log().contains("[Fleet.CreateNode] Created node_id") {
+            return (true, superlink.log());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    (false, format!("{}\n{}", superlink.log(), supernode.log()))
+}
+
+#[test]
+fn seed_era_flower_accepts_the_default_key_type() {
+    let (registered, log) = seed_era_registers("ecdsa-p256");
+    assert!(registered, "Flower 1.13.1 did not register a supernode:\n{log}");
+}
+
+#[test]
+fn seed_era_flower_refuses_ed25519_as_documented() {
+    let (registered, log) = seed_era_registers("ed25519");
+    assert!(!registered, "Flower 1.13.1 unexpectedly accepted ed25519");
+    assert!(log.contains("NO_COMMON_SIGNATURE_ALGORITHMS"), "{log}");
 }

@@ -1,8 +1,12 @@
 //! One integration test binary (links once); each area is a module.
 
+mod bad_input;
 mod certs;
 mod check;
 mod cli;
+mod deploy;
+mod deploy_flwr;
 mod flower;
 mod ownership;
+mod roundtrip;
 mod testenv;

@@ -11,12 +11,15 @@ use assert_cmd::Command;
 /// A temporary folder that tests build trees in.
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
+    /// Where `own` journals go for commands run through this env (outside `dir`).
+    pub state: tempfile::TempDir,
 }
 
 impl TestEnv {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
+            state: tempfile::tempdir().expect("temp dir"),
         }
     }
 
@@ -35,7 +38,9 @@ impl TestEnv {
         S: AsRef<std::ffi::OsStr>,
     {
         let mut cmd = flowerbed();
-        cmd.current_dir(self.path()).args(args);
+        cmd.current_dir(self.path())
+            .env("FLOWERBED_STATE_DIR", self.state.path())
+            .args(args);
         cmd
     }
 

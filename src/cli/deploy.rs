@@ -1,0 +1,177 @@
+//! `flowerbed render ...` and `flowerbed quickstart`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// Where app code runs (flag value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IsolationArg {
+    /// The superlink / supernode starts the app itself, inside its container.
+    Subprocess,
+    /// A separate container (superexec; serverapp/clientapp for 1.13) runs the app.
+    Process,
+}
+
+/// Deployment settings shared by every renderer and quickstart. Each is optional so that
+/// a deployment folder's saved settings (flowerbed.json) fill in what is not given.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Flower release to deploy [default: the newest supported, 1.42.0]
+    /// [supported: 1.13.1, 1.21.0, 1.35.0, 1.41.0, 1.42.0].
+    #[arg(long, value_name = "VERSION")]
+    pub flower_version: Option<String>,
+
+    /// Isolation of both superlink and supernodes [default: subprocess].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub isolation: Option<IsolationArg>,
+
+    /// Isolation of the superlink only (overrides --isolation).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub superlink_isolation: Option<IsolationArg>,
+
+    /// Isolation of the supernodes only (overrides --isolation).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub supernode_isolation: Option<IsolationArg>,
+
+    /// Use TLS with the certificates in DIR (the default).
+    #[arg(long, conflicts_with = "insecure")]
+    pub tls: bool,
+
+    /// No TLS: every component runs with --insecure.
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Number of supernodes [default: 2].
+    #[arg(long, value_name = "N")]
+    pub supernodes: Option<u32>,
+
+    /// Keep the superlink's database in DIR/state (must be writable by the container user).
+    #[arg(long)]
+    pub state: bool,
+
+    /// Image repository prefix replacing `flwr` (e.g. flowerbed-local, or a mirror).
+    #[arg(long, value_name = "PREFIX")]
+    pub image_repo: Option<String>,
+
+    /// Image tag [default: the Flower release].
+    #[arg(long, value_name = "TAG")]
+    pub image_tag: Option<String>,
+
+    /// Compose project name, network name and flwr connection name [default: flowerbed].
+    #[arg(long, value_name = "NAME")]
+    pub project_name: Option<String>,
+
+    /// Host address the flwr CLI's port is published on [default: 127.0.0.1].
+    #[arg(long, value_name = "IP")]
+    pub publish_address: Option<IpAddr>,
+
+    /// Add `:z` SELinux labels to every bind mount.
+    #[arg(long)]
+    pub selinux: bool,
+
+    /// UID the containers run as [default: 49999].
+    #[arg(long, value_name = "UID")]
+    pub uid: Option<u32>,
+
+    /// GID the containers run as [default: 49999].
+    #[arg(long, value_name = "GID")]
+    pub gid: Option<u32>,
+
+    /// Let Flower install app dependencies at run time (needs the internet; 1.35.0+).
+    #[arg(long)]
+    pub install_app_dependencies: bool,
+}
+
+const RENDER_HELP: &str = "\
+Settings not given here come from DIR/flowerbed.json (written by quickstart and --out).
+Certificates are found in DIR in either layout (split: superlink-certificates/,
+supernode-certificates/; flat: Flower's single folder, mounted file by file).
+
+Examples:
+  flowerbed render compose deploy --out deploy/compose.yaml
+  flowerbed render docker-run deploy --isolation process > run.sh
+  flowerbed render docker-run deploy --teardown > stop.sh
+  flowerbed render flwr-config deploy >> ~/.flwr/config.toml
+  flowerbed render compose deploy --flower-version 1.13.1 --insecure --image-repo flowerbed-local";
+
+#[derive(Debug, Subcommand)]
+pub enum RenderCommand {
+    /// A POSIX sh script that starts the deployment with `docker run`.
+    #[command(after_help = RENDER_HELP)]
+    DockerRun(RenderArgs),
+
+    /// A compose.yaml for `docker compose`.
+    #[command(after_help = RENDER_HELP)]
+    Compose(RenderArgs),
+
+    /// The flwr CLI connection ([superlink.NAME] for ~/.flwr/config.toml; the
+    /// pyproject.toml federation table before 1.35).
+    #[command(after_help = RENDER_HELP)]
+    FlwrConfig(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The deployment folder (certificates, state); mounts use its absolute path.
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+
+    /// Write to FILE (and save the settings in DIR/flowerbed.json) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// docker-run only: render the matching teardown script instead.
+    #[arg(long)]
+    pub teardown: bool,
+
+    /// Replace FILE or a different DIR/flowerbed.json.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub const QUICKSTART_HELP: &str = "\
+Writes into DIR: certificates (superlink-certificates/, supernode-certificates/, ca/),
+compose.yaml, run.sh, stop.sh, the flwr connection snippet, README.md and flowerbed.json.
+Needs no Docker. Existing files are left alone unless --force (which keeps existing
+certificates and rewrites the rest). Settings not given here come from DIR/flowerbed.json
+when DIR already has one.
+
+Examples:
+  flowerbed quickstart deploy
+  flowerbed quickstart deploy --isolation process --state --supernodes 3
+  flowerbed quickstart deploy --flower-version 1.13.1 --image-repo flowerbed-local --dry-run";
+
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// The deployment folder to create (or complete).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+
+    /// A further DNS name or IP address the server certificate must cover (repeatable).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// Rewrite files that already exist (existing certificates are kept).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Leave ownership alone even when running as root (print the `own` command instead).
+    #[arg(long)]
+    pub no_own: bool,
+
+    /// Print what would be written, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,159 @@
+//! Deployments of Flower: settings, release profiles, and the one model every renderer
+//! (and `check`) reads.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+pub mod model;
+pub mod profile;
+pub mod settings;
+
+pub use model::{Connection, Deployment, Flag, Mount, MountPurpose, Port, Role, Service, SourceKind};
+pub use profile::{Generation, PROFILES, Profile};
+pub use settings::{CertLayout, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings};
+
+/// Validate `settings` and build its deployment (nothing on disk is looked at).
+pub fn build(settings: &Settings) -> Result<Deployment> {
+    settings.validate()?;
+    let profile = settings.profile()?;
+    Ok(model::build(settings, profile))
+}
+
+/// Rebuild the deployment a folder was made with, from its `flowerbed.json`.
+pub fn load(dir: &Path) -> Result<Deployment> {
+    let dir = std::path::absolute(dir).with_context(|| format!("{}: cannot resolve", dir.display()))?;
+    let settings = Settings::read(&dir)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no {SETTINGS_FILE} (not a folder made by `flowerbed quickstart` or `render --out`)",
+            dir.display()
+        )
+    })?;
+    build(&settings)
+}
+
+/// Refuse to render a deployment whose mount sources are missing: Docker would create a
+/// missing source as an empty root-owned folder, which breaks file mounts and TLS alike.
+pub fn require_sources(deployment: &Deployment, dir: &Path) -> Result<()> {
+    let Some((mount, service)) = deployment.missing_sources().into_iter().next() else {
+        return Ok(());
+    };
+    let what = match mount.kind {
+        SourceKind::File => "file",
+        SourceKind::Directory => "folder",
+    };
+    let fix = if mount.purpose == MountPurpose::State {
+        let quoted = shlex::try_quote(&mount.source.to_string_lossy())
+            .unwrap_or_default()
+            .into_owned();
+        format!(
+            "create it (`mkdir {quoted}`) and hand it to the container user (`sudo flowerbed own {quoted}`)"
+        )
+    } else {
+        format!(
+            "run `flowerbed certs generate {}` or pass --insecure",
+            shlex::try_quote(&dir.to_string_lossy()).unwrap_or_default()
+        )
+    };
+    Err(anyhow::anyhow!(
+        "{}: missing {what} mounted into {} at {}: {fix}",
+        mount.source.display(),
+        service.name,
+        mount.target
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::defaults(PathBuf::from("/srv/flower"))
+    }
+
+    #[test]
+    fn default_deployment_has_superlink_and_two_supernodes() {
+        let deployment = build(&settings()).unwrap();
+        let names: Vec<_> = deployment.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["superlink", "supernode-1", "supernode-2"]);
+        let superlink = deployment.service("superlink").unwrap();
+        assert_eq!(
+            superlink.flag("--host").unwrap().value.as_deref(),
+            Some("0.0.0.0")
+        );
+        assert_eq!(
+            superlink.mounts[0].source,
+            PathBuf::from("/srv/flower/superlink-certificates")
+        );
+        assert!(superlink.mounts[0].read_only);
+        assert_eq!(superlink.image, "flwr/superlink:1.42.0");
+        assert_eq!(superlink.user, "49999:49999");
+        assert_eq!(deployment.connection.address, "127.0.0.1:8000");
+    }
+
+    #[test]
+    fn process_mode_adds_runners_per_release() {
+        let mut s = settings();
+        s.superlink_isolation = Isolation::Process;
+        s.supernode_isolation = Isolation::Process;
+        s.supernodes = 1;
+        let newest = build(&s).unwrap();
+        let names: Vec<_> = newest.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "superlink",
+                "superexec-serverapp",
+                "supernode-1",
+                "superexec-clientapp-1"
+            ]
+        );
+        assert_eq!(
+            newest.service("superexec-serverapp").unwrap().args(),
+            [
+                "--root-certificates",
+                "certificates/ca.crt",
+                "--runtime-api-address",
+                "superlink:8000"
+            ]
+        );
+        s.flower_version = "1.13.1".into();
+        let seed = build(&s).unwrap();
+        let serverapp = seed.service("serverapp").unwrap();
+        assert_eq!(serverapp.image, "flwr/serverapp:1.13.1");
+        assert_eq!(
+            serverapp.args(),
+            ["--serverappio-api-address", "superlink:9091", "--insecure"]
+        );
+        assert_eq!(
+            seed.service("clientapp-1").unwrap().args(),
+            ["--clientappio-api-address", "supernode-1:9094", "--insecure"]
+        );
+    }
+
+    #[test]
+    fn image_repo_and_tag_override() {
+        let mut s = settings();
+        s.image_repo = "flowerbed-local".into();
+        s.image_tag = Some("dev".into());
+        let deployment = build(&s).unwrap();
+        assert_eq!(deployment.services[1].image, "flowerbed-local/supernode:dev");
+    }
+
+    #[test]
+    fn missing_sources_are_reported_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Settings::defaults(tmp.path().to_path_buf());
+        let deployment = build(&s).unwrap();
+        let missing = deployment.missing_sources();
+        // superlink-certificates and supernode-certificates (shared by both supernodes).
+        assert_eq!(missing.len(), 2);
+        let err = require_sources(&deployment, tmp.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("superlink-certificates") && err.contains("certs generate"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! Flower release profiles: which executables, flags and ports a release has.
+//!
+//! Every flag the model renders for a profile was read off that release's own `--help`
+//! (and parser source where help is silent); the per-profile integration tests start each
+//! rendered component in a venv of that release to keep it so.
+
+use serde::Serialize;
+
+/// The eras in which Flower's deployment command lines differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Generation {
+    /// 1.13: ServerAppIo 9091, Fleet 9092, Exec 9093; process mode runs standalone
+    /// `flwr-serverapp` / `flwr-clientapp` containers; the supernode's ClientAppIo is
+    /// `--clientappio-api-address`.
+    Seed,
+    /// 1.21: process mode moved to `flower-superexec --plugin-type ... --appio-api-address`;
+    /// 9093 became the Control API; the superexec only speaks plain HTTP (`--insecure`).
+    AppIo,
+    /// 1.35: the Runtime API moved to `--host`/`--port` (8000 on the superlink, 9094 on the
+    /// supernode) with its own `--appio-ssl-*` TLS flags; Fleet stays on 9092 and Control on
+    /// 9093; runtime dependency installation appears.
+    HostPort,
+    /// 1.41 and later: one superlink port (8000) serves Fleet, Control and Runtime under the
+    /// `--ssl-*` flags; the superexec takes only `--runtime-api-address`.
+    Runtime,
+}
+
+/// One supported Flower release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Profile {
+    pub version: &'static str,
+    pub generation: Generation,
+}
+
+/// Supported releases, oldest first; the last one is the default.
+pub const PROFILES: [Profile; 5] = [
+    Profile {
+        version: "1.13.1",
+        generation: Generation::Seed,
+    },
+    Profile {
+        version: "1.21.0",
+        generation: Generation::AppIo,
+    },
+    Profile {
+        version: "1.35.0",
+        generation: Generation::HostPort,
+    },
+    Profile {
+        version: "1.41.0",
+        generation: Generation::Runtime,
+    },
+    Profile {
+        version: "1.42.0",
+        generation: Generation::Runtime,
+    },
+];
+
+/// The supernode's Runtime (ClientAppIo) API port, the same in every release.
+pub const SUPERNODE_APPIO_PORT: u16 = 9094;
+
+impl Profile {
+    /// The newest supported release.
+    pub fn newest() -> &'static Profile {
+        &PROFILES[PROFILES.len() - 1]
+    }
+
+    /// Look a release up by its exact version.
+    pub fn find(version: &str) -> Option<&'static Profile> {
+        PROFILES.iter().find(|profile| profile.version == version)
+    }
+
+    /// Supported versions, comma separated, for error messages and help.
+    pub fn supported_list() -> String {
+        PROFILES.iter().map(|p| p.version).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Port the supernodes dial (Fleet API).
+    pub fn fleet_port(&self) -> u16 {
+        match self.generation {
+            Generation::Runtime => 8000,
+            _ => 9092,
+        }
+    }
+
+    /// Port the `flwr` CLI dials (Exec API in 1.13, Control API later).
+    pub fn control_port(&self) -> u16 {
+        match self.generation {
+            Generation::Runtime => 8000,
+            _ => 9093,
+        }
+    }
+
+    /// Port the ServerApp side dials on the superlink (ServerAppIo / Runtime API).
+    pub fn serverapp_io_port(&self) -> u16 {
+        match self.generation {
+            Generation::Seed | Generation::AppIo => 9091,
+            Generation::HostPort | Generation::Runtime => 8000,
+        }
+    }
+
+    /// Whether process mode uses standalone `flwr-serverapp` / `flwr-clientapp` images
+    /// (1.13) rather than `flower-superexec`.
+    pub fn separate_app_images(&self) -> bool {
+        self.generation == Generation::Seed
+    }
+
+    /// Whether runtime installation of app dependencies exists (1.35+: on by default in the
+    /// superlink, opt-in on supernodes and superexecs).
+    pub fn has_runtime_dependency_installation(&self) -> bool {
+        self.generation >= Generation::HostPort
+    }
+
+    /// Whether the `flwr` CLI reads connections from `~/.flwr/config.toml` (1.35+) rather
+    /// than `[tool.flwr.federations]` in the app's `pyproject.toml`.
+    pub fn uses_flwr_config_toml(&self) -> bool {
+        self.generation >= Generation::HostPort
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_is_default_and_lookup_is_exact() {
+        assert_eq!(Profile::newest().version, "1.42.0");
+        assert!(Profile::find("1.13.1").is_some());
+        assert!(Profile::find("1.13").is_none());
+        assert_eq!(
+            Profile::supported_list(),
+            "1.13.1, 1.21.0, 1.35.0, 1.41.0, 1.42.0"
+        );
+    }
+
+    #[test]
+    fn ports_follow_the_release() {
+        let seed = Profile::find("1.13.1").unwrap();
+        assert_eq!(
+            (seed.fleet_port(), seed.control_port(), seed.serverapp_io_port()),
+            (9092, 9093, 9091)
+        );
+        let mid = Profile::find("1.35.0").unwrap();
+        assert_eq!(
+            (mid.fleet_port(), mid.control_port(), mid.serverapp_io_port()),
+            (9092, 9093, 8000)
+        );
+        let new = Profile::newest();
+        assert_eq!(
+            (new.fleet_port(), new.control_port(), new.serverapp_io_port()),
+            (8000, 8000, 8000)
+        );
+    }
+}

@@ -1,0 +1,372 @@
+//! What a user asks of a deployment, validated, and how it is kept in the deployment folder.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::tls::LayoutKind;
+
+use super::profile::Profile;
+
+/// File in the deployment folder that records the settings a deployment was made with.
+pub const SETTINGS_FILE: &str = "flowerbed.json";
+/// Folder in the deployment folder that holds the superlink's database with `--state`.
+pub const STATE_DIR: &str = "state";
+/// Project name when none is given.
+pub const DEFAULT_PROJECT: &str = "flowerbed";
+/// Image repository prefix of Flower's official images.
+pub const DEFAULT_IMAGE_REPO: &str = "flwr";
+/// Supernodes when none is given.
+pub const DEFAULT_SUPERNODES: u32 = 2;
+/// More supernodes than this on one host is a typo, not a deployment.
+pub const MAX_SUPERNODES: u32 = 999;
+
+/// Where the ServerApp / ClientApp code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// The superlink / supernode starts the app process itself, inside its own container.
+    Subprocess,
+    /// A separate container (superexec, or serverapp/clientapp in 1.13) runs the app.
+    Process,
+}
+
+impl Isolation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::Subprocess => "subprocess",
+            Isolation::Process => "process",
+        }
+    }
+}
+
+/// TLS with the certificates layout, or plain text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Security {
+    Tls,
+    Insecure,
+}
+
+/// The certificate layout a deployment mounts (mirrors [`LayoutKind`], which is not
+/// deserializable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertLayout {
+    Split,
+    Flat,
+}
+
+impl From<CertLayout> for LayoutKind {
+    fn from(layout: CertLayout) -> Self {
+        match layout {
+            CertLayout::Split => LayoutKind::Split,
+            CertLayout::Flat => LayoutKind::Flat,
+        }
+    }
+}
+
+impl From<LayoutKind> for CertLayout {
+    fn from(kind: LayoutKind) -> Self {
+        match kind {
+            LayoutKind::Split => CertLayout::Split,
+            LayoutKind::Flat => CertLayout::Flat,
+        }
+    }
+}
+
+/// Everything a deployment is built from. `dir` is absolute; the rest is what
+/// `flowerbed.json` stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Settings {
+    #[serde(skip)]
+    pub dir: PathBuf,
+    pub flower_version: String,
+    pub superlink_isolation: Isolation,
+    pub supernode_isolation: Isolation,
+    pub security: Security,
+    pub cert_layout: CertLayout,
+    pub supernodes: u32,
+    pub state: bool,
+    pub image_repo: String,
+    pub image_tag: Option<String>,
+    pub project_name: String,
+    pub publish_address: IpAddr,
+    pub selinux: bool,
+    pub uid: u32,
+    pub gid: u32,
+    /// Let Flower install app dependencies at run time (`uv sync`, needs the internet).
+    pub install_app_dependencies: bool,
+}
+
+impl Settings {
+    /// The defaults for a deployment in `dir`.
+    pub fn defaults(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            flower_version: Profile::newest().version.to_string(),
+            superlink_isolation: Isolation::Subprocess,
+            supernode_isolation: Isolation::Subprocess,
+            security: Security::Tls,
+            cert_layout: CertLayout::Split,
+            supernodes: DEFAULT_SUPERNODES,
+            state: false,
+            image_repo: DEFAULT_IMAGE_REPO.to_string(),
+            image_tag: None,
+            project_name: DEFAULT_PROJECT.to_string(),
+            publish_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            selinux: false,
+            uid: crate::FLOWER_UID,
+            gid: crate::FLOWER_GID,
+            install_app_dependencies: false,
+        }
+    }
+
+    /// The profile of `flower_version`, or the error listing the supported ones.
+    pub fn profile(&self) -> Result<&'static Profile> {
+        Profile::find(&self.flower_version).ok_or_else(|| {
+            Error::InvalidFlag {
+                flag: "--flower-version",
+                message: format!(
+                    "unsupported Flower release {:?} (supported: {})",
+                    self.flower_version,
+                    Profile::supported_list()
+                ),
+            }
+            .into()
+        })
+    }
+
+    /// Image tag: the override, or the Flower release.
+    pub fn tag(&self) -> &str {
+        self.image_tag.as_deref().unwrap_or(&self.flower_version)
+    }
+
+    /// Check every value that does not depend on the disk.
+    pub fn validate(&self) -> Result<()> {
+        let profile = self.profile()?;
+        if self.supernodes == 0 || self.supernodes > MAX_SUPERNODES {
+            return Err(Error::InvalidFlag {
+                flag: "--supernodes",
+                message: format!("{} is out of range (1 to {MAX_SUPERNODES})", self.supernodes),
+            }
+            .into());
+        }
+        validate_project_name(&self.project_name)?;
+        validate_image_repo(&self.image_repo)?;
+        if let Some(tag) = &self.image_tag {
+            validate_image_tag(tag)?;
+        }
+        if self.install_app_dependencies && !profile.has_runtime_dependency_installation() {
+            return Err(Error::InvalidFlag {
+                flag: "--install-app-dependencies",
+                message: format!(
+                    "Flower {} has no runtime installation of app dependencies (1.35.0 and later do)",
+                    profile.version
+                ),
+            }
+            .into());
+        }
+        validate_dir_path(&self.dir)?;
+        Ok(())
+    }
+
+    /// The settings as stored in `flowerbed.json`.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("settings serialize");
+        text.push('\n');
+        text
+    }
+
+    /// Read `DIR/flowerbed.json`, if there is one.
+    pub fn read(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(SETTINGS_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => {
+                return Err(anyhow::Error::new(err).context(format!("{}: cannot read", path.display())));
+            }
+        };
+        let mut settings: Settings = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a flowerbed settings file", path.display()))?;
+        settings.dir = dir.to_path_buf();
+        Ok(Some(settings))
+    }
+}
+
+/// Compose's rule for project names: lower-case letters, digits, `-` and `_`, starting with
+/// a letter or digit. It also keeps the name usable as a `flwr` connection name (no dots).
+pub fn validate_project_name(name: &str) -> Result<()> {
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase() || first.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidFlag {
+            flag: "--project-name",
+            message: format!(
+                "{name:?} is not a valid project name (lower-case letters, digits, '-' and '_', starting with a letter or digit)"
+            ),
+        }
+        .into())
+    }
+}
+
+/// An image repository prefix such as `flwr`, `registry.example.org:5000/mirror/flwr` or
+/// `flowerbed-local`: Docker reference path components joined by `/`.
+fn validate_image_repo(repo: &str) -> Result<()> {
+    let invalid = |why: &str| -> anyhow::Error {
+        Error::InvalidFlag {
+            flag: "--image-repo",
+            message: format!("{repo:?}: {why}"),
+        }
+        .into()
+    };
+    if repo.is_empty() {
+        return Err(invalid("empty"));
+    }
+    let mut components = repo.split('/');
+    let mut first = true;
+    for component in &mut components {
+        // The first component may be a registry host with a port.
+        let allowed = |c: char| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || matches!(c, '.' | '_' | '-')
+                || (first && c == ':')
+        };
+        let registry_like = first && (component.contains('.') || component.contains(':'));
+        if component.is_empty()
+            || !component
+                .chars()
+                .all(|c| allowed(c) || (registry_like && c.is_ascii_uppercase()))
+        {
+            return Err(invalid(
+                "not an image repository (lower-case letters, digits, '.', '_', '-', separated by '/')",
+            ));
+        }
+        first = false;
+    }
+    Ok(())
+}
+
+/// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn validate_image_tag(tag: &str) -> Result<()> {
+    let valid = tag.len() <= 128
+        && tag
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidFlag {
+            flag: "--image-tag",
+            message: format!("{tag:?} is not a valid image tag"),
+        }
+        .into())
+    }
+}
+
+/// A deployment folder's path ends up in mounts, YAML and shell: refuse what none of them
+/// can carry faithfully.
+pub fn validate_dir_path(dir: &Path) -> Result<()> {
+    let Some(text) = dir.to_str() else {
+        return Err(anyhow::anyhow!(
+            "{}: the folder's path is not valid UTF-8",
+            dir.display()
+        ));
+    };
+    if !dir.is_absolute() {
+        return Err(anyhow::anyhow!("{text}: the folder's path must be absolute"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(anyhow::anyhow!(
+            "{text:?}: the folder's path contains a newline or other control character, which a mount cannot carry safely; rename the folder"
+        ));
+    }
+    // `docker run -v SRC:DST` and Compose's short syntax split on ':'.
+    if text.contains(':') {
+        return Err(anyhow::anyhow!(
+            "{text}: the folder's path contains ':', which Docker's volume syntax cannot carry; rename the folder"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_names_follow_compose_rules() {
+        for good in ["flowerbed", "a", "0x", "fl-ower_bed"] {
+            validate_project_name(good).unwrap();
+        }
+        for bad in ["", "Flower", "-x", "_x", "a.b", "a b", "ä"] {
+            assert!(validate_project_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn image_repos_and_tags() {
+        for good in [
+            "flwr",
+            "flowerbed-local",
+            "registry.example.org:5000/mirror/flwr",
+            "a/b",
+        ] {
+            validate_image_repo(good).unwrap();
+        }
+        for bad in ["", "Flwr", "a//b", "a/", "a b", "a:b/c:d"] {
+            assert!(validate_image_repo(bad).is_err(), "{bad}");
+        }
+        for good in ["1.42.0", "latest", "_x", "1.42.0-py3.11"] {
+            validate_image_tag(good).unwrap();
+        }
+        for bad in ["", ".x", "-x", "a b", "a:b"] {
+            assert!(validate_image_tag(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dir_paths_that_cannot_be_carried_are_refused() {
+        validate_dir_path(Path::new("/srv/a b/'q'/$x/`y`")).unwrap();
+        for bad in ["relative", "/a\nb", "/a:b", "/a\tb"] {
+            assert!(validate_dir_path(Path::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn settings_round_trip_through_json() {
+        let settings = Settings::defaults(PathBuf::from("/srv/x"));
+        let text = settings.to_json();
+        let mut back: Settings = serde_json::from_str(&text).unwrap();
+        back.dir = PathBuf::from("/srv/x");
+        assert_eq!(back, settings);
+    }
+
+    #[test]
+    fn unsupported_version_lists_supported_ones() {
+        let mut settings = Settings::defaults(PathBuf::from("/srv/x"));
+        settings.flower_version = "1.0.0".into();
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("--flower-version") && err.contains("1.13.1, 1.21.0"),
+            "{err}"
+        );
+    }
+}

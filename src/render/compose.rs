@@ -1,0 +1,161 @@
+//! `compose.yaml` (Compose specification, no obsolete `version:` key), serialized by
+//! serde-saphyr from the model.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+use crate::deploy::{Deployment, Service};
+
+use super::text;
+
+#[derive(Serialize)]
+struct ComposeFile<'a> {
+    name: &'a str,
+    services: Services<'a>,
+    networks: BTreeMap<&'static str, Network<'a>>,
+}
+
+/// Services in the model's order (superlink first), which a map type would lose.
+struct Services<'a>(&'a [Service]);
+
+impl Serialize for Services<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for service in self.0 {
+            map.serialize_entry(&service.name, &ComposeService::from(service))?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Network<'a> {
+    name: &'a str,
+}
+
+/// Compose interpolates `$VAR` in every value; `$$` is its literal dollar sign.
+fn literal(text: &str) -> Cow<'_, str> {
+    if text.contains('$') {
+        Cow::Owned(text.replace('$', "$$"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn literal_map(map: &BTreeMap<String, String>) -> BTreeMap<&str, Cow<'_, str>> {
+    map.iter()
+        .map(|(key, value)| (key.as_str(), literal(value)))
+        .collect()
+}
+
+#[derive(Serialize)]
+struct ComposeService<'a> {
+    image: &'a str,
+    command: Vec<Cow<'a, str>>,
+    user: &'a str,
+    restart: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    depends_on: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<ComposePort>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<ComposeVolume<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    environment: BTreeMap<&'a str, Cow<'a, str>>,
+    labels: BTreeMap<&'a str, Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct ComposePort {
+    target: u16,
+    published: String,
+    host_ip: String,
+    protocol: &'static str,
+}
+
+#[derive(Serialize)]
+struct ComposeVolume<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    source: Cow<'a, str>,
+    target: Cow<'a, str>,
+    read_only: bool,
+    bind: BindOptions,
+}
+
+#[derive(Serialize)]
+struct BindOptions {
+    /// Fail instead of creating a missing source as a root-owned folder.
+    create_host_path: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selinux: Option<&'static str>,
+}
+
+impl<'a> From<&'a Service> for ComposeService<'a> {
+    fn from(service: &'a Service) -> Self {
+        Self {
+            image: &service.image,
+            command: service
+                .flags
+                .iter()
+                .flat_map(|flag| std::iter::once(flag.name).chain(flag.value.as_deref()))
+                .map(literal)
+                .collect(),
+            user: &service.user,
+            restart: service.restart,
+            depends_on: &service.depends_on,
+            ports: service
+                .ports
+                .iter()
+                .map(|port| ComposePort {
+                    target: port.target,
+                    published: port.published.to_string(),
+                    host_ip: port.host_ip.to_string(),
+                    protocol: "tcp",
+                })
+                .collect(),
+            volumes: service
+                .mounts
+                .iter()
+                .map(|mount| ComposeVolume {
+                    kind: "bind",
+                    // Paths were checked to be UTF-8 when the settings were validated.
+                    source: literal(mount.source.to_str().unwrap_or_default()),
+                    target: literal(&mount.target),
+                    read_only: mount.read_only,
+                    bind: BindOptions {
+                        create_host_path: false,
+                        selinux: mount.selinux_relabel.then_some("z"),
+                    },
+                })
+                .collect(),
+            environment: literal_map(&service.environment),
+            labels: literal_map(&service.labels),
+        }
+    }
+}
+
+/// The whole `compose.yaml`: a comment header, then the serialized model.
+pub fn render(deployment: &Deployment) -> Result<String> {
+    let file = ComposeFile {
+        name: &deployment.project,
+        services: Services(&deployment.services),
+        networks: BTreeMap::from([(
+            "default",
+            Network {
+                name: &deployment.network,
+            },
+        )]),
+    };
+    // Plain or quoted scalars only: folded block scalars would make long paths hard to read.
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+    let body =
+        serde_saphyr::to_string_with_options(&file, options).context("cannot serialize the compose file")?;
+    let mut out = text::compose_header(deployment)?;
+    out.push_str(&body);
+    Ok(out)
+}

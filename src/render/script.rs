@@ -1,0 +1,178 @@
+//! `docker run` scripts: POSIX `sh`, `set -eu`, every word quoted by `shlex`, one option or
+//! Flower flag per line; and the matching teardown.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use anyhow::{Context, Result};
+
+use crate::deploy::{Deployment, Mount, Port, Service};
+
+use super::text;
+
+/// The `docker` argv (without `docker`) that creates the network.
+pub fn network_create(deployment: &Deployment) -> Vec<String> {
+    vec!["network".into(), "create".into(), deployment.network.clone()]
+}
+
+/// The `docker` argv (without `docker`) that starts `service`, grouped into lines: each
+/// inner vector is one line of the script.
+pub fn run_lines(deployment: &Deployment, service: &Service) -> Vec<Vec<String>> {
+    let mut lines: Vec<Vec<String>> = vec![vec!["run".into(), "--detach".into()]];
+    let mut option = |name: &str, value: String| lines.push(vec![name.to_string(), value]);
+    option("--name", service.container_name(&deployment.project));
+    option("--network", deployment.network.clone());
+    option("--network-alias", service.name.clone());
+    option("--user", service.user.clone());
+    option("--restart", service.restart.to_string());
+    for (key, value) in &service.labels {
+        option("--label", format!("{key}={value}"));
+    }
+    for (key, value) in &service.environment {
+        option("--env", format!("{key}={value}"));
+    }
+    for port in &service.ports {
+        option("--publish", publish_spec(port));
+    }
+    for mount in &service.mounts {
+        option("--volume", volume_spec(mount));
+    }
+    lines.push(vec![service.image.clone()]);
+    for flag in &service.flags {
+        let mut line = vec![flag.name.to_string()];
+        line.extend(flag.value.clone());
+        lines.push(line);
+    }
+    lines
+}
+
+/// The teardown argvs (without `docker`), newest container first.
+pub fn teardown_commands(deployment: &Deployment) -> Vec<Vec<String>> {
+    let mut commands: Vec<Vec<String>> = deployment
+        .services
+        .iter()
+        .rev()
+        .map(|service| {
+            vec![
+                "rm".into(),
+                "--force".into(),
+                service.container_name(&deployment.project),
+            ]
+        })
+        .collect();
+    commands.push(vec!["network".into(), "rm".into(), deployment.network.clone()]);
+    commands
+}
+
+fn publish_spec(port: &Port) -> String {
+    match port.host_ip {
+        IpAddr::V4(ip) => format!("{ip}:{}:{}", port.published, port.target),
+        IpAddr::V6(ip) => format!("[{ip}]:{}:{}", port.published, port.target),
+    }
+}
+
+/// `SRC:DST[:ro][,z]`; the settings refuse ':' in the deployment folder's path.
+fn volume_spec(mount: &Mount) -> String {
+    let mut options = Vec::new();
+    if mount.read_only {
+        options.push("ro");
+    }
+    if mount.selinux_relabel {
+        options.push("z");
+    }
+    let mut spec = format!("{}:{}", mount.source.display(), mount.target);
+    if !options.is_empty() {
+        spec.push(':');
+        spec.push_str(&options.join(","));
+    }
+    spec
+}
+
+fn quote(word: &str) -> Result<String> {
+    shlex::try_quote(word)
+        .map(std::borrow::Cow::into_owned)
+        .with_context(|| format!("{word:?}: cannot be quoted for sh"))
+}
+
+/// One command over several lines, continued with backslashes.
+fn command_text(program: &str, lines: &[Vec<String>]) -> Result<String> {
+    let mut out = String::new();
+    for (index, line) in lines.iter().enumerate() {
+        let words = line
+            .iter()
+            .map(|word| quote(word))
+            .collect::<Result<Vec<_>>>()?
+            .join(" ");
+        if index == 0 {
+            out.push_str(program);
+            out.push(' ');
+        } else {
+            out.push_str("  ");
+        }
+        out.push_str(&words);
+        out.push_str(if index + 1 == lines.len() { "\n" } else { " \\\n" });
+    }
+    Ok(out)
+}
+
+/// `run.sh`: create the network, start every service.
+pub fn render_run(deployment: &Deployment) -> Result<String> {
+    let mut out = String::from("#!/bin/sh\n");
+    out.push_str(&text::run_header(deployment)?);
+    out.push_str("set -eu\n\n");
+    out.push_str(&command_text("docker", &[network_create(deployment)])?);
+    for service in &deployment.services {
+        out.push('\n');
+        let _ = writeln!(out, "# {} ({})", service.name, service.program);
+        out.push_str(&command_text("docker", &run_lines(deployment, service))?);
+    }
+    Ok(out)
+}
+
+/// `stop.sh`: remove every container, then the network. Safe to run twice.
+pub fn render_stop(deployment: &Deployment) -> Result<String> {
+    let mut out = String::from("#!/bin/sh\n");
+    out.push_str(&text::stop_header(deployment)?);
+    out.push_str("set -eu\n\n");
+    for command in teardown_commands(deployment) {
+        let line = command_text("docker", &[command])?;
+        // A container or network that is already gone is not an error when tearing down.
+        out.push_str(line.trim_end());
+        out.push_str(" || true\n");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::deploy::{self, Settings};
+
+    #[test]
+    fn words_with_shell_metacharacters_stay_single_words() {
+        let settings = Settings::defaults(PathBuf::from("/srv/it's a $HOME `x`"));
+        let deployment = deploy::build(&settings).unwrap();
+        let script = render_run(&deployment).unwrap();
+        let line = script.lines().find(|l| l.contains("--volume")).unwrap();
+        let words = shlex::split(line.trim_end_matches(" \\")).unwrap();
+        assert_eq!(
+            words,
+            [
+                "--volume",
+                "/srv/it's a $HOME `x`/superlink-certificates:/app/certificates:ro"
+            ]
+        );
+    }
+
+    #[test]
+    fn publish_brackets_ipv6() {
+        let port = Port {
+            host_ip: "::1".parse().unwrap(),
+            published: 8000,
+            target: 8000,
+        };
+        assert_eq!(publish_spec(&port), "[::1]:8000:8000");
+    }
+}

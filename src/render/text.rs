@@ -1,0 +1,198 @@
+//! Text a person reads (comment headers, the deployment's README), from minijinja
+//! templates under `templates/`. The data in it comes from the model.
+
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result};
+use minijinja::{Environment, syntax::SyntaxConfig};
+use serde::Serialize;
+
+use crate::deploy::{Deployment, Isolation, Security};
+
+/// File name of the flwr connection snippet in a quickstart folder.
+pub fn flwr_config_file(deployment: &Deployment) -> &'static str {
+    if deployment.connection.config_toml {
+        "flwr-config.toml"
+    } else {
+        "flwr-federation.toml"
+    }
+}
+
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_syntax(
+            SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .keep_trailing_newline(true)
+                .build()
+                .expect("default delimiters"),
+        );
+        for (name, source) in [
+            ("run-header", include_str!("../../templates/run-header.sh.j2")),
+            ("stop-header", include_str!("../../templates/stop-header.sh.j2")),
+            (
+                "compose-header",
+                include_str!("../../templates/compose-header.yaml.j2"),
+            ),
+            (
+                "flwr-config-header",
+                include_str!("../../templates/flwr-config-header.toml.j2"),
+            ),
+            ("readme", include_str!("../../templates/README.md.j2")),
+        ] {
+            env.add_template(name, source).expect("templates parse");
+        }
+        env
+    })
+}
+
+#[derive(Serialize)]
+struct ServiceView<'a> {
+    name: &'a str,
+    image: &'a str,
+}
+
+#[derive(Serialize)]
+struct View<'a> {
+    version: &'a str,
+    project: &'a str,
+    network: &'a str,
+    superlink_isolation: &'a str,
+    supernode_isolation: &'a str,
+    tls: bool,
+    state: bool,
+    supernodes: usize,
+    user: &'a str,
+    services: Vec<ServiceView<'a>>,
+    own_command: Option<String>,
+    release_command: String,
+    name: &'a str,
+    config_toml: bool,
+    flwr_config_file: &'a str,
+}
+
+fn view(deployment: &Deployment) -> View<'_> {
+    let isolation = |isolation: Isolation| isolation.name();
+    View {
+        version: deployment.flower_version,
+        project: &deployment.project,
+        network: &deployment.network,
+        superlink_isolation: isolation(deployment.superlink_isolation),
+        supernode_isolation: isolation(deployment.supernode_isolation),
+        tls: deployment.security == Security::Tls,
+        state: deployment
+            .services
+            .iter()
+            .any(|service| service.flag("--database").is_some()),
+        supernodes: deployment
+            .services
+            .iter()
+            .filter(|service| matches!(service.role, crate::deploy::Role::Supernode(_)))
+            .count(),
+        user: deployment
+            .services
+            .first()
+            .map_or("", |service| service.user.as_str()),
+        services: deployment
+            .services
+            .iter()
+            .map(|service| ServiceView {
+                name: &service.name,
+                image: &service.image,
+            })
+            .collect(),
+        own_command: own_command(deployment),
+        release_command: release_command(deployment),
+        name: &deployment.connection.name,
+        config_toml: deployment.connection.config_toml,
+        flwr_config_file: flwr_config_file(deployment),
+    }
+}
+
+/// The command that hands what the containers must read or write to their user: mounted
+/// folders that hold a private key or must be writable. `None` when there is nothing.
+pub fn own_command(deployment: &Deployment) -> Option<String> {
+    let paths = deployment.owned_paths();
+    if paths.is_empty() {
+        return None;
+    }
+    let mut words = vec!["sudo".to_string(), "flowerbed".into(), "own".into()];
+    let user = deployment
+        .services
+        .first()
+        .map_or("", |service| service.user.as_str());
+    let default_user = format!("{}:{}", crate::FLOWER_UID, crate::FLOWER_GID);
+    if user != default_user {
+        if let Some((uid, gid)) = user.split_once(':') {
+            words.extend(["--uid".into(), uid.into(), "--gid".into(), gid.into()]);
+        }
+    }
+    words.extend(paths.iter().map(|path| path.to_string_lossy().into_owned()));
+    shlex::try_join(words.iter().map(String::as_str)).ok()
+}
+
+/// Hands the deployment folder back to the user who ran sudo, so it can be deleted.
+fn release_command(deployment: &Deployment) -> String {
+    let dir = deployment.dir.to_string_lossy();
+    let release = shlex::try_join(["sudo", "flowerbed", "release", &dir]).unwrap_or_default();
+    let delete = shlex::try_join(["rm", "-rf", &dir]).unwrap_or_default();
+    format!("{release} && {delete}")
+}
+
+fn render(name: &str, deployment: &Deployment) -> Result<String> {
+    environment()
+        .get_template(name)
+        .and_then(|template| template.render(minijinja::value::Serde(view(deployment))))
+        .with_context(|| format!("cannot render the {name} template"))
+}
+
+pub fn run_header(deployment: &Deployment) -> Result<String> {
+    render("run-header", deployment)
+}
+
+pub fn stop_header(deployment: &Deployment) -> Result<String> {
+    render("stop-header", deployment)
+}
+
+pub fn compose_header(deployment: &Deployment) -> Result<String> {
+    render("compose-header", deployment)
+}
+
+pub fn flwr_config_header(deployment: &Deployment) -> Result<String> {
+    render("flwr-config-header", deployment)
+}
+
+/// The deployment folder's README.md.
+pub fn readme(deployment: &Deployment) -> Result<String> {
+    render("readme", deployment)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::deploy::{self, Settings};
+
+    #[test]
+    fn own_command_names_only_what_the_container_user_must_own() {
+        let mut settings = Settings::defaults(PathBuf::from("/srv/my deploy"));
+        let tls = deploy::build(&settings).unwrap();
+        assert_eq!(
+            own_command(&tls).as_deref(),
+            Some("sudo flowerbed own '/srv/my deploy/superlink-certificates'")
+        );
+        settings.security = Security::Insecure;
+        assert_eq!(own_command(&deploy::build(&settings).unwrap()), None);
+        settings.state = true;
+        settings.uid = 1000;
+        settings.gid = 1000;
+        assert_eq!(
+            own_command(&deploy::build(&settings).unwrap()).as_deref(),
+            Some("sudo flowerbed own --uid 1000 --gid 1000 '/srv/my deploy/state'")
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! The bad-input matrix: every command, fed what a user gets wrong. Each row must exit 2,
+//! print one error naming the culprit, and leave the tree (and a folder outside it that a
+//! symlink points to) identical in bytes, owners and modes.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::testenv::{TestEnv, snapshot};
+
+/// How a row is run.
+#[derive(Clone, Copy)]
+enum As {
+    Root,
+    /// As UID/GID 65534 (`nobody`), through setpriv.
+    Nobody,
+    /// With DOCKER_HOST pointing at a socket that does not exist.
+    NoDaemon,
+}
+
+struct Row {
+    args: &'static [&'static str],
+    culprit: &'static str,
+    who: As,
+}
+
+const fn row(args: &'static [&'static str], culprit: &'static str) -> Row {
+    Row {
+        args,
+        culprit,
+        who: As::Root,
+    }
+}
+
+const MATRIX: &[Row] = &[
+    // certs generate
+    row(&["certs", "generate", "a-file"], "a-file: not a directory"),
+    row(&["certs", "generate", "linked"], "linked: is a symbolic link"),
+    row(&["certs", "generate", "deploy"], "already exists"),
+    row(&["certs", "generate", "new", "--name", "bad name"], "--name"),
+    row(&["certs", "generate", "new", "--name", "host:8000"], "host:8000"),
+    row(&["certs", "generate", "new", "--name", "*.org"], "*.org"),
+    row(&["certs", "generate", "new", "--name", "999.1.1.1"], "999.1.1.1"),
+    row(
+        &["certs", "generate", "new", "--key-type", "dsa-1024"],
+        "dsa-1024",
+    ),
+    row(&["certs", "generate", "new", "--days", "0"], "--days"),
+    row(
+        &["certs", "generate", "new", "--ca-cert", "deploy/ca/ca.crt"],
+        "--ca-key",
+    ),
+    row(
+        &[
+            "certs",
+            "generate",
+            "new",
+            "--ca-cert",
+            "deploy/superlink-certificates/server.pem",
+            "--ca-key",
+            "deploy/superlink-certificates/server.key",
+        ],
+        "not a CA certificate",
+    ),
+    row(
+        &[
+            "certs",
+            "generate",
+            "new",
+            "--ca-cert",
+            "deploy/ca/ca.crt",
+            "--ca-key",
+            "deploy/superlink-certificates/server.key",
+        ],
+        "--ca-key",
+    ),
+    row(
+        &[
+            "certs",
+            "generate",
+            "new",
+            "--ca-cert",
+            "nope.crt",
+            "--ca-key",
+            "deploy/ca/ca.key",
+        ],
+        "nope.crt",
+    ),
+    // certs inspect / verify
+    row(&["certs", "inspect", "garbage.pem"], "garbage.pem"),
+    row(&["certs", "inspect", "empty.pem"], "empty.pem"),
+    row(&["certs", "inspect", "missing.pem"], "missing.pem"),
+    row(&["certs", "inspect", "deploy"], "deploy: is a directory"),
+    row(&["certs", "verify", "a-file"], "a-file"),
+    row(&["certs", "verify", "empty-dir"], "no certificates found"),
+    row(
+        &[
+            "certs",
+            "verify",
+            "--ca",
+            "garbage.pem",
+            "--cert",
+            "deploy/superlink-certificates/server.pem",
+            "--key",
+            "deploy/superlink-certificates/server.key",
+        ],
+        "garbage.pem",
+    ),
+    row(
+        &[
+            "certs",
+            "verify",
+            "--ca",
+            "deploy/ca/ca.crt",
+            "--cert",
+            "deploy/superlink-certificates/server.pem",
+            "--key",
+            "deploy/ca/ca.crt",
+        ],
+        "holds no private key",
+    ),
+    // own / undo / release / journal
+    row(&["own", "missing-path"], "missing-path"),
+    row(&["own", "/"], "/: refusing"),
+    row(&["own", "/etc"], "/etc: refusing"),
+    row(&["own", "linked"], "linked: is a symbolic link"),
+    row(&["own", "deploy", "--uid", "abc"], "--uid"),
+    row(&["undo", "empty-dir"], "no journal"),
+    row(&["undo", "missing-path"], "missing-path"),
+    row(&["release", "deploy", "--to", "no-such-user"], "no-such-user"),
+    row(&["journal", "show", "missing-path"], "missing-path"),
+    Row {
+        args: &["own", "deploy"],
+        culprit: "needs root",
+        who: As::Nobody,
+    },
+    // quickstart / render
+    row(&["quickstart", "a-file"], "a-file: not a directory"),
+    row(&["quickstart", "new", "--supernodes", "0"], "--supernodes"),
+    row(&["quickstart", "new", "--flower-version", "9.9.9"], "9.9.9"),
+    row(&["quickstart", "new", "--project-name", "Bad!"], "--project-name"),
+    row(&["quickstart", "new", "--insecure", "--tls"], "--insecure"),
+    row(&["quickstart", "new\nline"], "newline"),
+    row(&["quickstart", "qs", "--isolation", "process"], "already exists"),
+    row(&["render", "compose", "empty-dir"], "certs generate"),
+    row(
+        &["render", "compose", "qs", "--out", "qs/compose.yaml"],
+        "already exists",
+    ),
+    row(&["render", "flwr-config", "empty-dir"], "superlink-certificates"),
+    // check / doctor
+    row(&["check", "--compose", "broken.yaml"], "broken.yaml"),
+    row(&["check", "--compose", "empty.yaml"], "no services"),
+    row(&["check", "--compose", "missing.yaml"], "missing.yaml"),
+    row(&["check", "--run-script", "no-docker.sh"], "no `docker run`"),
+    row(&["check", "a-file"], "a-file: not a directory"),
+    row(&["check", "empty-dir"], "no deployment found"),
+    row(
+        &["check", "--compose", "ok.yaml", "--id-shift", "0"],
+        "--id-shift",
+    ),
+    Row {
+        args: &["check", "--live"],
+        culprit: "DOCKER_HOST",
+        who: As::NoDaemon,
+    },
+    Row {
+        args: &["check", "--live", "superlink"],
+        culprit: "DOCKER_HOST",
+        who: As::NoDaemon,
+    },
+    // the rest of the CLI
+    row(&["completions", "nosh"], "nosh"),
+    row(&["man", "--out-dir", "a-file"], "a-file"),
+    row(&["no-such-command"], "no-such-command"),
+];
+
+fn fixture(env: &TestEnv, elsewhere: &std::path::Path) {
+    std::fs::set_permissions(env.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.flowerbed(["certs", "generate", "deploy"]).assert().success();
+    env.flowerbed(["quickstart", "qs", "--no-own"]).assert().success();
+    std::fs::write(env.join("a-file"), "x").unwrap();
+    std::fs::create_dir(env.join("empty-dir")).unwrap();
+    std::os::unix::fs::symlink(elsewhere, env.join("linked")).unwrap();
+    std::fs::write(elsewhere.join("outside.txt"), "outside").unwrap();
+    std::fs::write(
+        env.join("garbage.pem"),
+        "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(env.join("empty.pem"), "").unwrap();
+    std::fs::write(env.join("broken.yaml"), "services: [").unwrap();
+    std::fs::write(env.join("empty.yaml"), "name: x\n").unwrap();
+    std::fs::write(env.join("ok.yaml"), "services:\n  a:\n    image: nginx\n").unwrap();
+    std::fs::write(env.join("no-docker.sh"), "echo hi\n").unwrap();
+}
+
+#[test]
+fn every_bad_input_exits_2_names_the_culprit_and_changes_nothing() {
+    assert!(MATRIX.len() >= 40, "the matrix has {} rows", MATRIX.len());
+    let env = TestEnv::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    fixture(&env, elsewhere.path());
+    let bin = assert_cmd::cargo::cargo_bin("flowerbed");
+    for row in MATRIX {
+        let before = (env.snapshot(), snapshot(elsewhere.path()));
+        let mut command = match row.who {
+            As::Nobody => {
+                let mut c = std::process::Command::new("setpriv");
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                    .arg(&bin);
+                c
+            }
+            _ => std::process::Command::new(&bin),
+        };
+        command
+            .args(row.args)
+            .current_dir(env.path())
+            .env("NO_COLOR", "1")
+            .env("FLOWERBED_STATE_DIR", env.state.path());
+        if matches!(row.who, As::NoDaemon) {
+            command.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+        }
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{:?}: expected exit 2, stderr: {stderr}",
+            row.args
+        );
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("flowerbed: ") || first.starts_with("error: "),
+            "{:?}: the first line is not an error: {stderr}",
+            row.args
+        );
+        if first.starts_with("flowerbed: ") {
+            assert_eq!(
+                stderr.trim_end().lines().count(),
+                1,
+                "{:?}: not one line: {stderr}",
+                row.args
+            );
+        }
+        assert!(
+            stderr.contains(row.culprit),
+            "{:?}: does not name {:?}: {stderr}",
+            row.args,
+            row.culprit
+        );
+        assert!(
+            out.stdout.is_empty() || !String::from_utf8_lossy(&out.stdout).contains("wrote"),
+            "{:?}",
+            row.args
+        );
+        assert_eq!(
+            (env.snapshot(), snapshot(elsewhere.path())),
+            before,
+            "{:?} changed the disk",
+            row.args
+        );
+    }
+}
