@@ -628,6 +628,25 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
         if !(ca.is_file() && cert.is_file() && key.is_file()) {
             continue; // missing files are their own findings
         }
+        // After `own`, only the container's UID (and root) may read the key: that is right,
+        // and not a finding, but it means we cannot look inside.
+        let unreadable = [&ca, &cert, &key]
+            .into_iter()
+            .find(|path| nix::unistd::access(path.as_path(), nix::unistd::AccessFlags::R_OK).is_err());
+        if let Some(path) = unreadable {
+            findings.push(Finding {
+                id: "tls-not-verified",
+                severity: Severity::Warning,
+                service: superlink.name.clone(),
+                path: Some(path.clone()),
+                message: format!(
+                    "not readable by UID {}, so chain, key match, expiry and names were not checked",
+                    nix::unistd::geteuid()
+                ),
+                fix: Some("run the check as root (sudo flowerbed check ...)".into()),
+            });
+            continue;
+        }
         let verify_settings = crate::tls::verify::VerifySettings {
             ca_path: ca.clone(),
             cert_path: cert.clone(),

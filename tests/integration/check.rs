@@ -423,3 +423,31 @@ fn live_and_doctor_without_a_daemon() {
             .contains("cannot reach the Docker daemon")
     );
 }
+
+#[test]
+fn a_non_root_caller_is_told_tls_was_not_verified() {
+    // After `own`, the key is 49999's and 0600: right for the container, unreadable to us.
+    let env = TestEnv::new();
+    let dir = deployment(&env, "process");
+    for rel in ["", "ca"] {
+        set_mode(&dir.join(rel), 0o755);
+    }
+    let bin = assert_cmd::cargo::cargo_bin("flowerbed");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["check", "deploy", "--selinux", "off", "--json"])
+        .current_dir(env.path())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let ids: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["tls-not-verified"]);
+}
