@@ -93,6 +93,21 @@ if ! grep -q "PermissionError.*server.key" <<<"$superlink_log"; then
     e2e_fail "the SuperLink exited, but not with PermissionError on server.key: $(tail -n 5 <<<"$superlink_log")"
 fi
 e2e_log "   $(grep -m1 -o "PermissionError.*" <<<"$superlink_log")"
+
+e2e_step "A. ... and check --live on the dead container names the mount, the fix and the log"
+rc=0
+report="$("$FLOWERBED" check --live "$superlink" --json)" || rc=$?
+[ "$rc" -eq 1 ] || e2e_fail "check --live of the dead SuperLink exited $rc, not 1: $report"
+ids="$(e2e_json '" ".join(sorted(f["id"] for f in d["findings"]))' <<<"$report")"
+for want in container-exited log-permission-denied not-readable; do
+    case " $ids " in *" $want "*) ;; *) e2e_fail "check --live did not report $want: $report" ;; esac
+done
+fix="$(e2e_json '[f["fix"] for f in d["findings"] if f["id"] == "not-readable"][0]' <<<"$report")"
+[ "$fix" = "sudo flowerbed own $deploy/superlink-certificates" ] || e2e_fail "unexpected fix: $fix"
+text="$("$FLOWERBED" check --live "$superlink" --color never)" && e2e_fail "check --live (text) exited 0"
+grep -q "fix: sudo flowerbed own $deploy/superlink-certificates" <<<"$text" \
+    || e2e_fail "the text report lacks the fix: $text"
+e2e_log "   check --live: $ids; fix: $fix"
 stop_deployment
 
 e2e_step "B. flowerbed own hands the key folder to 49999: check is clean"
