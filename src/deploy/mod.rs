@@ -9,7 +9,9 @@ pub mod model;
 pub mod profile;
 pub mod settings;
 
-pub use model::{Connection, Deployment, Flag, Mount, MountPurpose, Port, Role, Service, SourceKind};
+pub use model::{
+    Connection, Deployment, Flag, Mount, MountPurpose, MountedFile, Port, Role, Service, SourceKind,
+};
 pub use profile::{Generation, PROFILES, Profile};
 pub use settings::{CertLayout, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings};
 
