@@ -94,7 +94,9 @@ Examples:
   flowerbed render docker-run deploy --isolation process > run.sh
   flowerbed render docker-run deploy --teardown > stop.sh
   flowerbed render flwr-config deploy >> ~/.flwr/config.toml
-  flowerbed render compose deploy --flower-version 1.13.1 --insecure --image-repo flowerbed-local";
+  flowerbed render compose deploy --flower-version 1.13.1 --insecure --image-repo flowerbed-local
+  flowerbed render swarm deploy --out deploy/stack.yaml
+  flowerbed render kubernetes deploy --namespace flower --out deploy/flower.k8s.yaml";
 
 #[derive(Debug, Subcommand)]
 pub enum RenderCommand {
@@ -110,6 +112,64 @@ pub enum RenderCommand {
     /// pyproject.toml federation table before 1.35).
     #[command(after_help = RENDER_HELP)]
     FlwrConfig(RenderArgs),
+
+    /// A stack file for `docker stack deploy`: certificates as Swarm secrets owned by the
+    /// container user (no chown on the host), state on a named volume.
+    #[command(after_help = SWARM_HELP)]
+    Swarm(SwarmArgs),
+
+    /// Kubernetes manifests: Namespace, Secrets read from DIR's certificates, the superlink
+    /// as a StatefulSet behind a Service, the supernodes as a StatefulSet of N.
+    #[command(after_help = KUBERNETES_HELP)]
+    Kubernetes(KubernetesArgs),
+}
+
+const SWARM_HELP: &str = "\
+Settings not given here come from DIR/flowerbed.json (written by quickstart and --out).
+Each certificate file becomes a Swarm secret (file: its absolute path in DIR) mounted where
+the flags name it, owned by --uid/--gid inside the container, mode 0400 for the private key
+and 0444 for certificates. --state keeps the superlink's database on the named volume
+\"state\". Supernodes are one service each (each reads its own partition and, in process
+isolation, has its own runner). --placement applies to the superlink, whose state volume
+and published port live on the node it runs on.
+
+Examples:
+  flowerbed render swarm deploy --out deploy/stack.yaml
+  docker stack deploy -c deploy/stack.yaml flowerbed
+  flowerbed render swarm deploy --state --placement node.role==manager
+  flowerbed render swarm deploy --isolation process --placement 'node.labels.flower==link'";
+
+const KUBERNETES_HELP: &str = "\
+Settings not given here come from DIR/flowerbed.json (written by quickstart and --out).
+With TLS the certificates in DIR are read now and embedded in Secrets (superlink-tls for
+the superlink, flower-ca for the rest): the output holds the private key, so --out writes
+it with mode 0600. Pods run as --uid/--gid (fsGroup too) with a read-only root filesystem.
+The supernode StatefulSet takes each pod's index as its partition-id (Kubernetes 1.28+).
+
+Examples:
+  flowerbed render kubernetes deploy --out deploy/flower.k8s.yaml
+  kubectl apply -f deploy/flower.k8s.yaml
+  flowerbed render kubernetes deploy --namespace fl-lab --state --supernodes 4
+  flowerbed render kubernetes deploy --insecure --isolation process | kubectl apply -f -";
+
+#[derive(Debug, Args)]
+pub struct SwarmArgs {
+    #[command(flatten)]
+    pub render: RenderArgs,
+
+    /// Placement constraint for the superlink, e.g. node.role==manager (repeatable).
+    #[arg(long, value_name = "CONSTRAINT")]
+    pub placement: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    #[command(flatten)]
+    pub render: RenderArgs,
+
+    /// Namespace of every object [default: the project name].
+    #[arg(long, value_name = "NAME")]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Args)]

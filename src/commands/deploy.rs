@@ -9,8 +9,10 @@ use serde::Serialize;
 use crate::cli::deploy::{DeployArgs, IsolationArg, QuickstartArgs, RenderCommand};
 use crate::deploy::{self, Deployment, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings};
 use crate::error::{Error, Outcome};
-use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PUBLIC, PlanStep, WritePlan};
+use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PRIVATE, MODE_PUBLIC, PlanStep, WritePlan};
 use crate::output::Printer;
+use crate::render::kubernetes::{self, KubernetesOptions};
+use crate::render::swarm::{self, SwarmOptions};
 use crate::render::{compose, flwr_config, script, text};
 use crate::tls::generate::{self, GenerateSettings};
 use crate::tls::{KeyType, Layout, LayoutKind, SubjectName, names};
@@ -106,13 +108,27 @@ pub fn render_text(command: &RenderCommand, deployment: &Deployment) -> Result<S
         RenderCommand::DockerRun(_) => script::render_run(deployment),
         RenderCommand::Compose(_) => compose::render(deployment),
         RenderCommand::FlwrConfig(_) => flwr_config::render(deployment),
+        RenderCommand::Swarm(args) => swarm::render(
+            deployment,
+            &SwarmOptions {
+                placement: args.placement.clone(),
+            },
+        ),
+        RenderCommand::Kubernetes(args) => kubernetes::render(
+            deployment,
+            &KubernetesOptions {
+                namespace: args.namespace.clone(),
+            },
+        ),
     }
 }
 
 pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
-    let (args, mode) = match command {
+    let (args, mut mode) = match command {
         RenderCommand::DockerRun(args) => (args, MODE_SCRIPT),
         RenderCommand::Compose(args) | RenderCommand::FlwrConfig(args) => (args, MODE_PUBLIC),
+        RenderCommand::Swarm(args) => (&args.render, MODE_PUBLIC),
+        RenderCommand::Kubernetes(args) => (&args.render, MODE_PUBLIC),
     };
     if args.teardown && !matches!(command, RenderCommand::DockerRun(_)) {
         return Err(Error::Usage("--teardown: only `render docker-run` has a teardown script".into()).into());
@@ -121,6 +137,10 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
     let deployment = deploy::build(&settings)?;
     deploy::require_sources(&deployment, &settings.dir)?;
     let rendered = render_text(command, &deployment)?;
+    // The manifests embed the superlink's private key: keep them like the key itself.
+    if matches!(command, RenderCommand::Kubernetes(_)) && settings.security == Security::Tls {
+        mode = MODE_PRIVATE;
+    }
     let Some(out) = &args.out else {
         std::io::stdout().lock().write_all(rendered.as_bytes())?;
         return Ok(Outcome::Success);

@@ -9,7 +9,9 @@ pub mod model;
 pub mod profile;
 pub mod settings;
 
-pub use model::{Connection, Deployment, Flag, Mount, MountPurpose, Port, Role, Service, SourceKind};
+pub use model::{
+    Connection, Deployment, Flag, Mount, MountPurpose, MountedFile, Port, Role, Service, SourceKind,
+};
 pub use profile::{Generation, PROFILES, Profile};
 pub use settings::{CertLayout, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings};
 
@@ -131,6 +133,45 @@ mod tests {
             seed.service("clientapp-1").unwrap().args(),
             ["--clientappio-api-address", "supernode-1:9094", "--insecure"]
         );
+    }
+
+    #[test]
+    fn mounts_list_the_files_they_carry_never_the_ca_key() {
+        for layout in [CertLayout::Split, CertLayout::Flat] {
+            let mut s = settings();
+            s.cert_layout = layout;
+            let deployment = build(&s).unwrap();
+            let superlink = deployment.service("superlink").unwrap();
+            let files: Vec<_> = superlink
+                .mounts
+                .iter()
+                .flat_map(|mount| mount.files().unwrap())
+                .collect();
+            let targets: Vec<_> = files.iter().map(|f| f.target.as_str()).collect();
+            assert_eq!(
+                targets,
+                [
+                    "/app/certificates/ca.crt",
+                    "/app/certificates/server.pem",
+                    "/app/certificates/server.key"
+                ],
+                "{layout:?}"
+            );
+            let private: Vec<_> = files.iter().filter(|f| f.private).map(|f| f.name).collect();
+            assert_eq!(private, ["server.key"], "{layout:?}");
+            assert!(files.iter().all(|f| f.source.starts_with("/srv/flower")));
+            assert!(files.iter().all(|f| !f.source.ends_with("ca.key")));
+            let node = deployment.service("supernode-1").unwrap();
+            let ca: Vec<_> = node.mounts.iter().flat_map(|m| m.files().unwrap()).collect();
+            assert_eq!(ca.len(), 1);
+            assert_eq!(ca[0].target, "/app/certificates/ca.crt");
+        }
+        let mut s = settings();
+        s.state = true;
+        let deployment = build(&s).unwrap();
+        let state = deployment.services[0].mounts.last().unwrap();
+        assert_eq!(state.purpose, MountPurpose::State);
+        assert!(state.files().is_none());
     }
 
     #[test]

@@ -531,12 +531,8 @@ impl Builder<'_> {
             }
         }
         service.flags.push(valued(
-            "--node-config",
-            format!(
-                "partition-id={} num-partitions={}",
-                index - 1,
-                self.settings.supernodes
-            ),
+            NODE_CONFIG_FLAG,
+            node_config(index - 1, self.settings.supernodes),
         ));
         self.allow_dependency_install(&mut service);
         service.depends_on.push("superlink".into());
@@ -600,6 +596,63 @@ impl Builder<'_> {
 /// the user even after the superlink's folder is handed to UID 49999.
 fn ca_for_cli(layout: &Layout) -> PathBuf {
     layout.supernode_ca_cert()
+}
+
+/// The supernode flag that carries its data partition.
+pub const NODE_CONFIG_FLAG: &str = "--node-config";
+
+/// The `--node-config` value of the supernode reading partition `partition_id` of
+/// `partitions`. Orchestrators that number replicas themselves (a Kubernetes pod index)
+/// pass a placeholder as `partition_id`.
+pub fn node_config(partition_id: impl std::fmt::Display, partitions: u32) -> String {
+    format!("partition-id={partition_id} num-partitions={partitions}")
+}
+
+/// One file a mount carries into the container: what orchestrators that ship files
+/// rather than bind-mount folders (Swarm secrets, Kubernetes Secrets) need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountedFile {
+    /// Absolute host path.
+    pub source: PathBuf,
+    /// Absolute container path (what the service's flags name, from the working directory).
+    pub target: String,
+    /// The file's name inside the mount (`server.key`), a key for Secrets.
+    pub name: &'static str,
+    /// A private key: readable by the container user only.
+    pub private: bool,
+}
+
+impl Mount {
+    /// The files this mount carries: a folder mount of certificates carries exactly the
+    /// files its purpose needs (never the CA key); a file mount carries itself. `None` for
+    /// the state folder, whose content the container writes.
+    pub fn files(&self) -> Option<Vec<MountedFile>> {
+        let names: &[&'static str] = match self.purpose {
+            MountPurpose::ServerCertificates => &[layout::CA_CERT, layout::SERVER_CERT, layout::SERVER_KEY],
+            MountPurpose::CaCertificate => &[layout::CA_CERT],
+            MountPurpose::State => return None,
+        };
+        let file = |name: &'static str, source: PathBuf, target: String| MountedFile {
+            private: name == layout::SERVER_KEY,
+            name,
+            source,
+            target,
+        };
+        Some(match self.kind {
+            SourceKind::Directory => names
+                .iter()
+                .map(|name| file(name, self.source.join(name), format!("{}/{name}", self.target)))
+                .collect(),
+            SourceKind::File => {
+                let name = names
+                    .iter()
+                    .copied()
+                    .find(|name| self.target.ends_with(&format!("/{name}")))
+                    .unwrap_or(layout::CA_CERT);
+                vec![file(name, self.source.clone(), self.target.clone())]
+            }
+        })
+    }
 }
 
 /// The host path of a mount source relative to the deployment folder, for messages.

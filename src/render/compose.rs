@@ -38,7 +38,7 @@ struct Network<'a> {
 }
 
 /// Compose interpolates `$VAR` in every value; `$$` is its literal dollar sign.
-fn literal(text: &str) -> Cow<'_, str> {
+pub(crate) fn literal(text: &str) -> Cow<'_, str> {
     if text.contains('$') {
         Cow::Owned(text.replace('$', "$$"))
     } else {
@@ -46,7 +46,7 @@ fn literal(text: &str) -> Cow<'_, str> {
     }
 }
 
-fn literal_map(map: &BTreeMap<String, String>) -> BTreeMap<&str, Cow<'_, str>> {
+pub(crate) fn literal_map(map: &BTreeMap<String, String>) -> BTreeMap<&str, Cow<'_, str>> {
     map.iter()
         .map(|(key, value)| (key.as_str(), literal(value)))
         .collect()

@@ -38,6 +38,14 @@ fn environment() -> &'static Environment<'static> {
                 include_str!("../../templates/compose-header.yaml.j2"),
             ),
             (
+                "swarm-header",
+                include_str!("../../templates/swarm-header.yaml.j2"),
+            ),
+            (
+                "kubernetes-header",
+                include_str!("../../templates/kubernetes-header.yaml.j2"),
+            ),
+            (
                 "flwr-config-header",
                 include_str!("../../templates/flwr-config-header.toml.j2"),
             ),
@@ -72,6 +80,9 @@ struct View<'a> {
     name: &'a str,
     config_toml: bool,
     flwr_config_file: &'a str,
+    /// Kubernetes namespace and the superlink port the flwr CLI dials (empty elsewhere).
+    namespace: &'a str,
+    control_port: &'a str,
 }
 
 fn view(deployment: &Deployment) -> View<'_> {
@@ -109,6 +120,8 @@ fn view(deployment: &Deployment) -> View<'_> {
         name: &deployment.connection.name,
         config_toml: deployment.connection.config_toml,
         flwr_config_file: flwr_config_file(deployment),
+        namespace: "",
+        control_port: "",
     }
 }
 
@@ -159,6 +172,25 @@ pub fn stop_header(deployment: &Deployment) -> Result<String> {
 
 pub fn compose_header(deployment: &Deployment) -> Result<String> {
     render("compose-header", deployment)
+}
+
+pub fn swarm_header(deployment: &Deployment) -> Result<String> {
+    render("swarm-header", deployment)
+}
+
+/// The Kubernetes manifests' header; `namespace` is where they go.
+pub fn kubernetes_header(deployment: &Deployment, namespace: &str) -> Result<String> {
+    let mut view = view(deployment);
+    view.namespace = namespace;
+    view.control_port = deployment
+        .connection
+        .address
+        .rsplit_once(':')
+        .map_or("", |(_, port)| port);
+    environment()
+        .get_template("kubernetes-header")
+        .and_then(|template| template.render(minijinja::value::Serde(view)))
+        .context("cannot render the kubernetes-header template")
 }
 
 pub fn flwr_config_header(deployment: &Deployment) -> Result<String> {

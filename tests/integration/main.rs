@@ -7,6 +7,7 @@ mod cli;
 mod deploy;
 mod deploy_flwr;
 mod flower;
+mod orchestrators;
 mod ownership;
 mod roundtrip;
 mod testenv;

