@@ -590,6 +590,11 @@ impl RecordBatch {
     }
 }
 
+/// Test hook: `FLOWERBED_TEST_JOURNAL_MAX_BYTES=N` makes the journal behave like a file on
+/// a full disk once it would grow past N bytes (part of the frame is written, then ENOSPC),
+/// for the disk-full tests where a small filesystem cannot be mounted. Never set it otherwise.
+pub const MAX_BYTES_ENV: &str = "FLOWERBED_TEST_JOURNAL_MAX_BYTES";
+
 /// Appends frames to a journal, syncing before changes are made.
 pub struct JournalWriter {
     file: File,
@@ -597,6 +602,12 @@ pub struct JournalWriter {
     session: Option<SessionInfo>,
     pending: RecordBatch,
     written_records: u64,
+    /// Length of the file up to its last complete, synced frame.
+    good_len: u64,
+    /// Why a write failed: then nothing more is appended (a frame after a torn one would
+    /// turn the torn tail into corruption mid-file).
+    broken: Option<String>,
+    max_bytes: Option<u64>,
 }
 
 impl JournalWriter {
@@ -633,6 +644,9 @@ impl JournalWriter {
             session: Some(session),
             pending: RecordBatch::default(),
             written_records: 0,
+            good_len: 0,
+            broken: None,
+            max_bytes: std::env::var(MAX_BYTES_ENV).ok().and_then(|v| v.parse().ok()),
         };
         if meta.len() == 0 {
             writer.file.write_all(MAGIC)?;
@@ -661,6 +675,7 @@ impl JournalWriter {
                 writer.file.sync_all()?;
             }
         }
+        writer.good_len = writer.file.metadata()?.len();
         Ok(writer)
     }
 
@@ -691,12 +706,40 @@ impl JournalWriter {
             out.extend_from_slice(&encode_frame(&Frame::Session(session)));
         }
         out.extend_from_slice(&batch.seal());
-        self.file
-            .write_all(&out)
-            .and_then(|()| self.file.sync_data())
-            .with_context(|| format!("{}: cannot write the journal", self.path.display()))?;
+        self.append(&out)?;
         self.written_records += count;
         Ok(())
+    }
+
+    /// Append whole frames and sync them. On failure (a full disk, an I/O error) the file is
+    /// cut back to its last complete frame, as far as possible, and the writer refuses any
+    /// further frame: what it synced before stays a valid journal.
+    fn append(&mut self, frames: &[u8]) -> Result<()> {
+        if let Some(reason) = &self.broken {
+            bail!("{}: cannot write the journal: {reason}", self.path.display());
+        }
+        let result = self.write_limited(frames).and_then(|()| self.file.sync_data());
+        if let Err(err) = result {
+            self.broken = Some(err.to_string());
+            let _ = self
+                .file
+                .set_len(self.good_len)
+                .and_then(|()| self.file.sync_data());
+            return Err(err).with_context(|| format!("{}: cannot write the journal", self.path.display()));
+        }
+        self.good_len += frames.len() as u64;
+        Ok(())
+    }
+
+    fn write_limited(&mut self, frames: &[u8]) -> io::Result<()> {
+        if let Some(max) = self.max_bytes {
+            let room = usize::try_from(max.saturating_sub(self.good_len)).unwrap_or(usize::MAX);
+            if frames.len() > room {
+                self.file.write_all(&frames[..room])?;
+                return Err(io::Error::from_raw_os_error(nix::libc::ENOSPC));
+            }
+        }
+        self.file.write_all(frames)
     }
 
     /// Close the session (only if it recorded anything).
@@ -707,8 +750,7 @@ impl JournalWriter {
                 changed: self.written_records,
                 finished,
             }));
-            self.file.write_all(&end)?;
-            self.file.sync_data()?;
+            self.append(&end)?;
         }
         Ok(self.written_records)
     }
@@ -806,6 +848,9 @@ pub fn for_each_batch(
     Ok(())
 }
 
+/// Records [`par_for_each_batch`] hands a worker at a time.
+const PAR_CHUNK_RECORDS: usize = 2_048;
+
 /// Like [`for_each_batch`], with `workers` threads taking batches as they come, each with
 /// its own state from `init`; returns the states. Batches of one session list distinct
 /// entries, so they can be handled in any order.
@@ -819,16 +864,26 @@ pub fn par_for_each_batch<S: Send>(
     let mut file =
         File::open(path).with_context(|| format!("{}: cannot open the journal", path.display()))?;
     file.seek(SeekFrom::Start(offset))?;
-    // (reader, session frame seen, session over)
+    // (reader, session frame seen, session over, records of the current frame not handed out)
     let reader = std::sync::Mutex::new((
         FrameReader::resume(io::BufReader::new(file), offset),
         false,
         false,
+        std::collections::VecDeque::new(),
     ));
+    // A frame holds up to tens of thousands of records: handing them out in chunks keeps
+    // every worker busy until the end (chunks keep walk order, so paths stay close).
     let next_batch = || -> Result<Option<Vec<Record>>> {
         let mut guard = reader.lock().expect("journal reader lock");
-        let (reader, started, over) = &mut *guard;
-        while !*over {
+        let (reader, started, over, rest) = &mut *guard;
+        loop {
+            if !rest.is_empty() {
+                let take = rest.len().min(PAR_CHUNK_RECORDS);
+                return Ok(Some(rest.drain(..take).collect()));
+            }
+            if *over {
+                return Ok(None);
+            }
             let frame = reader
                 .next_frame()
                 .map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?;
@@ -836,10 +891,9 @@ pub fn par_for_each_batch<S: Send>(
                 None | Some(Frame::End(_)) => *over = true,
                 Some(Frame::Session(_)) if *started => *over = true,
                 Some(Frame::Session(_)) => *started = true,
-                Some(Frame::Records(records)) => return Ok(Some(records)),
+                Some(Frame::Records(records)) => rest.extend(records),
             }
         }
-        Ok(None)
     };
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers.max(1))

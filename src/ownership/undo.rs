@@ -135,6 +135,7 @@ pub fn preflight(root: &Root, journal: &JournalSummary) -> Result<Preflight> {
             || (Locator::new(root), Preflight::default()),
             |(locator, found), batch| {
                 for record in batch {
+                    super::interrupt::check()?;
                     found.records += 1;
                     if let Located::Gone(detail) = locator.locate(record)? {
                         found.changed += 1;
@@ -173,6 +174,7 @@ pub fn restore(root: &Root, journal: &JournalSummary, progress: &Progress) -> Re
             || (Locator::new(root), WalkReport::default()),
             |(locator, report), batch| {
                 for record in batch {
+                    super::interrupt::check()?;
                     progress.tick();
                     restore_one(locator, record, report)?;
                 }

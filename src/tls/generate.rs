@@ -250,10 +250,10 @@ pub fn new_key(key_type: KeyType) -> Result<KeyPair> {
 /// key attached), which OpenSSL 3.0 and BoringSSL refuse to load; they get the v1 form
 /// (RFC 8410), which carries the same 32-byte private key.
 fn private_key_pem(key: &KeyPair, key_type: KeyType) -> Result<String> {
+    use x509_parser::der_parser::ber::BerObjectContent;
     if key_type != KeyType::Ed25519 {
         return Ok(key.serialize_pem());
     }
-    use x509_parser::der_parser::ber::BerObjectContent;
     let (_, document) = x509_parser::der_parser::parse_der(key.serialized_der())
         .map_err(|err| anyhow::anyhow!("cannot re-encode the Ed25519 key ({err})"))?;
     let private_key = match &document.content {
