@@ -323,8 +323,13 @@ fn is_last_frame(rest: &[u8]) -> bool {
     if rest.len() < FRAME_HEAD {
         return true;
     }
-    let len = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
-    FRAME_HEAD + len + FRAME_TAIL >= rest.len()
+    let len = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]);
+    if len > MAX_PAYLOAD {
+        // No writer produces such a length, so it is no cut-short append: torn only if
+        // nothing follows it (as the streaming reader decides).
+        return rest.len() == FRAME_HEAD;
+    }
+    FRAME_HEAD + len as usize + FRAME_TAIL >= rest.len()
 }
 
 /// CRC-32 (IEEE 802.3, as in zlib and gzip).
@@ -1035,6 +1040,34 @@ mod tests {
         let mut frame = vec![KIND_RECORDS];
         frame.extend(u32::MAX.to_le_bytes());
         assert!(matches!(decode_frame(&frame), Decoded::Invalid(r) if r.contains("maximum")));
+    }
+
+    /// Found by the `journal_reader` fuzz target: a frame length over the maximum with
+    /// bytes after it was a torn tail for `parse` but corruption for the streaming reader
+    /// that `undo` uses. Both now call it corruption (and a torn tail when nothing follows).
+    #[test]
+    fn oversized_length_is_judged_alike_by_both_readers() {
+        for (tail, corrupt) in [
+            (&b"R\xff\xff\xff\xff"[..], false),
+            (&b"R\xff\xff\xff\xff\x00"[..], true),
+        ] {
+            let mut bytes = sample();
+            bytes.extend_from_slice(tail);
+            let parsed = parse(&bytes);
+            let mut reader = FrameReader::new(&bytes[..]).unwrap();
+            let streamed = loop {
+                match reader.next_frame() {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break Ok(reader.tail().cloned().unwrap()),
+                    Err(err) => break Err(err),
+                }
+            };
+            assert_eq!(parsed.is_err(), corrupt, "{tail:?}: {parsed:?}");
+            assert_eq!(streamed.is_err(), corrupt, "{tail:?}: {streamed:?}");
+            if !corrupt {
+                assert_eq!(parsed.unwrap().1, streamed.unwrap());
+            }
+        }
     }
 
     #[test]
