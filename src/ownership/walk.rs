@@ -35,7 +35,7 @@ use super::report::{Progress, SkipReason, WalkReport};
 use super::root::Root;
 
 /// Records per journal batch: one `fdatasync` per this many changes.
-const BATCH_RECORDS: usize = 32_768;
+const BATCH_RECORDS: usize = 16_384;
 /// Directories a pending batch may keep open before it must be applied (fewer when the
 /// open-file limit is low).
 const MAX_BATCH_DIRS: usize = 1_024;
