@@ -49,7 +49,7 @@ clean:
 # Fuzz every parser for FUZZ_SECONDS each (libFuzzer via cargo-fuzz; stable toolchain
 # with RUSTC_BOOTSTRAP for the sanitizer flags). Not part of `make test`.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= certificate_material compose_reader subject_names run_script_reader
+FUZZ_TARGETS ?= certificate_material compose_reader subject_names run_script_reader journal_reader
 .PHONY: fuzz
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz

@@ -10,6 +10,7 @@ use crate::cli::{Cli, Command};
 use crate::commands;
 use crate::error::Outcome;
 use crate::output::Printer;
+use crate::ownership::interrupt::Interrupted;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
@@ -31,7 +32,11 @@ pub fn main() -> ExitCode {
         Err(err) => {
             let message = one_line(&format!("{err:#}"));
             let _ = writeln!(io::stderr().lock(), "flowerbed: {message}");
-            Outcome::BadInput.into()
+            // Stopped by SIGINT/SIGTERM: the shell convention, 128 + the signal number.
+            match err.chain().find_map(|cause| cause.downcast_ref::<Interrupted>()) {
+                Some(interrupted) => ExitCode::from(interrupted.exit_code()),
+                None => Outcome::BadInput.into(),
+            }
         }
     }
 }

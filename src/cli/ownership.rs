@@ -20,7 +20,12 @@ Symlinks are re-owned themselves, never followed; mount points below PATH and fi
 other hard links are reported and skipped. Before anything changes, the old owner, group
 and mode of every entry are journaled (see `flowerbed journal list`), so `flowerbed undo`
 puts them back exactly. Running `own` again changes only what is not right yet; `undo`
-still returns to the state before the first `own`.";
+still returns to the state before the first `own`.
+
+Exit status: 0 done, 1 some entries skipped, 2 bad input or a failure (such as a full disk
+under the journal: what was changed is journaled, `undo` puts it back). Ctrl-C (SIGINT) or
+SIGTERM stops at a consistent point with the journal covering every change made, and exits
+130 (SIGINT) or 143 (SIGTERM).";
 
 pub const UNDO_AFTER_HELP: &str = "\
 Examples:
@@ -30,7 +35,8 @@ Examples:
 
 Every entry is checked (device and inode) before it is restored; if any changed since
 `own`, nothing is restored unless --skip-changed is given. The journal is removed once
-everything is back.";
+everything is back. Ctrl-C (SIGINT) or SIGTERM stops between entries and exits 130 or 143;
+the journal is kept, so running `undo` again finishes the job.";
 
 pub const RELEASE_AFTER_HELP: &str = "\
 Examples:
@@ -39,7 +45,8 @@ Examples:
   flowerbed release --via-docker deploy
 
 Without --to, the tree goes to the user who ran sudo (SUDO_UID/SUDO_GID), or else to the
-current user. A journal left by `own` is retired once the whole tree was handed over.";
+current user. A journal left by `own` is retired once the whole tree was handed over.
+Ctrl-C (SIGINT) or SIGTERM stops between entries and exits 130 or 143.";
 
 pub const JOURNAL_AFTER_HELP: &str = "\
 Examples:

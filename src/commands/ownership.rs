@@ -13,10 +13,10 @@ use crate::cli::ownership::{JournalCommand, OwnArgs, ReleaseArgs, UndoArgs, ViaD
 use crate::docker;
 use crate::error::{Error, Outcome};
 use crate::output::Printer;
-use crate::ownership::journal;
 use crate::ownership::report::display_bytes;
 use crate::ownership::subid::{self, Userns};
 use crate::ownership::{self, ReownSettings, RootOutcome, Target, UndoSettings};
+use crate::ownership::{interrupt, journal};
 
 #[derive(Serialize)]
 struct RunReport<'a> {
@@ -44,6 +44,7 @@ pub fn run_own(args: &OwnArgs, printer: &Printer) -> Result<Outcome> {
     }
     let target = host_target(args, *printer)?;
     require_root(args.common.dry_run)?;
+    interrupt::install()?;
     let settings = ReownSettings {
         paths: args.paths.clone(),
         target,
@@ -80,6 +81,7 @@ pub fn run_undo(args: &UndoArgs, printer: &Printer) -> Result<Outcome> {
         });
     }
     require_root(args.common.dry_run)?;
+    interrupt::install()?;
     let settings = UndoSettings {
         paths: args.paths.clone(),
         skip_changed: args.skip_changed,
@@ -123,6 +125,7 @@ pub fn run_release(args: &ReleaseArgs, printer: &Printer) -> Result<Outcome> {
         });
     }
     require_root(args.common.dry_run)?;
+    interrupt::install()?;
     let settings = ReownSettings {
         paths: args.paths.clone(),
         target,

@@ -323,8 +323,13 @@ fn is_last_frame(rest: &[u8]) -> bool {
     if rest.len() < FRAME_HEAD {
         return true;
     }
-    let len = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
-    FRAME_HEAD + len + FRAME_TAIL >= rest.len()
+    let len = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]);
+    if len > MAX_PAYLOAD {
+        // No writer produces such a length, so it is no cut-short append: torn only if
+        // nothing follows it (as the streaming reader decides).
+        return rest.len() == FRAME_HEAD;
+    }
+    FRAME_HEAD + len as usize + FRAME_TAIL >= rest.len()
 }
 
 /// CRC-32 (IEEE 802.3, as in zlib and gzip).
@@ -590,6 +595,11 @@ impl RecordBatch {
     }
 }
 
+/// Test hook: `FLOWERBED_TEST_JOURNAL_MAX_BYTES=N` makes the journal behave like a file on
+/// a full disk once it would grow past N bytes (part of the frame is written, then ENOSPC),
+/// for the disk-full tests where a small filesystem cannot be mounted. Never set it otherwise.
+pub const MAX_BYTES_ENV: &str = "FLOWERBED_TEST_JOURNAL_MAX_BYTES";
+
 /// Appends frames to a journal, syncing before changes are made.
 pub struct JournalWriter {
     file: File,
@@ -597,6 +607,12 @@ pub struct JournalWriter {
     session: Option<SessionInfo>,
     pending: RecordBatch,
     written_records: u64,
+    /// Length of the file up to its last complete, synced frame.
+    good_len: u64,
+    /// Why a write failed: then nothing more is appended (a frame after a torn one would
+    /// turn the torn tail into corruption mid-file).
+    broken: Option<String>,
+    max_bytes: Option<u64>,
 }
 
 impl JournalWriter {
@@ -633,6 +649,9 @@ impl JournalWriter {
             session: Some(session),
             pending: RecordBatch::default(),
             written_records: 0,
+            good_len: 0,
+            broken: None,
+            max_bytes: std::env::var(MAX_BYTES_ENV).ok().and_then(|v| v.parse().ok()),
         };
         if meta.len() == 0 {
             writer.file.write_all(MAGIC)?;
@@ -661,6 +680,7 @@ impl JournalWriter {
                 writer.file.sync_all()?;
             }
         }
+        writer.good_len = writer.file.metadata()?.len();
         Ok(writer)
     }
 
@@ -691,12 +711,40 @@ impl JournalWriter {
             out.extend_from_slice(&encode_frame(&Frame::Session(session)));
         }
         out.extend_from_slice(&batch.seal());
-        self.file
-            .write_all(&out)
-            .and_then(|()| self.file.sync_data())
-            .with_context(|| format!("{}: cannot write the journal", self.path.display()))?;
+        self.append(&out)?;
         self.written_records += count;
         Ok(())
+    }
+
+    /// Append whole frames and sync them. On failure (a full disk, an I/O error) the file is
+    /// cut back to its last complete frame, as far as possible, and the writer refuses any
+    /// further frame: what it synced before stays a valid journal.
+    fn append(&mut self, frames: &[u8]) -> Result<()> {
+        if let Some(reason) = &self.broken {
+            bail!("{}: cannot write the journal: {reason}", self.path.display());
+        }
+        let result = self.write_limited(frames).and_then(|()| self.file.sync_data());
+        if let Err(err) = result {
+            self.broken = Some(err.to_string());
+            let _ = self
+                .file
+                .set_len(self.good_len)
+                .and_then(|()| self.file.sync_data());
+            return Err(err).with_context(|| format!("{}: cannot write the journal", self.path.display()));
+        }
+        self.good_len += frames.len() as u64;
+        Ok(())
+    }
+
+    fn write_limited(&mut self, frames: &[u8]) -> io::Result<()> {
+        if let Some(max) = self.max_bytes {
+            let room = usize::try_from(max.saturating_sub(self.good_len)).unwrap_or(usize::MAX);
+            if frames.len() > room {
+                self.file.write_all(&frames[..room])?;
+                return Err(io::Error::from_raw_os_error(nix::libc::ENOSPC));
+            }
+        }
+        self.file.write_all(frames)
     }
 
     /// Close the session (only if it recorded anything).
@@ -707,8 +755,7 @@ impl JournalWriter {
                 changed: self.written_records,
                 finished,
             }));
-            self.file.write_all(&end)?;
-            self.file.sync_data()?;
+            self.append(&end)?;
         }
         Ok(self.written_records)
     }
@@ -806,6 +853,9 @@ pub fn for_each_batch(
     Ok(())
 }
 
+/// Records [`par_for_each_batch`] hands a worker at a time.
+const PAR_CHUNK_RECORDS: usize = 2_048;
+
 /// Like [`for_each_batch`], with `workers` threads taking batches as they come, each with
 /// its own state from `init`; returns the states. Batches of one session list distinct
 /// entries, so they can be handled in any order.
@@ -819,16 +869,26 @@ pub fn par_for_each_batch<S: Send>(
     let mut file =
         File::open(path).with_context(|| format!("{}: cannot open the journal", path.display()))?;
     file.seek(SeekFrom::Start(offset))?;
-    // (reader, session frame seen, session over)
+    // (reader, session frame seen, session over, records of the current frame not handed out)
     let reader = std::sync::Mutex::new((
         FrameReader::resume(io::BufReader::new(file), offset),
         false,
         false,
+        std::collections::VecDeque::new(),
     ));
+    // A frame holds up to tens of thousands of records: handing them out in chunks keeps
+    // every worker busy until the end (chunks keep walk order, so paths stay close).
     let next_batch = || -> Result<Option<Vec<Record>>> {
         let mut guard = reader.lock().expect("journal reader lock");
-        let (reader, started, over) = &mut *guard;
-        while !*over {
+        let (reader, started, over, rest) = &mut *guard;
+        loop {
+            if !rest.is_empty() {
+                let take = rest.len().min(PAR_CHUNK_RECORDS);
+                return Ok(Some(rest.drain(..take).collect()));
+            }
+            if *over {
+                return Ok(None);
+            }
             let frame = reader
                 .next_frame()
                 .map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?;
@@ -836,10 +896,9 @@ pub fn par_for_each_batch<S: Send>(
                 None | Some(Frame::End(_)) => *over = true,
                 Some(Frame::Session(_)) if *started => *over = true,
                 Some(Frame::Session(_)) => *started = true,
-                Some(Frame::Records(records)) => return Ok(Some(records)),
+                Some(Frame::Records(records)) => rest.extend(records),
             }
         }
-        Ok(None)
     };
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers.max(1))
@@ -981,6 +1040,34 @@ mod tests {
         let mut frame = vec![KIND_RECORDS];
         frame.extend(u32::MAX.to_le_bytes());
         assert!(matches!(decode_frame(&frame), Decoded::Invalid(r) if r.contains("maximum")));
+    }
+
+    /// Found by the `journal_reader` fuzz target: a frame length over the maximum with
+    /// bytes after it was a torn tail for `parse` but corruption for the streaming reader
+    /// that `undo` uses. Both now call it corruption (and a torn tail when nothing follows).
+    #[test]
+    fn oversized_length_is_judged_alike_by_both_readers() {
+        for (tail, corrupt) in [
+            (&b"R\xff\xff\xff\xff"[..], false),
+            (&b"R\xff\xff\xff\xff\x00"[..], true),
+        ] {
+            let mut bytes = sample();
+            bytes.extend_from_slice(tail);
+            let parsed = parse(&bytes);
+            let mut reader = FrameReader::new(&bytes[..]).unwrap();
+            let streamed = loop {
+                match reader.next_frame() {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break Ok(reader.tail().cloned().unwrap()),
+                    Err(err) => break Err(err),
+                }
+            };
+            assert_eq!(parsed.is_err(), corrupt, "{tail:?}: {parsed:?}");
+            assert_eq!(streamed.is_err(), corrupt, "{tail:?}: {streamed:?}");
+            if !corrupt {
+                assert_eq!(parsed.unwrap().1, streamed.unwrap());
+            }
+        }
     }
 
     #[test]

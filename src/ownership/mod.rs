@@ -6,12 +6,14 @@
 //! * [`undo`]: replaying a journal, checking each entry's identity first.
 //! * [`root`]: checking the PATHs the user names.
 //! * [`subid`]: container IDs to host IDs under rootless Docker / userns-remap.
+//! * [`interrupt`]: SIGINT / SIGTERM stop a run at a consistent point.
 //!
 //! "The last own" for `undo`: every `own` of a root appends one session to that root's
 //! journal, holding only the entries it changed. `undo` replays all sessions newest first,
 //! so the tree returns to its state before the *first* `own`, however often it was owned
 //! since; the journal is then removed.
 
+pub mod interrupt;
 pub mod journal;
 pub mod report;
 pub mod root;
@@ -21,7 +23,7 @@ pub mod walk;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use self::journal::{JournalWriter, SessionInfo};
@@ -85,7 +87,14 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
                 session_info("own", root, settings.target),
                 Some(settings.target.uid),
             )?;
-            let report = walk::reown(root, options, Some(&mut writer), &progress)?;
+            let report = walk::reown(root, options, Some(&mut writer), &progress).with_context(|| {
+                format!(
+                    "own {}: stopped before the end; every change made is in the journal \
+                     (`flowerbed undo {}` puts it back)",
+                    root.path.display(),
+                    root.path.display()
+                )
+            })?;
             let recorded = writer.finish(journal::unix_now())?;
             if recorded == 0 {
                 remove_if_empty(&path);
@@ -136,7 +145,12 @@ pub fn release(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     let mut outcomes = Vec::new();
     for root in &roots {
         let progress = Progress::new(settings.progress, &format!("release {}", root.path.display()));
-        let report = walk::reown(root, options, None, &progress)?;
+        let report = walk::reown(root, options, None, &progress).with_context(|| {
+            format!(
+                "release {}: stopped before the end (run it again to finish)",
+                root.path.display()
+            )
+        })?;
         progress.finish();
         let journal_path = state_dir
             .as_deref()
@@ -198,7 +212,8 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
         }
         let summary = journal::summarize(&path)?;
         undo::check_journal_root(root, &summary)?;
-        let preflight = undo::preflight(root, &summary)?;
+        let preflight = undo::preflight(root, &summary)
+            .with_context(|| format!("undo {}: stopped; nothing restored", root.path.display()))?;
         if let Some(first) = preflight.first_changed.clone() {
             if !settings.skip_changed {
                 return Err(TreeChanged {
@@ -220,7 +235,12 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
             }
         } else {
             let progress = Progress::new(settings.progress, &format!("undo {}", root.path.display()));
-            let report = undo::restore(root, &summary, &progress)?;
+            let report = undo::restore(root, &summary, &progress).with_context(|| {
+                format!(
+                    "undo {}: stopped before the end; the journal is kept (run undo again to finish)",
+                    root.path.display()
+                )
+            })?;
             progress.finish();
             if report.skipped == 0 {
                 std::fs::remove_file(&summary.file).map_err(|e| {

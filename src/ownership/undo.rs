@@ -5,11 +5,13 @@
 //! found by its recorded path without following symlinks, and only changed when its device
 //! and inode are still the recorded ones.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 
 use anyhow::{Context, Result, bail};
+use nix::dir::{Dir, Type};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
@@ -42,6 +44,44 @@ struct Locator<'r> {
     root: &'r Root,
     /// Open directories for the leading components of the previous path.
     open: Vec<(Vec<u8>, OwnedFd)>,
+    /// The preflight's recently listed directories, most recent last.
+    listings: Vec<Listing>,
+}
+
+/// One directory's entries as `getdents` lists them: the preflight checks inode and type
+/// there (a few syscalls per directory) instead of with one stat per entry.
+struct Listing {
+    /// The directory's path relative to the root.
+    key: Vec<u8>,
+    dev: u64,
+    entries: HashMap<Vec<u8>, (u64, Type)>,
+}
+
+/// Listings kept at once (records interleave a folder's entries with its subfolders').
+const LISTINGS_KEPT: usize = 8;
+/// Larger folders are checked entry by entry, so memory stays flat.
+const LISTING_MAX_ENTRIES: usize = 65_536;
+
+impl Listing {
+    fn confirms(&self, name: &[u8], record: &Record) -> bool {
+        self.dev == record.dev
+            && self.entries.get(name).is_some_and(|&(ino, kind)| {
+                ino == record.ino && type_bits(kind) == record.mode & SFlag::S_IFMT.bits()
+            })
+    }
+}
+
+fn type_bits(kind: Type) -> u32 {
+    let flag = match kind {
+        Type::Fifo => SFlag::S_IFIFO,
+        Type::CharacterDevice => SFlag::S_IFCHR,
+        Type::Directory => SFlag::S_IFDIR,
+        Type::BlockDevice => SFlag::S_IFBLK,
+        Type::File => SFlag::S_IFREG,
+        Type::Symlink => SFlag::S_IFLNK,
+        Type::Socket => SFlag::S_IFSOCK,
+    };
+    flag.bits()
 }
 
 /// Where a record's entry sits now.
@@ -59,16 +99,76 @@ impl<'r> Locator<'r> {
         Self {
             root,
             open: Vec::new(),
+            listings: Vec::new(),
         }
     }
 
-    fn locate(&mut self, record: &Record) -> Result<Located<'_>> {
+    /// Whether the parent folder's listing shows the record's inode with its type. `false`
+    /// means "look closer with a stat", never "changed".
+    fn listed_as_recorded(&mut self, record: &Record) -> Result<bool> {
+        if record.path.is_empty() {
+            return Ok(false);
+        }
+        let key = record
+            .path
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map_or(&[][..], |slash| &record.path[..slash]);
+        let name = self.entry_name(record);
+        if let Some(listing) = self.listings.iter().find(|l| l.key == key) {
+            return Ok(listing.confirms(name, record));
+        }
+        if self.open_parents(record)?.is_err() {
+            return Ok(false);
+        }
+        let parent = self
+            .open
+            .last()
+            .map_or(self.root.parent.as_fd(), |(_, fd)| fd.as_fd());
+        // A descriptor of its own: reading it leaves the locator's descriptors alone.
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let Ok(fd) = openat(parent, c".", flags, Mode::empty()) else {
+            return Ok(false);
+        };
+        let dev = fstat(&fd)?.st_dev;
+        let mut entries = HashMap::new();
+        let mut dir = Dir::from_fd(fd)?;
+        for entry in dir.iter() {
+            let Ok(entry) = entry else { return Ok(false) };
+            let listed = entry.file_name().to_bytes();
+            if listed == b"." || listed == b".." {
+                continue;
+            }
+            let Some(kind) = entry.file_type() else {
+                return Ok(false);
+            };
+            if entries.len() >= LISTING_MAX_ENTRIES {
+                return Ok(false);
+            }
+            entries.insert(listed.to_vec(), (entry.ino(), kind));
+        }
+        let listing = Listing {
+            key: key.to_vec(),
+            dev,
+            entries,
+        };
+        let confirmed = listing.confirms(self.entry_name(record), record);
+        if self.listings.len() >= LISTINGS_KEPT {
+            self.listings.remove(0);
+        }
+        self.listings.push(listing);
+        Ok(confirmed)
+    }
+
+    /// Open the directories leading to a record's entry (without following links): the
+    /// open components, or why they cannot be entered.
+    fn open_parents(&mut self, record: &Record) -> Result<Result<(), String>> {
         // Components below the root's parent: the root's own name, then the record's path.
         let mut components: Vec<&[u8]> = vec![self.root.name.as_bytes()];
         if !record.path.is_empty() {
             components.extend(record.path.split(|&b| b == b'/'));
         }
-        let (name, dirs) = components.split_last().expect("at least the root");
+        let dirs = &components[..components.len() - 1];
         let shared = self
             .open
             .iter()
@@ -86,18 +186,34 @@ impl<'r> Locator<'r> {
             match openat(parent, c_name.as_c_str(), flags, Mode::empty()) {
                 Ok(fd) => self.open.push((dir_name.to_vec(), fd)),
                 Err(errno) => {
-                    return Ok(Located::Gone(format!(
+                    return Ok(Err(format!(
                         "folder {} cannot be entered without following a link: {errno}",
                         display_bytes(dir_name)
                     )));
                 }
             }
         }
+        Ok(Ok(()))
+    }
+
+    /// The record's name within its parent directory.
+    fn entry_name<'a>(&'a self, record: &'a Record) -> &'a [u8] {
+        if record.path.is_empty() {
+            self.root.name.as_bytes()
+        } else {
+            record.path.rsplit(|&b| b == b'/').next().unwrap_or_default()
+        }
+    }
+
+    fn locate(&mut self, record: &Record) -> Result<Located<'_>> {
+        if let Err(detail) = self.open_parents(record)? {
+            return Ok(Located::Gone(detail));
+        }
         let parent = self
             .open
             .last()
             .map_or(self.root.parent.as_fd(), |(_, fd)| fd.as_fd());
-        let name = CString::new(*name).context("journal path holds a NUL byte")?;
+        let name = CString::new(self.entry_name(record)).context("journal path holds a NUL byte")?;
         match fstatat(parent, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
             // Same device, inode and file type: a reused inode number of another kind is caught.
             Ok(stat)
@@ -135,7 +251,13 @@ pub fn preflight(root: &Root, journal: &JournalSummary) -> Result<Preflight> {
             || (Locator::new(root), Preflight::default()),
             |(locator, found), batch| {
                 for record in batch {
+                    super::interrupt::check()?;
                     found.records += 1;
+                    // The listing confirms nearly every entry; anything it does not is
+                    // looked at exactly as restore will.
+                    if locator.listed_as_recorded(record)? {
+                        continue;
+                    }
                     if let Located::Gone(detail) = locator.locate(record)? {
                         found.changed += 1;
                         if found.first_changed.is_none() {
@@ -173,6 +295,7 @@ pub fn restore(root: &Root, journal: &JournalSummary, progress: &Progress) -> Re
             || (Locator::new(root), WalkReport::default()),
             |(locator, report), batch| {
                 for record in batch {
+                    super::interrupt::check()?;
                     progress.tick();
                     restore_one(locator, record, report)?;
                 }

@@ -29,15 +29,16 @@ use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::{Gid, Uid, fchown, fchownat};
 
+use super::interrupt;
 use super::journal::{JournalWriter, Record, RecordBatch};
 use super::report::{Progress, SkipReason, WalkReport};
 use super::root::Root;
 
 /// Records per journal batch: one `fdatasync` per this many changes.
-const BATCH_RECORDS: usize = 8_192;
+const BATCH_RECORDS: usize = 16_384;
 /// Directories a pending batch may keep open before it must be applied (fewer when the
 /// open-file limit is low).
-const MAX_BATCH_DIRS: usize = 256;
+const MAX_BATCH_DIRS: usize = 1_024;
 /// At most this many walker threads.
 const MAX_WORKERS: usize = 4;
 
@@ -93,6 +94,7 @@ pub fn reown(
         failed: AtomicBool::new(false),
         changed: AtomicU64::new(0),
         kill_after: std::env::var(KILL_AFTER_ENV).ok().and_then(|v| v.parse().ok()),
+        pause_after: interrupt::pause_after(),
         progress,
     };
     let base = Rc::new(ParentDir::Base(root.parent.try_clone()?));
@@ -143,6 +145,7 @@ struct Shared<'a> {
     failed: AtomicBool,
     changed: AtomicU64,
     kill_after: Option<u64>,
+    pause_after: Option<u64>,
     progress: &'a Progress,
 }
 
@@ -358,6 +361,8 @@ impl<'s, 'a> Worker<'s, 'a> {
                 stack.clear();
                 return Ok(());
             }
+            // A signal stops the walk between entries: nothing half-done.
+            interrupt::check()?;
             let next = top.entries.borrow_mut().next();
             match next {
                 None => {
@@ -572,6 +577,8 @@ impl<'s, 'a> Worker<'s, 'a> {
         }
         let pending = std::mem::take(&mut self.pending);
         for entry in &pending {
+            // Stopping here leaves journaled entries unchanged, which undo handles.
+            interrupt::check()?;
             self.apply(entry, self.shared.recheck);
         }
         self.pending_dirs = 0;
@@ -618,6 +625,12 @@ impl<'s, 'a> Worker<'s, 'a> {
         match result {
             Ok(()) => {
                 self.report.changed += 1;
+                if let Some(pause_after) = self.shared.pause_after {
+                    if self.shared.changed.fetch_add(1, Ordering::SeqCst) + 1 >= pause_after {
+                        // Test hook: wait for a real signal (see `interrupt::check`).
+                        interrupt::pause_for_test();
+                    }
+                }
                 if let Some(kill_after) = self.shared.kill_after {
                     if self.shared.changed.fetch_add(1, Ordering::SeqCst) + 1 >= kill_after {
                         // Test hook: die the hardest way, mid-batch, with no cleanup.

@@ -324,7 +324,7 @@ fn build_large_tree(root: &Path, count: usize) {
 
 #[test]
 fn sigkill_at_any_point_then_undo_restores_the_snapshot() {
-    // More entries than one journal batch (16384), so kills land in the first and second.
+    // Kills land at the first change, inside a batch, and late in the walk.
     let env = OwnEnv::new();
     build_large_tree(&env.tree(), 17_000);
     let before = env.snapshot();
@@ -678,5 +678,270 @@ fn own_help_has_examples() {
             stdout(&out).contains("Examples:"),
             "{command} --help lacks examples"
         );
+    }
+}
+
+/// Start `own tree` with the test pause hook; returns the child once it is paused mid-walk.
+fn spawn_paused_own(
+    env: &OwnEnv,
+    pause_after: u64,
+) -> (std::process::Child, std::io::BufReader<std::process::ChildStderr>) {
+    use std::io::BufRead;
+    // A plain std Command: the child must run on its own while the test signals it.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flowerbed"))
+        .args(["own", "tree"])
+        .current_dir(env.env.path())
+        .env("NO_COLOR", "1")
+        .env("FLOWERBED_STATE_DIR", env.state())
+        .env("FLOWERBED_TEST_PAUSE_AFTER", pause_after.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("test pause"), "own did not pause: {line:?}");
+    (child, err)
+}
+
+#[test]
+fn sigint_or_sigterm_midway_stops_cleanly_and_undo_restores_the_snapshot() {
+    use nix::sys::signal::{Signal, kill};
+    use std::io::Read;
+    let env = OwnEnv::new();
+    build_large_tree(&env.tree(), 6_000);
+    let before = env.snapshot();
+    let total = before.0.len();
+    for (signal, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {
+        let (mut child, mut err) = spawn_paused_own(&env, 1_000);
+        // A real signal, delivered to the running process.
+        kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            signal,
+        )
+        .unwrap();
+        let mut message = String::new();
+        err.read_to_string(&mut message).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}: {message}");
+        assert_eq!(
+            message.lines().count(),
+            1,
+            "{signal}: one line expected: {message}"
+        );
+        assert!(
+            message.contains(&format!("interrupted by {signal}")) && message.contains("flowerbed undo"),
+            "{message}"
+        );
+        // It stopped midway: some entries changed, not all.
+        let changed = snapshot(&env.tree()).values().filter(|s| s.uid == 49_999).count();
+        assert!(
+            changed >= 1_000 && changed < total,
+            "{signal}: {changed} of {total} changed"
+        );
+        let out = env.run(["undo", "tree"]);
+        assert_eq!(out.status.code(), Some(0), "{signal}: {}", stderr(&out));
+        assert!(
+            env.snapshot() == before,
+            "{signal}: undo did not restore the snapshot"
+        );
+        assert!(env.journal_files().is_empty());
+    }
+}
+
+#[test]
+fn full_disk_under_the_journal_stops_own_cleanly_and_undo_restores() {
+    let env = OwnEnv::new();
+    // Many small folders: the walk journals them in several frames, so the disk fills up
+    // after some entries were already changed.
+    for dir in 0..3_000 {
+        let path = env.tree().join(format!("d{dir:04}"));
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("f"), b"x").unwrap();
+    }
+    std::fs::set_permissions(
+        env.tree().join("d0007/f"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    let before = env.snapshot();
+    let total = before.0.len();
+    std::fs::create_dir(env.state()).unwrap();
+    std::fs::set_permissions(env.state(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mounted = nix::mount::mount(
+        Some("tmpfs"),
+        &env.state(),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=128k,mode=0700"),
+    );
+    let _guard = mounted.is_ok().then(|| TmpfsMount(env.state()));
+    let mut own = env.env.flowerbed(["own", "tree"]);
+    own.env("FLOWERBED_STATE_DIR", env.state());
+    if let Err(err) = mounted {
+        eprintln!("cannot mount tmpfs here ({err}); injecting a journal write failure at 128 KiB instead");
+        own.env("FLOWERBED_TEST_JOURNAL_MAX_BYTES", "131072");
+    }
+    let out = own.output().unwrap();
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{message}");
+    assert_eq!(message.lines().count(), 1, "one line expected: {message}");
+    assert!(
+        message.contains("cannot write the journal")
+            && message.contains("No space left on device")
+            && message.contains(".journal"),
+        "{message}"
+    );
+    let changed = snapshot(&env.tree()).values().filter(|s| s.uid == 49_999).count();
+    assert!(changed > 0 && changed < total, "{changed} of {total} changed");
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(env.snapshot() == before, "undo did not restore the snapshot");
+}
+
+/// One entry of a generated tree: what it is, and the folder it goes in (an index into
+/// the folders made so far).
+#[derive(Debug, Clone)]
+enum GenEntry {
+    File {
+        mode: u32,
+        uid: u32,
+        content: Vec<u8>,
+    },
+    Dir {
+        mode: u32,
+        uid: u32,
+    },
+    Fifo {
+        mode: u32,
+        uid: u32,
+    },
+    /// To an earlier entry (index) of the tree.
+    SymlinkInside(usize),
+    SymlinkOutside {
+        to_dir: bool,
+    },
+    /// To an earlier file (index) of the tree.
+    HardLinkInside(usize),
+    HardLinkOutside,
+}
+
+fn gen_entry() -> impl proptest::strategy::Strategy<Value = GenEntry> {
+    use proptest::prelude::*;
+    // Permission bits with setuid, setgid and sticky drawn as often as not.
+    let mode = 0_u32..0o10_000;
+    let uid = prop_oneof![Just(0_u32), Just(1_000), Just(49_999), 1_u32..70_000];
+    prop_oneof![
+        4 => (mode.clone(), uid.clone(), proptest::collection::vec(any::<u8>(), 0..16))
+            .prop_map(|(mode, uid, content)| GenEntry::File { mode, uid, content }),
+        3 => (mode.clone(), uid.clone()).prop_map(|(mode, uid)| GenEntry::Dir { mode, uid }),
+        1 => (mode, uid).prop_map(|(mode, uid)| GenEntry::Fifo { mode, uid }),
+        1 => any::<usize>().prop_map(GenEntry::SymlinkInside),
+        1 => any::<bool>().prop_map(|to_dir| GenEntry::SymlinkOutside { to_dir }),
+        1 => any::<usize>().prop_map(GenEntry::HardLinkInside),
+        1 => Just(GenEntry::HardLinkOutside),
+    ]
+}
+
+/// Build the generated tree below `tree` (outside things in `outside`).
+fn build_generated_tree(env: &OwnEnv, entries: &[(GenEntry, usize)]) {
+    use std::os::unix::fs::lchown;
+    let tree = env.tree();
+    let outside = env.outside();
+    std::fs::write(outside.join("secret"), "host file").unwrap();
+    std::fs::create_dir(outside.join("dir")).unwrap();
+    std::fs::write(outside.join("dir/inner"), "host dir content").unwrap();
+    std::fs::write(outside.join("linked"), "hard linked into the tree").unwrap();
+    for path in ["secret", "dir", "dir/inner", "linked"] {
+        lchown(outside.join(path), Some(1_234), Some(4_321)).unwrap();
+    }
+    std::fs::set_permissions(outside.join("secret"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let mut dirs = vec![tree.clone()];
+    let mut made: Vec<PathBuf> = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    // Modes are set last (a folder without write permission still takes entries: root).
+    let mut modes = Vec::new();
+    for (index, (entry, parent)) in entries.iter().enumerate() {
+        let path = dirs[parent % dirs.len()].join(format!("e{index}"));
+        match entry {
+            GenEntry::File { mode, uid, content } => {
+                std::fs::write(&path, content).unwrap();
+                lchown(&path, Some(*uid), Some(uid + 1)).unwrap();
+                modes.push((path.clone(), *mode));
+                files.push(path.clone());
+            }
+            GenEntry::Dir { mode, uid } => {
+                std::fs::create_dir(&path).unwrap();
+                lchown(&path, Some(*uid), Some(uid + 1)).unwrap();
+                modes.push((path.clone(), *mode));
+                dirs.push(path.clone());
+            }
+            GenEntry::Fifo { mode, uid } => {
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+                lchown(&path, Some(*uid), Some(uid + 1)).unwrap();
+                modes.push((path.clone(), *mode));
+            }
+            GenEntry::SymlinkInside(target) => {
+                let target = if made.is_empty() {
+                    tree.clone()
+                } else {
+                    made[target % made.len()].clone()
+                };
+                symlink(target, &path).unwrap();
+            }
+            GenEntry::SymlinkOutside { to_dir } => {
+                symlink(outside.join(if *to_dir { "dir" } else { "secret" }), &path).unwrap();
+            }
+            GenEntry::HardLinkInside(target) => {
+                if files.is_empty() {
+                    std::fs::write(&path, b"").unwrap();
+                } else {
+                    std::fs::hard_link(&files[target % files.len()], &path).unwrap();
+                }
+            }
+            GenEntry::HardLinkOutside => std::fs::hard_link(outside.join("linked"), &path).unwrap(),
+        }
+        made.push(path);
+    }
+    for (path, mode) in modes {
+        // chown cleared setuid/setgid: the generated mode goes on after the owner.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// Random trees: `own` gives away exactly what it may and touches nothing outside;
+    /// `undo` brings back every owner, group, mode, type and content.
+    #[test]
+    fn own_then_undo_restores_any_tree_and_never_reaches_outside(
+        entries in proptest::collection::vec((gen_entry(), proptest::prelude::any::<usize>()), 0..24)
+    ) {
+        let env = OwnEnv::new();
+        build_generated_tree(&env, &entries);
+        let (tree_before, outside_before) = env.snapshot();
+
+        let out = env.run(["own", "tree"]);
+        proptest::prop_assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
+        proptest::prop_assert_eq!(&snapshot(&env.outside()), &outside_before);
+        for (path, state) in snapshot(&env.tree()) {
+            let meta = std::fs::symlink_metadata(env.tree().join(&path)).unwrap();
+            let hard_linked = meta.is_file() && meta.nlink() > 1;
+            let expected = if hard_linked {
+                let old = &tree_before[&path];
+                (old.uid, old.gid)
+            } else {
+                (49_999, 49_999)
+            };
+            proptest::prop_assert_eq!((state.uid, state.gid), expected, "{}", path.display());
+        }
+
+        let out = env.run(["undo", "tree"]);
+        proptest::prop_assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let (tree_after, outside_after) = env.snapshot();
+        proptest::prop_assert_eq!(tree_after, tree_before);
+        proptest::prop_assert_eq!(outside_after, outside_before);
     }
 }
