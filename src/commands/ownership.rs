@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::cli::ownership::{JournalCommand, OwnArgs, ReleaseArgs, UndoArgs, ViaDockerArgs};
+use crate::cli::ownership::{CommonArgs, JournalCommand, OwnArgs, ReleaseArgs, UndoArgs, ViaDockerArgs};
 use crate::docker;
 use crate::error::{Error, Outcome};
 use crate::output::Printer;
@@ -43,28 +43,13 @@ pub fn run_own(args: &OwnArgs, printer: &Printer) -> Result<Outcome> {
         });
     }
     let target = host_target(args, *printer)?;
-    require_root(args.common.dry_run)?;
-    interrupt::install()?;
-    let settings = ReownSettings {
-        paths: args.paths.clone(),
-        target,
-        allow_hardlinks: args.allow_hardlinks,
-        dry_run: args.common.dry_run,
-        progress: !printer.quiet() && !args.common.json,
-    };
-    let outcomes = ownership::own(&settings)?;
-    let verb = if args.common.dry_run {
-        "to change"
-    } else {
-        "changed"
-    };
-    report(
+    reown(
         "own",
-        Some(target),
-        args.common.dry_run,
-        args.common.json,
-        verb,
-        &outcomes,
+        ownership::own,
+        &args.paths,
+        target,
+        args.allow_hardlinks,
+        &args.common,
         *printer,
     )
 }
@@ -124,29 +109,46 @@ pub fn run_release(args: &ReleaseArgs, printer: &Printer) -> Result<Outcome> {
             Ok(())
         });
     }
-    require_root(args.common.dry_run)?;
+    reown(
+        "release",
+        ownership::release,
+        &args.paths,
+        target,
+        args.allow_hardlinks,
+        &args.common,
+        *printer,
+    )
+}
+
+/// `own` and `release` alike: hand `paths` to `target` as root, then report.
+fn reown(
+    command: &str,
+    walk: fn(&ReownSettings) -> Result<Vec<ownership::RootOutcome>>,
+    paths: &[PathBuf],
+    target: ownership::Target,
+    allow_hardlinks: bool,
+    common: &CommonArgs,
+    printer: Printer,
+) -> Result<Outcome> {
+    require_root(common.dry_run)?;
     interrupt::install()?;
     let settings = ReownSettings {
-        paths: args.paths.clone(),
+        paths: paths.to_vec(),
         target,
-        allow_hardlinks: args.allow_hardlinks,
-        dry_run: args.common.dry_run,
-        progress: !printer.quiet() && !args.common.json,
+        allow_hardlinks,
+        dry_run: common.dry_run,
+        progress: !printer.quiet() && !common.json,
     };
-    let outcomes = ownership::release(&settings)?;
-    let verb = if args.common.dry_run {
-        "to change"
-    } else {
-        "changed"
-    };
+    let outcomes = walk(&settings)?;
+    let verb = if common.dry_run { "to change" } else { "changed" };
     report(
-        "release",
+        command,
         Some(target),
-        args.common.dry_run,
-        args.common.json,
+        common.dry_run,
+        common.json,
         verb,
         &outcomes,
-        *printer,
+        printer,
     )
 }
 
