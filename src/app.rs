@@ -53,6 +53,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Certs(command) => commands::certs::run(command, &printer),
         Command::Render(command) => commands::deploy::render(&command, &printer),
         Command::Quickstart(args) => commands::deploy::quickstart(&args, &printer),
+        Command::Bundle(command) => commands::bundle::run(&command, &printer),
         Command::Check(args) => commands::check::run(&args, &printer),
         Command::Doctor(args) => commands::doctor::run(&args, &printer),
         Command::Own(args) => commands::ownership::run_own(&args, &printer),

@@ -11,12 +11,16 @@ readable by the container's UID through every parent directory (mode bits, group
 ACLs); the state folder is writable; private keys are not open to others; the CA key is not
 mounted; certificate and key match, chain to the CA the clients trust, are in date, and
 cover the names clients dial (and 127.0.0.1 in subprocess isolation); TLS is on for both
-sides or neither; SELinux labels when enforcing.
+sides or neither; SELinux labels when enforcing. Across hosts (a folder made with --role):
+the server certificate covers every --public-address (superlink), and the names a bundle
+recorded for it cover the address the supernodes dial, issued by the CA they trust
+(supernode).
 
 Exit codes: 0 clean (warnings allowed), 1 findings, 2 bad input.
 
 Examples:
   flowerbed check deploy
+  flowerbed check site-b                                         # unpacked supernode bundle
   flowerbed check --compose compose.yaml --format sarif > flowerbed.sarif
   flowerbed check --run-script deploy/run.sh --json
   flowerbed check --compose compose.yaml --id-shift 100000     # rootless Docker

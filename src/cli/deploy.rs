@@ -14,6 +14,17 @@ pub enum IsolationArg {
     Process,
 }
 
+/// Which side of a federation a deployment runs (flag value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// The superlink (and its ServerApp runner); supernodes on other hosts dial it.
+    Superlink,
+    /// Supernodes (and their ClientApp runners) dialing a superlink on another host.
+    Supernode,
+    /// Superlink and supernodes together on this host.
+    All,
+}
+
 /// Deployment settings shared by every renderer and quickstart. Each is optional so that
 /// a deployment folder's saved settings (flowerbed.json) fill in what is not given.
 #[derive(Debug, Args)]
@@ -82,6 +93,22 @@ pub struct DeployArgs {
     /// Let Flower install app dependencies at run time (needs the internet; 1.35.0+).
     #[arg(long)]
     pub install_app_dependencies: bool,
+
+    /// Which side of the federation runs here: the superlink, the supernodes, or both
+    /// on one host [default: all].
+    #[arg(long, value_enum, value_name = "ROLE")]
+    pub role: Option<RoleArg>,
+
+    /// Role superlink: a DNS name or IP address supernodes on other hosts dial, with an
+    /// optional port [default port: the release's Fleet port] (repeatable). Quickstart adds
+    /// each host to the server certificate; IPv6 in brackets: [2001:db8::1]:8000.
+    #[arg(long = "public-address", value_name = "HOST[:PORT]")]
+    pub public_addresses: Vec<String>,
+
+    /// Role supernode: the superlink's public address the supernodes dial, instead of the
+    /// service name `superlink` [default port: the release's Fleet port].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub superlink_address: Option<String>,
 }
 
 const RENDER_HELP: &str = "\
@@ -96,7 +123,9 @@ Examples:
   flowerbed render flwr-config deploy >> ~/.flwr/config.toml
   flowerbed render compose deploy --flower-version 1.13.1 --insecure --image-repo flowerbed-local
   flowerbed render swarm deploy --out deploy/stack.yaml
-  flowerbed render kubernetes deploy --namespace flower --out deploy/flower.k8s.yaml";
+  flowerbed render kubernetes deploy --namespace flower --out deploy/flower.k8s.yaml
+  flowerbed render compose link --role superlink --public-address flower.example.org
+  flowerbed render docker-run nodes --role supernode --superlink-address flower.example.org:8000";
 
 #[derive(Debug, Subcommand)]
 pub enum RenderCommand {
@@ -201,16 +230,25 @@ Needs no Docker. Existing files are left alone unless --force (which keeps exist
 certificates and rewrites the rest). Settings not given here come from DIR/flowerbed.json
 when DIR already has one.
 
+Across hosts: --role superlink --public-address HOST[:PORT] on the superlink's host (each
+host joins the server certificate), then `flowerbed bundle supernode` for each supernode
+operator, who runs `flowerbed quickstart --from-bundle FILE.tar.gz [DIR]` (DIR defaults to
+the bundle's folder name). A bundle is unpacked into a new folder, all or nothing; entries
+that are links, devices or lead outside it are refused.
+
 Examples:
   flowerbed quickstart deploy
   flowerbed quickstart deploy --isolation process --state --supernodes 3
-  flowerbed quickstart deploy --flower-version 1.13.1 --image-repo flowerbed-local --dry-run";
+  flowerbed quickstart deploy --flower-version 1.13.1 --image-repo flowerbed-local --dry-run
+  flowerbed quickstart link --role superlink --public-address flower.example.org --public-address 203.0.113.7
+  flowerbed quickstart --from-bundle flowerbed-supernode.tar.gz nodes";
 
 #[derive(Debug, Args)]
 pub struct QuickstartArgs {
-    /// The deployment folder to create (or complete).
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
+    /// The deployment folder to create (or complete); with --from-bundle, a new folder
+    /// [default there: the bundle's folder name].
+    #[arg(value_name = "DIR", required_unless_present = "from_bundle")]
+    pub dir: Option<PathBuf>,
 
     #[command(flatten)]
     pub deploy: DeployArgs,
@@ -218,6 +256,10 @@ pub struct QuickstartArgs {
     /// A further DNS name or IP address the server certificate must cover (repeatable).
     #[arg(long = "name", value_name = "NAME")]
     pub names: Vec<String>,
+
+    /// Lay down a supernode deployment from a bundle made by `flowerbed bundle supernode`.
+    #[arg(long, value_name = "FILE.tar.gz", conflicts_with = "names")]
+    pub from_bundle: Option<PathBuf>,
 
     /// Rewrite files that already exist (existing certificates are kept).
     #[arg(long)]
@@ -234,4 +276,51 @@ pub struct QuickstartArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+const BUNDLE_HELP: &str = "\
+DIR is a superlink deployment (quickstart --role superlink --public-address ...). The archive
+holds one folder: the CA certificate (supernode-certificates/ca.crt; never a private key),
+compose.yaml, run.sh and stop.sh for the supernodes only, dialing the superlink's public
+address, flowerbed.json, superlink-certificate.json (the names the server certificate covers,
+so `flowerbed check` can tell on the supernode's host whether the address it dials is one
+of them) and a README. Entries are owned by 0:0 with modes 0644/0755 and a fixed time, so
+the same inputs give the same bytes. FILE is written atomically; an existing one only with
+--force.
+
+Examples:
+  flowerbed bundle supernode link --out flowerbed-supernode.tar.gz
+  flowerbed bundle supernode link --out site-b.tar.gz --supernodes 1 --superlink-address 203.0.113.7
+  flowerbed quickstart --from-bundle site-b.tar.gz site-b      # on the supernode's host
+  tar -xzf site-b.tar.gz && sh flowerbed-supernode/run.sh      # or without flowerbed";
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Pack what a supernode operator needs (CA certificate, compose.yaml, run.sh dialing
+    /// the superlink's public address, README) into a .tar.gz, without any private key.
+    #[command(after_help = BUNDLE_HELP)]
+    Supernode(BundleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// The superlink deployment folder.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The archive to write (gzip-compressed tar).
+    #[arg(long, value_name = "FILE.tar.gz")]
+    pub out: PathBuf,
+
+    /// Number of supernodes the bundle runs [default: the superlink deployment's].
+    #[arg(long, value_name = "N")]
+    pub supernodes: Option<u32>,
+
+    /// The address the supernodes dial [default: the first --public-address].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub superlink_address: Option<String>,
+
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -19,6 +19,9 @@ Examples:
   flowerbed certs inspect deploy/superlink-certificates/server.pem
   flowerbed quickstart deploy              certificates, compose.yaml, run.sh, flwr config
   flowerbed render compose deploy --isolation process --flower-version 1.13.1
+  flowerbed quickstart link --role superlink --public-address flower.example.org
+  flowerbed bundle supernode link --out site.tar.gz   what a supernode operator needs, no keys
+  flowerbed quickstart --from-bundle site.tar.gz      on the supernode's host
   flowerbed check --compose compose.yaml   will these containers start?
   flowerbed doctor                         what this Docker set-up means for UID 49999
   sudo flowerbed own deploy/state          hand a folder to Flower's UID 49999, journaled
@@ -69,6 +72,10 @@ pub enum Command {
     /// Create a complete deployment folder: certificates, compose.yaml, run.sh, README.
     #[command(after_help = deploy::QUICKSTART_HELP)]
     Quickstart(deploy::QuickstartArgs),
+
+    /// Pack a deployment for another host (a supernode operator's bundle).
+    #[command(subcommand)]
+    Bundle(deploy::BundleCommand),
 
     /// Predict permission and TLS failures of a deployment from the host side.
     Check(check::CheckArgs),

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 
-use crate::cli::deploy::{DeployArgs, IsolationArg, QuickstartArgs, RenderCommand};
-use crate::deploy::{self, Deployment, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings};
+use crate::cli::deploy::{DeployArgs, IsolationArg, QuickstartArgs, RenderCommand, RoleArg};
+use crate::deploy::{
+    self, Address, Deployment, DeploymentRole, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings,
+};
 use crate::error::{Error, Outcome};
 use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PRIVATE, MODE_PUBLIC, PlanStep, WritePlan};
 use crate::output::Printer;
@@ -18,7 +20,28 @@ use crate::tls::generate::{self, GenerateSettings};
 use crate::tls::{KeyType, Layout, LayoutKind, SubjectName, names};
 
 /// Mode of the rendered shell scripts: the owner may run them directly.
-const MODE_SCRIPT: u32 = 0o755;
+pub(crate) const MODE_SCRIPT: u32 = 0o755;
+
+impl From<RoleArg> for DeploymentRole {
+    fn from(arg: RoleArg) -> Self {
+        match arg {
+            RoleArg::Superlink => DeploymentRole::Superlink,
+            RoleArg::Supernode => DeploymentRole::Supernode,
+            RoleArg::All => DeploymentRole::All,
+        }
+    }
+}
+
+/// Parse a `HOST[:PORT]` flag value; the error names the flag and the value.
+pub(crate) fn parse_address(flag: &'static str, text: &str) -> Result<Address> {
+    Address::parse(text).map_err(|err| {
+        Error::InvalidFlag {
+            flag,
+            message: err.to_string(),
+        }
+        .into()
+    })
+}
 
 impl From<IsolationArg> for Isolation {
     fn from(arg: IsolationArg) -> Self {
@@ -30,7 +53,7 @@ impl From<IsolationArg> for Isolation {
 }
 
 /// The deployment folder as an absolute path; it must be a folder if it exists.
-fn deployment_dir(dir: &Path, must_exist: bool) -> Result<PathBuf> {
+pub(crate) fn deployment_dir(dir: &Path, must_exist: bool) -> Result<PathBuf> {
     let absolute = std::path::absolute(dir).with_context(|| format!("{}: cannot resolve", dir.display()))?;
     match absolute.symlink_metadata() {
         Ok(_) if absolute.is_dir() => Ok(absolute),
@@ -41,7 +64,7 @@ fn deployment_dir(dir: &Path, must_exist: bool) -> Result<PathBuf> {
 }
 
 /// Flags over the folder's saved settings over the defaults.
-fn merge_settings(dir: PathBuf, args: &DeployArgs, saved: Option<Settings>) -> Settings {
+pub(crate) fn merge_settings(dir: PathBuf, args: &DeployArgs, saved: Option<Settings>) -> Result<Settings> {
     let mut settings = saved.unwrap_or_else(|| Settings::defaults(dir.clone()));
     settings.dir = dir;
     if let Some(version) = &args.flower_version {
@@ -87,14 +110,27 @@ fn merge_settings(dir: PathBuf, args: &DeployArgs, saved: Option<Settings>) -> S
     if let Some(gid) = args.gid {
         settings.gid = gid;
     }
-    settings
+    if let Some(role) = args.role {
+        settings.role = role.into();
+    }
+    if !args.public_addresses.is_empty() {
+        settings.public_addresses = args
+            .public_addresses
+            .iter()
+            .map(|text| parse_address("--public-address", text))
+            .collect::<Result<_>>()?;
+    }
+    if let Some(text) = &args.superlink_address {
+        settings.superlink_address = Some(parse_address("--superlink-address", text)?);
+    }
+    Ok(settings)
 }
 
 /// Settings for `render`: the folder must exist; certificates are found in either layout.
 pub fn render_settings(dir: &Path, args: &DeployArgs) -> Result<Settings> {
     let dir = deployment_dir(dir, true)?;
     let saved = Settings::read(&dir)?;
-    let mut settings = merge_settings(dir, args, saved);
+    let mut settings = merge_settings(dir, args, saved)?;
     if let Some(layout) = Layout::detect(&settings.dir) {
         settings.cert_layout = layout.kind.into();
     }
@@ -138,7 +174,10 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
     deploy::require_sources(&deployment, &settings.dir)?;
     let rendered = render_text(command, &deployment)?;
     // The manifests embed the superlink's private key: keep them like the key itself.
-    if matches!(command, RenderCommand::Kubernetes(_)) && settings.security == Security::Tls {
+    if matches!(command, RenderCommand::Kubernetes(_))
+        && settings.security == Security::Tls
+        && settings.role.has_superlink()
+    {
         mode = MODE_PRIVATE;
     }
     let Some(out) = &args.out else {
@@ -159,12 +198,19 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
 }
 
 /// Names the server certificate covers: the defaults, a specific publish address (the
-/// flwr CLI dials it), and the user's own.
+/// flwr CLI dials it), the public addresses (supernodes on other hosts dial them), and the
+/// user's own.
 fn certificate_names(settings: &Settings, extra: &[String]) -> Result<Vec<SubjectName>> {
     let mut wanted: Vec<SubjectName> = Vec::new();
     if !settings.publish_address.is_unspecified() {
         wanted.push(SubjectName::Ip(settings.publish_address));
     }
+    wanted.extend(
+        settings
+            .public_addresses
+            .iter()
+            .map(|address| address.host.clone()),
+    );
     let given = names::parse_all(extra.iter().map(String::as_str)).map_err(|err| anyhow!("--name: {err}"))?;
     wanted.extend(given);
     Ok(generate::names_with_defaults(&wanted))
@@ -180,25 +226,41 @@ struct QuickstartReport<'a> {
     /// Whether the folders the containers must own were handed to their UID (as root).
     ownership_applied: bool,
     own_command: Option<String>,
-    connection: &'a deploy::Connection,
+    connection: Option<&'a deploy::Connection>,
     settings: &'a Settings,
 }
 
 pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
-    let dir = deployment_dir(&args.dir, false)?;
+    if let Some(archive) = &args.from_bundle {
+        return super::bundle::quickstart_from_bundle(args, archive, printer);
+    }
+    let dir = args
+        .dir
+        .as_deref()
+        .context("DIR: the deployment folder is required")?;
+    let dir = deployment_dir(dir, false)?;
     let saved = if dir.is_dir() { Settings::read(&dir)? } else { None };
-    let mut settings = merge_settings(dir.clone(), &args.deploy, saved);
+    let mut settings = merge_settings(dir.clone(), &args.deploy, saved)?;
     let existing_layout = Layout::detect(&dir);
     settings.cert_layout = existing_layout
         .as_ref()
         .map_or(LayoutKind::Split, |layout| layout.kind)
         .into();
     let deployment = deploy::build(&settings)?;
+    let tls = settings.security == Security::Tls;
+    // A supernode deployment trusts the superlink's CA; it never makes certificates.
+    let supernode_only = settings.role == DeploymentRole::Supernode;
+    if supernode_only && tls {
+        deploy::require_sources(&deployment, &dir)?;
+    }
 
     // Certificates already there (an earlier quickstart, or `certs generate` with custom
     // names) are kept; otherwise a fresh set in the split layout joins the plan.
-    let certificates_reused = settings.security == Security::Tls && existing_layout.is_some();
-    let mut plan = if settings.security == Security::Tls && !certificates_reused {
+    let certificates_reused = tls && existing_layout.is_some();
+    if let Some(layout) = existing_layout.as_ref().filter(|_| tls) {
+        warn_uncovered_public_addresses(&settings, layout, printer);
+    }
+    let mut plan = if tls && !certificates_reused && !supernode_only {
         let generated = generate::generate(&GenerateSettings {
             dir: dir.clone(),
             layout: LayoutKind::Split,
@@ -217,24 +279,13 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         plan.dir(&dir, MODE_DIR_PUBLIC);
         plan
     };
-    if !args.names.is_empty() && (certificates_reused || settings.security == Security::Insecure) {
+    if !args.names.is_empty() && (certificates_reused || !tls || supernode_only) {
         printer.warn("--name is ignored: no certificates are generated (existing ones are kept)");
     }
     if settings.state {
         plan.dir(dir.join(STATE_DIR), MODE_DIR_PUBLIC);
     }
-    let files = [
-        ("compose.yaml", compose::render(&deployment)?, MODE_PUBLIC),
-        ("run.sh", script::render_run(&deployment)?, MODE_SCRIPT),
-        ("stop.sh", script::render_stop(&deployment)?, MODE_SCRIPT),
-        (
-            text::flwr_config_file(&deployment),
-            flwr_config::render(&deployment)?,
-            MODE_PUBLIC,
-        ),
-        ("README.md", text::readme(&deployment)?, MODE_PUBLIC),
-        (SETTINGS_FILE, settings.to_json(), MODE_PUBLIC),
-    ];
+    let files = deployment_files(&deployment, &settings)?;
     // A file that already holds exactly what we would write is not a change.
     let mut pending = 0;
     for (name, contents, mode) in files {
@@ -265,7 +316,7 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
             steps,
             ownership_applied,
             own_command,
-            connection: &deployment.connection,
+            connection: deployment.connection.as_ref(),
             settings: &settings,
         })?;
         return Ok(Outcome::Success);
@@ -294,6 +345,53 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// The files quickstart renders into a deployment folder: name, contents, mode. No flwr
+/// connection without a superlink.
+pub(crate) fn deployment_files(
+    deployment: &Deployment,
+    settings: &Settings,
+) -> Result<Vec<(&'static str, String, u32)>> {
+    let mut files = vec![
+        ("compose.yaml", compose::render(deployment)?, MODE_PUBLIC),
+        ("run.sh", script::render_run(deployment)?, MODE_SCRIPT),
+        ("stop.sh", script::render_stop(deployment)?, MODE_SCRIPT),
+    ];
+    if deployment.connection.is_some() {
+        files.push((
+            text::flwr_config_file(deployment),
+            flwr_config::render(deployment)?,
+            MODE_PUBLIC,
+        ));
+    }
+    files.push(("README.md", text::readme(deployment)?, MODE_PUBLIC));
+    files.push((SETTINGS_FILE, settings.to_json(), MODE_PUBLIC));
+    Ok(files)
+}
+
+/// Certificates that are kept must still cover every public address: say which do not.
+fn warn_uncovered_public_addresses(settings: &Settings, layout: &Layout, printer: &Printer) {
+    if settings.public_addresses.is_empty() {
+        return;
+    }
+    let Ok(der) = crate::tls::material::read_certificate(&layout.server_cert()) else {
+        return;
+    };
+    let Ok(cert) = crate::tls::material::parse_certificate(&der) else {
+        return;
+    };
+    let covered = crate::tls::material::subject_names(&cert);
+    for address in &settings.public_addresses {
+        if !covered.iter().any(|name| name.covers(&address.host)) {
+            printer.warn(&format!(
+                "--public-address {address}: the existing server certificate {} does not cover {}; `flowerbed check` will report it (renew it with `flowerbed certs generate ... --force --ca-cert ... --ca-key ... --name {}`)",
+                layout.server_cert().display(),
+                address.host,
+                address.host
+            ));
+        }
+    }
+}
+
 /// As root, hand the folders the containers must own to their UID, journaled like
 /// `flowerbed own` (a second run changes nothing). Returns whether it did.
 fn hand_to_container(deployment: &Deployment) -> Result<bool> {
@@ -312,7 +410,12 @@ fn hand_to_container(deployment: &Deployment) -> Result<bool> {
     Ok(true)
 }
 
-fn print_next_steps(printer: &Printer, dir: &Path, deployment: &Deployment, own: Option<&str>) -> Result<()> {
+pub(crate) fn print_next_steps(
+    printer: &Printer,
+    dir: &Path,
+    deployment: &Deployment,
+    own: Option<&str>,
+) -> Result<()> {
     let quoted_dir = shlex::try_quote(&dir.to_string_lossy())?.into_owned();
     printer.info("")?;
     if let Some(own) = own {
@@ -325,15 +428,25 @@ fn print_next_steps(printer: &Printer, dir: &Path, deployment: &Deployment, own:
     printer.info(&format!(
         "start:   cd {quoted_dir} && docker compose up -d   (or: sh run.sh)"
     ))?;
+    let Some(connection) = &deployment.connection else {
+        printer.info(&format!("check:   flowerbed check {quoted_dir}"))?;
+        return Ok(());
+    };
     printer.info(&format!(
         "connect: add {} to {}, then `flwr run APP_DIR {} --stream`",
         text::flwr_config_file(deployment),
-        if deployment.connection.config_toml {
+        if connection.config_toml {
             "~/.flwr/config.toml"
         } else {
             "your app's pyproject.toml"
         },
-        deployment.connection.name
+        connection.name
     ))?;
+    if deployment.role == DeploymentRole::Superlink {
+        printer.info(&format!(
+            "supernodes on other hosts: flowerbed bundle supernode {quoted_dir} --out {}-supernode.tar.gz",
+            deployment.project
+        ))?;
+    }
     Ok(())
 }

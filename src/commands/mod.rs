@@ -1,6 +1,7 @@
 //! One module per command family: turn parsed flags into plain settings, call the domain
 //! code, print the result, and decide the outcome.
 
+pub mod bundle;
 pub mod certs;
 pub mod check;
 pub mod deploy;

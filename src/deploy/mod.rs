@@ -5,15 +5,17 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+pub mod address;
 pub mod model;
 pub mod profile;
 pub mod settings;
 
+pub use address::Address;
 pub use model::{
     Connection, Deployment, Flag, Mount, MountPurpose, MountedFile, Port, Role, Service, SourceKind,
 };
 pub use profile::{Generation, PROFILES, Profile};
-pub use settings::{CertLayout, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings};
+pub use settings::{CertLayout, DeploymentRole, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings};
 
 /// Validate `settings` and build its deployment (nothing on disk is looked at).
 pub fn build(settings: &Settings) -> Result<Deployment> {
@@ -44,7 +46,10 @@ pub fn require_sources(deployment: &Deployment, dir: &Path) -> Result<()> {
         SourceKind::File => "file",
         SourceKind::Directory => "folder",
     };
-    let fix = if mount.purpose == MountPurpose::State {
+    let fix = if deployment.role == DeploymentRole::Supernode && mount.purpose == MountPurpose::CaCertificate
+    {
+        "copy the superlink's CA certificate there (a bundle from `flowerbed bundle supernode` on the superlink's host carries it: `flowerbed quickstart --from-bundle FILE`) or pass --insecure".to_string()
+    } else if mount.purpose == MountPurpose::State {
         let quoted = shlex::try_quote(&mount.source.to_string_lossy())
             .unwrap_or_default()
             .into_owned();
@@ -92,7 +97,7 @@ mod tests {
         assert!(superlink.mounts[0].read_only);
         assert_eq!(superlink.image, "flwr/superlink:1.42.0");
         assert_eq!(superlink.user, "49999:49999");
-        assert_eq!(deployment.connection.address, "127.0.0.1:8000");
+        assert_eq!(deployment.connection.as_ref().unwrap().address, "127.0.0.1:8000");
     }
 
     #[test]
@@ -172,6 +177,52 @@ mod tests {
         let state = deployment.services[0].mounts.last().unwrap();
         assert_eq!(state.purpose, MountPurpose::State);
         assert!(state.files().is_none());
+    }
+
+    fn names(deployment: &Deployment) -> Vec<&str> {
+        deployment.services.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    #[test]
+    fn roles_split_the_services() {
+        let mut s = settings();
+        s.superlink_isolation = Isolation::Process;
+        s.supernode_isolation = Isolation::Process;
+        s.supernodes = 1;
+        s.role = DeploymentRole::Superlink;
+        s.public_addresses = vec![Address::parse("flower.example.org").unwrap()];
+        let link = build(&s).unwrap();
+        assert_eq!(names(&link), ["superlink", "superexec-serverapp"]);
+        let ports = &link.service("superlink").unwrap().ports;
+        assert_eq!(ports.len(), 1, "Fleet and Control share 8000 in 1.42");
+        assert_eq!(
+            (ports[0].host_ip.to_string(), ports[0].published),
+            ("0.0.0.0".into(), 8000)
+        );
+        assert_eq!(link.connection.as_ref().unwrap().address, "127.0.0.1:8000");
+        s.flower_version = "1.13.1".into();
+        let seed = build(&s).unwrap();
+        let published: Vec<_> = seed.services[0]
+            .ports
+            .iter()
+            .map(|p| format!("{}:{}", p.host_ip, p.published))
+            .collect();
+        assert_eq!(published, ["127.0.0.1:9093", "0.0.0.0:9092"]);
+
+        s.flower_version = "1.42.0".into();
+        s.role = DeploymentRole::Supernode;
+        s.public_addresses.clear();
+        s.superlink_address = Some(Address::parse("[2001:db8::1]").unwrap());
+        let node = build(&s).unwrap();
+        assert_eq!(names(&node), ["supernode-1", "superexec-clientapp-1"]);
+        let supernode = node.service("supernode-1").unwrap();
+        assert_eq!(
+            supernode.flag("--superlink").unwrap().value.as_deref(),
+            Some("[2001:db8::1]:8000")
+        );
+        assert!(supernode.depends_on.is_empty());
+        assert!(node.connection.is_none());
+        assert!(node.owned_paths().is_empty());
     }
 
     #[test]

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use crate::tls::{Layout, LayoutKind, layout};
 
+use super::address::Address;
 use super::profile::{Generation, Profile, SUPERNODE_APPIO_PORT};
-use super::settings::{Isolation, STATE_DIR, Security, Settings};
+use super::settings::{DeploymentRole, Isolation, STATE_DIR, Security, Settings};
 
 /// The container's working directory in Flower's images; relative flag paths start here.
 pub const CONTAINER_WORKDIR: &str = "/app";
@@ -40,9 +41,13 @@ pub struct Deployment {
     pub superlink_isolation: Isolation,
     pub supernode_isolation: Isolation,
     pub security: Security,
+    /// Which side of the federation runs here.
+    pub role: DeploymentRole,
+    /// Role superlink: the addresses supernodes on other hosts dial.
+    pub public_addresses: Vec<Address>,
     pub services: Vec<Service>,
-    /// How the `flwr` CLI on the host reaches the superlink.
-    pub connection: Connection,
+    /// How the `flwr` CLI on the host reaches the superlink; `None` without a superlink.
+    pub connection: Option<Connection>,
 }
 
 /// What a service does in the federation.
@@ -236,16 +241,25 @@ pub fn build(settings: &Settings, profile: &Profile) -> Deployment {
         profile,
         layout: Layout::new(&settings.dir, LayoutKind::from(settings.cert_layout)),
     };
-    let mut services = vec![builder.superlink()];
-    if settings.superlink_isolation == Isolation::Process {
-        services.push(builder.serverapp_runner());
-    }
-    for index in 1..=settings.supernodes {
-        services.push(builder.supernode(index));
-        if settings.supernode_isolation == Isolation::Process {
-            services.push(builder.clientapp_runner(index));
+    let mut services = Vec::new();
+    if settings.role.has_superlink() {
+        services.push(builder.superlink());
+        if settings.superlink_isolation == Isolation::Process {
+            services.push(builder.serverapp_runner());
         }
     }
+    if settings.role.has_supernodes() {
+        for index in 1..=settings.supernodes {
+            services.push(builder.supernode(index));
+            if settings.supernode_isolation == Isolation::Process {
+                services.push(builder.clientapp_runner(index));
+            }
+        }
+    }
+    let connection = services
+        .iter()
+        .find(|service| service.role == Role::Superlink)
+        .map(|superlink| builder.connection(superlink));
     Deployment {
         dir: settings.dir.clone(),
         project: settings.project_name.clone(),
@@ -255,8 +269,10 @@ pub fn build(settings: &Settings, profile: &Profile) -> Deployment {
         superlink_isolation: settings.superlink_isolation,
         supernode_isolation: settings.supernode_isolation,
         security: settings.security,
+        role: settings.role,
+        public_addresses: settings.public_addresses.clone(),
         services,
-        connection: builder.connection(),
+        connection,
     }
 }
 
@@ -427,12 +443,31 @@ impl Builder<'_> {
                 .flags
                 .push(flag("--disable-runtime-dependency-installation"));
         }
-        let port = self.profile.control_port();
-        service.ports.push(Port {
-            host_ip: self.settings.publish_address,
-            published: port,
-            target: port,
-        });
+        let control = self.profile.control_port();
+        let fleet = self.profile.fleet_port();
+        if self.settings.role == DeploymentRole::Superlink {
+            // Supernodes on other hosts dial the Fleet port: publish it on every address
+            // of this host. When the flwr CLI shares that port (1.41+) it is the same entry.
+            let everywhere = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+            if fleet != control {
+                service.ports.push(Port {
+                    host_ip: self.settings.publish_address,
+                    published: control,
+                    target: control,
+                });
+            }
+            service.ports.push(Port {
+                host_ip: everywhere,
+                published: fleet,
+                target: fleet,
+            });
+        } else {
+            service.ports.push(Port {
+                host_ip: self.settings.publish_address,
+                published: control,
+                target: control,
+            });
+        }
         service
     }
 
@@ -498,10 +533,14 @@ impl Builder<'_> {
             "supernode",
             "flower-supernode",
         );
-        service.flags.push(valued(
-            "--superlink",
-            format!("superlink:{}", self.profile.fleet_port()),
-        ));
+        let fleet = self.profile.fleet_port();
+        // Across hosts the supernodes dial the superlink's public address; on one host,
+        // its service name on the shared network.
+        let superlink = match &self.settings.superlink_address {
+            Some(address) if self.settings.role == DeploymentRole::Supernode => address.dial(fleet),
+            _ => format!("superlink:{fleet}"),
+        };
+        service.flags.push(valued("--superlink", superlink));
         if self.tls() {
             service
                 .flags
@@ -535,7 +574,9 @@ impl Builder<'_> {
             node_config(index - 1, self.settings.supernodes),
         ));
         self.allow_dependency_install(&mut service);
-        service.depends_on.push("superlink".into());
+        if self.settings.role.has_superlink() {
+            service.depends_on.push("superlink".into());
+        }
         service
     }
 
@@ -576,16 +617,22 @@ impl Builder<'_> {
         service
     }
 
-    fn connection(&self) -> Connection {
+    fn connection(&self, superlink: &Service) -> Connection {
+        let control = self.profile.control_port();
+        let published = superlink
+            .ports
+            .iter()
+            .find(|port| port.target == control)
+            .map_or(self.settings.publish_address, |port| port.host_ip);
         // A wildcard publish address is dialled on loopback, which our certificates cover.
-        let host = match self.settings.publish_address {
+        let host = match published {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
         Connection {
             name: self.settings.project_name.clone(),
-            address: SocketAddr::new(host, self.profile.control_port()).to_string(),
+            address: SocketAddr::new(host, control).to_string(),
             root_certificates: self.tls().then(|| ca_for_cli(&self.layout)),
             config_toml: self.profile.uses_flwr_config_toml(),
         }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::tls::LayoutKind;
 
+use super::address::Address;
 use super::profile::Profile;
 
 /// File in the deployment folder that records the settings a deployment was made with.
@@ -40,6 +41,40 @@ impl Isolation {
             Isolation::Subprocess => "subprocess",
             Isolation::Process => "process",
         }
+    }
+}
+
+/// Which side of a federation a deployment runs: one host with everything, or the
+/// superlink's host and the supernodes' hosts apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeploymentRole {
+    /// The superlink (and its ServerApp runner) only; supernodes dial a public address.
+    Superlink,
+    /// Supernodes (and their ClientApp runners) only, dialing a superlink elsewhere.
+    Supernode,
+    /// Superlink and supernodes on one host and one Docker network.
+    #[default]
+    All,
+}
+
+impl DeploymentRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeploymentRole::Superlink => "superlink",
+            DeploymentRole::Supernode => "supernode",
+            DeploymentRole::All => "all",
+        }
+    }
+
+    /// Whether the deployment runs the superlink.
+    pub fn has_superlink(self) -> bool {
+        self != DeploymentRole::Supernode
+    }
+
+    /// Whether the deployment runs supernodes.
+    pub fn has_supernodes(self) -> bool {
+        self != DeploymentRole::Superlink
     }
 }
 
@@ -101,6 +136,16 @@ pub struct Settings {
     pub gid: u32,
     /// Let Flower install app dependencies at run time (`uv sync`, needs the internet).
     pub install_app_dependencies: bool,
+    /// Which side of the federation this deployment runs (folders made before roles
+    /// existed hold everything).
+    #[serde(default)]
+    pub role: DeploymentRole,
+    /// Role superlink: the names or IPs (with ports) supernodes on other hosts dial.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_addresses: Vec<Address>,
+    /// Role supernode: where the supernodes dial the superlink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superlink_address: Option<Address>,
 }
 
 impl Settings {
@@ -123,6 +168,9 @@ impl Settings {
             uid: crate::FLOWER_UID,
             gid: crate::FLOWER_GID,
             install_app_dependencies: false,
+            role: DeploymentRole::All,
+            public_addresses: Vec::new(),
+            superlink_address: None,
         }
     }
 
@@ -171,8 +219,44 @@ impl Settings {
             }
             .into());
         }
+        self.validate_role()?;
         validate_dir_path(&self.dir)?;
         Ok(())
+    }
+
+    /// Each role has what it needs and nothing that belongs to another role.
+    fn validate_role(&self) -> Result<()> {
+        let role = self.role.name();
+        let refuse = |flag: &'static str, message: String| -> Result<()> {
+            Err(Error::InvalidFlag { flag, message }.into())
+        };
+        if self.role != DeploymentRole::Superlink && !self.public_addresses.is_empty() {
+            return refuse(
+                "--public-address",
+                format!(
+                    "only a superlink deployment (--role superlink) has public addresses; this one has role {role}"
+                ),
+            );
+        }
+        if self.role != DeploymentRole::Supernode && self.superlink_address.is_some() {
+            return refuse(
+                "--superlink-address",
+                format!(
+                    "only a supernode deployment (--role supernode) dials a superlink address; this one has role {role}"
+                ),
+            );
+        }
+        match self.role {
+            DeploymentRole::Superlink if self.public_addresses.is_empty() => refuse(
+                "--public-address",
+                "a superlink deployment needs the address supernodes on other hosts dial (--public-address HOST[:PORT], repeatable)".into(),
+            ),
+            DeploymentRole::Supernode if self.superlink_address.is_none() => refuse(
+                "--superlink-address",
+                "a supernode deployment needs the superlink's public address (--superlink-address HOST[:PORT], or --from-bundle)".into(),
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// The settings as stored in `flowerbed.json`.
@@ -357,6 +441,43 @@ mod tests {
         let mut back: Settings = serde_json::from_str(&text).unwrap();
         back.dir = PathBuf::from("/srv/x");
         assert_eq!(back, settings);
+    }
+
+    #[test]
+    fn roles_need_their_addresses_and_refuse_the_others() {
+        let address = |text: &str| Address::parse(text).unwrap();
+        let mut settings = Settings::defaults(PathBuf::from("/srv/x"));
+        settings.validate().unwrap();
+        settings.role = DeploymentRole::Superlink;
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.starts_with("--public-address"), "{err}");
+        settings.public_addresses = vec![address("flower.example.org")];
+        settings.validate().unwrap();
+        settings.superlink_address = Some(address("flower.example.org"));
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.starts_with("--superlink-address"), "{err}");
+        settings.role = DeploymentRole::Supernode;
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("--public-address") && err.contains("role supernode"),
+            "{err}"
+        );
+        settings.public_addresses.clear();
+        settings.validate().unwrap();
+        settings.superlink_address = None;
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.starts_with("--superlink-address"), "{err}");
+    }
+
+    #[test]
+    fn settings_without_a_role_are_all() {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&Settings::defaults(PathBuf::from("/srv/x")).to_json()).unwrap();
+        assert_eq!(json["role"], "all");
+        assert!(json.get("public-addresses").is_none());
+        json.as_object_mut().unwrap().remove("role");
+        let back: Settings = serde_json::from_value(json).unwrap();
+        assert_eq!(back.role, DeploymentRole::All);
     }
 
     #[test]

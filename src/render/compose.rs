@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -19,14 +20,15 @@ struct ComposeFile<'a> {
     networks: BTreeMap<&'static str, Network<'a>>,
 }
 
-/// Services in the model's order (superlink first), which a map type would lose.
-struct Services<'a>(&'a [Service]);
+/// Services in the model's order (superlink first), which a map type would lose; with a
+/// base folder, mount sources below it are written relative to the compose file.
+struct Services<'a>(&'a [Service], Option<&'a Path>);
 
 impl Serialize for Services<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
         for service in self.0 {
-            map.serialize_entry(&service.name, &ComposeService::from(service))?;
+            map.serialize_entry(&service.name, &ComposeService::new(service, self.1))?;
         }
         map.end()
     }
@@ -95,8 +97,18 @@ struct BindOptions {
     selinux: Option<&'static str>,
 }
 
-impl<'a> From<&'a Service> for ComposeService<'a> {
-    fn from(service: &'a Service) -> Self {
+/// A mount source as written: absolute, or `./PATH` below `base` (Compose resolves that
+/// against the compose file's folder).
+fn source_text<'a>(source: &'a Path, base: Option<&Path>) -> Cow<'a, str> {
+    // Paths were checked to be UTF-8 when the settings were validated.
+    match base.and_then(|base| source.strip_prefix(base).ok()) {
+        Some(relative) => Cow::Owned(format!("./{}", relative.to_str().unwrap_or_default())),
+        None => Cow::Borrowed(source.to_str().unwrap_or_default()),
+    }
+}
+
+impl<'a> ComposeService<'a> {
+    fn new(service: &'a Service, base: Option<&Path>) -> Self {
         Self {
             image: &service.image,
             command: service
@@ -123,8 +135,7 @@ impl<'a> From<&'a Service> for ComposeService<'a> {
                 .iter()
                 .map(|mount| ComposeVolume {
                     kind: "bind",
-                    // Paths were checked to be UTF-8 when the settings were validated.
-                    source: literal(mount.source.to_str().unwrap_or_default()),
+                    source: Cow::Owned(literal(&source_text(&mount.source, base)).into_owned()),
                     target: literal(&mount.target),
                     read_only: mount.read_only,
                     bind: BindOptions {
@@ -141,9 +152,19 @@ impl<'a> From<&'a Service> for ComposeService<'a> {
 
 /// The whole `compose.yaml`: a comment header, then the serialized model.
 pub fn render(deployment: &Deployment) -> Result<String> {
+    render_with_base(deployment, None)
+}
+
+/// `compose.yaml` for a folder that moves (a bundle): mount sources inside the deployment
+/// folder are relative to the compose file.
+pub fn render_relocatable(deployment: &Deployment) -> Result<String> {
+    render_with_base(deployment, Some(&deployment.dir))
+}
+
+fn render_with_base(deployment: &Deployment, base: Option<&Path>) -> Result<String> {
     let file = ComposeFile {
         name: &deployment.project,
-        services: Services(&deployment.services),
+        services: Services(&deployment.services, base),
         networks: BTreeMap::from([(
             "default",
             Network {

@@ -6,12 +6,16 @@ use anyhow::Result;
 use toml_edit::{DocumentMut, Item, Table, value};
 
 use crate::deploy::Deployment;
+use crate::error::Error;
 
 use super::text;
 
 /// The TOML table alone (no comments), for tests and for merging into a config file.
+/// Empty for a deployment without a superlink.
 pub fn table(deployment: &Deployment) -> String {
-    let connection = &deployment.connection;
+    let Some(connection) = &deployment.connection else {
+        return String::new();
+    };
     let mut entry = Table::new();
     entry.insert("address", value(connection.address.as_str()));
     match &connection.root_certificates {
@@ -44,6 +48,13 @@ pub fn table(deployment: &Deployment) -> String {
 
 /// The snippet with comments saying where it goes and how to use it.
 pub fn render(deployment: &Deployment) -> Result<String> {
+    if deployment.connection.is_none() {
+        return Err(Error::Usage(
+            "flwr-config: a supernode deployment has no superlink for the flwr CLI to connect to; render it from the superlink's deployment"
+                .into(),
+        )
+        .into());
+    }
     let mut out = text::flwr_config_header(deployment)?;
     out.push_str(&table(deployment));
     Ok(out)

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::deploy::model::{CONTAINER_WORKDIR, NODE_CONFIG_FLAG, SERVICE_LABEL, node_config};
 use crate::deploy::profile::SUPERNODE_APPIO_PORT;
-use crate::deploy::{Deployment, MountPurpose, Profile, Role, Service};
+use crate::deploy::{Deployment, DeploymentRole, MountPurpose, Profile, Role, Service};
 use crate::error::Error;
 
 use super::text;
@@ -322,67 +322,20 @@ pub fn objects(deployment: &Deployment, namespace: &str, material: &Material) ->
         }));
     }
 
-    let superlink = deployment
+    if let Some(superlink) = deployment
         .services
         .iter()
         .find(|service| service.role == Role::Superlink)
-        .context("no superlink in the deployment")?;
-    let ports = superlink_ports(profile);
-    objects.push(service_object(deployment, namespace, "superlink", &ports, false));
-    let container = Container {
-        name: "superlink",
-        service: superlink,
-        args: superlink.args(),
-        env: Vec::new(),
-        ports: ports.clone(),
-    };
-    let mut spec = json!({
-        "serviceName": "superlink",
-        "replicas": 1,
-        "selector": { "matchLabels": selector(deployment, "superlink") },
-        "template": pod_template(deployment, "superlink", &[container]),
-    });
-    if superlink.mounts.iter().any(|m| m.purpose == MountPurpose::State) {
-        spec["volumeClaimTemplates"] = json!([{
-            "metadata": { "name": "state" },
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": { "requests": { "storage": STATE_STORAGE } },
-            },
-        }]);
+    {
+        objects.extend(superlink_objects(deployment, namespace, profile, superlink));
     }
-    objects.push(json!({
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": metadata(deployment, namespace, "superlink"),
-        "spec": spec,
-    }));
-
-    if let Some(runner) = deployment
+    if deployment
         .services
         .iter()
-        .find(|service| service.role == Role::ServerAppRunner)
+        .any(|service| matches!(service.role, Role::Supernode(_)))
     {
-        let container = Container {
-            name: &runner.name,
-            service: runner,
-            args: runner.args(),
-            env: Vec::new(),
-            ports: Vec::new(),
-        };
-        objects.push(json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": metadata(deployment, namespace, &runner.name),
-            "spec": {
-                "replicas": 1,
-                "selector": { "matchLabels": selector(deployment, &runner.name) },
-                "template": pod_template(deployment, &runner.name, &[container]),
-            },
-        }));
+        objects.extend(supernodes(deployment, namespace)?);
     }
-
-    objects.extend(supernodes(deployment, namespace)?);
     Ok(objects)
 }
 
@@ -491,4 +444,86 @@ pub fn render(deployment: &Deployment, options: &KubernetesOptions) -> Result<St
     let namespace = namespace(deployment, options)?;
     let material = read_material(deployment)?;
     render_with(deployment, &namespace, &material)
+}
+
+/// The superlink's Service and StatefulSet, its ServerApp runner in process isolation, and
+/// for a superlink-only deployment a LoadBalancer Service with the Fleet port alone, for
+/// supernodes outside the cluster.
+fn superlink_objects(
+    deployment: &Deployment,
+    namespace: &str,
+    profile: &Profile,
+    superlink: &Service,
+) -> Vec<Value> {
+    let mut objects = Vec::new();
+    let ports = superlink_ports(profile);
+    objects.push(service_object(deployment, namespace, "superlink", &ports, false));
+    let container = Container {
+        name: "superlink",
+        service: superlink,
+        args: superlink.args(),
+        env: Vec::new(),
+        ports: ports.clone(),
+    };
+    let mut spec = json!({
+        "serviceName": "superlink",
+        "replicas": 1,
+        "selector": { "matchLabels": selector(deployment, "superlink") },
+        "template": pod_template(deployment, "superlink", &[container]),
+    });
+    if superlink.mounts.iter().any(|m| m.purpose == MountPurpose::State) {
+        spec["volumeClaimTemplates"] = json!([{
+            "metadata": { "name": "state" },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": { "requests": { "storage": STATE_STORAGE } },
+            },
+        }]);
+    }
+    objects.push(json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(deployment, namespace, "superlink"),
+        "spec": spec,
+    }));
+
+    if let Some(runner) = deployment
+        .services
+        .iter()
+        .find(|service| service.role == Role::ServerAppRunner)
+    {
+        let container = Container {
+            name: &runner.name,
+            service: runner,
+            args: runner.args(),
+            env: Vec::new(),
+            ports: Vec::new(),
+        };
+        objects.push(json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": metadata(deployment, namespace, &runner.name),
+            "spec": {
+                "replicas": 1,
+                "selector": { "matchLabels": selector(deployment, &runner.name) },
+                "template": pod_template(deployment, &runner.name, &[container]),
+            },
+        }));
+    }
+
+    if deployment.role == DeploymentRole::Superlink {
+        let name = "superlink-public";
+        let fleet = profile.fleet_port();
+        objects.push(json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": metadata(deployment, namespace, name),
+            "spec": {
+                "type": "LoadBalancer",
+                "selector": selector(deployment, "superlink"),
+                "ports": [{ "name": format!("fleet-{fleet}"), "port": fleet, "targetPort": fleet, "protocol": "TCP" }],
+            },
+        }));
+    }
+    objects
 }

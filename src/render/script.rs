@@ -94,13 +94,29 @@ fn quote(word: &str) -> Result<String> {
         .with_context(|| format!("{word:?}: cannot be quoted for sh"))
 }
 
+/// Shell variable a relocatable script sets to its own folder.
+const HERE_VARIABLE: &str = "here";
+
+/// One word of a command as the script writes it: with a base folder, a word that starts
+/// with that folder's path starts with `"$here"` instead, and the rest is quoted.
+fn word_text(word: &str, base: Option<&str>) -> Result<String> {
+    match base.and_then(|base| word.strip_prefix(base)) {
+        Some(rest) if rest.starts_with('/') => Ok(format!("\"${HERE_VARIABLE}\"{}", quote(rest)?)),
+        _ => quote(word),
+    }
+}
+
 /// One command over several lines, continued with backslashes.
 fn command_text(program: &str, lines: &[Vec<String>]) -> Result<String> {
+    command_text_with_base(program, lines, None)
+}
+
+fn command_text_with_base(program: &str, lines: &[Vec<String>], base: Option<&str>) -> Result<String> {
     let mut out = String::new();
     for (index, line) in lines.iter().enumerate() {
         let words = line
             .iter()
-            .map(|word| quote(word))
+            .map(|word| word_text(word, base))
             .collect::<Result<Vec<_>>>()?
             .join(" ");
         if index == 0 {
@@ -117,14 +133,40 @@ fn command_text(program: &str, lines: &[Vec<String>]) -> Result<String> {
 
 /// `run.sh`: create the network, start every service.
 pub fn render_run(deployment: &Deployment) -> Result<String> {
+    render_run_with_base(deployment, None)
+}
+
+/// `run.sh` for a folder that moves (a bundle): mount sources inside the deployment folder
+/// are found from the script's own folder when it runs.
+pub fn render_run_relocatable(deployment: &Deployment) -> Result<String> {
+    let base = deployment
+        .dir
+        .to_str()
+        .context("the deployment folder's path is not UTF-8")?;
+    render_run_with_base(deployment, Some(base))
+}
+
+fn render_run_with_base(deployment: &Deployment, base: Option<&str>) -> Result<String> {
     let mut out = String::from("#!/bin/sh\n");
     out.push_str(&text::run_header(deployment)?);
-    out.push_str("set -eu\n\n");
+    out.push_str("set -eu\n");
+    if base.is_some() {
+        // Docker wants absolute mount sources: the folder this script was unpacked in.
+        let _ = writeln!(
+            out,
+            "{HERE_VARIABLE}=$(CDPATH= cd -- \"$(dirname -- \"$0\")\" && pwd -P)"
+        );
+    }
+    out.push('\n');
     out.push_str(&command_text("docker", &[network_create(deployment)])?);
     for service in &deployment.services {
         out.push('\n');
         let _ = writeln!(out, "# {} ({})", service.name, service.program);
-        out.push_str(&command_text("docker", &run_lines(deployment, service))?);
+        out.push_str(&command_text_with_base(
+            "docker",
+            &run_lines(deployment, service),
+            base,
+        )?);
     }
     Ok(out)
 }

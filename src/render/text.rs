@@ -11,7 +11,11 @@ use crate::deploy::{Deployment, Isolation, Security};
 
 /// File name of the flwr connection snippet in a quickstart folder.
 pub fn flwr_config_file(deployment: &Deployment) -> &'static str {
-    if deployment.connection.config_toml {
+    if deployment
+        .connection
+        .as_ref()
+        .is_none_or(|connection| connection.config_toml)
+    {
         "flwr-config.toml"
     } else {
         "flwr-federation.toml"
@@ -50,6 +54,10 @@ fn environment() -> &'static Environment<'static> {
                 include_str!("../../templates/flwr-config-header.toml.j2"),
             ),
             ("readme", include_str!("../../templates/README.md.j2")),
+            (
+                "bundle-readme",
+                include_str!("../../templates/bundle-README.md.j2"),
+            ),
         ] {
             env.add_template(name, source).expect("templates parse");
         }
@@ -83,6 +91,17 @@ struct View<'a> {
     /// Kubernetes namespace and the superlink port the flwr CLI dials (empty elsewhere).
     namespace: &'a str,
     control_port: &'a str,
+    /// `superlink`, `supernode` or `all`.
+    role: &'a str,
+    has_superlink: bool,
+    has_supernodes: bool,
+    /// Role superlink: the addresses supernodes on other hosts dial.
+    public_addresses: Vec<String>,
+    /// The address the supernodes dial (`--superlink`).
+    superlink_address: &'a str,
+    /// A bundle's folder name and archive file name (empty elsewhere).
+    bundle_folder: &'a str,
+    bundle_file: &'a str,
 }
 
 fn view(deployment: &Deployment) -> View<'_> {
@@ -117,11 +136,33 @@ fn view(deployment: &Deployment) -> View<'_> {
             .collect(),
         own_command: own_command(deployment),
         release_command: release_command(deployment),
-        name: &deployment.connection.name,
-        config_toml: deployment.connection.config_toml,
+        name: deployment
+            .connection
+            .as_ref()
+            .map_or("", |connection| connection.name.as_str()),
+        config_toml: deployment
+            .connection
+            .as_ref()
+            .is_some_and(|connection| connection.config_toml),
         flwr_config_file: flwr_config_file(deployment),
         namespace: "",
         control_port: "",
+        role: deployment.role.name(),
+        has_superlink: deployment.role.has_superlink(),
+        has_supernodes: deployment.role.has_supernodes(),
+        public_addresses: deployment
+            .public_addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        superlink_address: deployment
+            .services
+            .iter()
+            .find_map(|service| service.flag("--superlink"))
+            .and_then(|flag| flag.value.as_deref())
+            .unwrap_or(""),
+        bundle_folder: "",
+        bundle_file: "",
     }
 }
 
@@ -184,8 +225,8 @@ pub fn kubernetes_header(deployment: &Deployment, namespace: &str) -> Result<Str
     view.namespace = namespace;
     view.control_port = deployment
         .connection
-        .address
-        .rsplit_once(':')
+        .as_ref()
+        .and_then(|connection| connection.address.rsplit_once(':'))
         .map_or("", |(_, port)| port);
     environment()
         .get_template("kubernetes-header")
@@ -200,6 +241,17 @@ pub fn flwr_config_header(deployment: &Deployment) -> Result<String> {
 /// The deployment folder's README.md.
 pub fn readme(deployment: &Deployment) -> Result<String> {
     render("readme", deployment)
+}
+
+/// The README.md of a supernode bundle: what it is and the one command to run.
+pub fn bundle_readme(deployment: &Deployment, folder: &str, file: &str) -> Result<String> {
+    let mut view = view(deployment);
+    view.bundle_folder = folder;
+    view.bundle_file = file;
+    environment()
+        .get_template("bundle-readme")
+        .and_then(|template| template.render(minijinja::value::Serde(view)))
+        .context("cannot render the bundle-readme template")
 }
 
 #[cfg(test)]
