@@ -3,6 +3,7 @@
 //! containers.
 
 pub mod compose;
+pub mod cross_host;
 pub mod live;
 pub mod model;
 pub mod perm;

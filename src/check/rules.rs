@@ -688,7 +688,7 @@ fn superlink_aliases(host: &str) -> bool {
     host.contains("superlink")
 }
 
-fn renew_fix(cert: &Path, names: &[SubjectName]) -> String {
+pub(crate) fn renew_fix(cert: &Path, names: &[SubjectName]) -> String {
     let folder = cert.parent().unwrap_or(Path::new("."));
     let root = deployment_root(folder);
     // The CA lives in ca/ in flowerbed's layout, beside the server certificate in Flower's.

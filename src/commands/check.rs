@@ -6,6 +6,7 @@ use anyhow::{Result, anyhow, bail};
 
 use crate::check::{self, CheckSettings, ContainerSpec, IdShift};
 use crate::cli::check::{CheckArgs, Format, SelinuxMode};
+use crate::deploy::Deployment;
 use crate::error::Outcome;
 use crate::output::Printer;
 
@@ -45,23 +46,24 @@ pub fn settings(args: &CheckArgs, relative_sources_fail: bool) -> Result<CheckSe
     })
 }
 
-/// The containers of a deployment folder, and whether they come from a `docker run` script.
-fn folder_specs(dir: &Path) -> Result<(Vec<ContainerSpec>, bool)> {
+/// The containers of a deployment folder, whether they come from a `docker run` script,
+/// and flowerbed's model when the folder has one.
+fn folder_specs(dir: &Path) -> Result<(Vec<ContainerSpec>, bool, Option<Deployment>)> {
     if !dir.is_dir() {
         bail!("{}: not a directory", dir.display());
     }
     // A folder made by quickstart/render: rebuild the very model the renderers used.
     if dir.join(crate::deploy::SETTINGS_FILE).is_file() {
         let deployment = crate::deploy::load(dir)?;
-        return Ok((check::model::specs(&deployment), false));
+        return Ok((check::model::specs(&deployment), false, Some(deployment)));
     }
     let compose = dir.join("compose.yaml");
     if compose.is_file() {
-        return Ok((check::compose::read(&compose)?, false));
+        return Ok((check::compose::read(&compose)?, false, None));
     }
     let script = dir.join("run.sh");
     if script.is_file() {
-        return Ok((check::script::read(&script)?, true));
+        return Ok((check::script::read(&script)?, true, None));
     }
     bail!(
         "{}: no deployment found (no compose.yaml or run.sh; make one with `flowerbed quickstart {}`)",
@@ -74,17 +76,28 @@ pub fn run(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
     if let Some(targets) = &args.live {
         return run_live(args, targets, printer);
     }
-    let (source, specs, from_script) = if let Some(file) = &args.compose {
-        (file.display().to_string(), check::compose::read(file)?, false)
+    let (source, specs, from_script, deployment) = if let Some(file) = &args.compose {
+        (
+            file.display().to_string(),
+            check::compose::read(file)?,
+            false,
+            None,
+        )
     } else if let Some(file) = &args.run_script {
-        (file.display().to_string(), check::script::read(file)?, true)
+        (file.display().to_string(), check::script::read(file)?, true, None)
     } else {
         let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-        let (specs, from_script) = folder_specs(&dir)?;
-        (dir.display().to_string(), specs, from_script)
+        let (specs, from_script, deployment) = folder_specs(&dir)?;
+        (dir.display().to_string(), specs, from_script, deployment)
     };
     let settings = settings(args, from_script)?;
-    let report = check::run(source, &specs, &settings);
+    let mut report = check::run(source, &specs, &settings);
+    if let Some(deployment) = &deployment {
+        // Across hosts: public addresses (superlink) and the address dialed (supernode).
+        let mut findings = report.findings;
+        check::cross_host::check(deployment, &mut findings);
+        report = check::CheckReport::new(report.source, report.services, findings);
+    }
     print(&report, args, printer)?;
     Ok(if report.ok {
         Outcome::Success

@@ -1,0 +1,212 @@
+//! Rules for deployments split across hosts, from flowerbed's own model: on the superlink's
+//! host, the server certificate covers every public address; on a supernode's host, the
+//! names the bundle recorded for the server certificate cover the address the supernodes
+//! dial, and the CA is the one that issued it.
+
+use std::path::Path;
+
+use super::rules::{Finding, renew_fix};
+use crate::bundle::{METADATA_FILE, SuperlinkCertificate};
+use crate::deploy::{Deployment, DeploymentRole, Role, Security};
+use crate::tls::layout::SERVER_CERT;
+use crate::tls::material;
+use crate::tls::names::SubjectName;
+use crate::tls::verify::Severity;
+
+/// Every cross-host rule that applies to `deployment`'s role.
+pub fn check(deployment: &Deployment, findings: &mut Vec<Finding>) {
+    if deployment.security != Security::Tls {
+        return;
+    }
+    match deployment.role {
+        DeploymentRole::Superlink => public_addresses_covered(deployment, findings),
+        DeploymentRole::Supernode => superlink_address_covered(deployment, findings),
+        DeploymentRole::All => {}
+    }
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The superlink's server certificate names every public address.
+fn public_addresses_covered(deployment: &Deployment, findings: &mut Vec<Finding>) {
+    let Some(superlink) = deployment
+        .services
+        .iter()
+        .find(|service| service.role == Role::Superlink)
+    else {
+        return;
+    };
+    let Some(cert_path) = superlink
+        .mounts
+        .iter()
+        .flat_map(|mount| mount.files().unwrap_or_default())
+        .find(|file| file.name == SERVER_CERT)
+        .map(|file| file.source)
+    else {
+        return;
+    };
+    // A missing or unreadable certificate is reported by the mount and TLS rules.
+    let Ok(der) = material::read_certificate(&cert_path) else {
+        return;
+    };
+    let Ok(cert) = material::parse_certificate(&der) else {
+        return;
+    };
+    let covered = material::subject_names(&cert);
+    let hosts: Vec<SubjectName> = deployment
+        .public_addresses
+        .iter()
+        .map(|address| address.host.clone())
+        .collect();
+    let shown: Vec<String> = covered.iter().map(ToString::to_string).collect();
+    for address in &deployment.public_addresses {
+        if covered.iter().any(|name| name.covers(&address.host)) {
+            continue;
+        }
+        findings.push(Finding {
+            id: "public-address-not-covered",
+            severity: Severity::Error,
+            service: superlink.name.clone(),
+            path: Some(cert_path.clone()),
+            message: format!(
+                "the server certificate does not cover the public address {address}, which supernodes on other hosts dial: their TLS handshake fails (it covers: {})",
+                list(&shown)
+            ),
+            fix: Some(renew_fix(&cert_path, &hosts)),
+        });
+    }
+}
+
+/// The supernodes dial a name the superlink's certificate covers, as the bundle recorded
+/// it, and trust the CA that issued it.
+fn superlink_address_covered(deployment: &Deployment, findings: &mut Vec<Finding>) {
+    let Some(supernode) = deployment
+        .services
+        .iter()
+        .find(|service| matches!(service.role, Role::Supernode(_)))
+    else {
+        return;
+    };
+    let Some(address) = supernode.flag("--superlink").and_then(|flag| flag.value.clone()) else {
+        return;
+    };
+    let host_text = address
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .map_or_else(
+            || {
+                address
+                    .rsplit_once(':')
+                    .map_or(address.as_str(), |(host, _)| host)
+            },
+            |(host, _)| host,
+        );
+    let Ok(host) = SubjectName::parse(host_text) else {
+        return;
+    };
+    let metadata_path = deployment.dir.join(METADATA_FILE);
+    let metadata = match std::fs::read_to_string(&metadata_path) {
+        Ok(text) => SuperlinkCertificate::from_json(&text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            findings.push(Finding {
+                id: "superlink-names-unknown",
+                severity: Severity::Warning,
+                service: supernode.name.clone(),
+                path: Some(metadata_path),
+                message: format!(
+                    "no record of the names the superlink's certificate covers, so whether it covers {host} was not checked"
+                ),
+                fix: Some(format!(
+                    "on the superlink's host: flowerbed certs verify DIR --name {host} (or make this folder from a bundle: flowerbed bundle supernode)"
+                )),
+            });
+            return;
+        }
+        Err(err) => Err(anyhow::Error::new(err)),
+    };
+    let metadata = match metadata {
+        Ok(metadata) => metadata,
+        Err(err) => {
+            findings.push(Finding {
+                id: "superlink-names-unreadable",
+                severity: Severity::Error,
+                service: supernode.name.clone(),
+                path: Some(metadata_path),
+                message: format!("{err:#}"),
+                fix: Some("make a new bundle on the superlink's host: flowerbed bundle supernode".into()),
+            });
+            return;
+        }
+    };
+    let covered: Vec<SubjectName> = metadata
+        .names
+        .iter()
+        .filter_map(|name| SubjectName::parse(name).ok())
+        .collect();
+    if !covered.iter().any(|name| name.covers(&host)) {
+        findings.push(Finding {
+            id: "superlink-address-not-covered",
+            severity: Severity::Error,
+            service: supernode.name.clone(),
+            path: Some(metadata_path.clone()),
+            message: format!(
+                "the supernodes dial {address}, but the superlink's certificate does not cover {host}: the TLS handshake fails (it covers: {})",
+                list(&metadata.names)
+            ),
+            fix: Some(format!(
+                "dial a name it covers (--superlink-address), or on the superlink's host add --public-address {host}, renew the certificate and make a new bundle"
+            )),
+        });
+    }
+    ca_matches(
+        deployment,
+        supernode.name.as_str(),
+        &metadata,
+        &metadata_path,
+        findings,
+    );
+}
+
+/// The CA the supernodes trust is the one the bundle recorded as the issuer.
+fn ca_matches(
+    deployment: &Deployment,
+    service: &str,
+    metadata: &SuperlinkCertificate,
+    metadata_path: &Path,
+    findings: &mut Vec<Finding>,
+) {
+    let Some(ca_path) = deployment
+        .services
+        .iter()
+        .flat_map(|service| &service.mounts)
+        .flat_map(|mount| mount.files().unwrap_or_default())
+        .map(|file| file.source)
+        .next()
+    else {
+        return;
+    };
+    let Ok(der) = material::read_certificate(&ca_path) else {
+        return; // reported by the mount and flag-file rules
+    };
+    let actual = material::fingerprint(&der);
+    if actual != metadata.ca_certificate_sha256 {
+        findings.push(Finding {
+            id: "ca-mismatch",
+            severity: Severity::Error,
+            service: service.to_string(),
+            path: Some(ca_path),
+            message: format!(
+                "not the CA that issued the superlink's certificate (SHA-256 {actual}; {} records {})",
+                metadata_path.display(),
+                metadata.ca_certificate_sha256
+            ),
+            fix: Some("use the ca.crt from the superlink's bundle".into()),
+        });
+    }
+}
