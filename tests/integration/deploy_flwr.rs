@@ -308,9 +308,12 @@ fn check_connection(venv: &Path, profile: &Profile, env: &TestEnv) {
         let expected = if profile.uses_flwr_config_toml() {
             "lab-1".to_string()
         } else if security == Security::Tls {
-            format!("lab-1 {} tls", deployment.connection.address)
+            format!("lab-1 {} tls", deployment.connection.as_ref().unwrap().address)
         } else {
-            format!("lab-1 {} insecure 0", deployment.connection.address)
+            format!(
+                "lab-1 {} insecure 0",
+                deployment.connection.as_ref().unwrap().address
+            )
         };
         assert!(stdout.contains(&expected), "Flower {}: {stdout}", profile.version);
     }

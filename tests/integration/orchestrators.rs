@@ -90,7 +90,7 @@ fn kubernetes_snapshots() {
 
 /// The first `program` on PATH that `works`. In CI its absence is a failure; elsewhere the
 /// test says it skipped.
-fn tool(program: &str, install: &str, works: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+pub fn tool(program: &str, install: &str, works: impl Fn(&Path) -> bool) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
             .map(|dir| dir.join(program))
@@ -107,7 +107,7 @@ fn tool(program: &str, install: &str, works: impl Fn(&Path) -> bool) -> Option<P
 }
 
 /// Debian's docker.io 20.10 client has no `docker stack config`; the Docker CLI 23+ does.
-fn has_stack_config(docker: &Path) -> bool {
+pub fn has_stack_config(docker: &Path) -> bool {
     Process::new(docker)
         .args(["stack", "config", "--help"])
         .output()

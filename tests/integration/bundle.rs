@@ -1,0 +1,836 @@
+//! Across hosts: `--role`, `--public-address`, `bundle supernode`, `quickstart
+//! --from-bundle`, and `check` on either side. Compose, openssl, tar and the validators
+//! judge the output, not flowerbed itself.
+
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+use serde_json::Value;
+
+use crate::deploy::{compose_config_ok, docker_compose};
+use crate::orchestrators::{has_stack_config, tool};
+use crate::testenv::{TestEnv, assert_bad_input, snapshot};
+
+const PUBLIC: &str = "flower.example.org";
+const PUBLIC_IP: &str = "203.0.113.7";
+
+fn yaml(text: &str) -> Value {
+    serde_saphyr::from_str(text).unwrap()
+}
+
+/// Service names of a compose file, sorted.
+fn service_names(compose: &Value) -> Vec<String> {
+    let mut names: Vec<String> = compose["services"].as_object().unwrap().keys().cloned().collect();
+    names.sort();
+    names
+}
+
+/// The value after `flag` in a compose service's command.
+fn command_flag(service: &Value, flag: &str) -> Option<String> {
+    let command: Vec<String> = serde_json::from_value(service["command"].clone()).unwrap();
+    let at = command.iter().position(|word| word == flag)?;
+    command.get(at + 1).cloned()
+}
+
+/// A superlink deployment in `link/` (process isolation, two public addresses).
+fn superlink(env: &TestEnv) -> PathBuf {
+    let out = env
+        .flowerbed([
+            "quickstart",
+            "link",
+            "--role",
+            "superlink",
+            "--isolation",
+            "process",
+            "--public-address",
+            PUBLIC,
+            "--public-address",
+            "[2001:db8::7]:443",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    env.join("link")
+}
+
+fn bundle(env: &TestEnv, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["bundle", "supernode", "link", "--out", "site.tar.gz"];
+    args.extend_from_slice(extra);
+    let out = env.flowerbed(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    env.join("site.tar.gz")
+}
+
+/// `check --json` on a folder: exit code and finding ids.
+fn check(env: &TestEnv, dir: &str) -> (i32, Vec<String>, Value) {
+    let out = env
+        .flowerbed(["check", dir, "--selinux", "off", "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no JSON: {}", String::from_utf8_lossy(&out.stderr)));
+    let ids = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    (out.status.code().unwrap(), ids, report)
+}
+
+#[test]
+fn each_role_renders_its_own_services_and_compose_accepts_them() {
+    let env = TestEnv::new();
+    let link = superlink(&env);
+    let compose = yaml(&std::fs::read_to_string(link.join("compose.yaml")).unwrap());
+    assert_eq!(service_names(&compose), ["superexec-serverapp", "superlink"]);
+    // The Fleet port (8000 in 1.42, shared with the flwr CLI) is published on every address.
+    assert_eq!(compose["services"]["superlink"]["ports"][0]["host_ip"], "0.0.0.0");
+    assert_eq!(compose["services"]["superlink"]["ports"][0]["published"], "8000");
+    let settings: Value =
+        serde_json::from_str(&std::fs::read_to_string(link.join("flowerbed.json")).unwrap()).unwrap();
+    assert_eq!(settings["role"], "superlink");
+    assert_eq!(
+        settings["public-addresses"],
+        serde_json::json!([PUBLIC, "[2001:db8::7]:443"])
+    );
+    assert!(link.join("flwr-config.toml").is_file());
+
+    // One host, as before: everything, dialing the service name.
+    env.flowerbed(["quickstart", "all", "--supernodes", "1"])
+        .assert()
+        .success();
+    let all = yaml(&std::fs::read_to_string(env.join("all/compose.yaml")).unwrap());
+    assert_eq!(service_names(&all), ["superlink", "supernode-1"]);
+    assert_eq!(
+        command_flag(&all["services"]["supernode-1"], "--superlink").as_deref(),
+        Some("superlink:8000")
+    );
+
+    // Supernodes only, dialing the public address; rendered for an older release too.
+    std::fs::create_dir_all(env.join("node/supernode-certificates")).unwrap();
+    std::fs::copy(
+        link.join("supernode-certificates/ca.crt"),
+        env.join("node/supernode-certificates/ca.crt"),
+    )
+    .unwrap();
+    env.flowerbed([
+        "quickstart",
+        "node",
+        "--role",
+        "supernode",
+        "--superlink-address",
+        PUBLIC_IP,
+        "--isolation",
+        "process",
+        "--supernodes",
+        "2",
+    ])
+    .assert()
+    .success();
+    let node = yaml(&std::fs::read_to_string(env.join("node/compose.yaml")).unwrap());
+    assert_eq!(
+        service_names(&node),
+        [
+            "superexec-clientapp-1",
+            "superexec-clientapp-2",
+            "supernode-1",
+            "supernode-2"
+        ]
+    );
+    for name in ["supernode-1", "supernode-2"] {
+        let service = &node["services"][name];
+        assert_eq!(
+            command_flag(service, "--superlink").as_deref(),
+            Some("203.0.113.7:8000")
+        );
+        assert!(service.get("depends_on").is_none(), "no superlink to wait for");
+    }
+    assert!(!env.join("node/flwr-config.toml").exists());
+    assert!(!env.join("node/ca").exists() && !env.join("node/superlink-certificates").exists());
+    let out = env
+        .flowerbed([
+            "render",
+            "compose",
+            "node",
+            "--flower-version",
+            "1.13.1",
+            "--superlink-address",
+            "[2001:db8::1]",
+        ])
+        .output()
+        .unwrap();
+    let seed = yaml(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(
+        command_flag(&seed["services"]["supernode-1"], "--superlink").as_deref(),
+        Some("[2001:db8::1]:9092")
+    );
+    let out = env.flowerbed(["render", "docker-run", "node"]).output().unwrap();
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(script.contains("--superlink 203.0.113.7:8000"), "{script}");
+    assert!(!script.contains("--name flowerbed-superlink"), "{script}");
+
+    let Some(binary) = docker_compose() else { return };
+    for dir in ["link", "node", "all"] {
+        compose_config_ok(&binary, &env.join(dir).join("compose.yaml"));
+    }
+    let seed_file = env.join("seed.yaml");
+    let out = env
+        .flowerbed(["render", "compose", "link", "--flower-version", "1.13.1"])
+        .output()
+        .unwrap();
+    std::fs::write(&seed_file, out.stdout).unwrap();
+    compose_config_ok(&binary, &seed_file);
+}
+
+#[test]
+fn orchestrators_render_each_role() {
+    let env = TestEnv::new();
+    let link = superlink(&env);
+    let out = env
+        .flowerbed(["render", "kubernetes", "link", "--namespace", "fl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let link_k8s = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<Value> = link_k8s.split("\n---\n").skip(1).map(yaml).collect();
+    let public = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "superlink-public")
+        .expect("a LoadBalancer for supernodes outside the cluster");
+    assert_eq!(public["spec"]["type"], "LoadBalancer");
+    assert_eq!(public["spec"]["ports"][0]["port"], 8000);
+    assert!(!docs.iter().any(|d| d["metadata"]["name"] == "supernode"));
+
+    let site = bundle(&env, &[]);
+    env.flowerbed(["quickstart", "--from-bundle"])
+        .arg(&site)
+        .arg("node")
+        .assert()
+        .success();
+    let out = env
+        .flowerbed(["render", "kubernetes", "node", "--namespace", "fl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let node_k8s = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<Value> = node_k8s.split("\n---\n").skip(1).map(yaml).collect();
+    let kinds: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Namespace/fl",
+            "Secret/flower-ca",
+            "Service/supernode",
+            "StatefulSet/supernode"
+        ]
+    );
+    assert!(node_k8s.contains(&format!("{PUBLIC}:8000")), "{node_k8s}");
+    assert!(!node_k8s.contains("PRIVATE KEY"));
+    // No flwr connection without a superlink.
+    let out = env.flowerbed(["render", "flwr-config", "node"]).output().unwrap();
+    assert_bad_input(&out, "flwr-config");
+
+    let swarm_link = env.join("link-stack.yaml");
+    let swarm_node = env.join("node-stack.yaml");
+    env.flowerbed(["render", "swarm", "link", "--out"])
+        .arg(&swarm_link)
+        .assert()
+        .success();
+    env.flowerbed(["render", "swarm", "node", "--out"])
+        .arg(&swarm_node)
+        .assert()
+        .success();
+    let stack = yaml(&std::fs::read_to_string(&swarm_node).unwrap());
+    assert_eq!(
+        service_names(&stack),
+        [
+            "superexec-clientapp-1",
+            "superexec-clientapp-2",
+            "supernode-1",
+            "supernode-2"
+        ]
+    );
+
+    if let Some(validate) = tool("kubernetes-validate", "pip install kubernetes-validate", |_| true) {
+        for (name, text) in [("link", &link_k8s), ("node", &node_k8s)] {
+            let file = env.join(format!("{name}.k8s.yaml"));
+            std::fs::write(&file, text).unwrap();
+            let out = Process::new(&validate)
+                .args(["--strict", "--quiet"])
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    if let Some(docker) = tool("docker", "a Docker CLI 23+", has_stack_config) {
+        for file in [&swarm_link, &swarm_node] {
+            let out = Process::new(&docker)
+                .args(["stack", "config", "-c"])
+                .arg(file)
+                .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    drop(link);
+}
+
+#[test]
+fn public_addresses_are_in_the_server_certificate() {
+    let env = TestEnv::new();
+    let link = superlink(&env);
+    let out = Process::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(link.join("superlink-certificates/server.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        format!("DNS:{PUBLIC}"),
+        "IP Address:2001:DB8:0:0:0:0:0:7".to_string(),
+        "DNS:superlink".to_string(),
+        "IP Address:127.0.0.1".to_string(),
+    ] {
+        assert!(text.contains(&name), "SAN lacks {name}: {text}");
+    }
+}
+
+#[test]
+fn check_reports_a_public_address_the_certificate_does_not_cover() {
+    let env = TestEnv::new();
+    superlink(&env);
+    let (code, ids, _) = check(&env, "link");
+    assert_eq!((code, ids), (0, Vec::<String>::new()));
+    // A new public address over the kept certificate: quickstart warns, check finds it.
+    let out = env
+        .flowerbed([
+            "quickstart",
+            "link",
+            "--public-address",
+            "other.example.org:9443",
+            "--force",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not cover other.example.org"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, ids, report) = check(&env, "link");
+    assert_eq!(code, 1);
+    assert_eq!(ids, ["public-address-not-covered"]);
+    let finding = &report["findings"][0];
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("other.example.org:9443")
+    );
+    let fix = finding["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("certs generate") && fix.contains("--name other.example.org"),
+        "{fix}"
+    );
+    // The fix the finding names makes it clean (the existing CA signs the new certificate),
+    // once the new key is handed to the container user again.
+    let words = shlex::split(fix).unwrap();
+    assert_eq!(words[0], "flowerbed");
+    env.flowerbed(&words[1..]).assert().success();
+    env.flowerbed(["own", "link/superlink-certificates"])
+        .assert()
+        .success();
+    let (code, ids, _) = check(&env, "link");
+    assert_eq!((code, ids), (0, Vec::<String>::new()));
+}
+
+/// Every entry of a gzip tar: path, type, mode, owner, names, time, contents.
+struct Listed {
+    path: String,
+    kind: tar::EntryType,
+    mode: u32,
+    ids: (u64, u64),
+    names: (String, String),
+    mtime: u64,
+    contents: Vec<u8>,
+}
+
+fn list(archive: &Path) -> Vec<Listed> {
+    let file = std::fs::File::open(archive).unwrap();
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut out = Vec::new();
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let header = entry.header().clone();
+        let mut contents = Vec::new();
+        entry.read_to_end(&mut contents).unwrap();
+        out.push(Listed {
+            path: String::from_utf8(entry.path_bytes().into_owned()).unwrap(),
+            kind: header.entry_type(),
+            mode: header.mode().unwrap(),
+            ids: (header.uid().unwrap(), header.gid().unwrap()),
+            names: (
+                header.username().unwrap().unwrap_or_default().to_string(),
+                header.groupname().unwrap().unwrap_or_default().to_string(),
+            ),
+            mtime: header.mtime().unwrap(),
+            contents,
+        });
+    }
+    out
+}
+
+#[test]
+fn the_bundle_holds_what_a_supernode_needs_and_no_private_key() {
+    let env = TestEnv::new();
+    let link = superlink(&env);
+    let site = bundle(&env, &["--supernodes", "1"]);
+    let entries = list(&site);
+    let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "flowerbed-supernode/",
+            "flowerbed-supernode/supernode-certificates/",
+            "flowerbed-supernode/README.md",
+            "flowerbed-supernode/compose.yaml",
+            "flowerbed-supernode/flowerbed.json",
+            "flowerbed-supernode/run.sh",
+            "flowerbed-supernode/stop.sh",
+            "flowerbed-supernode/superlink-certificate.json",
+            "flowerbed-supernode/supernode-certificates/ca.crt",
+        ]
+    );
+    let mtime = entries[0].mtime;
+    assert!(mtime > 0);
+    for entry in &entries {
+        let executable = entry.kind == tar::EntryType::Directory
+            || ["/run.sh", "/stop.sh"]
+                .iter()
+                .any(|script| entry.path.ends_with(script));
+        assert_eq!(
+            entry.mode,
+            if executable { 0o755 } else { 0o644 },
+            "{}",
+            entry.path
+        );
+        assert!(
+            matches!(entry.kind, tar::EntryType::Directory | tar::EntryType::Regular),
+            "{}",
+            entry.path
+        );
+        assert_eq!(entry.ids, (0, 0), "{}", entry.path);
+        assert_eq!(entry.names, (String::new(), String::new()), "{}", entry.path);
+        assert_eq!(entry.mtime, mtime, "{}", entry.path);
+        let text = String::from_utf8_lossy(&entry.contents);
+        // No private key of any kind: PKCS#8, SEC1, PKCS#1, encrypted, OpenSSH.
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "{} holds a private key",
+            entry.path
+        );
+        // Nothing of the superlink host's folder leaks into the files.
+        assert!(!text.contains(link.to_str().unwrap()), "{}", entry.path);
+        assert!(!text.contains("/flowerbed-bundle"), "{}", entry.path);
+    }
+    let file = |name: &str| -> String {
+        let entry = entries
+            .iter()
+            .find(|e| e.path == format!("flowerbed-supernode/{name}"))
+            .unwrap();
+        String::from_utf8(entry.contents.clone()).unwrap()
+    };
+    // The CA only: the very certificate the superlink's clients trust.
+    assert_eq!(
+        file("supernode-certificates/ca.crt"),
+        std::fs::read_to_string(link.join("supernode-certificates/ca.crt")).unwrap()
+    );
+    let compose = yaml(&file("compose.yaml"));
+    assert_eq!(service_names(&compose), ["superexec-clientapp-1", "supernode-1"]);
+    assert_eq!(
+        command_flag(&compose["services"]["supernode-1"], "--superlink").as_deref(),
+        Some("flower.example.org:8000")
+    );
+    assert_eq!(
+        compose["services"]["supernode-1"]["volumes"][0]["source"],
+        "./supernode-certificates"
+    );
+    let settings: Value = serde_json::from_str(&file("flowerbed.json")).unwrap();
+    assert_eq!(settings["role"], "supernode");
+    assert_eq!(settings["superlink-address"], PUBLIC);
+    assert_eq!(settings["supernodes"], 1);
+    let metadata: Value = serde_json::from_str(&file("superlink-certificate.json")).unwrap();
+    let names: Vec<&str> = metadata["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&PUBLIC) && names.contains(&"2001:db8::7"),
+        "{names:?}"
+    );
+    let readme = file("README.md");
+    assert!(
+        readme.contains("flowerbed quickstart --from-bundle site.tar.gz flowerbed-supernode")
+            && readme.contains("sh run.sh"),
+        "{readme}"
+    );
+
+    // Same inputs, same bytes; an existing archive is replaced only with --force.
+    let first = std::fs::read(&site).unwrap();
+    let out = env
+        .flowerbed([
+            "bundle",
+            "supernode",
+            "link",
+            "--out",
+            "site.tar.gz",
+            "--supernodes",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_bad_input(&out, "already exists");
+    assert_eq!(std::fs::read(&site).unwrap(), first);
+    bundle(&env, &["--supernodes", "1", "--force"]);
+    assert_eq!(std::fs::read(&site).unwrap(), first, "not reproducible");
+    assert_eq!(std::fs::metadata(&site).unwrap().mode() & 0o777, 0o644);
+
+    // --superlink-address picks another address.
+    bundle(&env, &["--force", "--superlink-address", "[2001:db8::7]:443"]);
+    let compose = list(&site)
+        .into_iter()
+        .find(|e| e.path.ends_with("/compose.yaml"))
+        .unwrap();
+    let compose = yaml(&String::from_utf8(compose.contents).unwrap());
+    assert_eq!(
+        command_flag(&compose["services"]["supernode-2"], "--superlink").as_deref(),
+        Some("[2001:db8::7]:443")
+    );
+}
+
+/// A `docker` that records each call's argv, one NUL-separated word at a time.
+fn docker_stub(env: &TestEnv) -> (PathBuf, PathBuf) {
+    let bin = env.join("stub-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = env.join("docker-calls");
+    let stub = bin.join("docker");
+    std::fs::write(
+        &stub,
+        "#!/bin/sh\nfor arg in \"$@\"; do printf '%s\\0' \"$arg\" >> \"$DOCKER_STUB_LOG\"; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (bin, log)
+}
+
+fn run_with_stub(script: &Path, env: &TestEnv) -> Vec<String> {
+    let (bin, log) = docker_stub(env);
+    let _ = std::fs::remove_file(&log);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Process::new("sh")
+        .arg(script)
+        .env("PATH", path)
+        .env("DOCKER_STUB_LOG", &log)
+        .current_dir(env.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&log).unwrap();
+    bytes
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8(w.to_vec()).unwrap())
+        .collect()
+}
+
+#[test]
+fn from_bundle_round_trip_and_plain_sh_run() {
+    let env = TestEnv::new();
+    superlink(&env);
+    let site = bundle(&env, &[]);
+
+    // Plain Docker, no flowerbed: unpacked anywhere, run.sh mounts from its own folder.
+    let plain = env.join("plain 'dir' $x");
+    std::fs::create_dir(&plain).unwrap();
+    let status = Process::new("tar")
+        .arg("-xzf")
+        .arg(&site)
+        .arg("-C")
+        .arg(&plain)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let words = run_with_stub(&plain.join("flowerbed-supernode/run.sh"), &env);
+    let volume = format!(
+        "{}/flowerbed-supernode/supernode-certificates:/app/certificates:ro",
+        plain.display()
+    );
+    assert!(words.contains(&volume), "{words:?}");
+    assert!(words.contains(&format!("{PUBLIC}:8000")));
+    // And the unpacked folder checks clean as it is.
+    let relative = plain
+        .join("flowerbed-supernode")
+        .strip_prefix(env.path())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let (code, ids, _) = check(&env, &relative);
+    assert_eq!((code, ids), (0, Vec::<String>::new()));
+
+    // With flowerbed: DIR defaults to the bundle's folder name.
+    let out = env
+        .flowerbed(["quickstart", "--from-bundle", "site.tar.gz"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = env.join("flowerbed-supernode");
+    for file in [
+        "supernode-certificates/ca.crt",
+        "superlink-certificate.json",
+        "compose.yaml",
+        "run.sh",
+        "stop.sh",
+        "README.md",
+        "flowerbed.json",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    assert!(!dir.join("flwr-config.toml").exists());
+    assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o7777, 0o755);
+    assert_eq!(
+        std::fs::metadata(dir.join("run.sh")).unwrap().mode() & 0o7777,
+        0o755
+    );
+    // Rendered for this folder: absolute mount sources, the public address dialed.
+    let compose = yaml(&std::fs::read_to_string(dir.join("compose.yaml")).unwrap());
+    assert_eq!(
+        compose["services"]["supernode-1"]["volumes"][0]["source"].as_str(),
+        dir.join("supernode-certificates").to_str()
+    );
+    assert_eq!(
+        command_flag(&compose["services"]["supernode-2"], "--superlink").as_deref(),
+        Some("flower.example.org:8000")
+    );
+    let words = run_with_stub(&dir.join("run.sh"), &env);
+    assert!(words.contains(&format!(
+        "{}:/app/certificates:ro",
+        dir.join("supernode-certificates").display()
+    )));
+    let (code, ids, _) = check(&env, "flowerbed-supernode");
+    assert_eq!((code, ids), (0, Vec::<String>::new()));
+    if let Some(binary) = docker_compose() {
+        compose_config_ok(&binary, &dir.join("compose.yaml"));
+    }
+    // `own` works on the unpacked folder (and `release` hands it back).
+    env.flowerbed(["own", "flowerbed-supernode"]).assert().success();
+    assert_eq!(std::fs::metadata(dir.join("run.sh")).unwrap().uid(), 49_999);
+    env.flowerbed(["release", "flowerbed-supernode"])
+        .assert()
+        .success();
+
+    // Flags override the bundle's settings; a non-empty target is refused, unchanged.
+    env.flowerbed([
+        "quickstart",
+        "--from-bundle",
+        "site.tar.gz",
+        "two",
+        "--supernodes",
+        "1",
+        "--image-repo",
+        "flowerbed-local",
+    ])
+    .assert()
+    .success();
+    let compose = yaml(&std::fs::read_to_string(env.join("two/compose.yaml")).unwrap());
+    assert_eq!(service_names(&compose), ["superexec-clientapp-1", "supernode-1"]);
+    assert!(
+        compose["services"]["supernode-1"]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("flowerbed-local/supernode:")
+    );
+    let before = env.snapshot();
+    let out = env
+        .flowerbed(["quickstart", "--from-bundle", "site.tar.gz", "two"])
+        .output()
+        .unwrap();
+    assert_bad_input(&out, "not empty");
+    assert_eq!(env.snapshot(), before);
+}
+
+#[test]
+fn check_on_the_supernode_side_flags_an_address_the_certificate_lacks() {
+    let env = TestEnv::new();
+    superlink(&env);
+    // The operator is told to dial an address the superlink's certificate does not cover.
+    let out = env
+        .flowerbed([
+            "bundle",
+            "supernode",
+            "link",
+            "--out",
+            "wrong.tar.gz",
+            "--superlink-address",
+            "198.51.100.9",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not cover 198.51.100.9"));
+    env.flowerbed(["quickstart", "--from-bundle", "wrong.tar.gz", "wrong"])
+        .assert()
+        .success();
+    let (code, ids, report) = check(&env, "wrong");
+    assert_eq!(code, 1);
+    assert_eq!(ids, ["superlink-address-not-covered"]);
+    assert!(
+        report["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(PUBLIC)
+    );
+    // Dialing a covered name instead makes it clean.
+    env.flowerbed(["quickstart", "wrong", "--superlink-address", PUBLIC, "--force"])
+        .assert()
+        .success();
+    let (code, ids, _) = check(&env, "wrong");
+    assert_eq!((code, ids), (0, Vec::<String>::new()));
+    // A CA that did not issue the superlink's certificate is a finding too.
+    env.flowerbed(["certs", "generate", "other"]).assert().success();
+    std::fs::copy(
+        env.join("other/supernode-certificates/ca.crt"),
+        env.join("wrong/supernode-certificates/ca.crt"),
+    )
+    .unwrap();
+    let (code, ids, _) = check(&env, "wrong");
+    assert_eq!((code, ids), (1, vec!["ca-mismatch".to_string()]));
+}
+
+/// One raw entry: name, type, link target, contents.
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
+/// A gzip tar whose entries are written byte for byte as given, bypassing every check
+/// the tar crate's builder would make.
+fn hostile_archive(entries: &[RawEntry<'_>]) -> Vec<u8> {
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut builder = tar::Builder::new(encoder);
+    for (name, kind, link, contents) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_mode(0o644);
+        header.set_size(contents.len() as u64);
+        {
+            let old = header.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name);
+            old.linkname[..link.len()].copy_from_slice(link);
+        }
+        header.set_cksum();
+        builder.append(&header, *contents).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn a_hostile_archive_is_refused_and_nothing_is_written() {
+    let env = TestEnv::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let outside = elsewhere.path().join("evil");
+    let outside_bytes = outside.to_str().unwrap().as_bytes().to_vec();
+    let target_bytes = elsewhere.path().to_str().unwrap().as_bytes().to_vec();
+    let settings = br#"{"role": "supernode"}"#;
+    let regular = tar::EntryType::Regular;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "..",
+            hostile_archive(&[
+                (b"site/flowerbed.json", regular, b"", settings),
+                (b"site/../evil", regular, b"", b"pwned"),
+            ]),
+        ),
+        (
+            "absolute",
+            hostile_archive(&[
+                (b"site/README.md", regular, b"", b"hi"),
+                (&outside_bytes, regular, b"", b"pwned"),
+            ]),
+        ),
+        (
+            "symbolic link",
+            hostile_archive(&[
+                (b"site/link", tar::EntryType::Symlink, &target_bytes, b""),
+                (b"site/link/evil", regular, b"", b"pwned"),
+            ]),
+        ),
+        (
+            "hard link",
+            hostile_archive(&[(b"site/passwd", tar::EntryType::Link, b"/etc/passwd", b"")]),
+        ),
+        (
+            "FIFO",
+            hostile_archive(&[(b"site/pipe", tar::EntryType::Fifo, b"", b"")]),
+        ),
+        (
+            "character device",
+            hostile_archive(&[(b"site/null", tar::EntryType::Char, b"", b"")]),
+        ),
+        (
+            "outside the bundle's folder",
+            hostile_archive(&[
+                (b"site/README.md", regular, b"", b"hi"),
+                (b"other/evil", regular, b"", b"pwned"),
+            ]),
+        ),
+    ];
+    for (why, bytes) in &cases {
+        let file = env.join("hostile.tar.gz");
+        std::fs::write(&file, bytes).unwrap();
+        for dir in [None, Some("target")] {
+            let before = (env.snapshot(), snapshot(elsewhere.path()));
+            let mut args = vec!["quickstart", "--from-bundle", "hostile.tar.gz"];
+            args.extend(dir);
+            let out = env.flowerbed(args).output().unwrap();
+            assert_bad_input(&out, "refused");
+            assert_bad_input(&out, why);
+            assert_eq!(
+                (env.snapshot(), snapshot(elsewhere.path())),
+                before,
+                "{why}: the disk changed"
+            );
+            assert!(!outside.exists() && !env.join("evil").exists());
+        }
+    }
+}
+
+#[test]
+fn help_shows_the_across_hosts_examples() {
+    for command in ["bundle supernode", "quickstart"] {
+        let mut cmd = crate::testenv::flowerbed();
+        cmd.args(command.split(' ')).arg("--help");
+        let text = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+        assert!(text.contains("--from-bundle"), "{command}: {text}");
+        assert!(text.contains("--superlink-address"), "{command}: {text}");
+    }
+}
