@@ -101,7 +101,9 @@ pub struct DeployArgs {
 
     /// Role superlink: a DNS name or IP address supernodes on other hosts dial, with an
     /// optional port [default port: the release's Fleet port] (repeatable). Quickstart adds
-    /// each host to the server certificate; IPv6 in brackets: [2001:db8::1]:8000.
+    /// each host to the server certificate; IPv6 in brackets: [2001:db8::1]:8000. The
+    /// superlink publishes its Fleet port on every address of this host (from 1.41 that
+    /// port also serves the flwr CLI, so --publish-address does not narrow it).
     #[arg(long = "public-address", value_name = "HOST[:PORT]")]
     pub public_addresses: Vec<String>,
 
