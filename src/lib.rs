@@ -5,6 +5,7 @@
 //! fuzz targets reach the same code the command line runs.
 
 pub mod app;
+pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod commands;

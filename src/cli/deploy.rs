@@ -82,6 +82,12 @@ pub struct DeployArgs {
     /// Let Flower install app dependencies at run time (needs the internet; 1.35.0+).
     #[arg(long)]
     pub install_app_dependencies: bool,
+
+    /// Supernode authentication (needs TLS): one ECDSA P-384 key pair per supernode in
+    /// DIR/supernode-auth/, each mounted only into its supernode, and the release's flags
+    /// (1.35+: --enable-supernode-auth, then register-supernodes.sh registers the keys).
+    #[arg(long)]
+    pub supernode_auth: bool,
 }
 
 const RENDER_HELP: &str = "\
@@ -95,6 +101,7 @@ Examples:
   flowerbed render docker-run deploy --teardown > stop.sh
   flowerbed render flwr-config deploy >> ~/.flwr/config.toml
   flowerbed render compose deploy --flower-version 1.13.1 --insecure --image-repo flowerbed-local
+  flowerbed render compose deploy --supernode-auth --out deploy/compose.yaml
   flowerbed render swarm deploy --out deploy/stack.yaml
   flowerbed render kubernetes deploy --namespace flower --out deploy/flower.k8s.yaml";
 
@@ -204,7 +211,14 @@ when DIR already has one.
 Examples:
   flowerbed quickstart deploy
   flowerbed quickstart deploy --isolation process --state --supernodes 3
-  flowerbed quickstart deploy --flower-version 1.13.1 --image-repo flowerbed-local --dry-run";
+  flowerbed quickstart deploy --flower-version 1.13.1 --image-repo flowerbed-local --dry-run
+  flowerbed quickstart deploy --supernode-auth     # then, with the superlink up: sh register-supernodes.sh
+
+--supernode-auth writes one key pair per supernode (OpenSSH ECDSA P-384; private keys 0600)
+into supernode-auth/supernode-N/, mounted read-only into that supernode only. Flower 1.13.1
+and 1.21.0 read the supernodes' public keys from superlink-auth/ (1.13.1 also the
+superlink's own pair); from 1.35.0 the superlink runs with --enable-supernode-auth and
+register-supernodes.sh runs `flwr supernode register` for each public key.";
 
 #[derive(Debug, Args)]
 pub struct QuickstartArgs {

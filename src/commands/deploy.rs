@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 
+use crate::auth;
 use crate::cli::deploy::{DeployArgs, IsolationArg, QuickstartArgs, RenderCommand};
 use crate::deploy::{self, Deployment, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings};
 use crate::error::{Error, Outcome};
@@ -69,6 +70,7 @@ fn merge_settings(dir: PathBuf, args: &DeployArgs, saved: Option<Settings>) -> S
     settings.state |= args.state;
     settings.selinux |= args.selinux;
     settings.install_app_dependencies |= args.install_app_dependencies;
+    settings.supernode_auth |= args.supernode_auth;
     if let Some(repo) = &args.image_repo {
         settings.image_repo.clone_from(repo);
     }
@@ -135,7 +137,19 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
     }
     let settings = render_settings(&args.dir, &args.deploy)?;
     let deployment = deploy::build(&settings)?;
-    deploy::require_sources(&deployment, &settings.dir)?;
+    // With --out, missing authentication keys join the plan that writes the file (keys on
+    // disk are never replaced); on stdout they must exist already.
+    let mut plan = WritePlan::new(args.force);
+    if settings.supernode_auth && args.out.is_some() {
+        auth::plan_keys(
+            &settings.dir,
+            settings.supernodes,
+            settings.profile()?.supernode_auth(),
+            &mut plan,
+        )?;
+    }
+    let planned: Vec<PathBuf> = plan.files().iter().map(|file| file.path.clone()).collect();
+    deploy::require_sources_planned(&deployment, &settings.dir, &planned)?;
     let rendered = render_text(command, &deployment)?;
     // The manifests embed the superlink's private key: keep them like the key itself.
     if matches!(command, RenderCommand::Kubernetes(_)) && settings.security == Security::Tls {
@@ -145,7 +159,6 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
         std::io::stdout().lock().write_all(rendered.as_bytes())?;
         return Ok(Outcome::Success);
     };
-    let mut plan = WritePlan::new(args.force);
     plan.file(out, rendered, mode);
     let settings_path = settings.dir.join(SETTINGS_FILE);
     let settings_json = settings.to_json();
@@ -223,7 +236,15 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
     if settings.state {
         plan.dir(dir.join(STATE_DIR), MODE_DIR_PUBLIC);
     }
-    let files = [
+    if settings.supernode_auth {
+        auth::plan_keys(
+            &dir,
+            settings.supernodes,
+            settings.profile()?.supernode_auth(),
+            &mut plan,
+        )?;
+    }
+    let mut files = vec![
         ("compose.yaml", compose::render(&deployment)?, MODE_PUBLIC),
         ("run.sh", script::render_run(&deployment)?, MODE_SCRIPT),
         ("stop.sh", script::render_stop(&deployment)?, MODE_SCRIPT),
@@ -235,6 +256,9 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         ("README.md", text::readme(&deployment)?, MODE_PUBLIC),
         (SETTINGS_FILE, settings.to_json(), MODE_PUBLIC),
     ];
+    if let Some(register) = script::render_register(&deployment)? {
+        files.push((auth::REGISTER_SCRIPT, register, MODE_SCRIPT));
+    }
     // A file that already holds exactly what we would write is not a change.
     let mut pending = 0;
     for (name, contents, mode) in files {

@@ -101,6 +101,10 @@ pub struct Settings {
     pub gid: u32,
     /// Let Flower install app dependencies at run time (`uv sync`, needs the internet).
     pub install_app_dependencies: bool,
+    /// Supernodes prove who they are with a key pair of their own (needs TLS). Left out of
+    /// `flowerbed.json` when off, so folders made before it existed read the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub supernode_auth: bool,
 }
 
 impl Settings {
@@ -123,6 +127,7 @@ impl Settings {
             uid: crate::FLOWER_UID,
             gid: crate::FLOWER_GID,
             install_app_dependencies: false,
+            supernode_auth: false,
         }
     }
 
@@ -168,6 +173,15 @@ impl Settings {
                     "Flower {} has no runtime installation of app dependencies (1.35.0 and later do)",
                     profile.version
                 ),
+            }
+            .into());
+        }
+        if self.supernode_auth && self.security == Security::Insecure {
+            return Err(Error::InvalidFlag {
+                flag: "--supernode-auth",
+                message:
+                    "needs TLS (Flower refuses supernode authentication over plain text); drop --insecure"
+                        .into(),
             }
             .into());
         }

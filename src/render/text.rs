@@ -83,6 +83,12 @@ struct View<'a> {
     /// Kubernetes namespace and the superlink port the flwr CLI dials (empty elsewhere).
     namespace: &'a str,
     control_port: &'a str,
+    /// Supernodes authenticate with keys of their own; which files the superlink reads.
+    supernode_auth: bool,
+    superlink_auth_dir: bool,
+    superlink_pair: bool,
+    /// The supernodes' keys are registered through the Control API (1.35+).
+    register_script: Option<&'static str>,
 }
 
 fn view(deployment: &Deployment) -> View<'_> {
@@ -122,6 +128,22 @@ fn view(deployment: &Deployment) -> View<'_> {
         flwr_config_file: flwr_config_file(deployment),
         namespace: "",
         control_port: "",
+        supernode_auth: deployment
+            .services
+            .iter()
+            .any(|service| service.flag("--auth-supernode-private-key").is_some()),
+        superlink_auth_dir: deployment
+            .services
+            .iter()
+            .any(|service| service.flag("--auth-list-public-keys").is_some()),
+        superlink_pair: deployment
+            .services
+            .iter()
+            .any(|service| service.flag("--auth-superlink-private-key").is_some()),
+        register_script: deployment
+            .service("superlink")
+            .is_some_and(|superlink| superlink.flag("--enable-supernode-auth").is_some())
+            .then_some(crate::auth::REGISTER_SCRIPT),
     }
 }
 
