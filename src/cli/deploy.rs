@@ -212,7 +212,7 @@ Examples:
   flowerbed quickstart deploy
   flowerbed quickstart deploy --isolation process --state --supernodes 3
   flowerbed quickstart deploy --flower-version 1.13.1 --image-repo flowerbed-local --dry-run
-  flowerbed quickstart deploy --supernode-auth     # then, with the superlink up: sh register-supernodes.sh
+  flowerbed quickstart deploy --supernode-auth   # superlink up, then: sh register-supernodes.sh
 
 --supernode-auth writes one key pair per supernode (OpenSSH ECDSA P-384; private keys 0600)
 into supernode-auth/supernode-N/, mounted read-only into that supernode only. Flower 1.13.1
