@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod bundle;
+pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod commands;

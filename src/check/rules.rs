@@ -78,22 +78,30 @@ impl Default for CheckSettings {
 }
 
 /// Flags whose value is a file the component reads at start-up.
-const READ_FLAGS: [&str; 8] = [
+const READ_FLAGS: [&str; 11] = [
     "--ssl-certfile",
     "--ssl-keyfile",
     "--ssl-ca-certfile",
     "--root-certificates",
     "--superexec-auth-secret-file",
     "--auth-supernode-private-key",
+    "--auth-supernode-public-key",
+    "--auth-superlink-private-key",
+    "--auth-superlink-public-key",
     "--auth-list-public-keys",
     "--trusted-entities",
 ];
 /// Of those, the ones holding a private key or secret.
-const SECRET_FLAGS: [&str; 3] = [
+const SECRET_FLAGS: [&str; 4] = [
     "--ssl-keyfile",
     "--superexec-auth-secret-file",
     "--auth-supernode-private-key",
+    "--auth-superlink-private-key",
 ];
+/// Flags naming an authentication private key (OpenSSH): the only reason to mount one.
+const AUTH_KEY_FLAGS: [&str; 2] = ["--auth-supernode-private-key", "--auth-superlink-private-key"];
+/// How an OpenSSH private key file begins (what Flower's auth keys are).
+const OPENSSH_PRIVATE_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
 
 /// The container's identity as the host sees it.
 pub fn host_identity(spec: &ContainerSpec, settings: &CheckSettings) -> HostIdentity {
@@ -155,7 +163,7 @@ pub fn check_container(spec: &ContainerSpec, settings: &CheckSettings, findings:
     flag_files(&mut out, settings);
     database(&mut out, settings);
     certificate_mounts_read_only(&mut out);
-    ca_key_mounted(&mut out);
+    private_keys_mounted(&mut out);
     selinux_labels(&mut out, settings);
 }
 
@@ -447,6 +455,67 @@ fn certificate_mounts_read_only(out: &mut Out<'_>) {
                 quote(&mount.source),
                 mount.target
             )),
+        );
+    }
+}
+
+/// Private keys a container has no business holding: the CA's key (it signs certificates for
+/// anyone, so it belongs in no container) and an authentication key that none of this
+/// container's flags names (another supernode's, or the superlink's: whoever holds it can
+/// pose as its owner).
+fn private_keys_mounted(out: &mut Out<'_>) {
+    ca_key_mounted(out);
+    auth_key_mounted_elsewhere(out);
+}
+
+/// Whether `file` is an OpenSSH private key, by content or, when the caller cannot read it
+/// (after `own` it belongs to the container's UID), by the name flowerbed gives one.
+fn is_auth_private_key(file: &Path) -> bool {
+    let mut head = [0_u8; OPENSSH_PRIVATE_KEY.len()];
+    match std::fs::File::open(file) {
+        Ok(mut handle) => {
+            std::io::Read::read_exact(&mut handle, &mut head).is_ok()
+                && head == OPENSSH_PRIVATE_KEY.as_bytes()
+        }
+        Err(_) => file.file_name().is_some_and(|name| {
+            name == crate::auth::PRIVATE_KEY || name == crate::auth::SUPERLINK_PRIVATE_KEY
+        }),
+    }
+}
+
+fn auth_key_mounted_elsewhere(out: &mut Out<'_>) {
+    let used: Vec<PathBuf> = AUTH_KEY_FLAGS
+        .iter()
+        .filter_map(|flag| out.spec.flag_value(flag))
+        .filter_map(|value| out.spec.host_path(value).map(|(_, host)| host))
+        .collect();
+    let mut found = Vec::new();
+    for mount in &out.spec.mounts {
+        for file in mount_files(&mount.source) {
+            if !used.contains(&file) && is_auth_private_key(&file) {
+                let inside = file.strip_prefix(&mount.source).map_or_else(
+                    |_| mount.target.clone(),
+                    |rest| {
+                        if rest.as_os_str().is_empty() {
+                            mount.target.clone()
+                        } else {
+                            format!("{}/{}", mount.target.trim_end_matches('/'), rest.display())
+                        }
+                    },
+                );
+                found.push((file, inside));
+            }
+        }
+    }
+    for (file, inside) in found {
+        out.add(
+            "auth-key-mounted",
+            Severity::Error,
+            Some(&file),
+            format!(
+                "an authentication private key is mounted at {inside} but none of this container's flags uses it; whoever holds it can pose as its owner"
+            ),
+            Some("mount each supernode's key folder into that supernode only (flowerbed render --supernode-auth does)".into()),
         );
     }
 }

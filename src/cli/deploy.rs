@@ -111,6 +111,11 @@ pub struct DeployArgs {
     /// service name `superlink` [default port: the release's Fleet port].
     #[arg(long, value_name = "HOST[:PORT]")]
     pub superlink_address: Option<String>,
+    /// Supernode authentication (needs TLS): one ECDSA P-384 key pair per supernode in
+    /// DIR/supernode-auth/, each mounted only into its supernode, and the release's flags
+    /// (1.35+: --enable-supernode-auth, then register-supernodes.sh registers the keys).
+    #[arg(long)]
+    pub supernode_auth: bool,
 }
 
 const RENDER_HELP: &str = "\
@@ -124,6 +129,7 @@ Examples:
   flowerbed render docker-run deploy --teardown > stop.sh
   flowerbed render flwr-config deploy >> ~/.flwr/config.toml
   flowerbed render compose deploy --flower-version 1.13.1 --insecure --image-repo flowerbed-local
+  flowerbed render compose deploy --supernode-auth --out deploy/compose.yaml
   flowerbed render swarm deploy --out deploy/stack.yaml
   flowerbed render kubernetes deploy --namespace flower --out deploy/flower.k8s.yaml
   flowerbed render compose link --role superlink --public-address flower.example.org
@@ -238,12 +244,19 @@ operator, who runs `flowerbed quickstart --from-bundle FILE.tar.gz [DIR]` (DIR d
 the bundle's folder name). A bundle is unpacked into a new folder, all or nothing; entries
 that are links, devices or lead outside it are refused.
 
+--supernode-auth writes one key pair per supernode (OpenSSH ECDSA P-384; private keys 0600)
+into supernode-auth/supernode-N/, mounted read-only into that supernode only. Flower 1.13.1
+and 1.21.0 read the supernodes' public keys from superlink-auth/ (1.13.1 also the
+superlink's own pair); from 1.35.0 the superlink runs with --enable-supernode-auth and
+register-supernodes.sh runs `flwr supernode register` for each public key.
+
 Examples:
   flowerbed quickstart deploy
   flowerbed quickstart deploy --isolation process --state --supernodes 3
   flowerbed quickstart deploy --flower-version 1.13.1 --image-repo flowerbed-local --dry-run
   flowerbed quickstart link --role superlink --public-address flower.example.org --public-address 203.0.113.7
-  flowerbed quickstart --from-bundle flowerbed-supernode.tar.gz nodes";
+  flowerbed quickstart --from-bundle flowerbed-supernode.tar.gz nodes
+  flowerbed quickstart deploy --supernode-auth   # superlink up, then: sh register-supernodes.sh";
 
 #[derive(Debug, Args)]
 pub struct QuickstartArgs {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 
+use crate::auth;
 use crate::cli::deploy::{DeployArgs, IsolationArg, QuickstartArgs, RenderCommand, RoleArg};
 use crate::deploy::{
     self, Address, Deployment, DeploymentRole, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings,
@@ -92,6 +93,7 @@ pub(crate) fn merge_settings(dir: PathBuf, args: &DeployArgs, saved: Option<Sett
     settings.state |= args.state;
     settings.selinux |= args.selinux;
     settings.install_app_dependencies |= args.install_app_dependencies;
+    settings.supernode_auth |= args.supernode_auth;
     if let Some(repo) = &args.image_repo {
         settings.image_repo.clone_from(repo);
     }
@@ -171,7 +173,19 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
     }
     let settings = render_settings(&args.dir, &args.deploy)?;
     let deployment = deploy::build(&settings)?;
-    deploy::require_sources(&deployment, &settings.dir)?;
+    // With --out, missing authentication keys join the plan that writes the file (keys on
+    // disk are never replaced); on stdout they must exist already.
+    let mut plan = WritePlan::new(args.force);
+    if settings.supernode_auth && args.out.is_some() {
+        auth::plan_keys(
+            &settings.dir,
+            settings.supernodes,
+            settings.profile()?.supernode_auth(),
+            &mut plan,
+        )?;
+    }
+    let planned: Vec<PathBuf> = plan.files().iter().map(|file| file.path.clone()).collect();
+    deploy::require_sources_planned(&deployment, &settings.dir, &planned)?;
     let rendered = render_text(command, &deployment)?;
     // The manifests embed the superlink's private key: keep them like the key itself.
     if matches!(command, RenderCommand::Kubernetes(_))
@@ -184,7 +198,6 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
         std::io::stdout().lock().write_all(rendered.as_bytes())?;
         return Ok(Outcome::Success);
     };
-    let mut plan = WritePlan::new(args.force);
     plan.file(out, rendered, mode);
     let settings_path = settings.dir.join(SETTINGS_FILE);
     let settings_json = settings.to_json();
@@ -285,6 +298,14 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
     if settings.state {
         plan.dir(dir.join(STATE_DIR), MODE_DIR_PUBLIC);
     }
+    if settings.supernode_auth {
+        auth::plan_keys(
+            &dir,
+            settings.supernodes,
+            settings.profile()?.supernode_auth(),
+            &mut plan,
+        )?;
+    }
     let files = deployment_files(&deployment, &settings)?;
     // A file that already holds exactly what we would write is not a change.
     let mut pending = 0;
@@ -365,6 +386,9 @@ pub(crate) fn deployment_files(
     }
     files.push(("README.md", text::readme(deployment)?, MODE_PUBLIC));
     files.push((SETTINGS_FILE, settings.to_json(), MODE_PUBLIC));
+    if let Some(register) = script::render_register(deployment)? {
+        files.push((auth::REGISTER_SCRIPT, register, MODE_SCRIPT));
+    }
     Ok(files)
 }
 

@@ -1,7 +1,7 @@
 //! Deployments of Flower: settings, release profiles, and the one model every renderer
 //! (and `check`) reads.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -39,16 +39,36 @@ pub fn load(dir: &Path) -> Result<Deployment> {
 /// Refuse to render a deployment whose mount sources are missing: Docker would create a
 /// missing source as an empty root-owned folder, which breaks file mounts and TLS alike.
 pub fn require_sources(deployment: &Deployment, dir: &Path) -> Result<()> {
-    let Some((mount, service)) = deployment.missing_sources().into_iter().next() else {
+    require_sources_planned(deployment, dir, &[])
+}
+
+/// [`require_sources`], counting a mount whose files are in `planned` (about to be
+/// written by the same plan) as present.
+pub fn require_sources_planned(deployment: &Deployment, dir: &Path, planned: &[PathBuf]) -> Result<()> {
+    let Some((mount, service)) = deployment
+        .missing_sources()
+        .into_iter()
+        .find(|(mount, _)| !planned.iter().any(|path| path.starts_with(&mount.source)))
+    else {
         return Ok(());
     };
     let what = match mount.kind {
         SourceKind::File => "file",
         SourceKind::Directory => "folder",
     };
+    let quoted_dir = shlex::try_quote(&dir.to_string_lossy())
+        .unwrap_or_default()
+        .into_owned();
     let fix = if deployment.role == DeploymentRole::Supernode && mount.purpose == MountPurpose::CaCertificate
     {
         "copy the superlink's CA certificate there (a bundle from `flowerbed bundle supernode` on the superlink's host carries it: `flowerbed quickstart --from-bundle FILE`) or pass --insecure".to_string()
+    } else if matches!(
+        mount.purpose,
+        MountPurpose::SupernodeAuthKey | MountPurpose::KnownSupernodeKeys | MountPurpose::SuperlinkAuthKeys
+    ) {
+        format!(
+            "run `flowerbed quickstart {quoted_dir} --supernode-auth`, or render with --out (both generate the missing keys)"
+        )
     } else if mount.purpose == MountPurpose::State {
         let quoted = shlex::try_quote(&mount.source.to_string_lossy())
             .unwrap_or_default()
@@ -57,10 +77,7 @@ pub fn require_sources(deployment: &Deployment, dir: &Path) -> Result<()> {
             "create it (`mkdir {quoted}`) and hand it to the container user (`sudo flowerbed own {quoted}`)"
         )
     } else {
-        format!(
-            "run `flowerbed certs generate {}` or pass --insecure",
-            shlex::try_quote(&dir.to_string_lossy()).unwrap_or_default()
-        )
+        format!("run `flowerbed certs generate {quoted_dir}` or pass --insecure")
     };
     Err(anyhow::anyhow!(
         "{}: missing {what} mounted into {} at {}: {fix}",
@@ -223,6 +240,71 @@ mod tests {
         assert!(supernode.depends_on.is_empty());
         assert!(node.connection.is_none());
         assert!(node.owned_paths().is_empty());
+    }
+
+    #[test]
+    fn supernode_auth_flags_and_mounts_follow_the_release() {
+        let mut s = settings();
+        s.supernode_auth = true;
+        s.superlink_isolation = Isolation::Process;
+        s.supernode_isolation = Isolation::Process;
+        let expected: [(&str, &[&str], &[&str]); 3] = [
+            (
+                "1.13.1",
+                &[
+                    "--auth-list-public-keys",
+                    "--auth-superlink-private-key",
+                    "--auth-superlink-public-key",
+                ],
+                &["--auth-supernode-private-key", "--auth-supernode-public-key"],
+            ),
+            (
+                "1.21.0",
+                &["--auth-list-public-keys"],
+                &["--auth-supernode-private-key", "--auth-supernode-public-key"],
+            ),
+            (
+                "1.42.0",
+                &["--enable-supernode-auth"],
+                &["--auth-supernode-private-key"],
+            ),
+        ];
+        for (version, superlink_flags, supernode_flags) in expected {
+            s.flower_version = version.into();
+            let deployment = build(&s).unwrap();
+            let auth_flags = |service: &Service| -> Vec<&str> {
+                service
+                    .flags
+                    .iter()
+                    .map(|flag| flag.name)
+                    .filter(|name| name.contains("-auth"))
+                    .collect()
+            };
+            assert_eq!(auth_flags(&deployment.services[0]), superlink_flags, "{version}");
+            for service in &deployment.services[1..] {
+                let auth_mounts: Vec<_> = service
+                    .mounts
+                    .iter()
+                    .filter(|m| m.purpose == MountPurpose::SupernodeAuthKey)
+                    .collect();
+                if let Role::Supernode(index) = service.role {
+                    assert_eq!(auth_flags(service), supernode_flags, "{version}");
+                    // Its own key folder, read-only, and nobody else's.
+                    assert_eq!(auth_mounts.len(), 1);
+                    assert!(auth_mounts[0].read_only);
+                    assert_eq!(
+                        auth_mounts[0].source,
+                        PathBuf::from(format!("/srv/flower/supernode-auth/supernode-{index}"))
+                    );
+                } else {
+                    assert!(auth_mounts.is_empty(), "{version} {}", service.name);
+                    assert!(auth_flags(service).is_empty(), "{version} {}", service.name);
+                }
+            }
+        }
+        s.security = Security::Insecure;
+        let err = build(&s).unwrap_err().to_string();
+        assert!(err.starts_with("--supernode-auth: needs TLS"), "{err}");
     }
 
     #[test]

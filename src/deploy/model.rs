@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::auth;
 use crate::tls::{Layout, LayoutKind, layout};
 
 use super::address::Address;
-use super::profile::{Generation, Profile, SUPERNODE_APPIO_PORT};
+use super::profile::{Generation, Profile, SUPERNODE_APPIO_PORT, SupernodeAuth};
 use super::settings::{DeploymentRole, Isolation, STATE_DIR, Security, Settings};
 
 /// The container's working directory in Flower's images; relative flag paths start here.
@@ -110,13 +111,25 @@ pub enum MountPurpose {
     CaCertificate,
     /// The superlink's database folder: the container user must be able to write it.
     State,
+    /// One supernode's authentication key pair: mounted into that supernode only.
+    SupernodeAuthKey,
+    /// The supernodes' public keys for `--auth-list-public-keys` (1.21).
+    KnownSupernodeKeys,
+    /// The supernodes' public keys and the superlink's own key pair (1.13).
+    SuperlinkAuthKeys,
 }
 
 impl MountPurpose {
     /// Whether the container user must own the source: it holds a private key (mode 0600)
     /// or must be written.
     pub fn needs_container_owner(self) -> bool {
-        matches!(self, MountPurpose::ServerCertificates | MountPurpose::State)
+        matches!(
+            self,
+            MountPurpose::ServerCertificates
+                | MountPurpose::State
+                | MountPurpose::SupernodeAuthKey
+                | MountPurpose::SuperlinkAuthKeys
+        )
     }
 }
 
@@ -291,6 +304,10 @@ fn cert_path(file: &str) -> String {
     format!("{CERT_MOUNT}/{file}")
 }
 
+fn auth_path(file: &str) -> String {
+    format!("{}/{file}", auth::AUTH_MOUNT)
+}
+
 impl Builder<'_> {
     fn tls(&self) -> bool {
         self.settings.security == Security::Tls
@@ -405,6 +422,7 @@ impl Builder<'_> {
         } else {
             service.flags.push(flag("--insecure"));
         }
+        self.superlink_auth(&mut service);
         service
             .flags
             .push(valued("--isolation", self.settings.superlink_isolation.name()));
@@ -469,6 +487,62 @@ impl Builder<'_> {
             });
         }
         service
+    }
+
+    /// The superlink's side of supernode authentication, per release.
+    fn superlink_auth(&self, service: &mut Service) {
+        if !self.settings.supernode_auth {
+            return;
+        }
+        let purpose = match self.profile.supernode_auth() {
+            SupernodeAuth::Registration => {
+                service.flags.push(flag("--enable-supernode-auth"));
+                return;
+            }
+            SupernodeAuth::KnownKeys => MountPurpose::KnownSupernodeKeys,
+            SupernodeAuth::KnownKeysWithSuperlinkPair => MountPurpose::SuperlinkAuthKeys,
+        };
+        service
+            .flags
+            .push(valued("--auth-list-public-keys", auth_path(auth::KNOWN_KEYS)));
+        if purpose == MountPurpose::SuperlinkAuthKeys {
+            service.flags.push(valued(
+                "--auth-superlink-private-key",
+                auth_path(auth::SUPERLINK_PRIVATE_KEY),
+            ));
+            service.flags.push(valued(
+                "--auth-superlink-public-key",
+                auth_path(auth::SUPERLINK_PUBLIC_KEY),
+            ));
+        }
+        service.mounts.push(self.mount(
+            purpose,
+            auth::superlink_dir(&self.settings.dir),
+            auth::AUTH_MOUNT,
+            SourceKind::Directory,
+        ));
+    }
+
+    /// Supernode `index`'s key pair, mounted into it alone; 1.35+ derive the public key.
+    fn supernode_auth(&self, service: &mut Service, index: u32) {
+        if !self.settings.supernode_auth {
+            return;
+        }
+        service.flags.push(valued(
+            "--auth-supernode-private-key",
+            auth_path(auth::PRIVATE_KEY),
+        ));
+        if self.profile.supernode_auth() != SupernodeAuth::Registration {
+            service
+                .flags
+                .push(valued("--auth-supernode-public-key", auth_path(auth::PUBLIC_KEY)));
+        }
+        service.mounts.push(self.mount(
+            MountPurpose::SupernodeAuthKey,
+            auth::supernode_dir(&self.settings.dir, index),
+            auth::AUTH_MOUNT,
+            SourceKind::Directory,
+        ));
     }
 
     fn allow_dependency_install(&self, service: &mut Service) {
@@ -549,6 +623,7 @@ impl Builder<'_> {
         } else {
             service.flags.push(flag("--insecure"));
         }
+        self.supernode_auth(&mut service, index);
         service
             .flags
             .push(valued("--isolation", self.settings.supernode_isolation.name()));
@@ -677,10 +752,17 @@ impl Mount {
         let names: &[&'static str] = match self.purpose {
             MountPurpose::ServerCertificates => &[layout::CA_CERT, layout::SERVER_CERT, layout::SERVER_KEY],
             MountPurpose::CaCertificate => &[layout::CA_CERT],
+            MountPurpose::SupernodeAuthKey => &[auth::PRIVATE_KEY, auth::PUBLIC_KEY],
+            MountPurpose::KnownSupernodeKeys => &[auth::KNOWN_KEYS],
+            MountPurpose::SuperlinkAuthKeys => &[
+                auth::KNOWN_KEYS,
+                auth::SUPERLINK_PRIVATE_KEY,
+                auth::SUPERLINK_PUBLIC_KEY,
+            ],
             MountPurpose::State => return None,
         };
         let file = |name: &'static str, source: PathBuf, target: String| MountedFile {
-            private: name == layout::SERVER_KEY,
+            private: [layout::SERVER_KEY, auth::PRIVATE_KEY, auth::SUPERLINK_PRIVATE_KEY].contains(&name),
             name,
             source,
             target,

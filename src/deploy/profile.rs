@@ -57,6 +57,25 @@ pub const PROFILES: [Profile; 5] = [
     },
 ];
 
+/// How a release authenticates supernodes (read off each release's `--help` and source).
+/// Every scheme loads OpenSSH ECDSA keys (`load_ssh_private_key` / `load_ssh_public_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SupernodeAuth {
+    /// 1.13: the superlink needs `--auth-list-public-keys` (a CSV of the supernodes' public
+    /// keys) plus its own pair (`--auth-superlink-private-key` / `-public-key`; the two
+    /// sides derive an ECDH secret, so every key is on one curve); each supernode passes
+    /// `--auth-supernode-private-key` and `--auth-supernode-public-key`.
+    KnownKeysWithSuperlinkPair,
+    /// 1.21: as 1.13, but the superlink's own pair is deprecated (supernodes sign with
+    /// ECDSA), so only `--auth-list-public-keys`.
+    KnownKeys,
+    /// 1.35 and later: `--enable-supernode-auth` on the superlink, only
+    /// `--auth-supernode-private-key` on the supernode (the public key is derived), and each
+    /// public key is registered through the Control API with `flwr supernode register`.
+    Registration,
+}
+
 /// The supernode's Runtime (ClientAppIo) API port, the same in every release.
 pub const SUPERNODE_APPIO_PORT: u16 = 9094;
 
@@ -110,6 +129,15 @@ impl Profile {
     /// superlink, opt-in on supernodes and superexecs).
     pub fn has_runtime_dependency_installation(&self) -> bool {
         self.generation >= Generation::HostPort
+    }
+
+    /// How this release authenticates supernodes.
+    pub fn supernode_auth(&self) -> SupernodeAuth {
+        match self.generation {
+            Generation::Seed => SupernodeAuth::KnownKeysWithSuperlinkPair,
+            Generation::AppIo => SupernodeAuth::KnownKeys,
+            Generation::HostPort | Generation::Runtime => SupernodeAuth::Registration,
+        }
     }
 
     /// Whether the `flwr` CLI reads connections from `~/.flwr/config.toml` (1.35+) rather

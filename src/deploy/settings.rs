@@ -146,6 +146,10 @@ pub struct Settings {
     /// Role supernode: where the supernodes dial the superlink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superlink_address: Option<Address>,
+    /// Supernodes prove who they are with a key pair of their own (needs TLS). Left out of
+    /// `flowerbed.json` when off, so folders made before it existed read the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub supernode_auth: bool,
 }
 
 impl Settings {
@@ -171,6 +175,7 @@ impl Settings {
             role: DeploymentRole::All,
             public_addresses: Vec::new(),
             superlink_address: None,
+            supernode_auth: false,
         }
     }
 
@@ -220,6 +225,15 @@ impl Settings {
             .into());
         }
         self.validate_role()?;
+        if self.supernode_auth && self.security == Security::Insecure {
+            return Err(Error::InvalidFlag {
+                flag: "--supernode-auth",
+                message:
+                    "needs TLS (Flower refuses supernode authentication over plain text); drop --insecure"
+                        .into(),
+            }
+            .into());
+        }
         validate_dir_path(&self.dir)?;
         Ok(())
     }

@@ -105,7 +105,10 @@ fn secret_for(purpose: MountPurpose) -> Option<&'static str> {
     match purpose {
         MountPurpose::ServerCertificates => Some(SERVER_SECRET),
         MountPurpose::CaCertificate => Some(CA_SECRET),
-        MountPurpose::State => None,
+        MountPurpose::State
+        | MountPurpose::SupernodeAuthKey
+        | MountPurpose::KnownSupernodeKeys
+        | MountPurpose::SuperlinkAuthKeys => None,
     }
 }
 
@@ -441,6 +444,20 @@ pub fn render_with(deployment: &Deployment, namespace: &str, material: &Material
 
 /// The manifests, reading the TLS material from the deployment folder.
 pub fn render(deployment: &Deployment, options: &KubernetesOptions) -> Result<String> {
+    // One pod template serves every supernode here, so per-supernode keys have no place.
+    let authenticates = deployment.services.iter().any(|service| {
+        service
+            .flags
+            .iter()
+            .any(|flag| flag.name == "--auth-supernode-private-key" || flag.name == "--enable-supernode-auth")
+    });
+    if authenticates {
+        return Err(crate::error::Error::InvalidFlag {
+            flag: "--supernode-auth",
+            message: "render kubernetes cannot give each supernode its own key yet (one StatefulSet serves them all); use compose, docker-run or swarm".into(),
+        }
+        .into());
+    }
     let namespace = namespace(deployment, options)?;
     let material = read_material(deployment)?;
     render_with(deployment, &namespace, &material)

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 
 use anyhow::{Context, Result};
 
-use crate::deploy::{Deployment, Mount, Port, Service};
+use crate::auth;
+use crate::deploy::{Deployment, Mount, MountPurpose, Port, Service};
 
 use super::text;
 
@@ -183,6 +184,54 @@ pub fn render_stop(deployment: &Deployment) -> Result<String> {
         out.push_str(" || true\n");
     }
     Ok(out)
+}
+
+/// `register-supernodes.sh`, for releases that register supernodes through the Control API
+/// (1.35+ with supernode authentication): one `flwr supernode register` per public key,
+/// against the deployment's `flwr` connection. `None` when the deployment has no such step.
+pub fn render_register(deployment: &Deployment) -> Result<Option<String>> {
+    let registers = deployment
+        .service("superlink")
+        .is_some_and(|superlink| superlink.flag("--enable-supernode-auth").is_some());
+    let Some(connection) = deployment.connection.as_ref().filter(|_| registers) else {
+        return Ok(None);
+    };
+    let mut out = String::from("#!/bin/sh\n");
+    let _ = writeln!(
+        out,
+        "# Registers each supernode's public key with the superlink of {:?} (Flower {},\n\
+         # started with --enable-supernode-auth, which refuses unregistered supernodes).\n\
+         # Run it once the superlink is up and {} is in your flwr configuration.\n\
+         # A key registered before is refused with \"Public key already in use\": harmless;\n\
+         # the others are still tried, and the exit status says whether any failed.",
+        deployment.project,
+        deployment.flower_version,
+        text::flwr_config_file(deployment),
+    );
+    out.push_str("set -u\nfailed=0\n\n");
+    for service in &deployment.services {
+        for mount in service
+            .mounts
+            .iter()
+            .filter(|mount| mount.purpose == MountPurpose::SupernodeAuthKey)
+        {
+            let public_key = mount.source.join(auth::PUBLIC_KEY);
+            let _ = writeln!(out, "# {}", service.name);
+            let command = command_text(
+                "flwr",
+                &[vec![
+                    "supernode".into(),
+                    "register".into(),
+                    public_key.to_string_lossy().into_owned(),
+                    connection.name.clone(),
+                ]],
+            )?;
+            out.push_str(command.trim_end());
+            out.push_str(" || failed=1\n");
+        }
+    }
+    out.push_str("exit \"$failed\"\n");
+    Ok(Some(out))
 }
 
 #[cfg(test)]

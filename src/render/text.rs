@@ -102,6 +102,12 @@ struct View<'a> {
     /// A bundle's folder name and archive file name (empty elsewhere).
     bundle_folder: &'a str,
     bundle_file: &'a str,
+    /// Supernodes authenticate with keys of their own; which files the superlink reads.
+    supernode_auth: bool,
+    superlink_auth_dir: bool,
+    superlink_pair: bool,
+    /// The supernodes' keys are registered through the Control API (1.35+).
+    register_script: Option<&'static str>,
 }
 
 fn view(deployment: &Deployment) -> View<'_> {
@@ -163,6 +169,22 @@ fn view(deployment: &Deployment) -> View<'_> {
             .unwrap_or(""),
         bundle_folder: "",
         bundle_file: "",
+        supernode_auth: deployment
+            .services
+            .iter()
+            .any(|service| service.flag("--auth-supernode-private-key").is_some()),
+        superlink_auth_dir: deployment
+            .services
+            .iter()
+            .any(|service| service.flag("--auth-list-public-keys").is_some()),
+        superlink_pair: deployment
+            .services
+            .iter()
+            .any(|service| service.flag("--auth-superlink-private-key").is_some()),
+        register_script: deployment
+            .service("superlink")
+            .is_some_and(|superlink| superlink.flag("--enable-supernode-auth").is_some())
+            .then_some(crate::auth::REGISTER_SCRIPT),
     }
 }
 

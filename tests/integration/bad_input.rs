@@ -282,6 +282,42 @@ const MATRIX: &[Row] = &[
         ],
         "--role",
     ),
+    // supernode authentication
+    row(
+        &["quickstart", "new", "--supernode-auth", "--insecure"],
+        "--supernode-auth: needs TLS",
+    ),
+    row(
+        &[
+            "render",
+            "compose",
+            "qs",
+            "--supernode-auth",
+            "--insecure",
+            "--out",
+            "qs/a.yaml",
+        ],
+        "--supernode-auth: needs TLS",
+    ),
+    row(
+        &["render", "compose", "qs", "--supernode-auth"],
+        "supernode-auth/supernode-1",
+    ),
+    row(
+        &[
+            "render",
+            "kubernetes",
+            "qs",
+            "--supernode-auth",
+            "--out",
+            "qs/k.yaml",
+        ],
+        "--supernode-auth: render kubernetes",
+    ),
+    row(
+        &["quickstart", "half-pair", "--supernode-auth", "--force"],
+        "is missing",
+    ),
     // check / doctor
     row(&["check", "--compose", "broken.yaml"], "broken.yaml"),
     row(&["check", "--compose", "empty.yaml"], "no services"),
@@ -327,6 +363,9 @@ fn fixture(env: &TestEnv, elsewhere: &std::path::Path) {
     std::fs::write(env.join("empty.yaml"), "name: x\n").unwrap();
     std::fs::write(env.join("ok.yaml"), "services:\n  a:\n    image: nginx\n").unwrap();
     std::fs::write(env.join("no-docker.sh"), "echo hi\n").unwrap();
+    // A supernode key folder holding only the private half of its pair.
+    std::fs::create_dir_all(env.join("half-pair/supernode-auth/supernode-1")).unwrap();
+    std::fs::write(env.join("half-pair/supernode-auth/supernode-1/auth.key"), "x").unwrap();
     env.flowerbed([
         "quickstart",
         "link",

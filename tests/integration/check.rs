@@ -451,3 +451,81 @@ fn a_non_root_caller_is_told_tls_was_not_verified() {
         .collect();
     assert_eq!(ids, ["tls-not-verified"]);
 }
+
+#[test]
+fn rule_auth_keys_private_and_only_where_used() {
+    let env = TestEnv::new();
+    set_mode(env.path(), 0o755);
+    env.flowerbed(["quickstart", "deploy", "--supernode-auth", "-q"])
+        .assert()
+        .success();
+    let dir = env.join("deploy");
+    let (code, ids, _) = check(&env, &["deploy"]);
+    assert_eq!(
+        (code, ids),
+        (0, Vec::<String>::new()),
+        "quickstart's layout is clean"
+    );
+
+    // Group/others may read a supernode's key: the existing private-key rule says so.
+    let key = dir.join("supernode-auth/supernode-1/auth.key");
+    set_mode(&key, 0o640);
+    let (_, ids, report) = check(&env, &["deploy"]);
+    assert_eq!(ids, vec!["key-too-open"], "{report}");
+    assert_eq!(report["findings"][0]["service"], "supernode-1");
+    set_mode(&key, 0o600);
+
+    // Keys mounted where no flag uses them: the whole key folder into one supernode (so it
+    // holds supernode-2's key too), and supernode-1's folder into the superlink.
+    let d = dir.display();
+    std::fs::write(
+        dir.join("wrong.yaml"),
+        format!(
+            r"services:
+  superlink:
+    image: flwr/superlink:1.42.0
+    command: [--ssl-ca-certfile, certificates/ca.crt, --ssl-certfile, certificates/server.pem,
+              --ssl-keyfile, certificates/server.key, --enable-supernode-auth]
+    volumes:
+      - {d}/superlink-certificates:/app/certificates:ro
+      - {d}/supernode-auth/supernode-1:/app/auth:ro
+  supernode-1:
+    image: flwr/supernode:1.42.0
+    command: [--superlink, superlink:8000, --root-certificates, certificates/ca.crt,
+              --auth-supernode-private-key, keys/supernode-1/auth.key]
+    volumes:
+      - {d}/supernode-certificates:/app/certificates:ro
+      - {d}/supernode-auth:/app/keys:ro
+"
+        ),
+    )
+    .unwrap();
+    let (code, _, report) = check(&env, &["--compose", "deploy/wrong.yaml"]);
+    assert_eq!(code, 1, "{report}");
+    let misplaced: Vec<(String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "auth-key-mounted")
+        .map(|f| {
+            (
+                f["service"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        misplaced,
+        vec![
+            (
+                "superlink".to_string(),
+                format!("{d}/supernode-auth/supernode-1/auth.key")
+            ),
+            (
+                "supernode-1".to_string(),
+                format!("{d}/supernode-auth/supernode-2/auth.key")
+            ),
+        ],
+        "{report}"
+    );
+}

@@ -78,6 +78,26 @@ fn snapshots_per_release_isolation_and_transport() {
 }
 
 #[test]
+fn snapshots_with_supernode_auth_per_scheme() {
+    for version in ["1.13.1", "1.21.0", "1.42.0"] {
+        let mut settings = Settings::defaults(PathBuf::from(FAKE_DIR));
+        settings.flower_version = version.into();
+        settings.supernode_auth = true;
+        let deployment = deploy::build(&settings).unwrap();
+        let register = script::render_register(&deployment)
+            .unwrap()
+            .unwrap_or_else(|| "(none)\n".into());
+        insta::assert_snapshot!(
+            format!("{version}-supernode-auth"),
+            format!(
+                "{}\n==> register-supernodes.sh <==\n{register}",
+                all_renders(&settings)
+            )
+        );
+    }
+}
+
+#[test]
 fn snapshot_with_state_selinux_and_local_images() {
     let mut settings = Settings::defaults(PathBuf::from(FAKE_DIR));
     settings.state = true;
@@ -137,6 +157,13 @@ fn compose_v2_accepts_every_rendered_file() {
     extra.image_repo = "registry.example.org:5000/mirror/flwr".into();
     extra.image_tag = Some("nightly".into());
     cases.push(("extras".into(), extra));
+    for profile in PROFILES {
+        let mut auth = Settings::defaults(dir.clone());
+        auth.flower_version = profile.version.to_string();
+        auth.superlink_isolation = Isolation::Process;
+        auth.supernode_auth = true;
+        cases.push((format!("{}-supernode-auth", profile.version), auth));
+    }
     for (name, settings) in cases {
         let deployment = deploy::build(&settings).unwrap();
         let file = env.join(format!("{name}.yaml"));

@@ -111,8 +111,9 @@ fn help_has_flag(help: &str, flag: &str) -> bool {
 }
 
 /// Deployments that together use every flag of a profile: each isolation mode with each
-/// transport, with state, and runtime dependency installation on in two of the four (where
-/// the release has it), so both its "disable" and "allow" flags are started.
+/// transport, with state, runtime dependency installation on in two of the four (where
+/// the release has it), so both its "disable" and "allow" flags are started, and supernode
+/// authentication in both TLS ones.
 fn variants(profile: &Profile, dir: &Path) -> Vec<(String, Vec<Service>)> {
     let install_exists = profile.has_runtime_dependency_installation();
     let combos = [
@@ -132,8 +133,12 @@ fn variants(profile: &Profile, dir: &Path) -> Vec<(String, Vec<Service>)> {
             settings.state = true;
             settings.supernodes = 1;
             settings.install_app_dependencies = install;
+            settings.supernode_auth = security == Security::Tls;
             let deployment = deploy::build(&settings).unwrap();
-            let name = format!("{} {isolation:?} {security:?} install={install}", profile.version);
+            let name = format!(
+                "{} {isolation:?} {security:?} install={install} auth={}",
+                profile.version, settings.supernode_auth
+            );
             (name, deployment.services)
         })
         .collect()
@@ -199,6 +204,12 @@ impl Drop for Component {
     }
 }
 
+/// A supernode with `--auth-supernode-private-key` whose key nobody registered: 1.35+
+/// refuse it once it dials (the registration itself is tested in `supernode_auth`).
+fn refused_unregistered(log: &str) -> bool {
+    log.contains("Failed to activate SuperNode")
+}
+
 /// Start every component of one variant together (as a deployment would) and judge each:
 /// it must print the parse marker, then stay up for [`GRACE`].
 fn run_variant(venv: &Path, name: &str, services: &[Service], workdir: &Path) -> Vec<String> {
@@ -221,9 +232,16 @@ fn run_variant(venv: &Path, name: &str, services: &[Service], workdir: &Path) ->
                 judged.push(component.name.clone());
                 // Parsed, then lost a fixed port to something else on this machine: the
                 // flags were accepted, which is what this test is about.
-                if parsed && log.to_ascii_lowercase().contains("address already in use") {
+                // ("address already in use" from the OS; 1.21's supernode words it "Port in
+                // server address ... is already in use".)
+                if parsed && log.to_ascii_lowercase().contains("already in use") {
                     eprintln!(
                         "{name} [{}]: port busy after parsing; flags accepted",
+                        component.name
+                    );
+                } else if parsed && refused_unregistered(&log) {
+                    eprintln!(
+                        "{name} [{}]: refused as unregistered after parsing; flags accepted",
                         component.name
                     );
                 } else {
@@ -319,6 +337,28 @@ fn check_connection(venv: &Path, profile: &Profile, env: &TestEnv) {
     }
 }
 
+/// Real authentication keys at `auth/`: what the superlink's and the supernode's rendered
+/// flags name, side by side (one process each, as in their containers).
+fn auth_files(profile: &Profile, auth: &Path) {
+    let mut settings = Settings::defaults(auth.with_file_name("auth-source"));
+    settings.flower_version = profile.version.to_string();
+    settings.supernode_auth = true;
+    settings.supernodes = 1;
+    let mut plan = flowerbed::fsutil::WritePlan::new(false);
+    flowerbed::auth::plan_keys(&settings.dir, 1, profile.supernode_auth(), &mut plan).unwrap();
+    plan.apply().unwrap();
+    std::fs::create_dir_all(auth).unwrap();
+    for folder in [
+        flowerbed::auth::supernode_dir(&settings.dir, 1),
+        flowerbed::auth::superlink_dir(&settings.dir),
+    ] {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), auth.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
 fn check_profile(version: &str) {
     let Some(venv) = venv(version) else { return };
     let profile = Profile::find(version).unwrap();
@@ -332,6 +372,7 @@ fn check_profile(version: &str) {
         .arg(workdir.join("certificates"))
         .assert()
         .success();
+    auth_files(profile, &workdir.join("auth"));
 
     let mut helps: BTreeMap<&str, String> = BTreeMap::new();
     let mut failures = Vec::new();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::testenv::TestEnv;
 
 /// A venv with flwr `version`, made (once, cached) by the project's script.
-fn release_venv(version: &str) -> PathBuf {
+pub(crate) fn release_venv(version: &str) -> PathBuf {
     let out = Process::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/flwr-venv.sh"))
         .arg(version)
         .output()
@@ -38,7 +38,7 @@ fn flwr_venv() -> PathBuf {
     venv
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -47,13 +47,13 @@ fn free_port() -> u16 {
 }
 
 /// A Flower process in its own process group, stopped (with its children) when dropped.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     log: PathBuf,
 }
 
 impl Running {
-    fn start(venv: &Path, program: &str, args: &[&str], cwd: &Path, log_name: &str) -> Self {
+    pub(crate) fn start(venv: &Path, program: &str, args: &[&str], cwd: &Path, log_name: &str) -> Self {
         let log = cwd.join(log_name);
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Process::new(venv.join("bin").join(program))
@@ -77,8 +77,13 @@ impl Running {
         Self { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process has ended (its status is then collected).
+    pub(crate) fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 }
 

@@ -11,4 +11,5 @@ mod flower;
 mod orchestrators;
 mod ownership;
 mod roundtrip;
+mod supernode_auth;
 mod testenv;

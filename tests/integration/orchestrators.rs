@@ -130,7 +130,10 @@ fn assert_flags_match_secrets(name: &str, service: &deploy::Service, secrets: &[
         .flags
         .iter()
         .filter_map(|flag| flag.value.as_deref())
-        .filter(|value| value.starts_with(&format!("{}/", deploy::model::CERT_MOUNT)))
+        .filter(|value| {
+            value.starts_with(&format!("{}/", deploy::model::CERT_MOUNT))
+                || value.starts_with(&format!("{}/", flowerbed::auth::AUTH_MOUNT))
+        })
         .map(|value| format!("{}/{value}", deploy::model::CONTAINER_WORKDIR))
         .collect();
     for path in &named {
@@ -141,8 +144,10 @@ fn assert_flags_match_secrets(name: &str, service: &deploy::Service, secrets: &[
         );
     }
     for target in &targets {
+        // A supernode's key folder also carries its public key, which 1.35+ derive instead.
+        let derived_public_key = target.ends_with(&format!("/{}", flowerbed::auth::PUBLIC_KEY));
         assert!(
-            named.iter().any(|p| p == target),
+            named.iter().any(|p| p == target) || derived_public_key,
             "{name}/{}: secret {target} unused",
             service.name
         );
@@ -166,6 +171,12 @@ fn docker_stack_config_accepts_every_stack_file() {
     flat.cert_layout = deploy::CertLayout::Flat;
     flat.selinux = true;
     cases.push(("flat-state".into(), flat));
+    for version in ["1.13.1", "1.21.0", "1.42.0"] {
+        let mut auth = state_settings(&dir);
+        auth.flower_version = version.into();
+        auth.supernode_auth = true;
+        cases.push((format!("{version}-supernode-auth"), auth));
+    }
     for (name, settings) in cases {
         let deployment = deploy::build(&settings).unwrap();
         let file = env.join(format!("{name}.yaml"));
@@ -194,7 +205,9 @@ fn docker_stack_config_accepts_every_stack_file() {
                     (secret["uid"].as_str(), secret["gid"].as_str()),
                     (Some("49999"), Some("49999"))
                 );
-                let key = secret["target"].as_str().unwrap().ends_with("/server.key");
+                let key = ["/server.key", "/auth.key", "/superlink.key"]
+                    .iter()
+                    .any(|name| secret["target"].as_str().unwrap().ends_with(name));
                 assert_eq!(
                     secret["mode"].as_u64(),
                     Some(if key { 0o400 } else { 0o444 }),
@@ -204,6 +217,14 @@ fn docker_stack_config_accepts_every_stack_file() {
                 let source = secret["source"].as_str().unwrap();
                 let file = config["secrets"][source]["file"].as_str().unwrap();
                 assert!(file.starts_with(dir.to_str().unwrap()), "{name}: {file}");
+                // A supernode gets its own authentication key and nobody else's.
+                if secret["target"].as_str().unwrap().ends_with("/auth.key") {
+                    assert!(
+                        file.ends_with(&format!("/{}/auth.key", service.name)),
+                        "{name}/{}: {file}",
+                        service.name
+                    );
+                }
             }
             assert_flags_match_secrets(&name, service, &secrets);
             let constrained = rendered["deploy"]["placement"]["constraints"]

@@ -1,0 +1,241 @@
+//! Supernode authentication keys: OpenSSH ECDSA key pairs on NIST P-384, the format every
+//! supported Flower release loads (`cryptography`'s `load_ssh_private_key` /
+//! `load_ssh_public_key`) and the curve Flower's own docs and `flwr supernode register` name.
+//!
+//! ```text
+//! DIR/supernode-auth/supernode-N/{auth.key,auth.pub}   -> supernode-N only, read-only
+//! DIR/superlink-auth/supernode-public-keys.csv          -> superlink, read-only (1.13, 1.21)
+//! DIR/superlink-auth/{superlink.key,superlink.pub}      -> superlink, read-only (1.13)
+//! DIR/register-supernodes.sh                            -> run on the host (1.35+)
+//! ```
+//! Private keys are written mode 0600 through the same all-or-nothing [`WritePlan`] as TLS
+//! keys. Keys already on disk are kept, so a re-run never locks a registered supernode out.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use ssh_key::rand_core::OsRng;
+use ssh_key::{Algorithm, EcdsaCurve, LineEnding, PrivateKey, PublicKey};
+
+use crate::deploy::profile::SupernodeAuth;
+use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PRIVATE, MODE_PUBLIC, WritePlan};
+
+/// Folder holding one sub-folder per supernode, each mounted into that supernode only.
+pub const SUPERNODE_AUTH_DIR: &str = "supernode-auth";
+/// Folder mounted into the superlink on releases that read key files (1.13, 1.21).
+pub const SUPERLINK_AUTH_DIR: &str = "superlink-auth";
+/// Where either folder appears in the container, relative to the working directory.
+pub const AUTH_MOUNT: &str = "auth";
+/// A supernode's private and public key.
+pub const PRIVATE_KEY: &str = "auth.key";
+pub const PUBLIC_KEY: &str = "auth.pub";
+/// The supernodes' public keys, one OpenSSH line each (`--auth-list-public-keys`).
+pub const KNOWN_KEYS: &str = "supernode-public-keys.csv";
+/// The superlink's own pair (1.13 derives an ECDH secret with each supernode from it).
+pub const SUPERLINK_PRIVATE_KEY: &str = "superlink.key";
+pub const SUPERLINK_PUBLIC_KEY: &str = "superlink.pub";
+/// Helper that registers every supernode's public key with the superlink (1.35+).
+pub const REGISTER_SCRIPT: &str = "register-supernodes.sh";
+
+/// The folder of supernode `index` (from 1).
+pub fn supernode_dir(root: &Path, index: u32) -> PathBuf {
+    root.join(SUPERNODE_AUTH_DIR).join(format!("supernode-{index}"))
+}
+
+/// The folder mounted into the superlink.
+pub fn superlink_dir(root: &Path) -> PathBuf {
+    root.join(SUPERLINK_AUTH_DIR)
+}
+
+/// A new key pair in OpenSSH encoding; `comment` ends the public key's line.
+pub struct KeyPair {
+    pub private_openssh: String,
+    pub public_openssh: String,
+}
+
+pub fn generate(comment: &str) -> Result<KeyPair> {
+    let mut key = PrivateKey::random(
+        &mut OsRng,
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP384,
+        },
+    )
+    .map_err(|err| anyhow!("cannot generate an ECDSA P-384 key: {err}"))?;
+    key.set_comment(comment);
+    let private_openssh = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|err| anyhow!("cannot encode an OpenSSH private key: {err}"))?
+        .to_string();
+    let mut public_openssh = key
+        .public_key()
+        .to_openssh()
+        .map_err(|err| anyhow!("cannot encode an OpenSSH public key: {err}"))?;
+    public_openssh.push('\n');
+    Ok(KeyPair {
+        private_openssh,
+        public_openssh,
+    })
+}
+
+/// The public key of the pair in `dir` (`private`, `public`): read from disk when both
+/// files exist, or generated and added to `plan` when neither does. One without the other
+/// is refused rather than silently replaced.
+fn pair_in(dir: &Path, private: &str, public: &str, comment: &str, plan: &mut WritePlan) -> Result<String> {
+    let private_path = dir.join(private);
+    let public_path = dir.join(public);
+    let has_private = private_path.symlink_metadata().is_ok();
+    let has_public = public_path.symlink_metadata().is_ok();
+    match (has_private, has_public) {
+        (true, true) => {
+            let text = std::fs::read_to_string(&public_path)
+                .with_context(|| format!("{}: cannot read", public_path.display()))?;
+            let key = PublicKey::from_openssh(text.trim())
+                .map_err(|err| anyhow!("{}: not an OpenSSH public key ({err})", public_path.display()))?;
+            if key.algorithm()
+                != (Algorithm::Ecdsa {
+                    curve: EcdsaCurve::NistP384,
+                })
+            {
+                return Err(anyhow!(
+                    "{}: a {} key; supernode authentication keys here are ECDSA P-384 (delete the folder to make a new pair)",
+                    public_path.display(),
+                    key.algorithm()
+                ));
+            }
+            Ok(format!("{}\n", text.trim()))
+        }
+        (false, false) => {
+            let pair = generate(comment)?;
+            plan.dir(dir, MODE_DIR_PUBLIC);
+            plan.file(&private_path, pair.private_openssh, MODE_PRIVATE);
+            plan.file(&public_path, pair.public_openssh.clone(), MODE_PUBLIC);
+            Ok(pair.public_openssh)
+        }
+        (true, false) | (false, true) => {
+            let (present, missing) = if has_private {
+                (&private_path, &public_path)
+            } else {
+                (&public_path, &private_path)
+            };
+            Err(anyhow!(
+                "{}: its pair {} is missing; restore it, or delete {} to make a new pair",
+                present.display(),
+                missing.display(),
+                dir.display()
+            ))
+        }
+    }
+}
+
+/// Add to `plan` every authentication file the deployment in `root` needs and lacks.
+/// Existing pairs are kept; the known-keys list is rewritten only when it would change.
+pub fn plan_keys(root: &Path, supernodes: u32, scheme: SupernodeAuth, plan: &mut WritePlan) -> Result<()> {
+    let mut known = String::new();
+    for index in 1..=supernodes {
+        known.push_str(&pair_in(
+            &supernode_dir(root, index),
+            PRIVATE_KEY,
+            PUBLIC_KEY,
+            &format!("flowerbed-supernode-{index}"),
+            plan,
+        )?);
+    }
+    if scheme == SupernodeAuth::Registration {
+        return Ok(());
+    }
+    let superlink = superlink_dir(root);
+    if scheme == SupernodeAuth::KnownKeysWithSuperlinkPair {
+        pair_in(
+            &superlink,
+            SUPERLINK_PRIVATE_KEY,
+            SUPERLINK_PUBLIC_KEY,
+            "flowerbed-superlink",
+            plan,
+        )?;
+    }
+    let csv = superlink.join(KNOWN_KEYS);
+    if std::fs::read_to_string(&csv).ok().as_deref() != Some(known.as_str()) {
+        plan.dir(&superlink, MODE_DIR_PUBLIC);
+        plan.file(csv, known, MODE_PUBLIC);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_are_openssh_p384_and_match() {
+        let pair = generate("flowerbed-supernode-1").unwrap();
+        assert!(
+            pair.private_openssh
+                .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+        );
+        assert!(pair.public_openssh.starts_with("ecdsa-sha2-nistp384 "));
+        assert!(pair.public_openssh.ends_with(" flowerbed-supernode-1\n"));
+        let private = PrivateKey::from_openssh(pair.private_openssh.as_bytes()).unwrap();
+        let public = PublicKey::from_openssh(pair.public_openssh.trim()).unwrap();
+        assert_eq!(private.public_key().key_data(), public.key_data());
+        assert!(!private.is_encrypted());
+    }
+
+    #[test]
+    fn plan_writes_private_keys_0600_and_keeps_existing_pairs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut plan = WritePlan::new(false);
+        plan_keys(
+            tmp.path(),
+            2,
+            SupernodeAuth::KnownKeysWithSuperlinkPair,
+            &mut plan,
+        )
+        .unwrap();
+        let modes: Vec<_> = plan
+            .files()
+            .iter()
+            .map(|f| (f.path.strip_prefix(tmp.path()).unwrap().to_path_buf(), f.mode))
+            .collect();
+        assert!(modes.contains(&(PathBuf::from("supernode-auth/supernode-2/auth.key"), 0o600)));
+        assert!(modes.contains(&(PathBuf::from("superlink-auth/superlink.key"), 0o600)));
+        assert!(modes.contains(&(PathBuf::from("superlink-auth/supernode-public-keys.csv"), 0o644)));
+        plan.apply().unwrap();
+        let csv = std::fs::read_to_string(tmp.path().join("superlink-auth").join(KNOWN_KEYS)).unwrap();
+        assert_eq!(csv.lines().count(), 2);
+
+        // A second run finds everything in place.
+        let mut again = WritePlan::new(false);
+        plan_keys(
+            tmp.path(),
+            2,
+            SupernodeAuth::KnownKeysWithSuperlinkPair,
+            &mut again,
+        )
+        .unwrap();
+        assert!(again.files().is_empty());
+
+        // A lone private key is refused, not replaced.
+        std::fs::remove_file(supernode_dir(tmp.path(), 1).join(PUBLIC_KEY)).unwrap();
+        let err = plan_keys(
+            tmp.path(),
+            2,
+            SupernodeAuth::Registration,
+            &mut WritePlan::new(true),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("is missing"), "{err}");
+    }
+
+    #[test]
+    fn registration_needs_no_superlink_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut plan = WritePlan::new(false);
+        plan_keys(tmp.path(), 1, SupernodeAuth::Registration, &mut plan).unwrap();
+        assert_eq!(plan.files().len(), 2);
+        assert!(
+            plan.files()
+                .iter()
+                .all(|f| f.path.starts_with(tmp.path().join(SUPERNODE_AUTH_DIR)))
+        );
+    }
+}
