@@ -12,6 +12,10 @@
 //!   the same flags and one DNS name, so it can express neither.
 //! - Placement constraints apply to the superlink only: its state volume is local to the
 //!   node it runs on, and its published port is opened on that node (`mode: host`).
+//! - Services are found by DNS round robin (`endpoint_mode: dnsrr`), not through a virtual
+//!   IP: each runs one task, so a VIP balances nothing, and it needs IPVS in the kernel,
+//!   which small hosts and sandboxes often lack (then supernodes never reach the superlink).
+//!   Published ports are in `host` mode, which dnsrr allows.
 //! - No `container_name`, `depends_on` or `restart`: `docker stack deploy` ignores them;
 //!   `deploy.restart_policy` brings a service back instead (supernodes retry until the
 //!   superlink answers).
@@ -180,6 +184,7 @@ struct VolumeUse {
 #[derive(Serialize)]
 struct Deploy<'a> {
     replicas: u32,
+    endpoint_mode: &'static str,
     restart_policy: RestartPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
     placement: Option<Placement<'a>>,
@@ -262,6 +267,7 @@ impl<'a> StackService<'a> {
             labels: literal_map(&service.labels),
             deploy: Deploy {
                 replicas: 1,
+                endpoint_mode: "dnsrr",
                 restart_policy: RestartPolicy { condition: "any" },
                 placement,
             },
