@@ -10,7 +10,8 @@
 //!
 //! Targets from the ownership issue: `own` ≤ 0.8× `chown -R`, `own` again ≤ 0.3×, `undo`
 //! ≤ 1.0×, peak RSS < 64 MiB. Figures are printed, never asserted: timing depends on the
-//! machine.
+//! machine. Each timed step starts after a `sync`, so none pays for the writeback of the
+//! step before it. Run it on an otherwise idle machine.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -126,6 +127,10 @@ fn measure(work: &Path, entries: usize, rounds: usize) -> Figures {
 // The child is reaped by wait4 (to read its rusage), which clippy cannot see.
 #[allow(clippy::zombie_processes)]
 fn run(command: &mut Command) -> (Duration, i64) {
+    // Every tool starts from a clean page cache state: otherwise the metadata the previous
+    // step left dirty is written back during (and billed to) the next one, and a journal
+    // sync in `own` would pay for the untimed `chown -R 0:0` before it.
+    nix::unistd::sync();
     let started = Instant::now();
     let child = command
         .stdout(std::process::Stdio::null())
