@@ -5,7 +5,9 @@
 //!   (0400 for the private key, 0444 for certificates): Swarm honours those, so nothing on
 //!   the host needs a chown. Each secret's target is the absolute path the service's flags
 //!   name (the model's mount target plus the file name), so flags and targets cannot drift.
-//! - The superlink's state lives on a named volume, not a bind mount of a host folder.
+//! - The superlink's state lives on a named volume, not a bind mount of a host folder. A
+//!   new volume is root's, so a one-shot `superlink-state-init` task (root, same image,
+//!   same node) hands it to the container user before the superlink can write it.
 //! - Supernodes stay one service each: every supernode reads its own data partition
 //!   (`--node-config partition-id=N`), and in process isolation each is paired with its
 //!   own ClientApp runner that dials it by name. A replicated service gives every replica
@@ -27,7 +29,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use crate::deploy::model::{PROJECT_LABEL, relative_to};
+use crate::deploy::model::{PROJECT_LABEL, SERVICE_LABEL, relative_to};
 use crate::deploy::{Deployment, MountPurpose, Role, Service};
 use crate::error::Error;
 
@@ -112,10 +114,12 @@ impl Serialize for Services<'_> {
         let services = &self.deployment.services;
         let mut map = serializer.serialize_map(Some(services.len()))?;
         for service in services {
-            map.serialize_entry(
-                &service.name,
-                &StackService::new(self.deployment, service, self.options),
-            )?;
+            let stack_service = StackService::new(self.deployment, service, self.options);
+            let init = stack_service.state_init(self.deployment, &service.name);
+            map.serialize_entry(&service.name, &stack_service)?;
+            if let Some((name, init)) = init {
+                map.serialize_entry(&name, &init)?;
+            }
         }
         map.end()
     }
@@ -141,6 +145,9 @@ struct Network<'a> {
 #[derive(Serialize)]
 struct StackService<'a> {
     image: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entrypoint: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     command: Vec<Cow<'a, str>>,
     user: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -244,6 +251,7 @@ impl<'a> StackService<'a> {
             });
         Self {
             image: &service.image,
+            entrypoint: Vec::new(),
             command: service
                 .flags
                 .iter()
@@ -272,6 +280,55 @@ impl<'a> StackService<'a> {
                 placement,
             },
         }
+    }
+}
+
+impl<'a> StackService<'a> {
+    /// A one-shot task that hands a service's state volumes to the container user: Docker
+    /// creates a new named volume owned by root unless the image already has the mount
+    /// point owned by that user (Flower's images do not), and the service cannot write it.
+    /// It runs as root in the same image, on the same node (the volume is local to it), and
+    /// stops once done; the service restarts until the volume is its own.
+    fn state_init(&self, deployment: &Deployment, name: &str) -> Option<(String, StackService<'a>)> {
+        if self.volumes.is_empty() {
+            return None;
+        }
+        let (uid, gid) = deployment.container_ids();
+        let init_name = format!("{name}-state-init");
+        let mut entrypoint = vec!["chown".to_string(), format!("{uid}:{gid}")];
+        entrypoint.extend(self.volumes.iter().map(|volume| volume.target.clone()));
+        let mut labels = self.labels.clone();
+        labels.insert(SERVICE_LABEL, Cow::Owned(init_name.clone()));
+        let init = StackService {
+            image: self.image,
+            entrypoint,
+            command: Vec::new(),
+            user: "0:0",
+            ports: Vec::new(),
+            secrets: Vec::new(),
+            volumes: self
+                .volumes
+                .iter()
+                .map(|volume| VolumeUse {
+                    kind: volume.kind,
+                    source: volume.source.clone(),
+                    target: volume.target.clone(),
+                })
+                .collect(),
+            environment: BTreeMap::new(),
+            labels,
+            deploy: Deploy {
+                replicas: 1,
+                endpoint_mode: "dnsrr",
+                restart_policy: RestartPolicy {
+                    condition: "on-failure",
+                },
+                placement: self.deploy.placement.as_ref().map(|placement| Placement {
+                    constraints: placement.constraints,
+                }),
+            },
+        };
+        Some((init_name, init))
     }
 }
 
