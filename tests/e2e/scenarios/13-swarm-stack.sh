@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Docker Swarm for real: `flowerbed render swarm` on a quickstart folder whose certificates
+# stay root's (the key 0600, never handed to 49999), `docker stack deploy` on a single-node
+# swarm of the e2e engine. The superlink reads its key through the secret's uid/gid/mode
+# (no chown on the host), both supernodes connect over TLS, and a `flwr run` completes; the
+# state volume is writable by 49999 (the superlink's database is there and grows).
+# flwr: 1.41.* 1.42.*
+# needs: flowerbed
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/../lib.sh"
+e2e_begin swarm
+e2e_need_flowerbed
+
+work="$(e2e_tmpdir)"
+deploy="$work/deploy"
+stack="$E2E_PREFIX"
+
+# A swarm of one node, made here and left at the end; an engine already in a swarm is used
+# as it is.
+joined=0
+state="$(docker info -f '{{.Swarm.LocalNodeState}}')"
+if [ "$state" != active ]; then
+    e2e_step "docker swarm init (single node)"
+    docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+    joined=1
+fi
+stack_cleanup() {
+    docker stack rm "$stack" >/dev/null 2>&1 || true
+    # Services go first, then their network and secrets; wait so the next scenario starts
+    # clean.
+    for _ in $(seq 30); do
+        docker network inspect "$stack" >/dev/null 2>&1 || break
+        sleep 1
+    done
+    docker volume ls -q --filter "label=com.docker.stack.namespace=$stack" | xargs -r docker volume rm >/dev/null 2>&1 || true
+    if [ "$joined" -eq 1 ]; then
+        docker swarm leave --force >/dev/null 2>&1 || true
+    fi
+}
+trap 'stack_cleanup; e2e_cleanup' EXIT
+
+e2e_step "quickstart (TLS, --state); certificates stay root's, the key 0600"
+"$FLOWERBED" quickstart "$deploy" --flower-version "$FLWR_VERSION" --state \
+    --image-repo "$E2E_IMAGE_REPO" --project-name "$stack" >/dev/null
+# Undo what quickstart as root handed to 49999: Swarm secrets must do without it.
+"$FLOWERBED" undo "$deploy/superlink-certificates" >/dev/null 2>&1 || true
+chown -R 0:0 "$deploy/superlink-certificates"
+chmod 600 "$deploy/superlink-certificates/server.key"
+[ "$(stat -c %u:%a "$deploy/superlink-certificates/server.key")" = 0:600 ] ||
+    e2e_fail "server.key is not root's 0600 before deploying"
+
+e2e_step "render swarm; docker stack deploy"
+port="$(e2e_free_port)"
+"$FLOWERBED" render swarm "$deploy" --out "$deploy/stack.yaml" >/dev/null
+grep -F 'endpoint_mode: dnsrr' "$deploy/stack.yaml" >/dev/null || e2e_fail "stack.yaml has no endpoint_mode"
+# The superlink publishes the release's port in host mode; move it to a free one.
+sed -i -E "s/^(      published: )8000$/\1$port/" "$deploy/stack.yaml"
+grep -E "^      published: $port$" "$deploy/stack.yaml" >/dev/null || e2e_fail "no published port 8000 in stack.yaml"
+docker stack deploy -c "$deploy/stack.yaml" "$stack" >/dev/null
+
+e2e_step "the superlink runs, reading its key through the secret (uid 49999, mode 0400)"
+superlink=""
+for _ in $(seq 90); do
+    superlink="$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_superlink" | head -n1)"
+    [ -n "$superlink" ] && break
+    sleep 1
+done
+[ -n "$superlink" ] || e2e_fail "no running superlink task after 90s: $(docker service ps --no-trunc "${stack}_superlink" 2>&1 | tail -n 3)"
+e2e_track_container "$superlink"
+key_seen="$(docker exec "$superlink" stat -c '%u:%g %a' /app/certificates/server.key)"
+[ "$key_seen" = "49999:49999 400" ] || e2e_fail "the secret server.key inside is $key_seen, want 49999:49999 400"
+[ "$(stat -c %u:%a "$deploy/superlink-certificates/server.key")" = 0:600 ] ||
+    e2e_fail "the host's server.key changed owner or mode"
+e2e_log "   server.key inside: $key_seen; on the host still 0:600 (no chown)"
+
+e2e_step "both supernodes connect over TLS; flwr run completes"
+flwr_home="$work/flwr-home"
+mkdir -p "$flwr_home"
+{
+    printf '[superlink]\ndefault = "%s"\n\n' "$stack"
+    cat "$deploy/flwr-config.toml"
+} >"$flwr_home/config.toml"
+sed -i -E "s/(address = \")[^\"]*\"/\1127.0.0.1:$port\"/" "$flwr_home/config.toml"
+e2e_wait_supernodes "$flwr_home" "$stack" 2 150
+e2e_flwr_run_completes "$flwr_home" "$E2E_ROOT/tests/e2e/app" "$stack" 2 300 >/dev/null
+
+e2e_step "the state volume is writable by 49999: the database is there"
+db="$(docker exec "$superlink" sh -c 'ls -ln /app/state 2>/dev/null; stat -c "%u %s" /app/state/state.db 2>/dev/null')"
+case "$db" in
+    *"49999 "*) e2e_log "   /app/state: $(echo "$db" | tail -n1)" ;;
+    *) e2e_fail "no state.db written by 49999 in the state volume: $db" ;;
+esac
+
+e2e_end
