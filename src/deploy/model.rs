@@ -289,6 +289,21 @@ pub fn build(settings: &Settings, profile: &Profile) -> Deployment {
     }
 }
 
+/// What [`Builder::app_runner`] needs to know about one runner.
+struct AppRunner {
+    role: Role,
+    /// `serverapp` or `clientapp`: the image and flags of 1.13, the plugin type after.
+    app: &'static str,
+    /// The service name with separate app images (1.13), and with a superexec.
+    separate_name: String,
+    superexec_name: String,
+    /// The app API it dials (`host:port`).
+    address: String,
+    runtime_tls: bool,
+    /// The service it dials, started first.
+    component: String,
+}
+
 fn flag(name: &'static str) -> Flag {
     Flag { name, value: None }
 }
@@ -554,31 +569,40 @@ impl Builder<'_> {
     }
 
     fn serverapp_runner(&self) -> Service {
-        let superlink_io = format!("superlink:{}", self.profile.serverapp_io_port());
+        self.app_runner(AppRunner {
+            role: Role::ServerAppRunner,
+            app: "serverapp",
+            separate_name: "serverapp".into(),
+            superexec_name: "superexec-serverapp".into(),
+            address: format!("superlink:{}", self.profile.serverapp_io_port()),
+            // The Runtime API speaks TLS from 1.35 on when we give it certificates (always
+            // in 1.41+, with the `--appio-ssl-*` flags in 1.35); 1.21's superexec has no TLS.
+            runtime_tls: self.tls() && self.profile.generation >= Generation::HostPort,
+            component: "superlink".into(),
+        })
+    }
+
+    /// A process-isolation runner: `flwr-serverapp`/`flwr-clientapp` in their own images
+    /// (1.13), else a superexec, dialing its component's app API.
+    fn app_runner(&self, runner: AppRunner) -> Service {
         let mut service = if self.profile.separate_app_images() {
-            let mut service = self.service(
-                "serverapp".into(),
-                Role::ServerAppRunner,
-                "serverapp",
-                "flwr-serverapp",
-            );
-            service
-                .flags
-                .push(valued("--serverappio-api-address", superlink_io));
-            // 1.13's ServerAppIo API has no TLS; the app refuses to start without this.
+            let (component, program, address_flag) = match runner.app {
+                "serverapp" => ("serverapp", "flwr-serverapp", "--serverappio-api-address"),
+                _ => ("clientapp", "flwr-clientapp", "--clientappio-api-address"),
+            };
+            let mut service = self.service(runner.separate_name, runner.role, component, program);
+            service.flags.push(valued(address_flag, runner.address));
+            // 1.13's app APIs have no TLS; the apps refuse to start without this.
             service.flags.push(flag("--insecure"));
             service
         } else {
             let mut service = self.service(
-                "superexec-serverapp".into(),
-                Role::ServerAppRunner,
+                runner.superexec_name,
+                runner.role,
                 "superexec",
                 "flower-superexec",
             );
-            // The Runtime API speaks TLS from 1.35 on when we give it certificates (always in
-            // 1.41+, with the `--appio-ssl-*` flags in 1.35); 1.21's superexec has no TLS.
-            let runtime_tls = self.tls() && self.profile.generation >= Generation::HostPort;
-            if runtime_tls {
+            if runner.runtime_tls {
                 service
                     .flags
                     .push(valued("--root-certificates", cert_path(layout::CA_CERT)));
@@ -587,15 +611,17 @@ impl Builder<'_> {
                 service.flags.push(flag("--insecure"));
             }
             if self.profile.generation == Generation::Runtime {
-                service.flags.push(valued("--runtime-api-address", superlink_io));
+                service
+                    .flags
+                    .push(valued("--runtime-api-address", runner.address));
             } else {
-                service.flags.push(valued("--plugin-type", "serverapp"));
-                service.flags.push(valued("--appio-api-address", superlink_io));
+                service.flags.push(valued("--plugin-type", runner.app));
+                service.flags.push(valued("--appio-api-address", runner.address));
             }
             self.allow_dependency_install(&mut service);
             service
         };
-        service.depends_on.push("superlink".into());
+        service.depends_on.push(runner.component);
         service
     }
 
@@ -657,39 +683,16 @@ impl Builder<'_> {
 
     fn clientapp_runner(&self, index: u32) -> Service {
         let supernode = format!("supernode-{index}");
-        let supernode_io = format!("{supernode}:{SUPERNODE_APPIO_PORT}");
-        let mut service = if self.profile.separate_app_images() {
-            let mut service = self.service(
-                format!("clientapp-{index}"),
-                Role::ClientAppRunner(index),
-                "clientapp",
-                "flwr-clientapp",
-            );
-            service
-                .flags
-                .push(valued("--clientappio-api-address", supernode_io));
-            service.flags.push(flag("--insecure"));
-            service
-        } else {
-            let mut service = self.service(
-                format!("superexec-clientapp-{index}"),
-                Role::ClientAppRunner(index),
-                "superexec",
-                "flower-superexec",
-            );
+        self.app_runner(AppRunner {
+            role: Role::ClientAppRunner(index),
+            app: "clientapp",
+            separate_name: format!("clientapp-{index}"),
+            superexec_name: format!("superexec-clientapp-{index}"),
+            address: format!("{supernode}:{SUPERNODE_APPIO_PORT}"),
             // The supernode's Runtime API stays plain HTTP: it gets no server certificate.
-            service.flags.push(flag("--insecure"));
-            if self.profile.generation == Generation::Runtime {
-                service.flags.push(valued("--runtime-api-address", supernode_io));
-            } else {
-                service.flags.push(valued("--plugin-type", "clientapp"));
-                service.flags.push(valued("--appio-api-address", supernode_io));
-            }
-            self.allow_dependency_install(&mut service);
-            service
-        };
-        service.depends_on.push(supernode);
-        service
+            runtime_tls: false,
+            component: supernode,
+        })
     }
 
     fn connection(&self, superlink: &Service) -> Connection {
