@@ -63,6 +63,16 @@ fn resolve_all(paths: &[PathBuf], state_dir: Option<&Path>) -> Result<Vec<Root>>
     paths.iter().map(|path| root::resolve(path, state_dir)).collect()
 }
 
+impl ReownSettings {
+    fn walk_options(&self) -> WalkOptions {
+        WalkOptions {
+            target: self.target,
+            allow_hardlinks: self.allow_hardlinks,
+            dry_run: self.dry_run,
+        }
+    }
+}
+
 /// `own`: journal, then give every entry below each PATH to the target.
 pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     let state_dir = journal::state_dir()?;
@@ -70,11 +80,7 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     if !settings.dry_run {
         journal::ensure_state_dir(&state_dir, Some(settings.target.uid))?;
     }
-    let options = WalkOptions {
-        target: settings.target,
-        allow_hardlinks: settings.allow_hardlinks,
-        dry_run: settings.dry_run,
-    };
+    let options = settings.walk_options();
     let mut outcomes = Vec::new();
     for root in &roots {
         let progress = Progress::new(settings.progress, &format!("own {}", root.path.display()));
@@ -137,11 +143,7 @@ fn session_info(command: &str, root: &Root, target: Target) -> SessionInfo {
 pub fn release(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     let state_dir = journal::state_dir().ok();
     let roots = resolve_all(&settings.paths, state_dir.as_deref())?;
-    let options = WalkOptions {
-        target: settings.target,
-        allow_hardlinks: settings.allow_hardlinks,
-        dry_run: settings.dry_run,
-    };
+    let options = settings.walk_options();
     let mut outcomes = Vec::new();
     for root in &roots {
         let progress = Progress::new(settings.progress, &format!("release {}", root.path.display()));
