@@ -106,6 +106,14 @@ fn bundle_supernode(args: &BundleArgs, printer: &Printer) -> Result<Outcome> {
         );
     }
     saved.validate()?;
+    if saved.supernode_auth {
+        // The supernodes' private keys must be made on their own host and only the public
+        // halves carried back to the superlink; a bundle cannot do that round trip yet.
+        bail!(
+            "{}: a deployment with --supernode-auth: bundles for authenticated supernodes are not supported yet (their keys must be made on the supernode's host); bundle from a deployment without it",
+            dir.display()
+        );
+    }
     let node = supernode_settings(&saved, args)?;
     let deployment = deploy::build(&node)?;
     let address = node.superlink_address.clone().expect("set above");

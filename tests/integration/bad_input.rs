@@ -229,6 +229,10 @@ const MATRIX: &[Row] = &[
     ),
     row(&["render", "flwr-config", "node"], "flwr-config"),
     row(
+        &["bundle", "supernode", "link-auth", "--out", "auth.tar.gz"],
+        "--supernode-auth",
+    ),
+    row(
         &["bundle", "supernode", "link", "--out", "existing.tar.gz"],
         "existing.tar.gz: already exists",
     ),
@@ -374,6 +378,18 @@ fn fixture(env: &TestEnv, elsewhere: &std::path::Path) {
         "superlink",
         "--public-address",
         "flower.example.org",
+    ])
+    .assert()
+    .success();
+    env.flowerbed([
+        "quickstart",
+        "link-auth",
+        "--no-own",
+        "--role",
+        "superlink",
+        "--public-address",
+        "flower.example.org",
+        "--supernode-auth",
     ])
     .assert()
     .success();
