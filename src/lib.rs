@@ -5,8 +5,8 @@
 //! fuzz targets reach the same code the command line runs.
 
 pub mod app;
-pub mod bundle;
 pub mod auth;
+pub mod bundle;
 pub mod check;
 pub mod cli;
 pub mod commands;

@@ -166,9 +166,10 @@ Settings not given here come from DIR/flowerbed.json (written by quickstart and 
 Each certificate file becomes a Swarm secret (file: its absolute path in DIR) mounted where
 the flags name it, owned by --uid/--gid inside the container, mode 0400 for the private key
 and 0444 for certificates. --state keeps the superlink's database on the named volume
-\"state\". Supernodes are one service each (each reads its own partition and, in process
-isolation, has its own runner). --placement applies to the superlink, whose state volume
-and published port live on the node it runs on.
+\"state\". In subprocess isolation the supernodes are one replicated service, \"supernode\",
+each replica reading the partition of its task slot; with --supernode-auth (a key each) or
+in process isolation (a runner each) they are one service each. --placement applies to the
+superlink, whose state volume and published port live on the node it runs on.
 
 Examples:
   flowerbed render swarm deploy --out deploy/stack.yaml

@@ -8,10 +8,21 @@
 //! - The superlink's state lives on a named volume, not a bind mount of a host folder. A
 //!   new volume is root's, so a one-shot `superlink-state-init` task (root, same image,
 //!   same node) hands it to the container user before the superlink can write it.
-//! - Supernodes stay one service each: every supernode reads its own data partition
-//!   (`--node-config partition-id=N`), and in process isolation each is paired with its
-//!   own ClientApp runner that dials it by name. A replicated service gives every replica
-//!   the same flags and one DNS name, so it can express neither.
+//! - Supernodes in subprocess isolation are ONE replicated service, `supernode`, with
+//!   `deploy.replicas` = the number of supernodes. Each still reads its own data partition:
+//!   Swarm expands `{{.Task.Slot}}` (1, 2, ...) in `environment` values and `hostname`, not
+//!   in `command`, so the slot reaches the container as `FLOWERBED_SLOT` and a `sh -c`
+//!   entrypoint turns it into `--node-config "partition-id=SLOT-1 num-partitions=N"` before
+//!   it `exec`s the image's program with the other flags. Every literal `$` in that script
+//!   is written `$$`: stack files go through Compose interpolation. After `docker service
+//!   scale STACK_supernode=K` partitions number 0..K-1, but num-partitions stays N.
+//! - Two cases keep one service per supernode (`supernode-1`, `supernode-2`, ...), because
+//!   replicas share everything but the slot:
+//!   - supernode authentication: each supernode has a private key of its own, carried as a
+//!     secret of its own service; replicas would all get the same key;
+//!   - process isolation: each supernode is paired with its own ClientApp runner that dials
+//!     it by name (`supernode-N:PORT`); replicas share one DNS name, so a runner could not
+//!     pick its supernode.
 //! - Placement constraints apply to the superlink only: its state volume is local to the
 //!   node it runs on, and its published port is opened on that node (`mode: host`).
 //! - Services are found by DNS round robin (`endpoint_mode: dnsrr`), not through a virtual
@@ -29,8 +40,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use crate::deploy::model::{PROJECT_LABEL, SERVICE_LABEL, relative_to};
-use crate::deploy::{Deployment, MountPurpose, Role, Service};
+use crate::deploy::model::{NODE_CONFIG_FLAG, PROJECT_LABEL, SERVICE_LABEL, node_config, relative_to};
+use crate::deploy::{Deployment, Isolation, MountPurpose, Role, Service};
 use crate::error::Error;
 
 use super::compose::{literal, literal_map};
@@ -40,6 +51,13 @@ use super::text;
 const MODE_PRIVATE: u32 = 0o400;
 /// Mode of a secret holding a certificate: public material.
 const MODE_PUBLIC: u32 = 0o444;
+
+/// Name of the replicated supernode service (subprocess isolation, no supernode auth).
+pub const SUPERNODE_SERVICE: &str = "supernode";
+/// Environment variable carrying a replica's slot (1-based) into the container.
+pub const SLOT_ENV: &str = "FLOWERBED_SLOT";
+/// What Swarm replaces with a task's slot in `environment` values and `hostname`.
+const TASK_SLOT: &str = "{{.Task.Slot}}";
 
 /// Options only a stack file has.
 #[derive(Debug, Clone, Default)]
@@ -93,6 +111,45 @@ pub fn validate_placement(constraint: &str) -> Result<()> {
     Ok(())
 }
 
+/// The supernodes as one replicated service: their first one (the template) and how many
+/// there are. `None` when each needs a service of its own: in process isolation (each has
+/// its own ClientApp runner dialing it by name) or with supernode authentication (each has
+/// its own private key), or when the deployment has no supernode.
+pub fn replicated_supernodes(deployment: &Deployment) -> Option<(&Service, u32)> {
+    if deployment.supernode_isolation != Isolation::Subprocess {
+        return None;
+    }
+    let supernodes: Vec<&Service> = deployment
+        .services
+        .iter()
+        .filter(|service| matches!(service.role, Role::Supernode(_)))
+        .collect();
+    let own_keys = supernodes.iter().any(|service| {
+        service
+            .mounts
+            .iter()
+            .any(|mount| mount.purpose == MountPurpose::SupernodeAuthKey)
+    });
+    if own_keys {
+        return None;
+    }
+    let first = supernodes
+        .iter()
+        .copied()
+        .find(|service| service.role == Role::Supernode(1))?;
+    Some((first, u32::try_from(supernodes.len()).ok()?))
+}
+
+/// The `sh -c` script of a replicated supernode: the image's program with the arguments
+/// after the script (`"$@"`) and a partition from the slot, written for Compose
+/// interpolation (every `$` doubled).
+fn replica_script(program: &str, replicas: u32) -> Result<String> {
+    let program = shlex::try_quote(program).context("program name cannot be quoted")?;
+    let partition = node_config(format!("$(({SLOT_ENV} - 1))"), replicas);
+    let script = format!("exec {program} \"$@\" {NODE_CONFIG_FLAG} \"{partition}\"");
+    Ok(literal(&script).into_owned())
+}
+
 #[derive(Serialize)]
 struct StackFile<'a> {
     services: Services<'a>,
@@ -111,9 +168,21 @@ struct Services<'a> {
 
 impl Serialize for Services<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let services = &self.deployment.services;
-        let mut map = serializer.serialize_map(Some(services.len()))?;
-        for service in services {
+        let replicated = replicated_supernodes(self.deployment);
+        let mut map = serializer.serialize_map(None)?;
+        for service in &self.deployment.services {
+            if let Role::Supernode(index) = service.role
+                && let Some((_, replicas)) = replicated
+            {
+                // The first supernode stands for all of them; the others are its replicas.
+                if index == 1 {
+                    let stack_service =
+                        StackService::replicated(self.deployment, service, self.options, replicas)
+                            .map_err(serde::ser::Error::custom)?;
+                    map.serialize_entry(SUPERNODE_SERVICE, &stack_service)?;
+                }
+                continue;
+            }
             let stack_service = StackService::new(self.deployment, service, self.options);
             let init = stack_service.state_init(self.deployment, &service.name);
             map.serialize_entry(&service.name, &stack_service)?;
@@ -150,6 +219,9 @@ struct StackService<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     command: Vec<Cow<'a, str>>,
     user: &'a str,
+    /// A replica's host name, with the task's slot (replicated supernodes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ports: Vec<StackPort>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -259,6 +331,7 @@ impl<'a> StackService<'a> {
                 .map(literal)
                 .collect(),
             user: &service.user,
+            hostname: None,
             ports: service
                 .ports
                 .iter()
@@ -284,6 +357,39 @@ impl<'a> StackService<'a> {
 }
 
 impl<'a> StackService<'a> {
+    /// The supernodes as one service of `replicas` tasks, from the first supernode: its
+    /// flags without `--node-config`, which the entrypoint adds from the task's slot.
+    fn replicated(
+        deployment: &'a Deployment,
+        first: &'a Service,
+        options: &'a SwarmOptions,
+        replicas: u32,
+    ) -> Result<Self> {
+        let mut service = StackService::new(deployment, first, options);
+        service.entrypoint = vec![
+            "sh".into(),
+            "-c".into(),
+            replica_script(first.program, replicas)?,
+            literal(first.program).into_owned(),
+        ];
+        service.command = first
+            .flags
+            .iter()
+            .filter(|flag| flag.name != NODE_CONFIG_FLAG)
+            .flat_map(|flag| std::iter::once(flag.name).chain(flag.value.as_deref()))
+            .map(literal)
+            .collect();
+        service.environment.insert(SLOT_ENV, Cow::Borrowed(TASK_SLOT));
+        service.hostname = Some(format!("{SUPERNODE_SERVICE}-{TASK_SLOT}"));
+        service
+            .labels
+            .insert(SERVICE_LABEL, Cow::Borrowed(SUPERNODE_SERVICE));
+        service.deploy.replicas = replicas;
+        // Placement applies to the superlink only; a supernode never has any.
+        service.deploy.placement = None;
+        Ok(service)
+    }
+
     /// A one-shot task that hands a service's state volumes to the container user: Docker
     /// creates a new named volume owned by root unless the image already has the mount
     /// point owned by that user (Flower's images do not), and the service cannot write it.
@@ -304,6 +410,7 @@ impl<'a> StackService<'a> {
             entrypoint,
             command: Vec::new(),
             user: "0:0",
+            hostname: None,
             ports: Vec::new(),
             secrets: Vec::new(),
             volumes: self
@@ -379,7 +486,74 @@ pub fn render(deployment: &Deployment, options: &SwarmOptions) -> Result<String>
     let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
     let body =
         serde_saphyr::to_string_with_options(&file, options).context("cannot serialize the stack file")?;
-    let mut out = text::swarm_header(deployment)?;
+    let mut out = text::swarm_header(deployment, replicated_supernodes(deployment).is_some())?;
     out.push_str(&body);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::deploy::{self, Settings};
+
+    fn settings() -> Settings {
+        let mut settings = Settings::defaults(PathBuf::from("/srv/flower"));
+        settings.supernodes = 3;
+        settings
+    }
+
+    fn replicas(settings: &Settings) -> Option<u32> {
+        let deployment = deploy::build(settings).unwrap();
+        replicated_supernodes(&deployment).map(|(first, count)| {
+            assert_eq!(first.role, Role::Supernode(1));
+            count
+        })
+    }
+
+    #[test]
+    fn subprocess_supernodes_are_one_replicated_service() {
+        assert_eq!(replicas(&settings()), Some(3));
+        let deployment = deploy::build(&settings()).unwrap();
+        let text = render(&deployment, &SwarmOptions::default()).unwrap();
+        assert!(text.contains("\n  supernode:\n"), "{text}");
+        assert!(!text.contains("supernode-1:"), "{text}");
+        assert!(text.contains("replicas: 3"), "{text}");
+        assert!(
+            text.contains("docker service scale flowerbed_supernode=K"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn process_isolation_and_supernode_auth_keep_a_service_each() {
+        let mut process = settings();
+        process.supernode_isolation = Isolation::Process;
+        assert_eq!(replicas(&process), None);
+        let mut auth = settings();
+        auth.supernode_auth = true;
+        assert_eq!(replicas(&auth), None);
+        let deployment = deploy::build(&auth).unwrap();
+        let text = render(&deployment, &SwarmOptions::default()).unwrap();
+        for index in 1..=3 {
+            assert!(text.contains(&format!("\n  supernode-{index}:\n")), "{text}");
+        }
+        assert!(!text.contains("FLOWERBED_SLOT:"), "{text}");
+    }
+
+    #[test]
+    fn the_replica_script_escapes_every_dollar_for_compose() {
+        assert_eq!(
+            replica_script("flower-supernode", 2).unwrap(),
+            "exec flower-supernode \"$$@\" --node-config \
+             \"partition-id=$$((FLOWERBED_SLOT - 1)) num-partitions=2\""
+        );
+        // A program name the shell would split is quoted.
+        assert!(
+            replica_script("my program", 2)
+                .unwrap()
+                .starts_with("exec 'my program' ")
+        );
+    }
 }

@@ -91,6 +91,8 @@ struct View<'a> {
     /// Kubernetes namespace and the superlink port the flwr CLI dials (empty elsewhere).
     namespace: &'a str,
     control_port: &'a str,
+    /// Swarm: the supernodes are one replicated service (false elsewhere).
+    replicated_supernodes: bool,
     /// `superlink`, `supernode` or `all`.
     role: &'a str,
     has_superlink: bool,
@@ -153,6 +155,7 @@ fn view(deployment: &Deployment) -> View<'_> {
         flwr_config_file: flwr_config_file(deployment),
         namespace: "",
         control_port: "",
+        replicated_supernodes: false,
         role: deployment.role.name(),
         has_superlink: deployment.role.has_superlink(),
         has_supernodes: deployment.role.has_supernodes(),
@@ -237,8 +240,14 @@ pub fn compose_header(deployment: &Deployment) -> Result<String> {
     render("compose-header", deployment)
 }
 
-pub fn swarm_header(deployment: &Deployment) -> Result<String> {
-    render("swarm-header", deployment)
+/// The stack file's header; `replicated` when the supernodes are one replicated service.
+pub fn swarm_header(deployment: &Deployment, replicated: bool) -> Result<String> {
+    let mut view = view(deployment);
+    view.replicated_supernodes = replicated;
+    environment()
+        .get_template("swarm-header")
+        .and_then(|template| template.render(minijinja::value::Serde(view)))
+        .context("cannot render the swarm-header template")
 }
 
 /// The Kubernetes manifests' header; `namespace` is where they go.

@@ -194,10 +194,24 @@ fn docker_stack_config_accepts_every_stack_file() {
             String::from_utf8_lossy(&out.stderr)
         );
         let config = yaml(&String::from_utf8(out.stdout).unwrap());
+        let replicated = swarm::replicated_supernodes(&deployment).map(|(_, replicas)| replicas);
+        assert_supernode_services(&name, &deployment, &config, replicated);
         for service in &deployment.services {
-            let rendered = &config["services"][&service.name];
+            let supernode = matches!(service.role, deploy::Role::Supernode(_));
+            let stack_name = match replicated {
+                Some(_) if supernode => swarm::SUPERNODE_SERVICE,
+                _ => service.name.as_str(),
+            };
+            let rendered = &config["services"][stack_name];
             let command: Vec<String> = serde_json::from_value(rendered["command"].clone()).unwrap();
-            assert_eq!(command, service.args(), "{name}/{}", service.name);
+            let mut args = service.args();
+            if let Some(replicas) = replicated.filter(|_| supernode) {
+                // The partition comes from the entrypoint, not from the command.
+                let at = args.iter().position(|arg| arg == "--node-config").unwrap();
+                args.drain(at..at + 2);
+                assert_replicated_supernode(&name, service, rendered, replicas, env.path());
+            }
+            assert_eq!(command, args, "{name}/{}", service.name);
             assert!(rendered.get("depends_on").is_none() && rendered.get("container_name").is_none());
             let secrets = rendered["secrets"].as_array().cloned().unwrap_or_default();
             for secret in &secrets {
@@ -255,6 +269,108 @@ fn docker_stack_config_accepts_every_stack_file() {
             );
         }
     }
+}
+
+/// The supernodes are one replicated service exactly when they can be (subprocess
+/// isolation, no keys of their own), else one service each, as many as the model has.
+fn assert_supernode_services(name: &str, deployment: &Deployment, config: &Value, replicated: Option<u32>) {
+    let supernodes: Vec<&deploy::Service> = deployment
+        .services
+        .iter()
+        .filter(|service| matches!(service.role, deploy::Role::Supernode(_)))
+        .collect();
+    let own_keys = deployment.services.iter().any(|service| {
+        service
+            .flag("--auth-supernode-private-key")
+            .is_some_and(|_| matches!(service.role, deploy::Role::Supernode(_)))
+    });
+    let can_replicate =
+        !supernodes.is_empty() && deployment.supernode_isolation == Isolation::Subprocess && !own_keys;
+    assert_eq!(replicated.is_some(), can_replicate, "{name}");
+    let services = config["services"].as_object().unwrap();
+    let numbered = services
+        .keys()
+        .filter(|key| key.starts_with("supernode-"))
+        .count();
+    if can_replicate {
+        assert_eq!(numbered, 0, "{name}: {:?}", services.keys());
+        assert_eq!(
+            replicated,
+            Some(u32::try_from(supernodes.len()).unwrap()),
+            "{name}"
+        );
+    } else {
+        assert_eq!(numbered, supernodes.len(), "{name}: {:?}", services.keys());
+        assert!(!services.contains_key(swarm::SUPERNODE_SERVICE), "{name}");
+    }
+}
+
+/// A replicated supernode after `docker stack config`: the interpolated entrypoint holds
+/// `$@` and `$((FLOWERBED_SLOT - 1))` exactly, the slot comes from Swarm's template, and
+/// the script run by a real `sh` gives replica 2 partition 1 and the other flags unchanged.
+fn assert_replicated_supernode(
+    name: &str,
+    service: &deploy::Service,
+    rendered: &Value,
+    replicas: u32,
+    scratch: &Path,
+) {
+    let entrypoint: Vec<String> = serde_json::from_value(rendered["entrypoint"].clone()).unwrap();
+    let program = service.program;
+    let script = format!(
+        "exec {program} \"$@\" --node-config \"partition-id=$((FLOWERBED_SLOT - 1)) num-partitions={replicas}\""
+    );
+    assert_eq!(
+        entrypoint,
+        ["sh", "-c", script.as_str(), program],
+        "{name}: entrypoint"
+    );
+    assert!(entrypoint[2].contains("\"$@\"") && entrypoint[2].contains("$((FLOWERBED_SLOT - 1))"));
+    assert_eq!(
+        rendered["environment"][swarm::SLOT_ENV],
+        "{{.Task.Slot}}",
+        "{name}: environment"
+    );
+    assert_eq!(rendered["hostname"], "supernode-{{.Task.Slot}}", "{name}");
+    assert_eq!(rendered["deploy"]["replicas"], replicas, "{name}");
+    assert_eq!(rendered["deploy"]["endpoint_mode"], "dnsrr", "{name}");
+    assert_eq!(rendered["deploy"]["restart_policy"]["condition"], "any", "{name}");
+    assert_eq!(
+        rendered["labels"]["org.flowerbed.service"],
+        swarm::SUPERNODE_SERVICE,
+        "{name}"
+    );
+    // Run the script as a container would, with a stand-in program that prints its argv.
+    let bin = scratch.join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join(program);
+    std::fs::write(&fake, "#!/bin/sh\nprintf '%s\\n' \"$@\"\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let command: Vec<String> = serde_json::from_value(rendered["command"].clone()).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Process::new(&entrypoint[0])
+        .args(&entrypoint[1..])
+        .args(&command)
+        .env("PATH", path)
+        .env(swarm::SLOT_ENV, "2")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let argv: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut want = command.clone();
+    want.extend([
+        "--node-config".to_string(),
+        format!("partition-id=1 num-partitions={replicas}"),
+    ]);
+    assert_eq!(argv, want, "{name}: the program's argv");
 }
 
 #[test]
