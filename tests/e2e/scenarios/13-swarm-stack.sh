@@ -2,8 +2,9 @@
 # Docker Swarm for real: `flowerbed render swarm` on a quickstart folder whose certificates
 # stay root's (the key 0600, never handed to 49999), `docker stack deploy` on a single-node
 # swarm of the e2e engine. The superlink reads its key through the secret's uid/gid/mode
-# (no chown on the host), both supernodes connect over TLS, and a `flwr run` completes; the
-# state volume is writable by 49999 (the superlink's database is there and grows).
+# (no chown on the host), both supernodes (one service, two replicas, each on its own data
+# partition from its task slot) connect over TLS, and a `flwr run` completes; the state
+# volume is writable by 49999 (the superlink's database is there).
 # flwr: 1.41.* 1.42.*
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
@@ -83,6 +84,18 @@ mkdir -p "$flwr_home"
 sed -i -E "s/(address = \")[^\"]*\"/\1127.0.0.1:$port\"/" "$flwr_home/config.toml"
 e2e_wait_supernodes "$flwr_home" "$stack" 2 150
 e2e_flwr_run_completes "$flwr_home" "$E2E_ROOT/tests/e2e/app" "$stack" 2 300 >/dev/null
+
+e2e_step "the supernodes are one replicated service; each replica reads its own partition"
+replicas="$(docker service inspect -f '{{.Spec.Mode.Replicated.Replicas}}' "${stack}_supernode")"
+[ "$replicas" = 2 ] || e2e_fail "service ${stack}_supernode has $replicas replicas, want 2"
+partitions=""
+for container in $(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_supernode"); do
+    # The process the entrypoint exec'd, with the partition worked out from the task slot.
+    partitions="$partitions $(docker exec "$container" sh -c 'tr "\0" " " </proc/1/cmdline' | grep -o 'partition-id=[0-9]*')"
+done
+[ "$(echo "$partitions" | tr ' ' '\n' | sort -u | grep -c partition-id)" = 2 ] ||
+    e2e_fail "the replicas do not read distinct partitions:$partitions"
+e2e_log "   replicas: $replicas;$partitions"
 
 e2e_step "the state volume is writable by 49999: the database is there"
 db="$(docker exec "$superlink" sh -c 'ls -ln /app/state 2>/dev/null; stat -c "%u %s" /app/state/state.db 2>/dev/null')"
