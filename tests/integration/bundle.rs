@@ -65,19 +65,7 @@ fn bundle(env: &TestEnv, extra: &[&str]) -> PathBuf {
 
 /// `check --json` on a folder: exit code and finding ids.
 fn check(env: &TestEnv, dir: &str) -> (i32, Vec<String>, Value) {
-    let out = env
-        .flowerbed(["check", dir, "--selinux", "off", "--json"])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("no JSON: {}", String::from_utf8_lossy(&out.stderr)));
-    let ids = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_str().unwrap().to_string())
-        .collect();
-    (out.status.code().unwrap(), ids, report)
+    crate::check::check(env, &[dir])
 }
 
 #[test]

@@ -71,7 +71,7 @@ fn write_compose(dir: &Path, isolation: &str, dial: &str, supernode_tls: &str) {
 }
 
 /// Run `check --json` on the folder; return (exit code, finding ids).
-fn check(env: &TestEnv, args: &[&str]) -> (i32, Vec<String>, serde_json::Value) {
+pub fn check(env: &TestEnv, args: &[&str]) -> (i32, Vec<String>, serde_json::Value) {
     let mut all = vec!["check", "--selinux", "off", "--json"];
     all.extend_from_slice(args);
     let out = env.flowerbed(all).output().unwrap();
