@@ -25,7 +25,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -586,7 +585,7 @@ pub struct JournalWriter {
     session: Option<SessionInfo>,
     pending: RecordBatch,
     written_records: u64,
-    /// Length of the file up to its last complete frame (written; synced by the caller).
+    /// Length of the file up to its last complete, synced frame.
     good_len: u64,
     /// Why a write failed: then nothing more is appended (a frame after a torn one would
     /// turn the torn tail into corruption mid-file).
@@ -681,20 +680,8 @@ impl JournalWriter {
 
     /// Write `batch` as one frame, sync it, and empty the batch.
     pub fn commit_batch(&mut self, batch: &mut RecordBatch) -> Result<()> {
-        let end = self.write_batch(batch)?;
-        if end > 0 {
-            self.syncer()?.sync_through(end)?;
-        }
-        Ok(())
-    }
-
-    /// Write `batch` as one frame without syncing it and empty the batch; returns the
-    /// journal length the frame ends at (0 for an empty batch). Nothing it lists may be
-    /// changed before a [`Syncer::sync_through`] that length has returned: this lets
-    /// several walkers share one sync instead of queueing behind each other's.
-    pub fn write_batch(&mut self, batch: &mut RecordBatch) -> Result<u64> {
         if batch.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let count = u64::from(batch.count);
         let mut out = Vec::new();
@@ -702,36 +689,19 @@ impl JournalWriter {
             out.extend_from_slice(&encode_frame(&Frame::Session(session)));
         }
         out.extend_from_slice(&batch.seal());
-        self.append_unsynced(&out)?;
+        self.append(&out)?;
         self.written_records += count;
-        Ok(self.good_len)
+        Ok(())
     }
 
-    /// A handle that syncs this journal from any thread (see [`Self::write_batch`]).
-    pub fn syncer(&self) -> Result<Syncer> {
-        Ok(Syncer {
-            file: self.file.try_clone()?,
-            path: self.path.clone(),
-            synced: Mutex::new(SyncState::default()),
-        })
-    }
-
-    /// Append whole frames and sync them (see [`Self::append_unsynced`]).
+    /// Append whole frames and sync them. On failure (a full disk, an I/O error) the file is
+    /// cut back to its last complete frame, as far as possible, and the writer refuses any
+    /// further frame: what it synced before stays a valid journal.
     fn append(&mut self, frames: &[u8]) -> Result<()> {
-        self.append_unsynced(frames)?;
-        self.file
-            .sync_data()
-            .with_context(|| format!("{}: cannot sync the journal", self.path.display()))
-    }
-
-    /// Append whole frames. On failure (a full disk, an I/O error) the file is cut back to
-    /// its last complete frame, as far as possible, and the writer refuses any further
-    /// frame: what it wrote before stays a valid journal.
-    fn append_unsynced(&mut self, frames: &[u8]) -> Result<()> {
         if let Some(reason) = &self.broken {
             bail!("{}: cannot write the journal: {reason}", self.path.display());
         }
-        let result = self.write_limited(frames);
+        let result = self.write_limited(frames).and_then(|()| self.file.sync_data());
         if let Err(err) = result {
             self.broken = Some(err.to_string());
             let _ = self
@@ -766,48 +736,6 @@ impl JournalWriter {
             self.append(&end)?;
         }
         Ok(self.written_records)
-    }
-}
-
-/// Syncs a journal for writers on several threads ("group commit"): a walker that wrote
-/// its frame waits for one `fdatasync` that covers it, and a sync already started after its
-/// write serves it too.
-pub struct Syncer {
-    file: File,
-    path: PathBuf,
-    synced: Mutex<SyncState>,
-}
-
-#[derive(Default)]
-struct SyncState {
-    /// The journal is durable up to this length.
-    through: u64,
-    /// A sync failed: nothing written since is known to be on disk, so no change may follow.
-    failed: Option<String>,
-}
-
-impl Syncer {
-    /// Return once the journal is durable up to `end` (a length [`JournalWriter::write_batch`]
-    /// returned).
-    pub fn sync_through(&self, end: u64) -> Result<()> {
-        // Held across the sync: whoever waits here finds, once it gets the lock, whether
-        // the sync it waited for already covered its frame.
-        let mut state = self.synced.lock().expect("journal sync lock");
-        if let Some(reason) = &state.failed {
-            bail!("{}: cannot sync the journal: {reason}", self.path.display());
-        }
-        if state.through >= end {
-            return Ok(());
-        }
-        // Everything written before this point is covered by the sync below, including
-        // frames other walkers wrote after `end`.
-        let written = self.file.metadata()?.len();
-        if let Err(err) = self.file.sync_data() {
-            state.failed = Some(err.to_string());
-            return Err(err).with_context(|| format!("{}: cannot sync the journal", self.path.display()));
-        }
-        state.through = written.max(end);
-        Ok(())
     }
 }
 

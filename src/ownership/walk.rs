@@ -30,7 +30,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::{Gid, Uid, fchown, fchownat};
 
 use super::interrupt;
-use super::journal::{JournalWriter, Record, RecordBatch, Syncer};
+use super::journal::{JournalWriter, Record, RecordBatch};
 use super::report::{Progress, SkipReason, WalkReport};
 use super::root::Root;
 
@@ -71,10 +71,8 @@ pub fn reown(
     progress: &Progress,
 ) -> Result<WalkReport> {
     let fd_limit = super::root::raise_fd_limit();
-    // More walkers than cores: while one waits for its journal sync, the others keep the
-    // cores busy with stats and chowns.
     let workers = std::thread::available_parallelism()
-        .map_or(1, |n| usize::from(n) * 2)
+        .map_or(1, usize::from)
         .clamp(1, MAX_WORKERS);
     // Each worker holds one descriptor per level of its subtree plus the directories of its
     // pending batch; the queue holds one per worker. Split what the limit allows.
@@ -90,7 +88,6 @@ pub fn reown(
         // Without protected_hardlinks a container could hard-link a host file into the tree
         // between the stat and the change: then every change is checked again just before.
         recheck: !protected_hardlinks(),
-        syncer: journal.as_ref().map(|j| j.syncer()).transpose()?,
         journal: journal.map(Mutex::new),
         queue: Mutex::new(Queue::default()),
         wake: Condvar::new(),
@@ -143,9 +140,6 @@ struct Shared<'a> {
     batch_dirs: usize,
     recheck: bool,
     journal: Option<Mutex<&'a mut JournalWriter>>,
-    /// Syncs the journal outside its lock, so one walker's wait for the disk does not hold
-    /// up the others' writing.
-    syncer: Option<Syncer>,
     queue: Mutex<Queue>,
     wake: Condvar,
     failed: AtomicBool,
@@ -575,14 +569,11 @@ impl<'s, 'a> Worker<'s, 'a> {
 
     /// Sync the journal batch, then make the changes it lists.
     fn flush(&mut self) -> Result<()> {
-        if let (Some(journal), Some(syncer)) = (&self.shared.journal, &self.shared.syncer) {
-            let end = journal
+        if let Some(journal) = &self.shared.journal {
+            journal
                 .lock()
                 .expect("journal lock")
-                .write_batch(&mut self.batch)?;
-            if end > 0 {
-                syncer.sync_through(end)?;
-            }
+                .commit_batch(&mut self.batch)?;
         }
         let pending = std::mem::take(&mut self.pending);
         for entry in &pending {
