@@ -198,8 +198,14 @@ impl Progress {
 
     /// Count one entry; the bar is redrawn every few thousand to stay off the hot path.
     pub fn tick(&self) {
-        let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if seen % 4096 == 0 {
+        self.advance(1);
+    }
+
+    /// Count `n` entries at once (walkers count locally and report in chunks, so threads
+    /// do not contend for the counter).
+    pub fn advance(&self, n: u64) {
+        let seen = self.seen.fetch_add(n, Ordering::Relaxed) + n;
+        if (seen - n) / 4096 != seen / 4096 {
             if let Some(bar) = &self.bar {
                 bar.set_position(seen);
             }

@@ -7,22 +7,25 @@
 //! which re-owns a symlink itself, never its target.
 //!
 //! The walk streams: each worker thread holds one open directory per level of its current
-//! subtree and one journal batch. Workers walk depth-first on their own and hand a freshly
-//! opened directory to an idle worker, so memory and descriptors stay bounded while both
-//! cores of a small machine are kept busy (a chown is mostly kernel time).
+//! subtree and a few small journal batches. Workers walk depth-first on their own and hand a
+//! freshly opened directory to an idle worker, so memory and descriptors stay bounded while
+//! both cores of a small machine are kept busy (a chown is mostly kernel time).
 //!
-//! Journal first: a worker's records are written and synced as one frame before any entry
-//! in it is changed.
+//! Journal first: a worker seals its records into a frame and queues it; a committing thread
+//! writes and syncs whatever is queued (one sync for the frames of every worker), and the
+//! worker changes a frame's entries only once that frame is on disk. Meanwhile it walks on,
+//! so the syncs overlap the walk; batches are small so that an entry is changed soon after
+//! its stat, while the kernel's dentry and inode for it are still in the CPU caches.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use nix::dir::{Dir, OwningIter, Type};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
@@ -30,15 +33,18 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::{Gid, Uid, fchown, fchownat};
 
 use super::interrupt;
-use super::journal::{JournalWriter, Record, RecordBatch};
+use super::journal::{JournalWriter, RecordBatch, RecordRef, SealedBatch};
 use super::report::{Progress, SkipReason, WalkReport};
 use super::root::Root;
 
-/// Records per journal batch: one `fdatasync` per this many changes.
-const BATCH_RECORDS: usize = 16_384;
+/// Records per journal batch. Small, so that an entry is changed while what its stat
+/// brought into the CPU caches is still there; the syncs this takes overlap the walk.
+const BATCH_RECORDS: usize = 1_024;
+/// Batches a walker keeps in flight (journaled, waiting for their sync) while it goes on.
+const LAG: usize = 4;
 /// Directories a pending batch may keep open before it must be applied (fewer when the
 /// open-file limit is low).
-const MAX_BATCH_DIRS: usize = 1_024;
+const MAX_BATCH_DIRS: usize = 256;
 /// At most this many walker threads.
 const MAX_WORKERS: usize = 4;
 
@@ -77,7 +83,7 @@ pub fn reown(
     // Each worker holds one descriptor per level of its subtree plus the directories of its
     // pending batch; the queue holds one per worker. Split what the limit allows.
     let budget = usize::try_from(fd_limit.saturating_sub(64)).unwrap_or(usize::MAX) / workers;
-    let batch_dirs = (budget / 4).clamp(4, MAX_BATCH_DIRS);
+    let batch_dirs = (budget / 4 / (LAG + 1)).clamp(4, MAX_BATCH_DIRS);
     let max_depth = budget.saturating_sub(batch_dirs + 1).max(8);
     let shared = Shared {
         options,
@@ -88,7 +94,7 @@ pub fn reown(
         // Without protected_hardlinks a container could hard-link a host file into the tree
         // between the stat and the change: then every change is checked again just before.
         recheck: !protected_hardlinks(),
-        journal: journal.map(Mutex::new),
+        committer: journal.is_some().then(Committer::default),
         queue: Mutex::new(Queue::default()),
         wake: Condvar::new(),
         failed: AtomicBool::new(false),
@@ -104,6 +110,9 @@ pub fn reown(
     // The first worker starts on the root; the others wait for directories handed over.
     let start = first.visit(&base, &root.name, None, None, 0);
     let results: Vec<Result<WalkReport>> = std::thread::scope(|scope| {
+        if let (Some(committer), Some(writer)) = (&shared.committer, journal) {
+            scope.spawn(move || committer.run(writer));
+        }
         let helpers: Vec<_> = (1..workers)
             .map(|_| scope.spawn(|| Worker::new(&shared).run(None)))
             .collect();
@@ -117,6 +126,9 @@ pub fn reown(
                 .into_iter()
                 .map(|h| h.join().expect("walker thread panicked")),
         );
+        if let Some(committer) = &shared.committer {
+            committer.close();
+        }
         results
     });
     let mut report = WalkReport::default();
@@ -139,7 +151,7 @@ struct Shared<'a> {
     max_depth: usize,
     batch_dirs: usize,
     recheck: bool,
-    journal: Option<Mutex<&'a mut JournalWriter>>,
+    committer: Option<Committer>,
     queue: Mutex<Queue>,
     wake: Condvar,
     failed: AtomicBool,
@@ -147,6 +159,97 @@ struct Shared<'a> {
     kill_after: Option<u64>,
     pause_after: Option<u64>,
     progress: &'a Progress,
+}
+
+/// Group commit for the journal: walkers queue sealed batches and walk on; one thread
+/// appends whatever is queued with a single write and sync, then marks it durable. A walker
+/// changes the entries of a batch only once it is durable.
+#[derive(Default)]
+struct Committer {
+    state: Mutex<CommitState>,
+    /// `CommitState::durable`, readable without the lock: walkers look at it between entries.
+    durable_now: AtomicU64,
+    queued: Condvar,
+    durable: Condvar,
+}
+
+#[derive(Default)]
+struct CommitState {
+    batches: Vec<SealedBatch>,
+    /// Batches handed in so far; a batch's ticket is the count after it.
+    submitted: u64,
+    /// Batches on disk so far.
+    durable: u64,
+    failed: Option<String>,
+    closed: bool,
+}
+
+impl Committer {
+    fn submit(&self, batch: SealedBatch) -> u64 {
+        let mut state = self.state.lock().expect("journal lock");
+        state.batches.push(batch);
+        state.submitted += 1;
+        let ticket = state.submitted;
+        drop(state);
+        self.queued.notify_one();
+        ticket
+    }
+
+    fn is_durable(&self, ticket: u64) -> bool {
+        self.durable_now.load(Ordering::Acquire) >= ticket
+    }
+
+    /// Block until the batch with `ticket` is on disk.
+    fn wait(&self, ticket: u64) -> Result<()> {
+        let mut state = self.state.lock().expect("journal lock");
+        loop {
+            if state.durable >= ticket {
+                return Ok(());
+            }
+            if let Some(reason) = &state.failed {
+                bail!("{reason}");
+            }
+            state = self.durable.wait(state).expect("journal lock");
+        }
+    }
+
+    /// No more batches: the syncing thread ends once the queue is written.
+    fn close(&self) {
+        self.state.lock().expect("journal lock").closed = true;
+        self.queued.notify_all();
+    }
+
+    /// The syncing thread. After a failed write it stops: the writer refuses more frames,
+    /// and every batch still waiting reports the failure instead of being applied.
+    fn run(&self, writer: &mut JournalWriter) {
+        let mut state = self.state.lock().expect("journal lock");
+        loop {
+            if state.batches.is_empty() {
+                if state.closed {
+                    return;
+                }
+                state = self.queued.wait(state).expect("journal lock");
+                continue;
+            }
+            let batches = std::mem::take(&mut state.batches);
+            let upto = state.submitted;
+            drop(state);
+            let result = writer.commit_sealed(&batches);
+            state = self.state.lock().expect("journal lock");
+            match result {
+                Ok(()) => {
+                    state.durable = upto;
+                    self.durable_now.store(upto, Ordering::Release);
+                }
+                Err(err) => state.failed = Some(format!("{err:#}")),
+            }
+            let stop = state.failed.is_some();
+            self.durable.notify_all();
+            if stop {
+                return;
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -256,10 +359,9 @@ impl Level {
 enum Handle {
     /// The directory itself, through its own descriptor.
     Dir(Rc<OpenDir>),
-    /// A non-directory: a name in a directory.
+    /// A non-directory: a name (kept in the batch's bytes) in a directory.
     Child {
         parent: Rc<ParentDir>,
-        name: CString,
         dev: u64,
         ino: u64,
     },
@@ -281,10 +383,61 @@ impl ParentDir {
     }
 }
 
+/// One change to make once its record is on disk.
 struct Pending {
     handle: Handle,
-    path: Vec<u8>,
+    /// Where, in the batch's bytes, its relative path starts; the path is followed by the
+    /// entry's name and a NUL (for a child), up to `end`.
+    start: usize,
+    path_end: usize,
+    end: usize,
 }
+
+/// A walker's changes in one journal frame, with the bytes their names and paths need:
+/// one buffer for all of them, reused from batch to batch, so an entry costs no allocation.
+#[derive(Default)]
+struct Batch {
+    records: RecordBatch,
+    entries: Vec<Pending>,
+    bytes: Vec<u8>,
+    /// Directories its entries keep open.
+    dirs: usize,
+}
+
+impl Batch {
+    fn push(&mut self, handle: Handle, path: &[u8], name: Option<&CStr>) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(path);
+        let path_end = self.bytes.len();
+        if let Some(name) = name {
+            self.bytes.extend_from_slice(name.to_bytes_with_nul());
+        }
+        if matches!(handle, Handle::Dir(_)) {
+            self.dirs += 1;
+        }
+        self.entries.push(Pending {
+            handle,
+            start,
+            path_end,
+            end: self.bytes.len(),
+        });
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes.clear();
+        self.dirs = 0;
+    }
+}
+
+/// A batch whose records are queued for the journal; its entries change once it is synced.
+struct InFlight {
+    ticket: u64,
+    batch: Batch,
+}
+
+/// Entries a walker counts before it reports them to the shared progress counter.
+const PROGRESS_CHUNK: u64 = 256;
 
 /// One walker thread's state.
 struct Worker<'s, 'a> {
@@ -292,9 +445,12 @@ struct Worker<'s, 'a> {
     report: WalkReport,
     /// Relative path of the entry being visited (raw bytes).
     path: Vec<u8>,
-    batch: RecordBatch,
-    pending: Vec<Pending>,
-    pending_dirs: usize,
+    batch: Batch,
+    in_flight: VecDeque<InFlight>,
+    /// Emptied batches, for reuse.
+    spare: Vec<Batch>,
+    /// Entries seen and not yet reported to the progress counter.
+    unreported: u64,
 }
 
 impl<'s, 'a> Worker<'s, 'a> {
@@ -303,9 +459,10 @@ impl<'s, 'a> Worker<'s, 'a> {
             shared,
             report: WalkReport::default(),
             path: Vec::new(),
-            batch: RecordBatch::default(),
-            pending: Vec::new(),
-            pending_dirs: 0,
+            batch: Batch::default(),
+            in_flight: VecDeque::new(),
+            spare: Vec::new(),
+            unreported: 0,
         }
     }
 
@@ -321,9 +478,10 @@ impl<'s, 'a> Worker<'s, 'a> {
             let item = if let Some(item) = self.shared.try_next_item() {
                 item
             } else {
-                if let Err(err) = self.flush() {
+                if let Err(err) = self.drain() {
                     return Err(self.abandon(err));
                 }
+                self.report_progress();
                 match self.shared.next_item() {
                     Some(item) => item,
                     None => return Ok(self.report),
@@ -341,7 +499,8 @@ impl<'s, 'a> Worker<'s, 'a> {
     /// Stop every worker after an error; nothing still pending is changed.
     fn abandon(&mut self, err: anyhow::Error) -> anyhow::Error {
         self.shared.fail();
-        self.pending.clear();
+        self.batch.clear();
+        self.in_flight.clear();
         self.finish_idle();
         err
     }
@@ -353,6 +512,10 @@ impl<'s, 'a> Worker<'s, 'a> {
         queue.items.clear();
         drop(queue);
         self.shared.wake.notify_all();
+    }
+
+    fn report_progress(&mut self) {
+        self.shared.progress.advance(std::mem::take(&mut self.unreported));
     }
 
     fn walk(&mut self, stack: &mut Vec<Level>) -> Result<()> {
@@ -395,8 +558,9 @@ impl<'s, 'a> Worker<'s, 'a> {
                 }
             }
             if self.batch_full() {
-                self.flush()?;
+                self.seal_batch()?;
             }
+            self.apply_durable()?;
         }
         Ok(())
     }
@@ -414,7 +578,10 @@ impl<'s, 'a> Worker<'s, 'a> {
         listed_ino: Option<u64>,
         depth: usize,
     ) -> Result<Option<Rc<OpenDir>>> {
-        self.shared.progress.tick();
+        self.unreported += 1;
+        if self.unreported >= PROGRESS_CHUNK {
+            self.report_progress();
+        }
         // A listed directory is opened straight away (no separate stat); anything else, or
         // an entry of unknown type, is looked at without following it first.
         let stat = if listed_type == Some(Type::Directory) {
@@ -451,11 +618,10 @@ impl<'s, 'a> Worker<'s, 'a> {
         }
         let handle = Handle::Child {
             parent: parent.clone(),
-            name: name.to_owned(),
             dev: stat.st_dev,
             ino: stat.st_ino,
         };
-        self.change(handle, &stat);
+        self.change(handle, Some(name), &stat);
         Ok(None)
     }
 
@@ -517,8 +683,7 @@ impl<'s, 'a> Worker<'s, 'a> {
             depth,
         });
         if !self.already_right(stat) {
-            self.pending_dirs += 1;
-            self.change(Handle::Dir(dir.clone()), stat);
+            self.change(Handle::Dir(dir.clone()), None, stat);
         }
         if depth >= self.shared.max_depth {
             // Its own change (if any) still holds it open; its entries are not walked.
@@ -538,112 +703,149 @@ impl<'s, 'a> Worker<'s, 'a> {
     }
 
     /// Journal the entry's current state and change it (now, or with its batch).
-    fn change(&mut self, handle: Handle, stat: &FileStat) {
+    fn change(&mut self, handle: Handle, name: Option<&CStr>, stat: &FileStat) {
         if self.shared.options.dry_run {
             self.report
                 .plan(&self.path, stat.st_uid, stat.st_gid, stat.st_mode);
             return;
         }
-        let pending = Pending {
-            handle,
-            path: self.path.clone(),
-        };
-        if self.shared.journal.is_some() {
-            self.batch.add(&Record {
-                dev: stat.st_dev,
-                ino: stat.st_ino,
-                uid: stat.st_uid,
-                gid: stat.st_gid,
-                mode: stat.st_mode,
-                path: self.path.clone(),
-            });
-            self.pending.push(pending);
-        } else {
-            self.apply(&pending, false);
+        if self.shared.committer.is_none() {
+            apply(self.shared, &mut self.report, &handle, name, &self.path, false);
+            return;
         }
+        self.batch.records.push(RecordRef {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+            mode: stat.st_mode,
+            path: &self.path,
+        });
+        self.batch.push(handle, &self.path, name);
     }
 
     fn batch_full(&self) -> bool {
-        self.pending.len() >= BATCH_RECORDS || self.pending_dirs >= self.shared.batch_dirs
+        self.batch.entries.len() >= BATCH_RECORDS || self.batch.dirs >= self.shared.batch_dirs
     }
 
-    /// Sync the journal batch, then make the changes it lists.
-    fn flush(&mut self) -> Result<()> {
-        if let Some(journal) = &self.shared.journal {
-            journal
-                .lock()
-                .expect("journal lock")
-                .commit_batch(&mut self.batch)?;
+    /// Queue the batch for the journal, then change the entries of the oldest batches in
+    /// flight (once synced) until at most [`LAG`] are left.
+    fn seal_batch(&mut self) -> Result<()> {
+        let Some(committer) = &self.shared.committer else {
+            return Ok(());
+        };
+        if !self.batch.entries.is_empty() {
+            let ticket = committer.submit(self.batch.records.seal());
+            let next = self.spare.pop().unwrap_or_default();
+            let batch = std::mem::replace(&mut self.batch, next);
+            self.in_flight.push_back(InFlight { ticket, batch });
         }
-        let pending = std::mem::take(&mut self.pending);
-        for entry in &pending {
-            // Stopping here leaves journaled entries unchanged, which undo handles.
-            interrupt::check()?;
-            self.apply(entry, self.shared.recheck);
+        while self.in_flight.len() > LAG {
+            self.apply_oldest(committer)?;
         }
-        self.pending_dirs = 0;
         Ok(())
     }
 
-    fn apply(&mut self, entry: &Pending, recheck: bool) {
-        let target = self.shared.options.target;
-        let uid = Some(Uid::from_raw(target.uid));
-        let gid = Some(Gid::from_raw(target.gid));
-        let result = match &entry.handle {
-            Handle::Dir(dir) => fchown(dir.fd(), uid, gid),
-            Handle::Child {
-                parent,
-                name,
-                dev,
-                ino,
-            } => {
-                // Make sure the name still means the same inode (and still has no other links)
-                // before changing it.
-                if recheck {
-                    match fstatat(parent.fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                        Ok(now)
-                            if now.st_dev == *dev
-                                && now.st_ino == *ino
-                                && (self.shared.options.allow_hardlinks
-                                    || file_type(&now) != SFlag::S_IFREG
-                                    || now.st_nlink == 1) => {}
-                        _ => {
-                            self.report.skip(&entry.path, &SkipReason::ChangedDuringWalk);
-                            return;
-                        }
-                    }
-                }
-                fchownat(
-                    parent.fd(),
-                    name.as_c_str(),
-                    uid,
-                    gid,
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
+    /// Journal and change everything still pending (before waiting for work, and at the end).
+    fn drain(&mut self) -> Result<()> {
+        self.seal_batch()?;
+        if let Some(committer) = &self.shared.committer {
+            while !self.in_flight.is_empty() {
+                self.apply_oldest(committer)?;
             }
-        };
-        match result {
-            Ok(()) => {
-                self.report.changed += 1;
-                if let Some(pause_after) = self.shared.pause_after {
-                    if self.shared.changed.fetch_add(1, Ordering::SeqCst) + 1 >= pause_after {
-                        // Test hook: wait for a real signal (see `interrupt::check`).
-                        interrupt::pause_for_test();
-                    }
-                }
-                if let Some(kill_after) = self.shared.kill_after {
-                    if self.shared.changed.fetch_add(1, Ordering::SeqCst) + 1 >= kill_after {
-                        // Test hook: die the hardest way, mid-batch, with no cleanup.
-                        // SAFETY: raise has no memory-safety preconditions.
-                        unsafe { nix::libc::raise(nix::libc::SIGKILL) };
-                    }
-                }
-            }
-            Err(errno) => self.report.skip(
-                &entry.path,
-                &SkipReason::Error(format!("cannot change owner: {errno}")),
-            ),
         }
+        Ok(())
+    }
+
+    /// Change the entries of batches already on disk, without waiting for any.
+    fn apply_durable(&mut self) -> Result<()> {
+        if let (Some(committer), Some(oldest)) = (&self.shared.committer, self.in_flight.front()) {
+            if committer.is_durable(oldest.ticket) {
+                self.apply_oldest(committer)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_oldest(&mut self, committer: &Committer) -> Result<()> {
+        let InFlight { ticket, mut batch } = self.in_flight.pop_front().expect("a batch in flight");
+        committer.wait(ticket)?;
+        for entry in &batch.entries {
+            // Stopping here leaves journaled entries unchanged, which undo handles.
+            interrupt::check()?;
+            let name = (entry.end > entry.path_end).then(|| {
+                CStr::from_bytes_with_nul(&batch.bytes[entry.path_end..entry.end])
+                    .expect("a name and its NUL")
+            });
+            let path = &batch.bytes[entry.start..entry.path_end];
+            apply(
+                self.shared,
+                &mut self.report,
+                &entry.handle,
+                name,
+                path,
+                self.shared.recheck,
+            );
+        }
+        batch.clear();
+        self.spare.push(batch);
+        Ok(())
+    }
+}
+
+/// Change one entry (a child through its name, re-checked first when `recheck`).
+fn apply(
+    shared: &Shared<'_>,
+    report: &mut WalkReport,
+    handle: &Handle,
+    name: Option<&CStr>,
+    path: &[u8],
+    recheck: bool,
+) {
+    let target = shared.options.target;
+    let uid = Some(Uid::from_raw(target.uid));
+    let gid = Some(Gid::from_raw(target.gid));
+    let result = match handle {
+        Handle::Dir(dir) => fchown(dir.fd(), uid, gid),
+        Handle::Child { parent, dev, ino } => {
+            let name = name.expect("a child has a name");
+            // Make sure the name still means the same inode (and still has no other links)
+            // before changing it.
+            if recheck {
+                match fstatat(parent.fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                    Ok(now)
+                        if now.st_dev == *dev
+                            && now.st_ino == *ino
+                            && (shared.options.allow_hardlinks
+                                || file_type(&now) != SFlag::S_IFREG
+                                || now.st_nlink == 1) => {}
+                    _ => {
+                        report.skip(path, &SkipReason::ChangedDuringWalk);
+                        return;
+                    }
+                }
+            }
+            fchownat(parent.fd(), name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)
+        }
+    };
+    match result {
+        Ok(()) => {
+            report.changed += 1;
+            if let Some(pause_after) = shared.pause_after {
+                if shared.changed.fetch_add(1, Ordering::SeqCst) + 1 >= pause_after {
+                    // Test hook: wait for a real signal (see `interrupt::check`).
+                    interrupt::pause_for_test();
+                }
+            }
+            if let Some(kill_after) = shared.kill_after {
+                if shared.changed.fetch_add(1, Ordering::SeqCst) + 1 >= kill_after {
+                    // Test hook: die the hardest way, mid-batch, with no cleanup.
+                    // SAFETY: raise has no memory-safety preconditions.
+                    unsafe { nix::libc::raise(nix::libc::SIGKILL) };
+                }
+            }
+        }
+        Err(errno) => report.skip(path, &SkipReason::Error(format!("cannot change owner: {errno}"))),
     }
 }
 
