@@ -423,6 +423,14 @@ impl Batch {
         });
     }
 
+    /// The name (for a child) and relative path that [`Self::push`] stored for `entry`.
+    fn name_and_path(&self, entry: &Pending) -> (Option<&CStr>, &[u8]) {
+        let name = (entry.end > entry.path_end).then(|| {
+            CStr::from_bytes_with_nul(&self.bytes[entry.path_end..entry.end]).expect("a name and its NUL")
+        });
+        (name, &self.bytes[entry.start..entry.path_end])
+    }
+
     fn clear(&mut self) {
         self.entries.clear();
         self.bytes.clear();
@@ -773,11 +781,7 @@ impl<'s, 'a> Worker<'s, 'a> {
         for entry in &batch.entries {
             // Stopping here leaves journaled entries unchanged, which undo handles.
             interrupt::check()?;
-            let name = (entry.end > entry.path_end).then(|| {
-                CStr::from_bytes_with_nul(&batch.bytes[entry.path_end..entry.end])
-                    .expect("a name and its NUL")
-            });
-            let path = &batch.bytes[entry.start..entry.path_end];
+            let (name, path) = batch.name_and_path(entry);
             apply(
                 self.shared,
                 &mut self.report,
