@@ -16,6 +16,12 @@
 //! worker changes a frame's entries only once that frame is on disk. Meanwhile it walks on,
 //! so the syncs overlap the walk; batches are small so that an entry is changed soon after
 //! its stat, while the kernel's dentry and inode for it are still in the CPU caches.
+//!
+//! Inode order: a directory lists its names in the filesystem's order (on ext4, the order
+//! of their hashes), while their inodes sit in the inode table in about the order they were
+//! made. A worker lists the non-directories of a directory first, then looks at and changes
+//! them by inode number, so that consecutive changes update neighbouring inodes, which share
+//! inode-table blocks and memory. That alone makes the walk several percent faster.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -47,6 +53,8 @@ const LAG: usize = 4;
 const MAX_BATCH_DIRS: usize = 256;
 /// At most this many walker threads.
 const MAX_WORKERS: usize = 4;
+/// Non-directory entries a walker lists before it looks at them in inode order.
+const LISTING_ENTRIES: usize = 4_096;
 
 /// Test hook: `FLOWERBED_TEST_KILL_AFTER=K` makes `own` SIGKILL itself after K changes, so
 /// the crash-safety tests can stop it at an exact point. Never set it otherwise.
@@ -438,6 +446,43 @@ impl Batch {
     }
 }
 
+/// Non-directory entries of one directory as it listed them, names in one reused buffer.
+#[derive(Default)]
+struct Listing {
+    entries: Vec<Listed>,
+    names: Vec<u8>,
+}
+
+struct Listed {
+    ino: u64,
+    kind: Type,
+    /// The name and its NUL in `Listing::names`.
+    start: usize,
+    end: usize,
+}
+
+impl Listing {
+    fn push(&mut self, ino: u64, name: &CStr, kind: Type) {
+        let start = self.names.len();
+        self.names.extend_from_slice(name.to_bytes_with_nul());
+        self.entries.push(Listed {
+            ino,
+            kind,
+            start,
+            end: self.names.len(),
+        });
+    }
+
+    fn name(&self, listed: &Listed) -> &CStr {
+        CStr::from_bytes_with_nul(&self.names[listed.start..listed.end]).expect("a name and its NUL")
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.names.clear();
+    }
+}
+
 /// A batch whose records are queued for the journal; its entries change once it is synced.
 struct InFlight {
     ticket: u64,
@@ -459,6 +504,8 @@ struct Worker<'s, 'a> {
     spare: Vec<Batch>,
     /// Entries seen and not yet reported to the progress counter.
     unreported: u64,
+    /// Non-directories listed and not yet looked at.
+    listing: Listing,
 }
 
 impl<'s, 'a> Worker<'s, 'a> {
@@ -471,6 +518,7 @@ impl<'s, 'a> Worker<'s, 'a> {
             in_flight: VecDeque::new(),
             spare: Vec::new(),
             unreported: 0,
+            listing: Listing::default(),
         }
     }
 
@@ -509,6 +557,7 @@ impl<'s, 'a> Worker<'s, 'a> {
         self.shared.fail();
         self.batch.clear();
         self.in_flight.clear();
+        self.listing.clear();
         self.finish_idle();
         err
     }
@@ -530,6 +579,7 @@ impl<'s, 'a> Worker<'s, 'a> {
         while let Some(Level { dir: top, as_parent }) = stack.last().cloned() {
             if self.shared.failed.load(Ordering::Relaxed) {
                 stack.clear();
+                self.listing.clear();
                 return Ok(());
             }
             // A signal stops the walk between entries: nothing half-done.
@@ -537,9 +587,11 @@ impl<'s, 'a> Worker<'s, 'a> {
             let next = top.entries.borrow_mut().next();
             match next {
                 None => {
+                    self.visit_listed(&top, &as_parent)?;
                     stack.pop();
                 }
                 Some(Err(errno)) => {
+                    self.visit_listed(&top, &as_parent)?;
                     self.path.truncate(top.path_len);
                     self.skip(&SkipReason::Error(format!("cannot read directory: {errno}")));
                     stack.pop();
@@ -549,11 +601,20 @@ impl<'s, 'a> Worker<'s, 'a> {
                     if name.to_bytes() == b"." || name.to_bytes() == b".." {
                         continue;
                     }
-                    self.path.truncate(top.path_len);
-                    if !self.path.is_empty() {
-                        self.path.push(b'/');
+                    match entry.file_type() {
+                        // Listed now, looked at in inode order.
+                        Some(kind) if kind != Type::Directory => {
+                            self.listing.push(entry.ino(), name, kind);
+                            if self.listing.entries.len() >= LISTING_ENTRIES {
+                                self.visit_listed(&top, &as_parent)?;
+                            }
+                            continue;
+                        }
+                        // A directory (or an entry of unknown type) is looked at right away,
+                        // after what is listed: the walk is about to go down into it.
+                        _ => self.visit_listed(&top, &as_parent)?,
                     }
-                    self.path.extend_from_slice(name.to_bytes());
+                    self.set_path(top.path_len, name);
                     if let Some(child) = self.visit(
                         &as_parent,
                         name,
@@ -570,6 +631,48 @@ impl<'s, 'a> Worker<'s, 'a> {
             }
             self.apply_durable()?;
         }
+        Ok(())
+    }
+
+    /// The relative path of `name` in the directory whose path is `dir_len` bytes long.
+    fn set_path(&mut self, dir_len: usize, name: &CStr) {
+        self.path.truncate(dir_len);
+        if !self.path.is_empty() {
+            self.path.push(b'/');
+        }
+        self.path.extend_from_slice(name.to_bytes());
+    }
+
+    /// Look at (and change) the listed entries of `dir`, in inode order.
+    fn visit_listed(&mut self, dir: &OpenDir, as_parent: &Rc<ParentDir>) -> Result<()> {
+        if self.listing.entries.is_empty() {
+            return Ok(());
+        }
+        let mut listing = std::mem::take(&mut self.listing);
+        listing.entries.sort_unstable_by_key(|listed| listed.ino);
+        for listed in &listing.entries {
+            if self.shared.failed.load(Ordering::Relaxed) {
+                break;
+            }
+            interrupt::check()?;
+            let name = listing.name(listed);
+            self.set_path(dir.path_len, name);
+            // Listed as a non-directory, so never one to descend into (see `visit`).
+            let descend = self.visit(
+                as_parent,
+                name,
+                Some(listed.kind),
+                Some(listed.ino),
+                dir.depth + 1,
+            )?;
+            debug_assert!(descend.is_none());
+            if self.batch_full() {
+                self.seal_batch()?;
+            }
+            self.apply_durable()?;
+        }
+        listing.clear();
+        self.listing = listing;
         Ok(())
     }
 
@@ -608,6 +711,11 @@ impl<'s, 'a> Worker<'s, 'a> {
             }
         };
         let is_dir = stat.as_ref().is_none_or(|s| file_type(s) == SFlag::S_IFDIR);
+        if is_dir && listed_type.is_some_and(|kind| kind != Type::Directory) {
+            // Listed as something else, a directory now: replaced while we walk.
+            self.skip(&SkipReason::ChangedDuringWalk);
+            return Ok(None);
+        }
         if is_dir {
             let expected_ino = stat.map_or(listed_ino, |s| Some(s.st_ino));
             return self.visit_dir(parent, name, expected_ino, depth);

@@ -224,6 +224,53 @@ fn second_own_changes_nothing_and_does_not_grow_the_journal() {
 }
 
 #[test]
+fn entries_of_a_directory_are_changed_in_inode_order() {
+    let env = OwnEnv::new();
+    let dir = env.tree().join("many");
+    std::fs::create_dir(&dir).unwrap();
+    let count = 600;
+    for i in 0..count {
+        std::fs::write(dir.join(format!("f{i:03}")), b"").unwrap();
+    }
+    // Renaming moves names around in the directory's listing but keeps their inodes, so the
+    // listing order differs from the inode order on any filesystem.
+    for i in (0..count).step_by(2) {
+        let j = (i * 7) % count;
+        std::fs::rename(dir.join(format!("f{j:03}")), dir.join(format!("r{j:03}"))).ok();
+    }
+    symlink("f001", dir.join("link")).unwrap();
+    nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // A directory in between: what was listed before it is looked at before going down.
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("sub/inner"), b"").unwrap();
+
+    let out = env.run(["own", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = env.run(["journal", "show", "--json", "tree"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let inodes: Vec<u64> = shown["sessions"][0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            let path = e["path"].as_str().unwrap();
+            path.starts_with("many/") && path.matches('/').count() == 1 && path != "many/sub"
+        })
+        .map(|e| e["ino"].as_u64().unwrap())
+        .collect();
+    assert_eq!(inodes.len(), count + 2, "every file, the symlink and the FIFO");
+    // What was listed before `sub` and what was listed after it are each in inode order.
+    let runs = 1 + inodes.windows(2).filter(|pair| pair[0] > pair[1]).count();
+    assert!(
+        runs <= 2,
+        "records of one directory's entries are not in inode order ({runs} ascending runs)"
+    );
+    for (path, state) in snapshot(&env.tree()) {
+        assert_eq!((state.uid, state.gid), (49999, 49999), "{}", path.display());
+    }
+}
+
+#[test]
 fn dry_run_changes_nothing_and_writes_no_journal() {
     let env = OwnEnv::new();
     env.build_hostile_tree();
