@@ -5,7 +5,8 @@
 //! * `FLOWERBED_BENCH_ENTRIES`: tree size (default 200000).
 //! * `FLOWERBED_BENCH_LARGE=1`: also measure peak RSS on a 2,000,000-entry tree, to show it
 //!   does not grow with the tree (takes a few minutes and ~2M inodes).
-//! * `FLOWERBED_BENCH_ROUNDS`: timed rounds per tool, the median is reported (default 3).
+//! * `FLOWERBED_BENCH_ROUNDS`: timed rounds per tool, the median is reported (default 7: on a
+//!   shared machine single rounds of the same build vary by several percent).
 //! * `FLOWERBED_BENCH_DIR`: where to build the trees (default: the system temp folder).
 //!
 //! Targets from the ownership issue: `own` ≤ 0.8× `chown -R`, `own` again ≤ 0.3×, `undo`
@@ -27,7 +28,7 @@ fn main() {
         return;
     }
     let entries = env_usize("FLOWERBED_BENCH_ENTRIES", 200_000);
-    let rounds = env_usize("FLOWERBED_BENCH_ROUNDS", 3).max(1);
+    let rounds = env_usize("FLOWERBED_BENCH_ROUNDS", 7).max(1);
     let base = std::env::var_os("FLOWERBED_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     let work = tempfile::Builder::new()
         .prefix("flowerbed-bench-")
