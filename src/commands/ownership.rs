@@ -224,6 +224,19 @@ fn report(
                 };
                 let _ = write!(line, "; {what}: {}", journal.display());
             }
+            if !outcome.inner_journals.is_empty() {
+                let what = if !dry_run && outcome.report.skipped == 0 {
+                    "retired"
+                } else {
+                    "kept"
+                };
+                let paths: Vec<String> = outcome
+                    .inner_journals
+                    .iter()
+                    .map(|path| path.display().to_string())
+                    .collect();
+                let _ = write!(line, "; journals of folders inside {what}: {}", paths.join(", "));
+            }
             printer.result(&line)?;
         }
     }

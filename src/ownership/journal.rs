@@ -538,6 +538,28 @@ pub fn journal_path(dir: &Path, dev: u64, ino: u64) -> PathBuf {
     dir.join(format!("own-{dev:x}-{ino:x}.journal"))
 }
 
+/// The (device, inode) of every root that has a journal in `dir`, read off the file names
+/// [`journal_path`] gives (nothing if the folder cannot be read).
+pub fn journal_roots(dir: &Path) -> Vec<(u64, u64)> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name();
+            let (dev, ino) = name
+                .to_str()?
+                .strip_prefix("own-")?
+                .strip_suffix(".journal")?
+                .split_once('-')?;
+            Some((
+                u64::from_str_radix(dev, 16).ok()?,
+                u64::from_str_radix(ino, 16).ok()?,
+            ))
+        })
+        .collect()
+}
+
 /// Create the state directory (0700) if needed and check nobody else can write into it.
 ///
 /// `forbidden_uid` is the owner `own` hands out: a journal that UID could edit would let a
@@ -1189,6 +1211,26 @@ mod tests {
         let (frames, tail) = parse(&fs::read(&path).unwrap()).unwrap();
         assert_eq!(tail, Tail::Clean);
         assert_eq!(frames.len(), 6);
+    }
+
+    #[test]
+    fn journal_roots_are_read_off_journal_names_only() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "own-fe00-1a.journal",
+            "own-zz-1.journal",
+            "own-1-2.txt",
+            "notes",
+            "own-3.journal",
+        ] {
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
+        assert_eq!(
+            journal_path(dir.path(), 0xfe00, 0x1a),
+            dir.path().join("own-fe00-1a.journal")
+        );
+        assert_eq!(journal_roots(dir.path()), vec![(0xfe00, 0x1a)]);
+        assert!(journal_roots(&dir.path().join("missing")).is_empty());
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct RootOutcome {
     pub report: WalkReport,
     /// The journal written (`own`), replayed (`undo`) or retired (`release`).
     pub journal: Option<PathBuf>,
+    /// `release` only: journals of folders inside the tree, retired with it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inner_journals: Vec<PathBuf>,
     /// `undo` only: entries whose identity changed since `own`, left alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_changed: Option<u64>,
@@ -85,7 +88,7 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     for root in &roots {
         let progress = Progress::new(settings.progress, &format!("own {}", root.path.display()));
         let (report, journal_path) = if settings.dry_run {
-            (walk::reown(root, options, None, &progress)?, None)
+            (walk::reown(root, options, None, &progress, &[])?, None)
         } else {
             let path = journal::journal_path(&state_dir, root.dev, root.ino);
             let mut writer = JournalWriter::open(
@@ -93,14 +96,15 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
                 session_info("own", root, settings.target),
                 Some(settings.target.uid),
             )?;
-            let report = walk::reown(root, options, Some(&mut writer), &progress).with_context(|| {
-                format!(
-                    "own {}: stopped before the end; every change made is in the journal \
+            let report =
+                walk::reown(root, options, Some(&mut writer), &progress, &[]).with_context(|| {
+                    format!(
+                        "own {}: stopped before the end; every change made is in the journal \
                      (`flowerbed undo {}` puts it back)",
-                    root.path.display(),
-                    root.path.display()
-                )
-            })?;
+                        root.path.display(),
+                        root.path.display()
+                    )
+                })?;
             let recorded = writer.finish(journal::unix_now())?;
             if recorded == 0 {
                 remove_if_empty(&path);
@@ -113,6 +117,7 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
             report,
             journal: journal_path,
             identity_changed: None,
+            inner_journals: Vec::new(),
         });
     }
     Ok(outcomes)
@@ -147,19 +152,35 @@ pub fn release(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     let mut outcomes = Vec::new();
     for root in &roots {
         let progress = Progress::new(settings.progress, &format!("release {}", root.path.display()));
-        let report = walk::reown(root, options, None, &progress).with_context(|| {
+        // Folders inside the tree may have journals of their own (`own` run on them): once
+        // the tree is handed over they are retired too, or they would outlive the folders and
+        // be picked up by whatever folder later gets the same inode.
+        let watch = state_dir
+            .as_deref()
+            .map(journal::journal_roots)
+            .unwrap_or_default();
+        let report = walk::reown(root, options, None, &progress, &watch).with_context(|| {
             format!(
                 "release {}: stopped before the end (run it again to finish)",
                 root.path.display()
             )
         })?;
         progress.finish();
-        let journal_path = state_dir
-            .as_deref()
-            .map(|dir| journal::journal_path(dir, root.dev, root.ino))
-            .filter(|path| path.exists());
+        let existing = |(dev, ino): (u64, u64)| {
+            state_dir
+                .as_deref()
+                .map(|dir| journal::journal_path(dir, dev, ino))
+                .filter(|path| path.exists())
+        };
+        let journal_path = existing((root.dev, root.ino));
+        let inner_journals: Vec<PathBuf> = report
+            .watched_dirs
+            .iter()
+            .filter(|&&dir| dir != (root.dev, root.ino))
+            .filter_map(|&dir| existing(dir))
+            .collect();
         if !settings.dry_run && report.skipped == 0 {
-            if let Some(path) = &journal_path {
+            for path in journal_path.iter().chain(&inner_journals) {
                 std::fs::remove_file(path)
                     .map_err(|e| anyhow::anyhow!("{}: cannot retire the journal: {e}", path.display()))?;
             }
@@ -169,6 +190,7 @@ pub fn release(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
             report,
             journal: journal_path,
             identity_changed: None,
+            inner_journals,
         });
     }
     Ok(outcomes)
@@ -256,6 +278,7 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
             report,
             journal: Some(summary.file.clone()),
             identity_changed: Some(preflight.changed),
+            inner_journals: Vec::new(),
         });
     }
     Ok(outcomes)

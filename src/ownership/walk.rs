@@ -78,11 +78,14 @@ pub struct WalkOptions {
 
 /// Walk `root` and give every entry to `options.target`, journaling first when `journal`
 /// is given (then changes are applied in synced batches), otherwise changing inline.
+/// Directories whose (device, inode) is in `watch` are listed in the report's
+/// `watched_dirs`.
 pub fn reown(
     root: &Root,
     options: WalkOptions,
     journal: Option<&mut JournalWriter>,
     progress: &Progress,
+    watch: &[(u64, u64)],
 ) -> Result<WalkReport> {
     let fd_limit = super::root::raise_fd_limit();
     let workers = std::thread::available_parallelism()
@@ -110,6 +113,7 @@ pub fn reown(
         kill_after: std::env::var(KILL_AFTER_ENV).ok().and_then(|v| v.parse().ok()),
         pause_after: interrupt::pause_after(),
         progress,
+        watch,
     };
     let base = Rc::new(ParentDir::Base(root.parent.try_clone()?));
     // Every worker counts as busy until it first asks for work.
@@ -167,6 +171,7 @@ struct Shared<'a> {
     kill_after: Option<u64>,
     pause_after: Option<u64>,
     progress: &'a Progress,
+    watch: &'a [(u64, u64)],
 }
 
 /// Group commit for the journal: walkers queue sealed batches and walk on; one thread
@@ -798,6 +803,9 @@ impl<'s, 'a> Worker<'s, 'a> {
             path_len: self.path.len(),
             depth,
         });
+        if self.shared.watch.contains(&(stat.st_dev, stat.st_ino)) {
+            self.report.watched_dirs.push((stat.st_dev, stat.st_ino));
+        }
         if !self.already_right(stat) {
             self.change(Handle::Dir(dir.clone()), None, stat);
         }

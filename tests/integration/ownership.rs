@@ -358,6 +358,53 @@ fn release_hands_the_tree_to_the_sudo_caller_and_retires_the_journal() {
 }
 
 /// Build a flat-ish tree of `count` files spread over directories.
+#[test]
+fn release_retires_the_journals_of_folders_inside_and_no_others() {
+    let env = OwnEnv::new();
+    for dir in ["tree/sub/deeper", "outside/other"] {
+        std::fs::create_dir_all(env.env.join(dir)).unwrap();
+        std::fs::write(env.env.join(dir).join("file"), b"").unwrap();
+    }
+    // The deeper folder first: owning `sub` first would leave nothing to change in it.
+    for path in ["tree/sub/deeper", "tree/sub", "outside/other"] {
+        let out = env.run(["own", path]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let before = env.journal_files();
+    assert_eq!(before.len(), 3, "{before:?}");
+    let other = journal_of(&env, &env.outside().join("other"));
+
+    // A dry run names them and keeps them.
+    let out = env.run(["release", "--dry-run", "--to", "0:0", "tree"]);
+    assert!(
+        stdout(&out).contains("journals of folders inside kept"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(env.journal_files().len(), 3);
+
+    let out = env.run(["release", "--json", "--to", "0:0", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["roots"][0]["inner_journals"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        env.journal_files(),
+        vec![other],
+        "only the journal of the folder outside is left"
+    );
+    assert_eq!(owner(&env.tree().join("sub/deeper/file")), (0, 0));
+}
+
+/// The journal file `own` keeps for `dir`.
+fn journal_of(env: &OwnEnv, dir: &Path) -> PathBuf {
+    let meta = std::fs::metadata(dir).unwrap();
+    env.state()
+        .join(format!("own-{:x}-{:x}.journal", meta.dev(), meta.ino()))
+}
+
 fn build_large_tree(root: &Path, count: usize) {
     for i in 0..count {
         let dir = root.join(format!("d{:03}", i / 200));
