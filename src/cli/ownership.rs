@@ -45,7 +45,7 @@ Examples:
   flowerbed release --via-docker deploy
 
 Without --to, the tree goes to the user who ran sudo (SUDO_UID/SUDO_GID), or else to the
-current user. Journals left by `own` on the tree, or on folders inside it, are retired once
+current user. Journals left by `own` on the tree, or on paths inside it, are retired once
 the whole tree was handed over.
 Ctrl-C (SIGINT) or SIGTERM stops between entries and exits 130 or 143.";
 

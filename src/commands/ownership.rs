@@ -235,7 +235,7 @@ fn report(
                     .iter()
                     .map(|path| path.display().to_string())
                     .collect();
-                let _ = write!(line, "; journals of folders inside {what}: {}", paths.join(", "));
+                let _ = write!(line, "; journals of paths inside {what}: {}", paths.join(", "));
             }
             printer.result(&line)?;
         }

@@ -538,13 +538,13 @@ pub fn journal_path(dir: &Path, dev: u64, ino: u64) -> PathBuf {
     dir.join(format!("own-{dev:x}-{ino:x}.journal"))
 }
 
-/// The (device, inode) of every root that has a journal in `dir`, read off the file names
-/// [`journal_path`] gives (nothing if the folder cannot be read).
+/// The (device, inode) of every root that has a journal in `dir`, sorted, read off the file
+/// names [`journal_path`] gives (nothing if the folder cannot be read).
 pub fn journal_roots(dir: &Path) -> Vec<(u64, u64)> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    entries
+    let mut roots: Vec<(u64, u64)> = entries
         .filter_map(|entry| {
             let name = entry.ok()?.file_name();
             let (dev, ino) = name
@@ -557,7 +557,9 @@ pub fn journal_roots(dir: &Path) -> Vec<(u64, u64)> {
                 u64::from_str_radix(ino, 16).ok()?,
             ))
         })
-        .collect()
+        .collect();
+    roots.sort_unstable();
+    roots
 }
 
 /// Create the state directory (0700) if needed and check nobody else can write into it.
@@ -1218,6 +1220,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for name in [
             "own-fe00-1a.journal",
+            "own-2-5.journal",
             "own-zz-1.journal",
             "own-1-2.txt",
             "notes",
@@ -1229,7 +1232,7 @@ mod tests {
             journal_path(dir.path(), 0xfe00, 0x1a),
             dir.path().join("own-fe00-1a.journal")
         );
-        assert_eq!(journal_roots(dir.path()), vec![(0xfe00, 0x1a)]);
+        assert_eq!(journal_roots(dir.path()), vec![(2, 5), (0xfe00, 0x1a)]);
         assert!(journal_roots(&dir.path().join("missing")).is_empty());
     }
 

@@ -51,7 +51,7 @@ pub struct RootOutcome {
     pub report: WalkReport,
     /// The journal written (`own`), replayed (`undo`) or retired (`release`).
     pub journal: Option<PathBuf>,
-    /// `release` only: journals of folders inside the tree, retired with it.
+    /// `release` only: journals of paths inside the tree, retired with it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inner_journals: Vec<PathBuf>,
     /// `undo` only: entries whose identity changed since `own`, left alone.
@@ -174,15 +174,19 @@ pub fn release(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
         };
         let journal_path = existing((root.dev, root.ino));
         let inner_journals: Vec<PathBuf> = report
-            .watched_dirs
+            .watched
             .iter()
             .filter(|&&dir| dir != (root.dev, root.ino))
             .filter_map(|&dir| existing(dir))
             .collect();
         if !settings.dry_run && report.skipped == 0 {
             for path in journal_path.iter().chain(&inner_journals) {
-                std::fs::remove_file(path)
-                    .map_err(|e| anyhow::anyhow!("{}: cannot retire the journal: {e}", path.display()))?;
+                match std::fs::remove_file(path) {
+                    // Retired meanwhile (another release of an overlapping tree).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => bail!("{}: cannot retire the journal: {e}", path.display()),
+                    Ok(()) => {}
+                }
             }
         }
         outcomes.push(RootOutcome {

@@ -74,9 +74,9 @@ pub struct WalkReport {
     /// `--dry-run`: the first [`LISTED_SKIPS`] entries that would change.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<PlannedChange>,
-    /// Directories walked whose (device, inode) the walk was asked to watch for.
+    /// Entries met whose (device, inode) the walk was asked to watch for.
     #[serde(skip)]
-    pub watched_dirs: Vec<(u64, u64)>,
+    pub watched: Vec<(u64, u64)>,
 }
 
 /// One change a dry run would make.
@@ -102,7 +102,7 @@ impl WalkReport {
             .extend(other.skipped_entries.into_iter().take(room));
         let room = LISTED_SKIPS.saturating_sub(self.planned.len());
         self.planned.extend(other.planned.into_iter().take(room));
-        self.watched_dirs.extend(other.watched_dirs);
+        self.watched.extend(other.watched);
     }
 
     pub fn skip(&mut self, path: &[u8], reason: &SkipReason) {

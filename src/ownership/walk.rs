@@ -78,8 +78,7 @@ pub struct WalkOptions {
 
 /// Walk `root` and give every entry to `options.target`, journaling first when `journal`
 /// is given (then changes are applied in synced batches), otherwise changing inline.
-/// Directories whose (device, inode) is in `watch` are listed in the report's
-/// `watched_dirs`.
+/// Entries whose (device, inode) is in `watch` (sorted) are listed in the report's `watched`.
 pub fn reown(
     root: &Root,
     options: WalkOptions,
@@ -730,6 +729,7 @@ impl<'s, 'a> Worker<'s, 'a> {
             self.skip(&SkipReason::MountPoint);
             return Ok(None);
         }
+        self.note_if_watched(&stat);
         if file_type(&stat) == SFlag::S_IFREG && stat.st_nlink > 1 && !self.shared.options.allow_hardlinks {
             self.skip(&SkipReason::HardLinked { links: stat.st_nlink });
             return Ok(None);
@@ -803,9 +803,7 @@ impl<'s, 'a> Worker<'s, 'a> {
             path_len: self.path.len(),
             depth,
         });
-        if self.shared.watch.contains(&(stat.st_dev, stat.st_ino)) {
-            self.report.watched_dirs.push((stat.st_dev, stat.st_ino));
-        }
+        self.note_if_watched(stat);
         if !self.already_right(stat) {
             self.change(Handle::Dir(dir.clone()), None, stat);
         }
@@ -815,6 +813,13 @@ impl<'s, 'a> Worker<'s, 'a> {
             return Ok(None);
         }
         Ok(Some(dir))
+    }
+
+    fn note_if_watched(&mut self, stat: &FileStat) {
+        let watch = self.shared.watch;
+        if !watch.is_empty() && watch.binary_search(&(stat.st_dev, stat.st_ino)).is_ok() {
+            self.report.watched.push((stat.st_dev, stat.st_ino));
+        }
     }
 
     fn already_right(&mut self, stat: &FileStat) -> bool {

@@ -357,7 +357,6 @@ fn release_hands_the_tree_to_the_sudo_caller_and_retires_the_journal() {
     assert!(env.journal_files().is_empty());
 }
 
-/// Build a flat-ish tree of `count` files spread over directories.
 #[test]
 fn release_retires_the_journals_of_folders_inside_and_no_others() {
     let env = OwnEnv::new();
@@ -365,30 +364,36 @@ fn release_retires_the_journals_of_folders_inside_and_no_others() {
         std::fs::create_dir_all(env.env.join(dir)).unwrap();
         std::fs::write(env.env.join(dir).join("file"), b"").unwrap();
     }
-    // The deeper folder first: owning `sub` first would leave nothing to change in it.
-    for path in ["tree/sub/deeper", "tree/sub", "outside/other"] {
+    std::fs::write(env.tree().join("single"), b"").unwrap();
+    // Inner roots first: owning `sub` first would leave nothing to change in `deeper`.
+    for path in ["tree/sub/deeper", "tree/sub", "tree/single", "outside/other"] {
         let out = env.run(["own", path]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
-    let before = env.journal_files();
-    assert_eq!(before.len(), 3, "{before:?}");
+    assert_eq!(env.journal_files().len(), 4);
     let other = journal_of(&env, &env.outside().join("other"));
 
     // A dry run names them and keeps them.
     let out = env.run(["release", "--dry-run", "--to", "0:0", "tree"]);
     assert!(
-        stdout(&out).contains("journals of folders inside kept"),
+        stdout(&out).contains("journals of paths inside kept"),
         "{}",
         stdout(&out)
     );
-    assert_eq!(env.journal_files().len(), 3);
+    assert_eq!(env.journal_files().len(), 4);
+    // So does a release that skipped something (a hard link to a file outside).
+    std::fs::hard_link(env.outside().join("other/file"), env.tree().join("linked")).unwrap();
+    let out = env.run(["release", "--to", "0:0", "tree"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(env.journal_files().len(), 4);
+    std::fs::remove_file(env.tree().join("linked")).unwrap();
 
     let out = env.run(["release", "--json", "--to", "0:0", "tree"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         report["roots"][0]["inner_journals"].as_array().map(Vec::len),
-        Some(2)
+        Some(3)
     );
     assert_eq!(
         env.journal_files(),
@@ -398,13 +403,14 @@ fn release_retires_the_journals_of_folders_inside_and_no_others() {
     assert_eq!(owner(&env.tree().join("sub/deeper/file")), (0, 0));
 }
 
-/// The journal file `own` keeps for `dir`.
-fn journal_of(env: &OwnEnv, dir: &Path) -> PathBuf {
-    let meta = std::fs::metadata(dir).unwrap();
+/// The journal file `own` keeps for `path`.
+fn journal_of(env: &OwnEnv, path: &Path) -> PathBuf {
+    let meta = std::fs::symlink_metadata(path).unwrap();
     env.state()
         .join(format!("own-{:x}-{:x}.journal", meta.dev(), meta.ino()))
 }
 
+/// Build a flat-ish tree of `count` files spread over directories.
 fn build_large_tree(root: &Path, count: usize) {
     for i in 0..count {
         let dir = root.join(format!("d{:03}", i / 200));
