@@ -214,22 +214,20 @@ fn report(
             if let Some(target) = target {
                 let _ = write!(line, " (owner {}:{})", target.uid, target.gid);
             }
+            // `release` retires journals only once the whole tree was handed over.
+            let retired = !dry_run && outcome.report.skipped == 0;
             if let Some(journal) = &outcome.journal {
                 let what = match command {
                     "own" => "journal",
                     "undo" if dry_run => "journal",
                     "undo" if outcome.report.skipped == 0 => "journal removed",
-                    "release" if !dry_run && outcome.report.skipped == 0 => "journal retired",
+                    "release" if retired => "journal retired",
                     _ => "journal kept",
                 };
                 let _ = write!(line, "; {what}: {}", journal.display());
             }
             if !outcome.inner_journals.is_empty() {
-                let what = if !dry_run && outcome.report.skipped == 0 {
-                    "retired"
-                } else {
-                    "kept"
-                };
+                let what = if retired { "retired" } else { "kept" };
                 let paths: Vec<String> = outcome
                     .inner_journals
                     .iter()

@@ -152,9 +152,9 @@ pub fn release(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     let mut outcomes = Vec::new();
     for root in &roots {
         let progress = Progress::new(settings.progress, &format!("release {}", root.path.display()));
-        // Folders inside the tree may have journals of their own (`own` run on them): once
-        // the tree is handed over they are retired too, or they would outlive the folders and
-        // be picked up by whatever folder later gets the same inode.
+        // Paths inside the tree may have journals of their own (`own` run on them): once the
+        // tree is handed over they are retired too, or they would outlive what they name and
+        // be picked up by whatever later gets the same inode.
         let watch = state_dir
             .as_deref()
             .map(journal::journal_roots)
@@ -176,8 +176,8 @@ pub fn release(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
         let inner_journals: Vec<PathBuf> = report
             .watched
             .iter()
-            .filter(|&&dir| dir != (root.dev, root.ino))
-            .filter_map(|&dir| existing(dir))
+            .filter(|&&entry| entry != (root.dev, root.ino))
+            .filter_map(|&entry| existing(entry))
             .collect();
         if !settings.dry_run && report.skipped == 0 {
             for path in journal_path.iter().chain(&inner_journals) {
