@@ -673,11 +673,26 @@ pub struct JournalWriter {
     /// turn the torn tail into corruption mid-file).
     broken: Option<String>,
     max_bytes: Option<u64>,
+    /// What [`Self::prepare`] still has to do (or why it failed).
+    preparation: Preparation,
+}
+
+/// The slow part of opening a journal, left to [`JournalWriter::prepare`] so that it can run
+/// on the syncing thread while the walk starts.
+enum Preparation {
+    /// Made by `open`: the file and its directory entry are not synced yet.
+    NewFile,
+    /// Existing frames not read back yet.
+    Existing,
+    Done,
+    Failed(String),
 }
 
 impl JournalWriter {
     /// Open (creating, mode 0600) the journal for a root; the session frame is written with
-    /// the first batch, so a run that changes nothing leaves the journal as it was.
+    /// the first batch, so a run that changes nothing leaves the journal as it was. Only the
+    /// file's mode and owner are checked here: nothing is appended before [`Self::prepare`]
+    /// has read the existing frames back (or synced a new file).
     pub fn open(path: &Path, session: SessionInfo, forbidden_uid: Option<u32>) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
@@ -712,37 +727,63 @@ impl JournalWriter {
             good_len: 0,
             broken: None,
             max_bytes: std::env::var(MAX_BYTES_ENV).ok().and_then(|v| v.parse().ok()),
+            preparation: Preparation::Existing,
         };
         if meta.len() == 0 {
             writer.file.write_all(MAGIC)?;
-            writer.file.sync_all()?;
-            // The new directory entry must survive a crash too.
-            if let Some(parent) = path.parent() {
-                File::open(parent)?.sync_all()?;
+            writer.preparation = Preparation::NewFile;
+        }
+        Ok(writer)
+    }
+
+    /// Make the journal ready for frames: sync a new file and its directory entry, or read
+    /// an existing journal back, refusing one that is damaged and cutting a torn tail left
+    /// by a crash (appending after it would turn it into corruption mid-file). Runs once;
+    /// later calls give the same outcome, and appending calls it first.
+    pub fn prepare(&mut self) -> Result<()> {
+        let result = match self.preparation {
+            Preparation::Done => return Ok(()),
+            Preparation::Failed(ref reason) => bail!("{reason}"),
+            Preparation::NewFile => self.sync_new_file(),
+            Preparation::Existing => self.check_existing(),
+        };
+        match result {
+            Ok(()) => {
+                self.good_len = self.file.metadata()?.len();
+                self.preparation = Preparation::Done;
+                Ok(())
             }
-        } else {
-            // Refuse to append to something we could not read back, and cut a torn tail
-            // left by a crash: appending after it would turn it into corruption mid-file.
-            let mut reader = FrameReader::new(io::BufReader::with_capacity(1 << 16, &writer.file))
-                .map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?
-                .checking_only();
-            while reader
-                .next_frame()
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: journal {e}; run `flowerbed undo` or move it away",
-                        path.display()
-                    )
-                })?
-                .is_some()
-            {}
-            if let Some(Tail::Torn { offset }) = reader.tail() {
-                writer.file.set_len(*offset)?;
-                writer.file.sync_all()?;
+            Err(err) => {
+                self.preparation = Preparation::Failed(format!("{err:#}"));
+                Err(err)
             }
         }
-        writer.good_len = writer.file.metadata()?.len();
-        Ok(writer)
+    }
+
+    fn sync_new_file(&mut self) -> Result<()> {
+        self.file.sync_all()?;
+        // The new directory entry must survive a crash too.
+        if let Some(parent) = self.path.parent() {
+            File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn check_existing(&mut self) -> Result<()> {
+        let path = self.path.display();
+        let mut reader = FrameReader::new(io::BufReader::with_capacity(1 << 16, &self.file))
+            .map_err(|e| anyhow::anyhow!("{path}: journal {e}"))?
+            .checking_only();
+        while reader
+            .next_frame()
+            .map_err(|e| anyhow::anyhow!("{path}: journal {e}; run `flowerbed undo` or move it away"))?
+            .is_some()
+        {}
+        if let Some(Tail::Torn { offset }) = reader.tail() {
+            self.file.set_len(*offset)?;
+            self.file.sync_all()?;
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -790,6 +831,7 @@ impl JournalWriter {
     /// cut back to its last complete frame, as far as possible, and the writer refuses any
     /// further frame: what it synced before stays a valid journal.
     fn append(&mut self, frames: &[u8]) -> Result<()> {
+        self.prepare()?;
         if let Some(reason) = &self.broken {
             bail!("{}: cannot write the journal: {reason}", self.path.display());
         }
@@ -817,8 +859,10 @@ impl JournalWriter {
         self.file.write_all(frames)
     }
 
-    /// Close the session (only if it recorded anything).
+    /// Close the session (only if it recorded anything); an error if the journal could not
+    /// be made ready (see [`Self::prepare`]).
     pub fn finish(mut self, finished: u64) -> Result<u64> {
+        self.prepare()?;
         self.commit()?;
         if self.written_records > 0 {
             let end = encode_frame(&Frame::End(SessionEnd {
@@ -1244,8 +1288,14 @@ mod tests {
         bytes[MAGIC.len() + 8] ^= 0xff;
         fs::write(&path, &bytes).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        let err = JournalWriter::open(&path, session(), None).err().unwrap();
+        let mut writer = JournalWriter::open(&path, session(), None).unwrap();
+        let err = writer.prepare().unwrap_err();
         assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
+        // Every later attempt is refused alike, and nothing is appended.
+        writer.add(&record(b"more"));
+        let again = writer.commit().unwrap_err();
+        assert_eq!(format!("{again:#}"), format!("{err:#}"));
+        assert!(writer.finish(1).is_err());
         assert_eq!(fs::read(&path).unwrap(), bytes);
     }
 

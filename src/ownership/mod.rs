@@ -96,15 +96,18 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
                 session_info("own", root, settings.target),
                 Some(settings.target.uid),
             )?;
-            let report =
-                walk::reown(root, options, Some(&mut writer), &progress, &[]).with_context(|| {
-                    format!(
-                        "own {}: stopped before the end; every change made is in the journal \
+            let walked = walk::reown(root, options, Some(&mut writer), &progress, &[]);
+            // A journal that cannot be appended to (damaged, or its new file cannot be synced)
+            // stopped the walk before any change: report it as it is.
+            writer.prepare()?;
+            let report = walked.with_context(|| {
+                format!(
+                    "own {}: stopped before the end; every change made is in the journal \
                      (`flowerbed undo {}` puts it back)",
-                        root.path.display(),
-                        root.path.display()
-                    )
-                })?;
+                    root.path.display(),
+                    root.path.display()
+                )
+            })?;
             let recorded = writer.finish(journal::unix_now())?;
             if recorded == 0 {
                 remove_if_empty(&path);

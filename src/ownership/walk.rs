@@ -53,6 +53,11 @@ const LAG: usize = 4;
 const MAX_BATCH_DIRS: usize = 256;
 /// At most this many walker threads.
 const MAX_WORKERS: usize = 4;
+/// Opened directories the hand-over queue holds, per walker. A walker changing a synced
+/// batch offers no work for a millisecond or two; with only one directory in reserve per
+/// walker the others often ran out meanwhile and went idle (a score of times per 200,000
+/// entries, against two or three with this reserve).
+const QUEUED_PER_WORKER: usize = 8;
 /// Non-directory entries a walker lists before it looks at them in inode order.
 const LISTING_ENTRIES: usize = 4_096;
 
@@ -91,13 +96,18 @@ pub fn reown(
         .map_or(1, usize::from)
         .clamp(1, MAX_WORKERS);
     // Each worker holds one descriptor per level of its subtree plus the directories of its
-    // pending batch; the queue holds one per worker. Split what the limit allows.
-    let budget = usize::try_from(fd_limit.saturating_sub(64)).unwrap_or(usize::MAX) / workers;
+    // pending batch; the queue holds a few per worker. Split what the limit allows.
+    let queue_cap = workers * QUEUED_PER_WORKER;
+    let budget = usize::try_from(fd_limit.saturating_sub(64))
+        .unwrap_or(usize::MAX)
+        .saturating_sub(queue_cap)
+        / workers;
     let batch_dirs = (budget / 4 / (LAG + 1)).clamp(4, MAX_BATCH_DIRS);
     let max_depth = budget.saturating_sub(batch_dirs + 1).max(8);
     let shared = Shared {
         options,
         workers,
+        queue_cap,
         root_dev: root.dev,
         max_depth,
         batch_dirs,
@@ -122,7 +132,8 @@ pub fn reown(
     let start = first.visit(&base, &root.name, None, None, 0);
     let results: Vec<Result<WalkReport>> = std::thread::scope(|scope| {
         if let (Some(committer), Some(writer)) = (&shared.committer, journal) {
-            scope.spawn(move || committer.run(writer));
+            let shared = &shared;
+            scope.spawn(move || committer.run(writer, || shared.fail()));
         }
         let helpers: Vec<_> = (1..workers)
             .map(|_| scope.spawn(|| Worker::new(&shared).run(None)))
@@ -146,6 +157,10 @@ pub fn reown(
     for result in results {
         report.merge(result?);
     }
+    // Walkers stopped by a journal failure end without an error of their own.
+    if let Some(reason) = shared.committer.as_ref().and_then(Committer::failure) {
+        bail!("{reason}");
+    }
     Ok(report)
 }
 
@@ -158,6 +173,7 @@ fn protected_hardlinks() -> bool {
 struct Shared<'a> {
     options: WalkOptions,
     workers: usize,
+    queue_cap: usize,
     root_dev: u64,
     max_depth: usize,
     batch_dirs: usize,
@@ -231,9 +247,25 @@ impl Committer {
         self.queued.notify_all();
     }
 
-    /// The syncing thread. After a failed write it stops: the writer refuses more frames,
-    /// and every batch still waiting reports the failure instead of being applied.
-    fn run(&self, writer: &mut JournalWriter) {
+    fn failure(&self) -> Option<String> {
+        self.state.lock().expect("journal lock").failed.clone()
+    }
+
+    fn fail(&self, err: &anyhow::Error, stop_walk: impl Fn()) {
+        self.state.lock().expect("journal lock").failed = Some(format!("{err:#}"));
+        self.durable.notify_all();
+        stop_walk();
+    }
+
+    /// The syncing thread. It first makes the journal ready (reading an existing one back
+    /// takes a few milliseconds, which the walk no longer waits for: nothing is changed
+    /// before the first sync anyway). After a failure it stops the walk: the writer refuses
+    /// more frames, and every batch still waiting reports the failure instead of being
+    /// applied.
+    fn run(&self, writer: &mut JournalWriter, stop_walk: impl Fn()) {
+        if let Err(err) = writer.prepare() {
+            return self.fail(&err, stop_walk);
+        }
         let mut state = self.state.lock().expect("journal lock");
         loop {
             if state.batches.is_empty() {
@@ -246,20 +278,13 @@ impl Committer {
             let batches = std::mem::take(&mut state.batches);
             let upto = state.submitted;
             drop(state);
-            let result = writer.commit_sealed(&batches);
+            if let Err(err) = writer.commit_sealed(&batches) {
+                return self.fail(&err, stop_walk);
+            }
             state = self.state.lock().expect("journal lock");
-            match result {
-                Ok(()) => {
-                    state.durable = upto;
-                    self.durable_now.store(upto, Ordering::Release);
-                }
-                Err(err) => state.failed = Some(format!("{err:#}")),
-            }
-            let stop = state.failed.is_some();
+            state.durable = upto;
+            self.durable_now.store(upto, Ordering::Release);
             self.durable.notify_all();
-            if stop {
-                return;
-            }
         }
     }
 }
@@ -287,13 +312,13 @@ impl Shared<'_> {
     }
 
     /// Queue `item` for another worker; gives it back when the queue already holds enough
-    /// (one directory per worker keeps everyone busy without piling up descriptors).
+    /// (a few directories per worker keep everyone busy without piling up descriptors).
     fn offer(&self, item: Handoff) -> Option<Handoff> {
         if self.workers == 1 {
             return Some(item);
         }
         let mut queue = self.queue.lock().expect("queue lock");
-        if queue.items.len() >= self.workers {
+        if queue.items.len() >= self.queue_cap {
             return Some(item);
         }
         queue.items.push_back(item);

@@ -691,6 +691,25 @@ fn corrupt_journal_is_refused() {
 }
 
 #[test]
+fn own_refuses_to_append_to_a_corrupt_journal() {
+    let env = OwnEnv::new();
+    env.build_hostile_tree();
+    env.run(["own", "tree"]);
+    let journal = env.journal_files().pop().unwrap();
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[24] ^= 0x55;
+    std::fs::write(&journal, &bytes).unwrap();
+    // The journal is read back while the walk starts: neither a tree with an entry to
+    // change nor one that is already right may get past it.
+    std::fs::write(env.tree().join("added later"), "new").unwrap();
+    assert_refused(&env, &["own", "tree"], "corrupt");
+    assert_eq!(std::fs::read(&journal).unwrap(), bytes);
+    std::fs::remove_file(env.tree().join("added later")).unwrap();
+    assert_refused(&env, &["own", "tree"], "corrupt");
+    assert_eq!(std::fs::read(&journal).unwrap(), bytes);
+}
+
+#[test]
 fn tree_changed_since_own_is_refused_unless_asked() {
     let env = OwnEnv::new();
     env.build_hostile_tree();
