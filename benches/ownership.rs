@@ -6,7 +6,8 @@
 //! * `FLOWERBED_BENCH_LARGE=1`: also measure peak RSS on a 2,000,000-entry tree, to show it
 //!   does not grow with the tree (takes a few minutes and ~2M inodes).
 //! * `FLOWERBED_BENCH_ROUNDS`: timed rounds per tool, the median is reported (default 7: on a
-//!   shared machine single rounds of the same build vary by several percent).
+//!   shared machine single rounds of the same build vary by several percent). Each line also
+//!   shows the lowest and highest ratio of a single round to that round's `chown -R`.
 //! * `FLOWERBED_BENCH_DIR`: where to build the trees (default: the system temp folder).
 //!
 //! Targets from the ownership issue: `own` ≤ 0.8× `chown -R`, `own` again ≤ 0.3×, `undo`
@@ -56,28 +57,34 @@ struct Figures {
     undo: Duration,
     own_rss_kib: i64,
     undo_rss_kib: i64,
+    /// Lowest and highest ratio to the same round's `chown -R`: own, own again, undo.
+    spread: [(f64, f64); 3],
 }
 
 impl Figures {
     fn print(&self) {
         let ratio = |d: Duration| d.as_secs_f64() / self.chown.as_secs_f64();
+        let rounds = |(low, high): (f64, f64)| format!("rounds {low:.2}x..{high:.2}x");
         println!("tree: {} entries", self.entries);
         println!("  chown -R 49999:49999      {:>8.3} s", self.chown.as_secs_f64());
         println!(
-            "  own (journaled)           {:>8.3} s  {:.2}x chown -R  (target <= 0.80x)  peak RSS {} KiB",
+            "  own (journaled)           {:>8.3} s  {:.2}x chown -R  (target <= 0.80x, {})  peak RSS {} KiB",
             self.own.as_secs_f64(),
             ratio(self.own),
+            rounds(self.spread[0]),
             self.own_rss_kib
         );
         println!(
-            "  own again (already owned) {:>8.3} s  {:.2}x chown -R  (target <= 0.30x)",
+            "  own again (already owned) {:>8.3} s  {:.2}x chown -R  (target <= 0.30x, {})",
             self.own_again.as_secs_f64(),
-            ratio(self.own_again)
+            ratio(self.own_again),
+            rounds(self.spread[1])
         );
         println!(
-            "  undo                      {:>8.3} s  {:.2}x chown -R  (target <= 1.00x)  peak RSS {} KiB",
+            "  undo                      {:>8.3} s  {:.2}x chown -R  (target <= 1.00x, {})  peak RSS {} KiB",
             self.undo.as_secs_f64(),
             ratio(self.undo),
+            rounds(self.spread[2]),
             self.undo_rss_kib
         );
     }
@@ -113,8 +120,10 @@ fn measure(work: &Path, entries: usize, rounds: usize) -> Figures {
     }
     std::fs::remove_dir_all(&tree).expect("remove bench tree");
     let _ = std::fs::remove_dir_all(&state);
+    let spread = [&own, &own_again, &undo].map(|times| spread(times, &chown));
     Figures {
         entries,
+        spread,
         chown: median(chown),
         own: median(own),
         own_again: median(own_again),
@@ -171,6 +180,15 @@ fn build_tree(root: &Path, entries: usize) {
         }
         dir_index += 1;
     }
+}
+
+/// Lowest and highest of `times[i] / baseline[i]`: how much single rounds disagree.
+fn spread(times: &[Duration], baseline: &[Duration]) -> (f64, f64) {
+    times
+        .iter()
+        .zip(baseline)
+        .map(|(time, base)| time.as_secs_f64() / base.as_secs_f64())
+        .fold((f64::INFINITY, 0.0), |(low, high), r| (low.min(r), high.max(r)))
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {

@@ -7,9 +7,10 @@
 //! which re-owns a symlink itself, never its target.
 //!
 //! The walk streams: each worker thread holds one open directory per level of its current
-//! subtree and a few small journal batches. Workers walk depth-first on their own and hand a
-//! freshly opened directory to an idle worker, so memory and descriptors stay bounded while
-//! both cores of a small machine are kept busy (a chown is mostly kernel time).
+//! subtree and a few small journal batches. Workers walk depth-first on their own and put
+//! freshly opened directories in a small shared queue (a few per worker) that idle workers
+//! take from, so memory and descriptors stay bounded while both cores of a small machine
+//! are kept busy (a chown is mostly kernel time).
 //!
 //! Journal first: a worker seals its records into a frame and queues it; a committing thread
 //! writes and syncs whatever is queued (one sync for the frames of every worker), and the
