@@ -684,26 +684,14 @@ fn corrupt_journal_is_refused() {
     let journal = env.journal_files().pop().unwrap();
     let mut bytes = std::fs::read(&journal).unwrap();
     bytes[24] ^= 0x55;
-    std::fs::write(&journal, bytes).unwrap();
+    std::fs::write(&journal, &bytes).unwrap();
     assert_refused(&env, &["undo", "tree"], "corrupt");
     let out = env.run(["journal", "show", "tree"]);
     assert_bad_input(&out, "corrupt");
-}
-
-#[test]
-fn own_refuses_to_append_to_a_corrupt_journal() {
-    let env = OwnEnv::new();
-    env.build_hostile_tree();
-    env.run(["own", "tree"]);
-    let journal = env.journal_files().pop().unwrap();
-    let mut bytes = std::fs::read(&journal).unwrap();
-    bytes[24] ^= 0x55;
-    std::fs::write(&journal, &bytes).unwrap();
-    // The journal is read back while the walk starts: neither a tree with an entry to
-    // change nor one that is already right may get past it.
+    // `own` must not append to it either. The journal is read back while the walk starts:
+    // neither a tree with an entry to change nor one that is already right gets past it.
     std::fs::write(env.tree().join("added later"), "new").unwrap();
     assert_refused(&env, &["own", "tree"], "corrupt");
-    assert_eq!(std::fs::read(&journal).unwrap(), bytes);
     std::fs::remove_file(env.tree().join("added later")).unwrap();
     assert_refused(&env, &["own", "tree"], "corrupt");
     assert_eq!(std::fs::read(&journal).unwrap(), bytes);
