@@ -5,9 +5,12 @@
 //! * `FLOWERBED_BENCH_ENTRIES`: tree size (default 200000).
 //! * `FLOWERBED_BENCH_LARGE=1`: also measure peak RSS on a 2,000,000-entry tree, to show it
 //!   does not grow with the tree (takes a few minutes and ~2M inodes).
-//! * `FLOWERBED_BENCH_ROUNDS`: timed rounds per tool, the median is reported (default 7: on a
-//!   shared machine single rounds of the same build vary by several percent). Each line also
-//!   shows the lowest and highest ratio of a single round to that round's `chown -R`.
+//! * `FLOWERBED_BENCH_ROUNDS`: timed rounds (default 15). Each round times `chown -R`, then
+//!   `own`, `own` again and `undo` on the same tree, seconds apart. A ratio is the median of
+//!   the rounds' own ratios to that round's `chown -R` (paired, so that a slow spell of a
+//!   shared machine weighs on both sides of a round alike); each line also shows the lowest
+//!   and highest single round. On a virtual machine, the time the host took from it during
+//!   the timed steps (steal time) is printed too: rounds with much of it measure the host.
 //! * `FLOWERBED_BENCH_DIR`: where to build the trees (default: the system temp folder).
 //!
 //! Targets from the ownership issue: `own` ≤ 0.8× `chown -R`, `own` again ≤ 0.3×, `undo`
@@ -29,7 +32,7 @@ fn main() {
         return;
     }
     let entries = env_usize("FLOWERBED_BENCH_ENTRIES", 200_000);
-    let rounds = env_usize("FLOWERBED_BENCH_ROUNDS", 7).max(1);
+    let rounds = env_usize("FLOWERBED_BENCH_ROUNDS", 15).max(1);
     let base = std::env::var_os("FLOWERBED_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     let work = tempfile::Builder::new()
         .prefix("flowerbed-bench-")
@@ -51,41 +54,51 @@ fn main() {
 
 struct Figures {
     entries: usize,
-    chown: Duration,
-    own: Duration,
-    own_again: Duration,
-    undo: Duration,
+    chown: Vec<Duration>,
+    own: Vec<Duration>,
+    own_again: Vec<Duration>,
+    undo: Vec<Duration>,
     own_rss_kib: i64,
     undo_rss_kib: i64,
-    /// Lowest and highest ratio to the same round's `chown -R`: own, own again, undo.
-    spread: [(f64, f64); 3],
+    /// Steal time (ms) during all rounds of: chown -R, own, own again, undo.
+    steal_ms: [u64; 4],
 }
 
 impl Figures {
     fn print(&self) {
-        let ratio = |d: Duration| d.as_secs_f64() / self.chown.as_secs_f64();
-        let rounds = |(low, high): (f64, f64)| format!("rounds {low:.2}x..{high:.2}x");
-        println!("tree: {} entries", self.entries);
-        println!("  chown -R 49999:49999      {:>8.3} s", self.chown.as_secs_f64());
+        let line = |label: &str, times: &[Duration], target: f64| {
+            let ratios: Vec<f64> = times
+                .iter()
+                .zip(&self.chown)
+                .map(|(time, base)| time.as_secs_f64() / base.as_secs_f64())
+                .collect();
+            let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = ratios.iter().copied().fold(0.0, f64::max);
+            format!(
+                "  {label:<25} {:>8.3} s  {:.2}x chown -R  (target <= {target:.2}x, rounds {low:.2}x..{high:.2}x)",
+                median(times).as_secs_f64(),
+                median_f64(ratios),
+            )
+        };
+        println!("tree: {} entries, {} rounds", self.entries, self.chown.len());
         println!(
-            "  own (journaled)           {:>8.3} s  {:.2}x chown -R  (target <= 0.80x, {})  peak RSS {} KiB",
-            self.own.as_secs_f64(),
-            ratio(self.own),
-            rounds(self.spread[0]),
+            "  chown -R 49999:49999      {:>8.3} s",
+            median(&self.chown).as_secs_f64()
+        );
+        println!(
+            "{}  peak RSS {} KiB",
+            line("own (journaled)", &self.own, 0.8),
             self.own_rss_kib
         );
+        println!("{}", line("own again (already owned)", &self.own_again, 0.3));
         println!(
-            "  own again (already owned) {:>8.3} s  {:.2}x chown -R  (target <= 0.30x, {})",
-            self.own_again.as_secs_f64(),
-            ratio(self.own_again),
-            rounds(self.spread[1])
-        );
-        println!(
-            "  undo                      {:>8.3} s  {:.2}x chown -R  (target <= 1.00x, {})  peak RSS {} KiB",
-            self.undo.as_secs_f64(),
-            ratio(self.undo),
-            rounds(self.spread[2]),
+            "{}  peak RSS {} KiB",
+            line("undo", &self.undo, 1.0),
             self.undo_rss_kib
+        );
+        let [chown, own, again, undo] = self.steal_ms;
+        println!(
+            "  host steal time in all rounds: chown -R {chown} ms, own {own} ms, own again {again} ms, undo {undo} ms"
         );
     }
 }
@@ -95,52 +108,60 @@ fn measure(work: &Path, entries: usize, rounds: usize) -> Figures {
     let state = work.join(format!("state-{entries}"));
     eprintln!("building {entries} entries in {} ...", tree.display());
     build_tree(&tree, entries);
-    let mut chown = Vec::new();
-    let mut own = Vec::new();
-    let mut own_again = Vec::new();
-    let mut undo = Vec::new();
-    let mut own_rss = 0;
-    let mut undo_rss = 0;
+    let mut figures = Figures {
+        entries,
+        chown: Vec::new(),
+        own: Vec::new(),
+        own_again: Vec::new(),
+        undo: Vec::new(),
+        own_rss_kib: 0,
+        undo_rss_kib: 0,
+        steal_ms: [0; 4],
+    };
     for round in 0..rounds {
         eprintln!("round {} of {rounds}", round + 1);
-        chown.push(run(Command::new("chown").args(["-R", "49999:49999"]).arg(&tree)).0);
+        let timed = run(Command::new("chown").args(["-R", "49999:49999"]).arg(&tree));
+        figures.chown.push(timed.wall);
+        figures.steal_ms[0] += timed.steal_ms;
         run(Command::new("chown").args(["-R", "0:0"]).arg(&tree));
         let flowerbed = |args: &[&str]| {
             let mut command = Command::new(FLOWERBED);
             command.args(args).arg(&tree).env("FLOWERBED_STATE_DIR", &state);
             run(&mut command)
         };
-        let (time, rss) = flowerbed(&["-q", "own"]);
-        own.push(time);
-        own_rss = own_rss.max(rss);
-        own_again.push(flowerbed(&["-q", "own"]).0);
-        let (time, rss) = flowerbed(&["-q", "undo"]);
-        undo.push(time);
-        undo_rss = undo_rss.max(rss);
+        let timed = flowerbed(&["-q", "own"]);
+        figures.own.push(timed.wall);
+        figures.own_rss_kib = figures.own_rss_kib.max(timed.rss_kib);
+        figures.steal_ms[1] += timed.steal_ms;
+        let timed = flowerbed(&["-q", "own"]);
+        figures.own_again.push(timed.wall);
+        figures.steal_ms[2] += timed.steal_ms;
+        let timed = flowerbed(&["-q", "undo"]);
+        figures.undo.push(timed.wall);
+        figures.undo_rss_kib = figures.undo_rss_kib.max(timed.rss_kib);
+        figures.steal_ms[3] += timed.steal_ms;
     }
     std::fs::remove_dir_all(&tree).expect("remove bench tree");
     let _ = std::fs::remove_dir_all(&state);
-    let spread = [&own, &own_again, &undo].map(|times| spread(times, &chown));
-    Figures {
-        entries,
-        spread,
-        chown: median(chown),
-        own: median(own),
-        own_again: median(own_again),
-        undo: median(undo),
-        own_rss_kib: own_rss,
-        undo_rss_kib: undo_rss,
-    }
+    figures
+}
+
+/// One finished command: wall time, the child's peak RSS, and the host's steal time meanwhile.
+struct Timed {
+    wall: Duration,
+    rss_kib: i64,
+    steal_ms: u64,
 }
 
 /// Run a command to completion: wall time and the child's peak RSS (KiB, from wait4).
 // The child is reaped by wait4 (to read its rusage), which clippy cannot see.
 #[allow(clippy::zombie_processes)]
-fn run(command: &mut Command) -> (Duration, i64) {
+fn run(command: &mut Command) -> Timed {
     // Every tool starts from a clean page cache state: otherwise the metadata the previous
     // step left dirty is written back during (and billed to) the next one, and a journal
     // sync in `own` would pay for the untimed `chown -R 0:0` before it.
     nix::unistd::sync();
+    let steal_before = steal_ms();
     let started = Instant::now();
     let child = command
         .stdout(std::process::Stdio::null())
@@ -151,13 +172,39 @@ fn run(command: &mut Command) -> (Duration, i64) {
     // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
     let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
     let waited = unsafe { nix::libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
-    let elapsed = started.elapsed();
+    let wall = started.elapsed();
+    let steal_ms = steal_ms().saturating_sub(steal_before);
     assert_eq!(waited, pid, "wait4 failed");
     assert!(
         nix::libc::WIFEXITED(status) && nix::libc::WEXITSTATUS(status) == 0,
         "{command:?} failed with status {status}"
     );
-    (elapsed, usage.ru_maxrss)
+    Timed {
+        wall,
+        rss_kib: usage.ru_maxrss,
+        steal_ms,
+    }
+}
+
+/// Time the host has taken from this (virtual) machine's CPUs so far, all CPUs together, in
+/// milliseconds: the `steal` column of /proc/stat (0 where there is none).
+fn steal_ms() -> u64 {
+    let ticks = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            stat.lines()
+                .next()?
+                .split_whitespace()
+                .nth(8)?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let per_second = u64::try_from(unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) })
+        .unwrap_or(100)
+        .max(1);
+    ticks * 1000 / per_second
 }
 
 /// `entries` entries: directories of FILES_PER_DIR empty files, two levels deep.
@@ -182,17 +229,14 @@ fn build_tree(root: &Path, entries: usize) {
     }
 }
 
-/// Lowest and highest of `times[i] / baseline[i]`: how much single rounds disagree.
-fn spread(times: &[Duration], baseline: &[Duration]) -> (f64, f64) {
-    times
-        .iter()
-        .zip(baseline)
-        .map(|(time, base)| time.as_secs_f64() / base.as_secs_f64())
-        .fold((f64::INFINITY, 0.0), |(low, high), r| (low.min(r), high.max(r)))
+fn median(values: &[Duration]) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2]
 }
 
-fn median(mut values: Vec<Duration>) -> Duration {
-    values.sort();
+fn median_f64(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
