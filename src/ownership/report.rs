@@ -48,7 +48,10 @@ impl SkipReason {
             }
             SkipReason::ChangedDuringWalk => "replaced while being walked; left alone".into(),
             SkipReason::Vanished => "disappeared while being walked".into(),
-            SkipReason::TooDeep => "deeper than the open-file limit allows; contents not walked".into(),
+            SkipReason::TooDeep => format!(
+                "deeper than the walk goes ({} levels, fewer with a low open-file limit); contents not walked",
+                super::walk::MAX_DEPTH
+            ),
             SkipReason::Error(message) => message.clone(),
         }
     }

@@ -47,6 +47,13 @@ use super::root::Root;
 /// Records per journal batch. Small, so that an entry is changed while what its stat
 /// brought into the CPU caches is still there; the syncs this takes overlap the walk.
 const BATCH_RECORDS: usize = 1_024;
+/// A batch is sealed early once its names or its frame reach this many bytes (deep paths):
+/// it bounds what a walker holds in memory, and keeps every frame far under the journal's
+/// maximum.
+const BATCH_BYTES: usize = 4 << 20;
+/// The walk goes no deeper than this (relative paths stay within about 1 MiB), whatever the
+/// open-file limit would allow: a tree's content can be written by the container.
+pub(crate) const MAX_DEPTH: usize = 4_096;
 /// Batches a walker keeps in flight (journaled, waiting for their sync) while it goes on.
 const LAG: usize = 4;
 /// Directories a pending batch may keep open before it must be applied (fewer when the
@@ -104,7 +111,7 @@ pub fn reown(
         .saturating_sub(queue_cap)
         / workers;
     let batch_dirs = (budget / 4 / (LAG + 1)).clamp(4, MAX_BATCH_DIRS);
-    let max_depth = budget.saturating_sub(batch_dirs + 1).max(8);
+    let max_depth = budget.saturating_sub(batch_dirs + 1).clamp(8, MAX_DEPTH);
     let shared = Shared {
         options,
         workers,
@@ -882,7 +889,10 @@ impl<'s, 'a> Worker<'s, 'a> {
     }
 
     fn batch_full(&self) -> bool {
-        self.batch.entries.len() >= BATCH_RECORDS || self.batch.dirs >= self.shared.batch_dirs
+        self.batch.entries.len() >= BATCH_RECORDS
+            || self.batch.dirs >= self.shared.batch_dirs
+            || self.batch.bytes.len() >= BATCH_BYTES
+            || self.batch.records.byte_len() >= BATCH_BYTES
     }
 
     /// Queue the batch for the journal, then change the entries of the oldest batches in

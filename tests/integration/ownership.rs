@@ -604,6 +604,112 @@ fn deep_trees_are_walked_within_the_open_file_limit() {
     assert!(env.snapshot() == before);
 }
 
+/// A chain of `levels` folders named `name` under `root`, made through descriptors (its
+/// paths may be longer than PATH_MAX), with a file at the bottom.
+fn build_chain(root: &Path, levels: usize, name: &str) {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    let mut dir: std::os::fd::OwnedFd = std::fs::File::open(root).unwrap().into();
+    for _ in 0..levels {
+        mkdirat(&dir, name, Mode::from_bits_truncate(0o755)).unwrap();
+        dir = openat(&dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+    }
+    openat(
+        &dir,
+        "leaf",
+        OFlag::O_CREAT | OFlag::O_WRONLY,
+        Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+}
+
+/// Owner of every level of a chain built by [`build_chain`], top first, and of its file.
+fn chain_owners(root: &Path, name: &str) -> Vec<(u32, u32)> {
+    use nix::fcntl::{AtFlags, OFlag, openat};
+    use nix::sys::stat::{Mode, fstat, fstatat};
+    let mut dir: std::os::fd::OwnedFd = std::fs::File::open(root).unwrap().into();
+    let mut owners = Vec::new();
+    loop {
+        if let Ok(leaf) = fstatat(&dir, "leaf", AtFlags::AT_SYMLINK_NOFOLLOW) {
+            owners.push((leaf.st_uid, leaf.st_gid));
+            return owners;
+        }
+        dir = openat(&dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        let stat = fstat(&dir).unwrap();
+        owners.push((stat.st_uid, stat.st_gid));
+    }
+}
+
+#[test]
+fn deep_paths_keep_the_journal_small() {
+    let env = OwnEnv::new();
+    // 500 levels of 200-byte names: the bottom's relative path is 100 KB long. Spelled out
+    // in every record (as journal format 1 did), the paths of this chain add up to 25 MB.
+    let name = "n".repeat(200);
+    build_chain(&env.tree(), 500, &name);
+    // One CPU, so one walker: its frames are not cut short by handing folders over.
+    let out = std::process::Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(assert_cmd::cargo::cargo_bin("flowerbed"))
+        .args(["own", "tree"])
+        .current_dir(env.env.path())
+        .env("FLOWERBED_STATE_DIR", env.state())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        chain_owners(&env.tree(), &name)
+            .iter()
+            .all(|&o| o == (49_999, 49_999))
+    );
+    let journal = env.journal_files().pop().expect("a journal");
+    let size = std::fs::metadata(&journal).unwrap().len();
+    assert!(size < 2_000_000, "journal of {size} bytes");
+    let out = env.run(["journal", "show", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let owners = chain_owners(&env.tree(), &name);
+    assert_eq!(owners.len(), 501);
+    assert!(owners.iter().all(|&o| o == (0, 0)), "{owners:?}");
+}
+
+#[test]
+fn the_walk_stops_at_its_depth_limit_even_with_descriptors_to_spare() {
+    let env = OwnEnv::new();
+    // The walk takes the hard open-file limit; with this many descriptors per walker only
+    // its own depth limit (4,096 levels) stops it.
+    let limit = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .unwrap();
+    let limit = String::from_utf8_lossy(&limit.stdout).trim().to_string();
+    let hard = if limit == "unlimited" {
+        u64::MAX
+    } else {
+        limit.parse::<u64>().unwrap()
+    };
+    assert!(
+        hard >= 12_000,
+        "this test needs an open-file hard limit of 12,000 or more, not {hard}"
+    );
+    build_chain(&env.tree(), 4_200, "d");
+    let out = env.run(["own", "--json", "tree"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["roots"][0]["skipped_by_reason"]["too_deep"], 1, "{report}");
+    // The root and 4,096 levels below it are handed over; nothing deeper is touched.
+    let owners = chain_owners(&env.tree(), "d");
+    assert!(
+        owners[..4_096].iter().all(|&o| o == (49_999, 49_999)),
+        "{owners:?}"
+    );
+    assert!(owners[4_096..].iter().all(|&o| o == (0, 0)), "{owners:?}");
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(chain_owners(&env.tree(), "d").iter().all(|&o| o == (0, 0)));
+}
+
 // ---- bad input: exit 2, one line naming the culprit, nothing changed ----------------------
 
 fn assert_refused(env: &OwnEnv, args: &[&str], culprit: &str) {
@@ -860,8 +966,8 @@ fn sigint_or_sigterm_midway_stops_cleanly_and_undo_restores_the_snapshot() {
 #[test]
 fn full_disk_under_the_journal_stops_own_cleanly_and_undo_restores() {
     let env = OwnEnv::new();
-    // Many small folders: the walk journals them in several frames, so the disk fills up
-    // after some entries were already changed.
+    // Many small folders: the walk journals them in several frames (a few KiB each), so a
+    // 16 KiB disk fills up after some entries were already changed.
     for dir in 0..3_000 {
         let path = env.tree().join(format!("d{dir:04}"));
         std::fs::create_dir(&path).unwrap();
@@ -881,14 +987,14 @@ fn full_disk_under_the_journal_stops_own_cleanly_and_undo_restores() {
         &env.state(),
         Some("tmpfs"),
         nix::mount::MsFlags::empty(),
-        Some("size=128k,mode=0700"),
+        Some("size=16k,mode=0700"),
     );
     let _guard = mounted.is_ok().then(|| TmpfsMount(env.state()));
     let mut own = env.env.flowerbed(["own", "tree"]);
     own.env("FLOWERBED_STATE_DIR", env.state());
     if let Err(err) = mounted {
-        eprintln!("cannot mount tmpfs here ({err}); injecting a journal write failure at 128 KiB instead");
-        own.env("FLOWERBED_TEST_JOURNAL_MAX_BYTES", "131072");
+        eprintln!("cannot mount tmpfs here ({err}); injecting a journal write failure at 16 KiB instead");
+        own.env("FLOWERBED_TEST_JOURNAL_MAX_BYTES", "16384");
     }
     let out = own.output().unwrap();
     let message = stderr(&out);
