@@ -21,6 +21,10 @@
 //!   and the path bytes.
 //! * `E` session end: JSON [`SessionEnd`].
 //!
+//! This version appends compact frames to a version 1 journal too, after setting its
+//! header's version byte to 2: an older flowerbed then refuses the file as a whole, rather
+//! than take a compact frame at its end for a torn write.
+//!
 //! Paths are relative to the root, raw bytes (names may be invalid UTF-8 or contain
 //! newlines), empty for the root itself. A record frame of the walk takes about 6 to 10
 //! bytes per entry, against about 50 in version 1: less to write and sync before changes.
@@ -69,8 +73,11 @@ const SAME_GID: u8 = 4;
 const SAME_MODE: u8 = 8;
 const ALL_FLAGS: u8 = SAME_DEV | SAME_UID | SAME_GID | SAME_MODE;
 /// The path bytes a compact frame may spell out in all (its paths share prefixes, so they
-/// can add up to more than the frame): a bound on what decoding one frame may allocate.
+/// can add up to more than the frame), and the records it may hold: bounds on what decoding
+/// one frame may allocate (about 316 MiB at most). The writer refuses frames beyond them; the
+/// walk's frames hold at most 1,024 records and about 5 MiB of paths.
 const MAX_FRAME_PATHS: usize = 4 * MAX_PAYLOAD as usize;
+const MAX_FRAME_RECORDS: u32 = 1 << 20;
 
 /// The state of one entry before `own` changed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,7 +241,7 @@ fn decode_records(payload: &[u8], keep: bool) -> Result<Vec<Record>, String> {
 fn decode_compact(payload: &[u8], keep: bool) -> Result<Vec<Record>, String> {
     let mut cursor = ByteCursor { bytes: payload };
     let count = cursor.u32()?;
-    if count as usize > payload.len() / COMPACT_MIN {
+    if count > MAX_FRAME_RECORDS || count as usize > payload.len() / COMPACT_MIN {
         return Err(format!("record count {count} does not fit the frame"));
     }
     let mut records = Vec::with_capacity(if keep { (count as usize).min(4096) } else { 0 });
@@ -788,6 +795,8 @@ pub struct RecordBatch {
     bytes: Vec<u8>,
     count: u32,
     encoder: CompactEncoder,
+    /// Its paths' bytes, spelled out (what decoding the frame will allocate for them).
+    spelled: usize,
 }
 
 impl RecordBatch {
@@ -803,6 +812,7 @@ impl RecordBatch {
                 .extend_from_slice(&[KIND_COMPACT, 0, 0, 0, 0, 0, 0, 0, 0]);
         }
         self.encoder.push(record, &mut self.bytes);
+        self.spelled += record.path.len();
         self.count += 1;
     }
 
@@ -831,6 +841,7 @@ impl RecordBatch {
         let mut frame = std::mem::replace(&mut self.bytes, next);
         frame.extend_from_slice(&crc.to_le_bytes());
         let records = std::mem::take(&mut self.count);
+        let spelled = std::mem::take(&mut self.spelled);
         // Every frame stands alone: the next one starts from zeros and an empty path.
         self.encoder.path.clear();
         let path = std::mem::take(&mut self.encoder.path);
@@ -838,7 +849,11 @@ impl RecordBatch {
             path,
             ..CompactEncoder::default()
         };
-        SealedBatch { frame, records }
+        SealedBatch {
+            frame,
+            records,
+            spelled,
+        }
     }
 }
 
@@ -846,6 +861,8 @@ impl RecordBatch {
 pub struct SealedBatch {
     frame: Vec<u8>,
     records: u32,
+    /// Its paths' bytes, spelled out.
+    spelled: usize,
 }
 
 #[cfg(test)]
@@ -875,6 +892,10 @@ pub struct JournalWriter {
     max_bytes: Option<u64>,
     /// What [`Self::prepare`] still has to do (or why it failed).
     preparation: Preparation,
+    /// An existing journal of an older format version: its header is brought up to date
+    /// before the first frame is appended (not before: a run that changes nothing leaves
+    /// the journal as it was).
+    older_version: bool,
 }
 
 /// The slow part of opening a journal, left to [`JournalWriter::prepare`] so that it can run
@@ -928,6 +949,7 @@ impl JournalWriter {
             broken: None,
             max_bytes: std::env::var(MAX_BYTES_ENV).ok().and_then(|v| v.parse().ok()),
             preparation: Preparation::Existing,
+            older_version: false,
         };
         if meta.len() == 0 {
             writer.file.write_all(MAGIC)?;
@@ -983,6 +1005,32 @@ impl JournalWriter {
             self.file.set_len(*offset)?;
             self.file.sync_all()?;
         }
+        let mut version = [0u8];
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut version, MAGIC.len() as u64 - 1)?;
+        self.older_version = version[0] != FORMAT_VERSION;
+        Ok(())
+    }
+
+    /// Mark a version 1 journal as version 2 before compact frames are appended to it, so
+    /// that an older flowerbed refuses it as a whole instead of taking its first compact
+    /// frame for a torn write (which it would cut off, losing what that frame recorded).
+    fn upgrade_header(&mut self) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        // Written through a second descriptor: writes through the first always append.
+        let header = OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&self.path)?;
+        let (ours, theirs) = (self.file.metadata()?, header.metadata()?);
+        if (ours.dev(), ours.ino()) != (theirs.dev(), theirs.ino()) {
+            bail!(
+                "{}: the journal was replaced while being opened",
+                self.path.display()
+            );
+        }
+        header.write_all_at(&[FORMAT_VERSION], MAGIC.len() as u64 - 1)?;
+        header.sync_data()?;
+        self.older_version = false;
         Ok(())
     }
 
@@ -1017,15 +1065,19 @@ impl JournalWriter {
         }
         // A frame the readers would refuse must never be written: it would make the whole
         // journal unreadable, and `undo` impossible.
-        if let Some(batch) = batches
-            .iter()
-            .find(|b| b.frame.len() - FRAME_HEAD - FRAME_TAIL > MAX_PAYLOAD as usize)
-        {
-            bail!(
-                "{}: a journal frame of {} bytes is over the {MAX_PAYLOAD}-byte maximum",
-                self.path.display(),
-                batch.frame.len()
-            );
+        for batch in batches {
+            let payload = batch.frame.len() - FRAME_HEAD - FRAME_TAIL;
+            if payload > MAX_PAYLOAD as usize
+                || batch.records > MAX_FRAME_RECORDS
+                || batch.spelled > MAX_FRAME_PATHS
+            {
+                bail!(
+                    "{}: a journal frame of {} records, {payload} bytes and {} bytes of paths is over what a frame may hold",
+                    self.path.display(),
+                    batch.records,
+                    batch.spelled
+                );
+            }
         }
         let mut out = Vec::with_capacity(batches.iter().map(|b| b.frame.len()).sum::<usize>() + 256);
         if let Some(session) = self.session.take() {
@@ -1046,6 +1098,10 @@ impl JournalWriter {
         self.prepare()?;
         if let Some(reason) = &self.broken {
             bail!("{}: cannot write the journal: {reason}", self.path.display());
+        }
+        if self.older_version {
+            self.upgrade_header()
+                .with_context(|| format!("{}: cannot update the journal's header", self.path.display()))?;
         }
         let result = self.write_limited(frames).and_then(|()| self.file.sync_data());
         if let Err(err) = result {
@@ -1355,10 +1411,10 @@ mod tests {
         // The frame a batch seals is the same as `encode_frame` gives.
         let mut batch = RecordBatch::default();
         for _ in 0..2 {
-            for record in [record(b"a/b"), record(b"a/c"), record(b"")] {
+            for record in [record(b""), record(b"a/b"), record(b"a/c")] {
                 batch.add(&record);
             }
-            let expected = encode_frame(&Frame::Records(vec![record(b"a/b"), record(b"a/c"), record(b"")]));
+            let expected = encode_frame(&Frame::Records(vec![record(b""), record(b"a/b"), record(b"a/c")]));
             // Sealing starts the next frame from scratch.
             assert_eq!(batch.seal().into_frame(), expected);
         }
@@ -1428,12 +1484,47 @@ mod tests {
             }])
             .unwrap();
         let good = fs::read(&path).unwrap();
-        let mut batch = RecordBatch::default();
-        batch.add(&record(&vec![b'x'; MAX_PAYLOAD as usize]));
-        let err = writer.commit_sealed(&[batch.seal()]).unwrap_err().to_string();
-        assert!(err.contains("maximum"), "{err}");
-        assert_eq!(fs::read(&path).unwrap(), good);
+        // Too many bytes; paths that spell out too much (small as a frame); too many records.
+        let long = vec![b'x'; 1 << 16];
+        for case in 0..3 {
+            let mut batch = RecordBatch::default();
+            match case {
+                0 => batch.add(&record(&vec![b'x'; MAX_PAYLOAD as usize])),
+                1 => (0..=MAX_FRAME_PATHS >> 16).for_each(|_| batch.add(&record(&long))),
+                _ => (0..=MAX_FRAME_RECORDS).for_each(|_| batch.add(&record(b""))),
+            }
+            let err = writer.commit_sealed(&[batch.seal()]).unwrap_err().to_string();
+            assert!(err.contains("over what a frame may hold"), "{err}");
+            assert_eq!(fs::read(&path).unwrap(), good);
+        }
         assert!(parse(&good).is_ok());
+    }
+
+    #[test]
+    fn a_version_1_journal_is_marked_version_2_before_compact_frames_join_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let old = vec![record(b"before")];
+        let mut bytes = b"flowerbed-jrnl\n\x01".to_vec();
+        bytes.extend(encode_frame(&Frame::Session(session())));
+        bytes.extend(frame_v1(&old));
+        fs::write(&path, &bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let mut writer = JournalWriter::open(&path, session(), None).unwrap();
+        writer.prepare().unwrap();
+        // Nothing appended, nothing changed.
+        writer.commit().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+        writer.add(&record(b"after"));
+        writer.commit().unwrap();
+        let marked = fs::read(&path).unwrap();
+        assert_eq!(marked[..15], bytes[..15]);
+        assert_eq!(marked[15], FORMAT_VERSION);
+        assert_eq!(marked[16..bytes.len()], bytes[16..]);
+        let (frames, tail) = parse(&marked).unwrap();
+        assert_eq!(tail, Tail::Clean);
+        assert_eq!(frames[1], Frame::Records(old));
+        assert_eq!(frames[3], Frame::Records(vec![record(b"after")]));
     }
 
     #[test]
