@@ -26,7 +26,7 @@
 //! than take a compact frame at its end for a torn write.
 //!
 //! Paths are relative to the root, raw bytes (names may be invalid UTF-8 or contain
-//! newlines), empty for the root itself. A record frame of the walk takes about 6 to 10
+//! newlines), empty for the root itself. A records frame of the walk takes about 5 to 10
 //! bytes per entry, against about 50 in version 1: less to write and sync before changes.
 //!
 //! Frames are only ever appended. Each records frame is flushed and synced before any entry
