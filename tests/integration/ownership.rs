@@ -605,8 +605,8 @@ fn deep_trees_are_walked_within_the_open_file_limit() {
 }
 
 /// A chain of `levels` folders named `name` under `root`, made through descriptors (its
-/// paths may be longer than PATH_MAX), with a file at the bottom.
-fn build_chain(root: &Path, levels: usize, name: &str) {
+/// paths may be longer than PATH_MAX), with a file `leaf` and `others` more at the bottom.
+fn build_chain(root: &Path, levels: usize, name: &str, others: usize) {
     use nix::fcntl::{OFlag, openat};
     use nix::sys::stat::{Mode, mkdirat};
     let mut dir: std::os::fd::OwnedFd = std::fs::File::open(root).unwrap().into();
@@ -614,13 +614,10 @@ fn build_chain(root: &Path, levels: usize, name: &str) {
         mkdirat(&dir, name, Mode::from_bits_truncate(0o755)).unwrap();
         dir = openat(&dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
     }
-    openat(
-        &dir,
-        "leaf",
-        OFlag::O_CREAT | OFlag::O_WRONLY,
-        Mode::from_bits_truncate(0o644),
-    )
-    .unwrap();
+    for file in std::iter::once("leaf".to_string()).chain((0..others).map(|i| format!("f{i}"))) {
+        let mode = Mode::from_bits_truncate(0o644);
+        openat(&dir, file.as_str(), OFlag::O_CREAT | OFlag::O_WRONLY, mode).unwrap();
+    }
 }
 
 /// Owner of every level of a chain built by [`build_chain`], top first, and of its file.
@@ -646,7 +643,7 @@ fn deep_paths_keep_the_journal_small() {
     // 500 levels of 200-byte names: the bottom's relative path is 100 KB long. Spelled out
     // in every record (as journal format 1 did), the paths of this chain add up to 25 MB.
     let name = "n".repeat(200);
-    build_chain(&env.tree(), 500, &name);
+    build_chain(&env.tree(), 500, &name, 0);
     // One CPU, so one walker: its frames are not cut short by handing folders over.
     let out = std::process::Command::new("taskset")
         .args(["-c", "0"])
@@ -675,6 +672,40 @@ fn deep_paths_keep_the_journal_small() {
 }
 
 #[test]
+fn deep_paths_keep_memory_bounded() {
+    let env = OwnEnv::new();
+    // 2,000 files at the bottom of 400 levels of 250-byte names: each file's relative path is
+    // 100 KB long, 200 MB for all of them if a batch held them all.
+    let name = "m".repeat(250);
+    build_chain(&env.tree(), 400, &name, 2_000);
+    // Peak RSS of the child, in KiB, from the rusage of its parent.
+    let script = "import resource, subprocess, sys\n\
+                  code = subprocess.run(sys.argv[1:]).returncode\n\
+                  print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+                  sys.exit(code)";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(assert_cmd::cargo::cargo_bin("flowerbed"))
+        .args(["-q", "own", "tree"])
+        .current_dir(env.env.path())
+        .env("FLOWERBED_STATE_DIR", env.state())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let peak_kib: u64 = stdout.lines().last().unwrap().trim().parse().unwrap();
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
+    assert!(
+        chain_owners(&env.tree(), &name)
+            .iter()
+            .all(|&o| o == (49_999, 49_999))
+    );
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(chain_owners(&env.tree(), &name).iter().all(|&o| o == (0, 0)));
+}
+
+#[test]
 fn the_walk_stops_at_its_depth_limit_even_with_descriptors_to_spare() {
     let env = OwnEnv::new();
     // The walk takes the hard open-file limit; with this many descriptors per walker only
@@ -697,7 +728,7 @@ fn the_walk_stops_at_its_depth_limit_even_with_descriptors_to_spare() {
         hard >= needed,
         "this test needs an open-file hard limit of {needed} or more, not {hard}"
     );
-    build_chain(&env.tree(), 4_200, "d");
+    build_chain(&env.tree(), 4_200, "d", 0);
     let out = env.run(["own", "--json", "tree"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
