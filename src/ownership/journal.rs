@@ -37,7 +37,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -332,6 +332,12 @@ struct CompactEncoder {
 }
 
 impl CompactEncoder {
+    /// Forget the previous record (keeping the path's buffer).
+    fn restart(&mut self) {
+        (self.dev, self.ino, self.uid, self.gid, self.mode) = (0, 0, 0, 0, 0);
+        self.path.clear();
+    }
+
     fn push(&mut self, record: RecordRef<'_>, out: &mut Vec<u8>) {
         let mut flags = 0;
         for (same, flag) in [
@@ -425,6 +431,11 @@ pub fn encode_frame(frame: &Frame) -> Vec<u8> {
         Frame::End(end) => (KIND_END, serde_json::to_vec(end).expect("plain struct")),
         Frame::Records(records) => (KIND_COMPACT, encode_records(records)),
     };
+    frame_of(kind, &payload)
+}
+
+/// A frame of `kind` around `payload`: head, payload, checksum.
+fn frame_of(kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEAD + payload.len() + FRAME_TAIL);
     out.push(kind);
     out.extend_from_slice(
@@ -432,7 +443,7 @@ pub fn encode_frame(frame: &Frame) -> Vec<u8> {
             .expect("frame under 4 GiB")
             .to_le_bytes(),
     );
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     let crc = crc32(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
@@ -843,12 +854,7 @@ impl RecordBatch {
         let records = std::mem::take(&mut self.count);
         let spelled = std::mem::take(&mut self.spelled);
         // Every frame stands alone: the next one starts from zeros and an empty path.
-        self.encoder.path.clear();
-        let path = std::mem::take(&mut self.encoder.path);
-        self.encoder = CompactEncoder {
-            path,
-            ..CompactEncoder::default()
-        };
+        self.encoder.restart();
         SealedBatch {
             frame,
             records,
@@ -1006,7 +1012,7 @@ impl JournalWriter {
             self.file.sync_all()?;
         }
         let mut version = [0u8];
-        std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut version, MAGIC.len() as u64 - 1)?;
+        self.file.read_exact_at(&mut version, MAGIC.len() as u64 - 1)?;
         self.older_version = version[0] != FORMAT_VERSION;
         Ok(())
     }
@@ -1015,7 +1021,6 @@ impl JournalWriter {
     /// that an older flowerbed refuses it as a whole instead of taking its first compact
     /// frame for a torn write (which it would cut off, losing what that frame recorded).
     fn upgrade_header(&mut self) -> Result<()> {
-        use std::os::unix::fs::FileExt;
         // Written through a second descriptor: writes through the first always append.
         let header = OpenOptions::new()
             .write(true)
@@ -1359,15 +1364,6 @@ mod tests {
         frame_of(KIND_RECORDS, &payload)
     }
 
-    fn frame_of(kind: u8, payload: &[u8]) -> Vec<u8> {
-        let mut frame = vec![kind];
-        frame.extend(u32::try_from(payload.len()).unwrap().to_le_bytes());
-        frame.extend(payload);
-        let crc = crc32(&frame);
-        frame.extend(crc.to_le_bytes());
-        frame
-    }
-
     #[test]
     fn version_1_journals_are_still_read() {
         let records = vec![
@@ -1597,11 +1593,7 @@ mod tests {
     fn huge_counts_and_lengths_are_rejected_without_allocating() {
         let mut payload = u32::MAX.to_le_bytes().to_vec();
         payload.extend([0u8; 8]);
-        let mut frame = vec![KIND_RECORDS];
-        frame.extend(u32::try_from(payload.len()).unwrap().to_le_bytes());
-        frame.extend(&payload);
-        let crc = crc32(&frame);
-        frame.extend(crc.to_le_bytes());
+        let frame = frame_of(KIND_RECORDS, &payload);
         assert!(matches!(decode_frame(&frame), Decoded::Invalid(r) if r.contains("count")));
 
         let mut frame = vec![KIND_RECORDS];
