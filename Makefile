@@ -27,8 +27,9 @@ bench:
 	$(CARGO) bench --locked
 
 # Live end-to-end: Docker engine (started if needed, stopped after), Compose v2, local Flower
-# images (cached per release), then tests/e2e/scenarios for the newest and the seed-era release.
-E2E_FLWR_VERSIONS ?= $(FLWR_VERSION) 1.13.1
+# images (cached per release), then tests/e2e/scenarios for every supported release (each
+# scenario's "# flwr:" header picks the releases it applies to).
+E2E_FLWR_VERSIONS ?= $(FLWR_VERSION) 1.41.0 1.35.0 1.21.0 1.13.1
 e2e:
 	E2E_FLWR_VERSIONS="$(E2E_FLWR_VERSIONS)" tests/e2e/run.sh $(E2E_SCENARIOS)
 

@@ -3,7 +3,7 @@
 # folder to UID 49999 with `flowerbed own --via-docker`, runs the SuperLink from it (which
 # `flowerbed check --live` finds clean), cannot delete the folder afterwards, gets it back
 # with `flowerbed release --via-docker`, and deletes it.
-# flwr: 1.41.* 1.42.*
+# flwr: 1.42.*
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

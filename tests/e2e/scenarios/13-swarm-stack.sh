@@ -5,7 +5,7 @@
 # (no chown on the host), both supernodes (one service, two replicas, each on its own data
 # partition from its task slot) connect over TLS, and a `flwr run` completes; the state
 # volume is writable by 49999 (the superlink's database is there).
-# flwr: 1.41.* 1.42.*
+# flwr: 1.42.*
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"
