@@ -11,55 +11,25 @@ use serde::Serialize;
 
 use crate::bundle::{self, ArchiveFile, Entry, METADATA_FILE, SuperlinkCertificate};
 use crate::cli::deploy::{BundleArgs, BundleCommand, QuickstartArgs};
+use crate::config;
 use crate::deploy::settings::validate_dir_path;
-use crate::deploy::{self, CertLayout, Deployment, DeploymentRole, SETTINGS_FILE, Security, Settings};
+use crate::deploy::{self, Deployment, DeploymentRole, SETTINGS_FILE, Security, Settings};
 use crate::error::{Error, Outcome};
 use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PUBLIC, PlanStep, WritePlan};
 use crate::output::Printer;
-use crate::render::{compose, script, text};
+use crate::render::{self, MODE_SCRIPT, compose, script, text};
 use crate::tls::material::{self, fingerprint};
 use crate::tls::{Layout, LayoutKind, SubjectName, layout};
-
-use super::deploy::{MODE_SCRIPT, deployment_dir, deployment_files, merge_settings, parse_address};
 
 /// Where the bundle's CA certificate sits below its folder (the split layout's).
 fn ca_path_in_bundle() -> String {
     format!("{}/{}", layout::SUPERNODE_DIR, layout::CA_CERT)
 }
 
-/// Stand-in folder the bundle's deployment is built in: the relocatable renderers write
-/// every path below it relative to the files themselves, so it never appears.
-const BUNDLE_BASE: &str = "/flowerbed-bundle";
-
 pub fn run(command: &BundleCommand, printer: &Printer) -> Result<Outcome> {
     match command {
         BundleCommand::Supernode(args) => bundle_supernode(args, printer),
     }
-}
-
-/// The supernode side of a superlink deployment's settings.
-fn supernode_settings(superlink: &Settings, args: &BundleArgs) -> Result<Settings> {
-    let address = match &args.superlink_address {
-        Some(text) => parse_address("--superlink-address", text)?,
-        None => superlink
-            .public_addresses
-            .first()
-            .cloned()
-            .context("--superlink-address: the superlink deployment records no public address")?,
-    };
-    let defaults = Settings::defaults(PathBuf::from(BUNDLE_BASE));
-    Ok(Settings {
-        dir: PathBuf::from(BUNDLE_BASE),
-        role: DeploymentRole::Supernode,
-        public_addresses: Vec::new(),
-        superlink_address: Some(address),
-        supernodes: args.supernodes.unwrap_or(superlink.supernodes),
-        // What only the superlink has, or only this host knows, is left at the defaults.
-        state: false,
-        cert_layout: CertLayout::Split,
-        publish_address: defaults.publish_address,
-        ..superlink.clone()
-    })
 }
 
 /// What the superlink's server certificate covers, and the CA certificate to ship.
@@ -91,7 +61,7 @@ fn certificate_facts(
 }
 
 fn bundle_supernode(args: &BundleArgs, printer: &Printer) -> Result<Outcome> {
-    let dir = deployment_dir(&args.dir, true)?;
+    let dir = config::deployment_dir(&args.dir, true)?;
     let saved = Settings::read(&dir)?.ok_or_else(|| {
         anyhow!(
             "{}: no {SETTINGS_FILE}: bundles are made from a superlink deployment (`flowerbed quickstart DIR --role superlink --public-address HOST`)",
@@ -114,7 +84,7 @@ fn bundle_supernode(args: &BundleArgs, printer: &Printer) -> Result<Outcome> {
             dir.display()
         );
     }
-    let node = supernode_settings(&saved, args)?;
+    let node = config::bundle_settings(&saved, args)?;
     let deployment = deploy::build(&node)?;
     let address = node.superlink_address.clone().expect("set above");
 
@@ -300,7 +270,7 @@ pub fn quickstart_from_bundle(args: &QuickstartArgs, archive: &Path, printer: &P
             unpacked.top
         )
     })?;
-    let mut saved: Settings = serde_json::from_slice(saved_json).with_context(|| {
+    let saved: Settings = serde_json::from_slice(saved_json).with_context(|| {
         format!(
             "{}: {}/{SETTINGS_FILE}: not a flowerbed settings file",
             archive.display(),
@@ -314,16 +284,7 @@ pub fn quickstart_from_bundle(args: &QuickstartArgs, archive: &Path, printer: &P
             saved.role.name()
         );
     }
-    saved.dir.clone_from(&dir);
-    let mut settings = merge_settings(dir.clone(), &args.deploy, Some(saved))?;
-    if settings.role != DeploymentRole::Supernode {
-        return Err(Error::InvalidFlag {
-            flag: "--role",
-            message: "a bundle lays down a supernode deployment".into(),
-        }
-        .into());
-    }
-    settings.cert_layout = CertLayout::Split;
+    let settings = config::from_bundle_settings(&dir, &args.deploy, saved)?;
     let deployment: Deployment = deploy::build(&settings)?;
     if settings.security == Security::Tls {
         let ca = unpacked.file(&ca_path_in_bundle()).ok_or_else(|| {
@@ -355,7 +316,7 @@ pub fn quickstart_from_bundle(args: &QuickstartArgs, archive: &Path, printer: &P
     if !args.names.is_empty() {
         printer.warn("--name is ignored: a supernode deployment makes no certificates");
     }
-    let rendered = deployment_files(&deployment, &settings)?;
+    let rendered = render::deployment_files(&deployment, &settings)?;
     let mut steps = vec![PlanStep {
         action: "mkdir",
         path: dir.clone(),
@@ -404,6 +365,8 @@ pub fn quickstart_from_bundle(args: &QuickstartArgs, archive: &Path, printer: &P
     if args.dry_run {
         return Ok(Outcome::Success);
     }
-    super::deploy::print_next_steps(printer, &dir, &deployment, None)?;
+    for line in text::next_steps(&dir, &deployment, None)? {
+        printer.info(&line)?;
+    }
     Ok(Outcome::Success)
 }

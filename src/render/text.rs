@@ -221,6 +221,44 @@ fn release_command(deployment: &Deployment) -> String {
     format!("{release} && {delete}")
 }
 
+/// What to do next after a deployment folder was written, one line each (the first
+/// empty): the ownership hint, how to start it, how to connect or check it.
+pub fn next_steps(dir: &std::path::Path, deployment: &Deployment, own: Option<&str>) -> Result<Vec<String>> {
+    let quoted_dir = shlex::try_quote(&dir.to_string_lossy())?.into_owned();
+    let mut lines = vec![String::new()];
+    if let Some(own) = own {
+        // Handing files to UID 49999 needs privileges flowerbed does not assume.
+        lines.push(format!(
+            "ownership not changed: the containers run as {}; run: {own}",
+            deployment.services[0].user
+        ));
+    }
+    lines.push(format!(
+        "start:   cd {quoted_dir} && docker compose up -d   (or: sh run.sh)"
+    ));
+    let Some(connection) = &deployment.connection else {
+        lines.push(format!("check:   flowerbed check {quoted_dir}"));
+        return Ok(lines);
+    };
+    lines.push(format!(
+        "connect: add {} to {}, then `flwr run APP_DIR {} --stream`",
+        flwr_config_file(deployment),
+        if connection.config_toml {
+            "~/.flwr/config.toml"
+        } else {
+            "your app's pyproject.toml"
+        },
+        connection.name
+    ));
+    if deployment.role == crate::deploy::DeploymentRole::Superlink {
+        lines.push(format!(
+            "supernodes on other hosts: flowerbed bundle supernode {quoted_dir} --out {}-supernode.tar.gz",
+            deployment.project
+        ));
+    }
+    Ok(lines)
+}
+
 fn render(name: &str, deployment: &Deployment) -> Result<String> {
     environment()
         .get_template(name)
