@@ -217,14 +217,14 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
     if ownership_applied {
-        let (uid, gid) = deployment.container_ids();
+        let user = deployment.user;
         let paths: Vec<String> = deployment
             .owned_paths()
             .iter()
             .map(|p| p.display().to_string())
             .collect();
         printer.info(&format!(
-            "ownership: {} now belong to {uid}:{gid} (journaled; `sudo flowerbed undo PATH` puts it back)",
+            "ownership: {} now belong to {user} (journaled; `sudo flowerbed undo PATH` puts it back)",
             paths.join(", ")
         ))?;
     }
@@ -265,10 +265,13 @@ fn hand_to_container(deployment: &Deployment) -> Result<bool> {
     if paths.is_empty() || !nix::unistd::geteuid().is_root() {
         return Ok(false);
     }
-    let (uid, gid) = deployment.container_ids();
+    let user = deployment.user;
     crate::ownership::own(&crate::ownership::ReownSettings {
         paths: paths.iter().map(|p| p.to_path_buf()).collect(),
-        target: crate::ownership::Target { uid, gid },
+        target: crate::ownership::Target {
+            uid: user.uid,
+            gid: user.gid,
+        },
         allow_hardlinks: false,
         dry_run: false,
         progress: false,

@@ -76,6 +76,15 @@ pub enum SupernodeAuth {
     Registration,
 }
 
+/// How a supernode's ClientAppIo (Runtime) API listen address is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppIoListen {
+    /// `--clientappio-api-address 0.0.0.0:PORT` (1.13, 1.21).
+    AddressFlag,
+    /// `--host 0.0.0.0 --port PORT` (1.35+).
+    HostAndPort,
+}
+
 /// The supernode's Runtime (ClientAppIo) API port, the same in every release.
 pub const SUPERNODE_APPIO_PORT: u16 = 9094;
 
@@ -137,6 +146,44 @@ impl Profile {
             Generation::Seed => SupernodeAuth::KnownKeysWithSuperlinkPair,
             Generation::AppIo => SupernodeAuth::KnownKeys,
             Generation::HostPort | Generation::Runtime => SupernodeAuth::Registration,
+        }
+    }
+
+    /// Whether the superlink must be told `--host 0.0.0.0`: 1.13/1.21 listen on every
+    /// address by default; from 1.35 the Runtime API (and in 1.41+ every API) listens on
+    /// 127.0.0.1 unless told otherwise, which other containers cannot reach. In 1.35 only a
+    /// separate ServerApp container (`process`) needs the Runtime API.
+    pub fn superlink_needs_host_flag(&self, process: bool) -> bool {
+        match self.generation {
+            Generation::Seed | Generation::AppIo => false,
+            Generation::HostPort => process,
+            Generation::Runtime => true,
+        }
+    }
+
+    /// Whether the superlink's Runtime API has TLS flags of its own (`--appio-ssl-*`, 1.35);
+    /// later releases serve it under the `--ssl-*` flags, earlier ones have no TLS there.
+    pub fn has_appio_tls_flags(&self) -> bool {
+        self.generation == Generation::HostPort
+    }
+
+    /// Whether the superlink's Runtime API speaks TLS when given certificates (1.35+);
+    /// 1.21's superexec talks plain HTTP to it.
+    pub fn runtime_api_has_tls(&self) -> bool {
+        self.generation >= Generation::HostPort
+    }
+
+    /// Whether the superexec takes only `--runtime-api-address` (1.41+) rather than
+    /// `--plugin-type` and `--appio-api-address`.
+    pub fn superexec_takes_runtime_address(&self) -> bool {
+        self.generation == Generation::Runtime
+    }
+
+    /// How a supernode's ClientAppIo API is told to listen beyond loopback.
+    pub fn supernode_appio_listen(&self) -> AppIoListen {
+        match self.generation {
+            Generation::Seed | Generation::AppIo => AppIoListen::AddressFlag,
+            Generation::HostPort | Generation::Runtime => AppIoListen::HostAndPort,
         }
     }
 

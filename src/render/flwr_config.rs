@@ -17,7 +17,7 @@ pub fn table(deployment: &Deployment) -> String {
         return String::new();
     };
     let mut entry = Table::new();
-    entry.insert("address", value(connection.address.as_str()));
+    entry.insert("address", value(connection.address.to_string()));
     match &connection.root_certificates {
         Some(ca) => {
             entry.insert("root-certificates", value(ca.to_string_lossy().as_ref()));

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::deploy::model::{CONTAINER_WORKDIR, NODE_CONFIG_FLAG, SERVICE_LABEL, node_config};
 use crate::deploy::profile::SUPERNODE_APPIO_PORT;
-use crate::deploy::{Deployment, DeploymentRole, MountPurpose, Profile, Role, Service};
+use crate::deploy::{Deployment, DeploymentRole, Identity, MountPurpose, Profile, Role, Service};
 use crate::error::Error;
 
 use super::text;
@@ -248,7 +248,7 @@ fn pod_volumes(services: &[&Service]) -> Vec<Value> {
 }
 
 fn pod_template(deployment: &Deployment, workload: &str, containers: &[Container<'_>]) -> Value {
-    let (uid, gid) = deployment.container_ids();
+    let Identity { uid, gid } = deployment.user;
     let mut labels = labels(deployment, workload);
     for (key, value) in &containers[0].service.labels {
         labels[key.as_str()] = Value::from(value.clone());
@@ -295,7 +295,7 @@ fn service_object(
 
 /// Every object, in apply order.
 pub fn objects(deployment: &Deployment, namespace: &str, material: &Material) -> Result<Vec<Value>> {
-    let profile = Profile::find(deployment.flower_version).context("unknown Flower release")?;
+    let profile = deployment.profile;
     let mut objects = vec![json!({
         "apiVersion": "v1",
         "kind": "Namespace",
