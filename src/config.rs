@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::cli::deploy::{BundleArgs, DeployArgs, IsolationArg, RenderCommand, RoleArg};
+use crate::cli::deploy::{BundleArgs, DeployArgs, IsolationArg, RenderArgs, RenderCommand, RoleArg};
 use crate::deploy::{Address, CertLayout, DeploymentRole, Isolation, Security, Settings};
 use crate::error::Error;
 use crate::render::kubernetes::KubernetesOptions;
 use crate::render::swarm::SwarmOptions;
+use crate::render::{self, Format};
 use crate::tls::Layout;
 
 impl From<RoleArg> for DeploymentRole {
@@ -176,24 +177,31 @@ pub fn from_bundle_settings(dir: &Path, args: &DeployArgs, mut saved: Settings) 
     Ok(settings)
 }
 
-/// Options only the Swarm stack file has.
-pub fn swarm_options(placement: &[String]) -> SwarmOptions {
-    SwarmOptions {
-        placement: placement.to_vec(),
-    }
-}
-
-/// Options only the Kubernetes manifests have.
-pub fn kubernetes_options(namespace: Option<&str>) -> KubernetesOptions {
-    KubernetesOptions {
-        namespace: namespace.map(str::to_string),
-    }
-}
-
-/// `--teardown` belongs to `render docker-run` alone.
-pub fn check_render_flags(command: &RenderCommand, teardown: bool) -> Result<()> {
-    if teardown && !matches!(command, RenderCommand::DockerRun(_)) {
+/// What `render` was asked for: the shared arguments, the format (`docker-run
+/// --teardown` is the teardown script) and the options only some formats read.
+pub fn render_request(command: &RenderCommand) -> Result<(&RenderArgs, &'static Format, render::Options)> {
+    let mut options = render::Options::default();
+    let (args, name) = match command {
+        RenderCommand::DockerRun(args) if args.teardown => (args, "teardown"),
+        RenderCommand::DockerRun(args) => (args, "docker-run"),
+        RenderCommand::Compose(args) => (args, "compose"),
+        RenderCommand::FlwrConfig(args) => (args, "flwr-config"),
+        RenderCommand::Swarm(args) => {
+            options.swarm = SwarmOptions {
+                placement: args.placement.clone(),
+            };
+            (&args.render, "swarm")
+        }
+        RenderCommand::Kubernetes(args) => {
+            options.kubernetes = KubernetesOptions {
+                namespace: args.namespace.clone(),
+            };
+            (&args.render, "kubernetes")
+        }
+    };
+    if args.teardown && !matches!(command, RenderCommand::DockerRun(_)) {
         return Err(Error::Usage("--teardown: only `render docker-run` has a teardown script".into()).into());
     }
-    Ok(())
+    let format = render::format(name).expect("every render subcommand names a format");
+    Ok((args, format, options))
 }

@@ -11,35 +11,14 @@ use crate::cli::deploy::{QuickstartArgs, RenderCommand};
 use crate::config;
 use crate::deploy::{self, Deployment, DeploymentRole, SETTINGS_FILE, STATE_DIR, Security, Settings};
 use crate::error::Outcome;
-use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PRIVATE, MODE_PUBLIC, PlanStep, WritePlan};
+use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PUBLIC, PlanStep, WritePlan};
 use crate::output::Printer;
-use crate::render::{self, MODE_SCRIPT, compose, flwr_config, kubernetes, script, swarm, text};
+use crate::render::{self, text};
 use crate::tls::generate::{self, GenerateSettings};
 use crate::tls::{KeyType, Layout, LayoutKind, SubjectName, names};
 
-/// Text of one renderer over a built deployment.
-fn render_text(command: &RenderCommand, deployment: &Deployment) -> Result<String> {
-    match command {
-        RenderCommand::DockerRun(args) if args.teardown => script::render_stop(deployment),
-        RenderCommand::DockerRun(_) => script::render_run(deployment),
-        RenderCommand::Compose(_) => compose::render(deployment),
-        RenderCommand::FlwrConfig(_) => flwr_config::render(deployment),
-        RenderCommand::Swarm(args) => swarm::render(deployment, &config::swarm_options(&args.placement)),
-        RenderCommand::Kubernetes(args) => kubernetes::render(
-            deployment,
-            &config::kubernetes_options(args.namespace.as_deref()),
-        ),
-    }
-}
-
 pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
-    let (args, mut mode) = match command {
-        RenderCommand::DockerRun(args) => (args, MODE_SCRIPT),
-        RenderCommand::Compose(args) | RenderCommand::FlwrConfig(args) => (args, MODE_PUBLIC),
-        RenderCommand::Swarm(args) => (&args.render, MODE_PUBLIC),
-        RenderCommand::Kubernetes(args) => (&args.render, MODE_PUBLIC),
-    };
-    config::check_render_flags(command, args.teardown)?;
+    let (args, format, options) = config::render_request(command)?;
     let settings = config::render_settings(&args.dir, &args.deploy)?;
     let deployment = deploy::build(&settings)?;
     // With --out, missing authentication keys join the plan that writes the file (keys on
@@ -55,19 +34,12 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
     }
     let planned: Vec<PathBuf> = plan.files().iter().map(|file| file.path.clone()).collect();
     deploy::require_sources_planned(&deployment, &settings.dir, &planned)?;
-    let rendered = render_text(command, &deployment)?;
-    // The manifests embed the superlink's private key: keep them like the key itself.
-    if matches!(command, RenderCommand::Kubernetes(_))
-        && settings.security == Security::Tls
-        && settings.role.has_superlink()
-    {
-        mode = MODE_PRIVATE;
-    }
+    let rendered = format.render(&deployment, &options)?;
     let Some(out) = &args.out else {
         std::io::stdout().lock().write_all(rendered.as_bytes())?;
         return Ok(Outcome::Success);
     };
-    plan.file(out, rendered, mode);
+    plan.file(out, rendered, format.mode(&deployment));
     let settings_path = settings.dir.join(SETTINGS_FILE);
     let settings_json = settings.to_json();
     if std::fs::read_to_string(&settings_path).ok().as_deref() != Some(settings_json.as_str()) {

@@ -150,6 +150,15 @@ impl<'a> ComposeService<'a> {
     }
 }
 
+/// `render compose`: `compose.yaml`.
+pub const FORMAT: super::Format = super::Format {
+    name: "compose",
+    file_name: |_| "compose.yaml",
+    mode: super::public,
+    in_folder: super::always,
+    render: |deployment, _| render(deployment),
+};
+
 /// The whole `compose.yaml`: a comment header, then the serialized model.
 pub fn render(deployment: &Deployment) -> Result<String> {
     render_with_base(deployment, None)

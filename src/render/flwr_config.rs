@@ -46,6 +46,15 @@ pub fn table(deployment: &Deployment) -> String {
     document.to_string()
 }
 
+/// `render flwr-config`: the connection snippet (none without a superlink).
+pub const FORMAT: super::Format = super::Format {
+    name: "flwr-config",
+    file_name: text::flwr_config_file,
+    mode: super::public,
+    in_folder: |deployment| deployment.connection.is_some(),
+    render: |deployment, _| render(deployment),
+};
+
 /// The snippet with comments saying where it goes and how to use it.
 pub fn render(deployment: &Deployment) -> Result<String> {
     if deployment.connection.is_none() {

@@ -442,16 +442,19 @@ pub fn render_with(deployment: &Deployment, namespace: &str, material: &Material
     Ok(out)
 }
 
+/// `render kubernetes`: the manifests; they embed the superlink's private key with TLS.
+pub const FORMAT: super::Format = super::Format {
+    name: "kubernetes",
+    file_name: |_| "flower.k8s.yaml",
+    mode: super::private_with_server_key,
+    in_folder: super::never,
+    render: |deployment, options| render(deployment, &options.kubernetes),
+};
+
 /// The manifests, reading the TLS material from the deployment folder.
 pub fn render(deployment: &Deployment, options: &KubernetesOptions) -> Result<String> {
     // One pod template serves every supernode here, so per-supernode keys have no place.
-    let authenticates = deployment.services.iter().any(|service| {
-        service
-            .flags
-            .iter()
-            .any(|flag| flag.name == "--auth-supernode-private-key" || flag.name == "--enable-supernode-auth")
-    });
-    if authenticates {
+    if deployment.supernodes_authenticate() || deployment.registers_supernodes() {
         return Err(crate::error::Error::InvalidFlag {
             flag: "--supernode-auth",
             message: "render kubernetes cannot give each supernode its own key yet (one StatefulSet serves them all); use compose, docker-run or swarm".into(),

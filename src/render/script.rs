@@ -132,6 +132,24 @@ fn command_text_with_base(program: &str, lines: &[Vec<String>], base: Option<&st
     Ok(out)
 }
 
+/// `render docker-run`: `run.sh`.
+pub const RUN: super::Format = super::Format {
+    name: "docker-run",
+    file_name: |_| "run.sh",
+    mode: super::script_mode,
+    in_folder: super::always,
+    render: |deployment, _| render_run(deployment),
+};
+
+/// `render docker-run --teardown`: `stop.sh`.
+pub const STOP: super::Format = super::Format {
+    name: "teardown",
+    file_name: |_| "stop.sh",
+    mode: super::script_mode,
+    in_folder: super::always,
+    render: |deployment, _| render_stop(deployment),
+};
+
 /// `run.sh`: create the network, start every service.
 pub fn render_run(deployment: &Deployment) -> Result<String> {
     render_run_with_base(deployment, None)

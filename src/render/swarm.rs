@@ -438,6 +438,15 @@ impl<'a> StackService<'a> {
     }
 }
 
+/// `render swarm`: a stack file for `docker stack deploy`.
+pub const FORMAT: super::Format = super::Format {
+    name: "swarm",
+    file_name: |_| "stack.yaml",
+    mode: super::public,
+    in_folder: super::never,
+    render: |deployment, options| render(deployment, &options.swarm),
+};
+
 /// The whole stack file: a comment header, then the serialized model.
 pub fn render(deployment: &Deployment, options: &SwarmOptions) -> Result<String> {
     for constraint in &options.placement {
