@@ -1,8 +1,10 @@
 # flowerbed: every target a developer or CI runs.
 CARGO ?= cargo
 PREFIX ?= /usr/local
-# The Flower release the acceptance tests run against.
-FLWR_VERSION ?= 1.42.0
+# The Flower release the acceptance tests run against: the newest in the profile table.
+FLWR_VERSION ?= $(shell scripts/flower-releases.sh | tail -n 1)
+# The seed-era release: the oldest in the profile table.
+FLWR_OLDEST ?= $(shell scripts/flower-releases.sh | head -n 1)
 
 .PHONY: build test lint bench e2e install completions man fmt clean flwr-venv
 
@@ -27,9 +29,9 @@ bench:
 	$(CARGO) bench --locked
 
 # Live end-to-end: Docker engine (started if needed, stopped after), Compose v2, local Flower
-# images (cached per release), then tests/e2e/scenarios for every supported release (each
-# scenario's "# flwr:" header picks the releases it applies to).
-E2E_FLWR_VERSIONS ?= $(FLWR_VERSION) 1.41.0 1.35.0 1.21.0 1.13.1
+# images (cached per release), then tests/e2e/scenarios for every release in the profile table,
+# newest first (each scenario's "# flwr:" header picks the releases it applies to).
+E2E_FLWR_VERSIONS ?= $(shell scripts/flower-releases.sh | tac)
 e2e:
 	E2E_FLWR_VERSIONS="$(E2E_FLWR_VERSIONS)" tests/e2e/run.sh $(E2E_SCENARIOS)
 

@@ -3,8 +3,8 @@
 # Usage: scripts/flwr-venv.sh VERSION     (default: the release flowerbed's tests pin)
 # The venv lives under .venv/flwr-VERSION and is reused once it works.
 set -euo pipefail
-version="${1:-1.42.0}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
+version="${1:-$("$root/scripts/flower-releases.sh" | tail -n 1)}"
 venv="$root/.venv/flwr-$version"
 if [ -x "$venv/bin/flower-superlink" ] && "$venv/bin/python" -c 'import flwr' 2>/dev/null; then
     echo "$venv"

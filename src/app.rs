@@ -52,7 +52,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Certs(command) => commands::certs::run(command, &printer),
         Command::Render(command) => commands::deploy::render(&command, &printer),
-        Command::Quickstart(args) => commands::deploy::quickstart(&args, &printer),
+        Command::Quickstart(args) => match &args.from_bundle {
+            Some(archive) => commands::bundle::quickstart_from_bundle(&args, archive, &printer),
+            None => commands::deploy::quickstart(&args, &printer),
+        },
         Command::Bundle(command) => commands::bundle::run(&command, &printer),
         Command::Check(args) => commands::check::run(&args, &printer),
         Command::Doctor(args) => commands::doctor::run(&args, &printer),

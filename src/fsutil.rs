@@ -5,6 +5,11 @@
 //! then applies it. Files are written to a temporary name beside their target with their
 //! final mode from the first byte, synced, and renamed into place; if anything fails, the
 //! files and directories this plan created are removed and replaced files are put back.
+//!
+//! A plan made with [`WritePlan::new_dir`] creates one new folder as a whole instead: every
+//! directory and file is written into a fresh staging folder beside it, which is renamed
+//! into place as the last step (a missing or empty folder is replaced at once), so the
+//! folder appears complete or not at all.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -48,6 +53,8 @@ pub struct WritePlan {
     dirs: Vec<(PathBuf, u32)>,
     files: Vec<PlannedFile>,
     force: bool,
+    /// [`WritePlan::new_dir`]: the folder created as a whole, and its mode.
+    new_dir: Option<(PathBuf, u32)>,
 }
 
 impl WritePlan {
@@ -55,6 +62,16 @@ impl WritePlan {
     pub fn new(force: bool) -> Self {
         Self {
             force,
+            ..Self::default()
+        }
+    }
+
+    /// A plan that creates the folder `dir` (missing, or empty) as a whole: everything the
+    /// plan holds must lie below it, is written into a staging folder beside it, and that
+    /// folder is renamed onto `dir` as the last step.
+    pub fn new_dir(dir: impl Into<PathBuf>, mode: u32) -> Self {
+        Self {
+            new_dir: Some((dir.into(), mode)),
             ..Self::default()
         }
     }
@@ -85,8 +102,16 @@ impl WritePlan {
     /// The steps in order, for a dry run: what would be created or replaced.
     pub fn steps(&self) -> Vec<PlanStep> {
         let mut steps = Vec::new();
+        if let Some((dir, mode)) = &self.new_dir {
+            steps.push(PlanStep {
+                action: "mkdir",
+                path: dir.clone(),
+                mode: format!("{mode:04o}"),
+            });
+        }
         for (dir, mode) in &self.dirs {
-            if !dir.is_dir() {
+            // Below a new folder nothing exists yet.
+            if self.new_dir.is_some() || !dir.is_dir() {
                 steps.push(PlanStep {
                     action: "mkdir",
                     path: dir.clone(),
@@ -95,7 +120,7 @@ impl WritePlan {
             }
         }
         for file in &self.files {
-            let action = if file.path.symlink_metadata().is_ok() {
+            let action = if self.new_dir.is_none() && file.path.symlink_metadata().is_ok() {
                 "replace"
             } else {
                 "write"
@@ -112,6 +137,9 @@ impl WritePlan {
     /// Check the plan against the disk without changing anything: no symlinks where we
     /// would write, directories are directories, and existing files only with `force`.
     pub fn preflight(&self) -> Result<()> {
+        if let Some((dir, _)) = &self.new_dir {
+            return self.preflight_new_dir(dir);
+        }
         for (dir, _) in &self.dirs {
             match dir.symlink_metadata() {
                 Ok(meta) if meta.file_type().is_symlink() => {
@@ -154,9 +182,99 @@ impl WritePlan {
         Ok(())
     }
 
+    /// The new folder is missing or an empty folder, its parent a writable folder, and
+    /// everything planned lies below it.
+    fn preflight_new_dir(&self, dir: &Path) -> Result<()> {
+        let below = |path: &Path| path.starts_with(dir) && path != dir;
+        if let Some(path) = self
+            .dirs
+            .iter()
+            .map(|(path, _)| path)
+            .chain(self.files.iter().map(|file| &file.path))
+            .find(|path| !below(path))
+        {
+            return Err(anyhow::anyhow!(
+                "{}: outside the new folder {}",
+                path.display(),
+                dir.display()
+            ));
+        }
+        match dir.symlink_metadata() {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(anyhow::Error::new(err).context(format!("{}", dir.display()))),
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Error::SymlinkRefused {
+                    path: dir.to_path_buf(),
+                }
+                .into());
+            }
+            Ok(meta) if !meta.is_dir() => {
+                return Err(Error::NotADirectory {
+                    path: dir.to_path_buf(),
+                }
+                .into());
+            }
+            Ok(_) => {
+                let empty = fs::read_dir(dir)
+                    .with_context(|| format!("{}: cannot read", dir.display()))?
+                    .next()
+                    .is_none();
+                if !empty {
+                    return Err(anyhow::anyhow!(
+                        "{}: already exists and is not empty; it must be a new folder",
+                        dir.display()
+                    ));
+                }
+            }
+        }
+        let parent = dir.parent().unwrap_or(Path::new("/"));
+        if !parent.is_dir() {
+            return Err(anyhow::anyhow!(
+                "{}: no such folder (create it first)",
+                parent.display()
+            ));
+        }
+        check_writable_dir(parent)
+    }
+
+    /// Write everything into a staging folder beside the new folder, then rename it into
+    /// place; on any failure the staging folder goes and nothing else changed.
+    fn apply_new_dir(&self, dir: &Path, mode: u32) -> Result<Vec<PathBuf>> {
+        let parent = dir.parent().unwrap_or(Path::new("/"));
+        let staging = tempfile::Builder::new()
+            .prefix(".flowerbed-new-")
+            .tempdir_in(parent)
+            .with_context(|| format!("{}: cannot create a folder here", parent.display()))?;
+        let staged = |path: &Path| staging.path().join(path.strip_prefix(dir).unwrap_or(path));
+        for (path, dir_mode) in &self.dirs {
+            create_dir_exact(&staged(path), *dir_mode)?;
+        }
+        for file in &self.files {
+            let path = staged(&file.path);
+            if let Some(parent) = path.parent() {
+                if !parent.is_dir() {
+                    create_dir_exact(parent, MODE_DIR_PUBLIC)?;
+                }
+            }
+            create_file_exact(&path, &file.contents, file.mode)
+                .with_context(|| format!("{}: cannot write", file.path.display()))?;
+        }
+        fs::set_permissions(staging.path(), fs::Permissions::from_mode(mode))
+            .with_context(|| format!("{}: cannot set mode", dir.display()))?;
+        // The last step: an empty folder is replaced, a missing one appears, all at once.
+        fs::rename(staging.path(), dir)
+            .with_context(|| format!("{}: cannot move the new folder into place", dir.display()))?;
+        let _ = staging.keep();
+        sync_dir(parent);
+        Ok(self.files.iter().map(|file| file.path.clone()).collect())
+    }
+
     /// Apply the plan: all files land, or none do and the disk is as before.
     pub fn apply(&self) -> Result<Vec<PathBuf>> {
         self.preflight()?;
+        if let Some((dir, mode)) = &self.new_dir {
+            return self.apply_new_dir(dir, *mode);
+        }
         let mut undo = Undo::default();
         match self.apply_inner(&mut undo) {
             Ok(paths) => {
@@ -248,15 +366,46 @@ fn create_dir_all_recorded(dir: &Path, mode: u32, undo: &mut Undo) -> Result<()>
             create_dir_all_recorded(parent, MODE_DIR_PUBLIC, undo)?;
         }
     }
+    create_one_dir(dir, mode)?;
+    undo.created_dirs.push(dir.to_path_buf());
+    Ok(())
+}
+
+/// Create `dir` and its missing parents, each with exactly `mode`.
+fn create_dir_exact(dir: &Path, mode: u32) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            create_dir_exact(parent, MODE_DIR_PUBLIC)?;
+        }
+    }
+    create_one_dir(dir, mode)
+}
+
+fn create_one_dir(dir: &Path, mode: u32) -> Result<()> {
     fs::DirBuilder::new()
         .mode(mode)
         .create(dir)
         .with_context(|| format!("{}: cannot create directory", dir.display()))?;
     // The umask may have narrowed the mode; set exactly what the plan says.
     fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("{}: cannot set mode", dir.display()))?;
-    undo.created_dirs.push(dir.to_path_buf());
-    Ok(())
+        .with_context(|| format!("{}: cannot set mode", dir.display()))
+}
+
+/// Create a file that does not exist yet, with its final mode from the first byte (exact
+/// regardless of umask; a private mode is never widened).
+fn create_file_exact(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    file.write_all(contents)?;
+    file.sync_all()
 }
 
 fn sibling_name(target: &Path, tag: &str) -> PathBuf {
@@ -277,22 +426,14 @@ fn unique_suffix() -> u64 {
 
 fn write_temp(file: &PlannedFile) -> Result<PathBuf> {
     let temp = sibling_name(&file.path, ".flowerbed-new");
-    let mut handle: File = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(file.mode)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&temp)
-        .with_context(|| format!("{}: cannot create", file.path.display()))?;
-    let result = (|| -> std::io::Result<()> {
-        // Exact mode regardless of umask; a private mode is never widened here.
-        handle.set_permissions(fs::Permissions::from_mode(file.mode))?;
-        handle.write_all(&file.contents)?;
-        handle.sync_all()
-    })();
-    if let Err(err) = result {
-        let _ = fs::remove_file(&temp);
-        return Err(anyhow::Error::new(err).context(format!("{}: cannot write", file.path.display())));
+    if let Err(err) = create_file_exact(&temp, &file.contents, file.mode) {
+        // Opened (ours) but not written, or not created at all.
+        let created = err.kind() != std::io::ErrorKind::AlreadyExists && temp.symlink_metadata().is_ok();
+        if created {
+            let _ = fs::remove_file(&temp);
+        }
+        let what = if created { "cannot write" } else { "cannot create" };
+        return Err(anyhow::Error::new(err).context(format!("{}: {what}", file.path.display())));
     }
     Ok(temp)
 }
@@ -397,6 +538,47 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, vec![OsString::from("f")]);
+    }
+
+    #[test]
+    fn a_new_folder_appears_whole_and_its_steps_are_what_is_applied() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("new");
+        let mut plan = WritePlan::new_dir(&dir, MODE_DIR_PUBLIC);
+        plan.file(dir.join("sub/key"), "k", MODE_PRIVATE)
+            .file(dir.join("run.sh"), "#!/bin/sh\n", 0o755);
+        plan.dir(dir.join("sub"), MODE_DIR_PRIVATE);
+        let steps: Vec<_> = plan
+            .steps()
+            .iter()
+            .map(|step| format!("{} {} {}", step.action, step.path.display(), step.mode))
+            .collect();
+        let shown = |rel: &str| dir.join(rel).display().to_string();
+        assert_eq!(
+            steps,
+            [
+                format!("mkdir {} 0755", dir.display()),
+                format!("mkdir {} 0700", shown("sub")),
+                format!("write {} 0600", shown("sub/key")),
+                format!("write {} 0755", shown("run.sh")),
+            ]
+        );
+        plan.apply().unwrap();
+        let mode = |rel: &str| fs::metadata(dir.join(rel)).unwrap().mode() & 0o7777;
+        assert_eq!(
+            (mode(""), mode("sub"), mode("sub/key"), mode("run.sh")),
+            (0o755, 0o700, 0o600, 0o755)
+        );
+        // Only the new folder appeared beside it: no staging leftovers.
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+        // A folder that is not empty is refused, unchanged.
+        let err = plan.apply().unwrap_err().to_string();
+        assert!(err.contains("not empty"), "{err}");
+        assert_eq!(fs::read(dir.join("sub/key")).unwrap(), b"k");
+        let mut outside = WritePlan::new_dir(tmp.path().join("other"), MODE_DIR_PUBLIC);
+        outside.file(tmp.path().join("escape"), "x", MODE_PUBLIC);
+        assert!(outside.apply().unwrap_err().to_string().contains("outside"));
+        assert!(!tmp.path().join("other").exists() && !tmp.path().join("escape").exists());
     }
 
     #[test]

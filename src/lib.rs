@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod check;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod deploy;
 pub mod docker;
 pub mod error;

@@ -93,23 +93,10 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Vec<Finding
     else {
         return;
     };
-    let Some(address) = supernode.flag("--superlink").and_then(|flag| flag.value.clone()) else {
+    let Some(address) = &deployment.superlink_address else {
         return;
     };
-    let host_text = address
-        .strip_prefix('[')
-        .and_then(|rest| rest.split_once(']'))
-        .map_or_else(
-            || {
-                address
-                    .rsplit_once(':')
-                    .map_or(address.as_str(), |(host, _)| host)
-            },
-            |(host, _)| host,
-        );
-    let Ok(host) = SubjectName::parse(host_text) else {
-        return;
-    };
+    let host = address.host.clone();
     let metadata_path = deployment.dir.join(METADATA_FILE);
     let metadata = match std::fs::read_to_string(&metadata_path) {
         Ok(text) => SuperlinkCertificate::from_json(&text),

@@ -5,6 +5,17 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use crate::deploy::Profile;
+
+/// `--flower-version`'s help, from the profile table.
+fn flower_version_help() -> String {
+    format!(
+        "Flower release to deploy [default: the newest supported, {}] [supported: {}]",
+        Profile::newest().version,
+        Profile::supported_list()
+    )
+}
+
 /// Where app code runs (flag value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IsolationArg {
@@ -29,9 +40,7 @@ pub enum RoleArg {
 /// a deployment folder's saved settings (flowerbed.json) fill in what is not given.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// Flower release to deploy [default: the newest supported, 1.42.0]
-    /// [supported: 1.13.1, 1.21.0, 1.35.0, 1.41.0, 1.42.0].
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", help = flower_version_help())]
     pub flower_version: Option<String>,
 
     /// Isolation of both superlink and supernodes [default: subprocess].

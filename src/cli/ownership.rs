@@ -6,8 +6,11 @@ use clap::{Args, Subcommand};
 
 use crate::{FLOWER_GID, FLOWER_UID};
 
-/// The image the helper container runs when `--helper-image` is not given.
-pub const DEFAULT_HELPER_IMAGE: &str = "flwr/superlink:1.42.0";
+/// The image the helper container runs when `--helper-image` is not given: the newest
+/// supported release's superlink image.
+pub fn default_helper_image() -> String {
+    crate::deploy::Profile::newest().helper_image()
+}
 
 pub const OWN_AFTER_HELP: &str = "\
 Examples:
@@ -132,7 +135,7 @@ pub struct ViaDockerArgs {
     pub via_docker: bool,
 
     /// The image the helper runs; it must already be on the machine (never pulled).
-    #[arg(long, value_name = "IMAGE", requires = "via_docker", default_value = DEFAULT_HELPER_IMAGE)]
+    #[arg(long, value_name = "IMAGE", requires = "via_docker", default_value_t = default_helper_image())]
     pub helper_image: String,
 }
 

@@ -84,6 +84,31 @@ impl Address {
         Ok(Self { host, port })
     }
 
+    /// A service name on the deployment's own network (`superlink`) and its port.
+    pub fn service(name: &str, port: u16) -> Self {
+        Self {
+            host: SubjectName::Dns(name.to_string()),
+            port: Some(port),
+        }
+    }
+
+    /// An IP address and port.
+    pub fn ip(ip: IpAddr, port: u16) -> Self {
+        Self {
+            host: SubjectName::Ip(ip),
+            port: Some(port),
+        }
+    }
+
+    /// This address with its port filled in: the given one, or `default`.
+    #[must_use]
+    pub fn with_port(&self, default: u16) -> Self {
+        Self {
+            host: self.host.clone(),
+            port: Some(self.port_or(default)),
+        }
+    }
+
     /// The port to dial: the given one, or `default` (the release's Fleet port).
     pub fn port_or(&self, default: u16) -> u16 {
         self.port.unwrap_or(default)

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 pub mod address;
+pub mod builder;
 pub mod model;
 pub mod profile;
 pub mod settings;
 
 pub use address::Address;
 pub use model::{
-    Connection, Deployment, Flag, Mount, MountPurpose, MountedFile, Port, Role, Service, SourceKind,
+    Connection, Deployment, Flag, Identity, Mount, MountPurpose, MountedFile, Port, Role, Service, SourceKind,
 };
 pub use profile::{Generation, PROFILES, Profile};
 pub use settings::{CertLayout, DeploymentRole, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings};
@@ -21,7 +22,7 @@ pub use settings::{CertLayout, DeploymentRole, Isolation, SETTINGS_FILE, STATE_D
 pub fn build(settings: &Settings) -> Result<Deployment> {
     settings.validate()?;
     let profile = settings.profile()?;
-    Ok(model::build(settings, profile))
+    Ok(builder::build(settings, profile))
 }
 
 /// Rebuild the deployment a folder was made with, from its `flowerbed.json`.
@@ -113,8 +114,11 @@ mod tests {
         );
         assert!(superlink.mounts[0].read_only);
         assert_eq!(superlink.image, "flwr/superlink:1.42.0");
-        assert_eq!(superlink.user, "49999:49999");
-        assert_eq!(deployment.connection.as_ref().unwrap().address, "127.0.0.1:8000");
+        assert_eq!(superlink.user.to_string(), "49999:49999");
+        assert_eq!(
+            deployment.connection.as_ref().unwrap().address.to_string(),
+            "127.0.0.1:8000"
+        );
     }
 
     #[test]
@@ -216,7 +220,10 @@ mod tests {
             (ports[0].host_ip.to_string(), ports[0].published),
             ("0.0.0.0".into(), 8000)
         );
-        assert_eq!(link.connection.as_ref().unwrap().address, "127.0.0.1:8000");
+        assert_eq!(
+            link.connection.as_ref().unwrap().address.to_string(),
+            "127.0.0.1:8000"
+        );
         s.flower_version = "1.13.1".into();
         let seed = build(&s).unwrap();
         let published: Vec<_> = seed.services[0]

@@ -4,6 +4,8 @@
 //! (and parser source where help is silent); the per-profile integration tests start each
 //! rendered component in a venv of that release to keep it so.
 
+use std::sync::OnceLock;
+
 use serde::Serialize;
 
 /// The eras in which Flower's deployment command lines differ.
@@ -33,7 +35,9 @@ pub struct Profile {
     pub generation: Generation,
 }
 
-/// Supported releases, oldest first; the last one is the default.
+/// Supported releases, oldest first; the last one is the default. This table is the one
+/// source of the supported releases: help text, defaults, the helper image, the Makefile's
+/// pinned release and the tests' parameters all derive from it.
 pub const PROFILES: [Profile; 5] = [
     Profile {
         version: "1.13.1",
@@ -76,23 +80,62 @@ pub enum SupernodeAuth {
     Registration,
 }
 
+/// How a supernode's ClientAppIo (Runtime) API listen address is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppIoListen {
+    /// `--clientappio-api-address 0.0.0.0:PORT` (1.13, 1.21).
+    AddressFlag,
+    /// `--host 0.0.0.0 --port PORT` (1.35+).
+    HostAndPort,
+}
+
 /// The supernode's Runtime (ClientAppIo) API port, the same in every release.
 pub const SUPERNODE_APPIO_PORT: u16 = 9094;
 
+/// Environment variable that, in debug builds only, adds a copy of the newest profile
+/// under the release it names: how the tests show that a new table entry is all a new
+/// release needs for `--help`, the defaults and `render`.
+pub const TEST_EXTRA_RELEASE_ENV: &str = "FLOWERBED_TEST_EXTRA_RELEASE";
+
 impl Profile {
+    /// Every supported release, oldest first: [`PROFILES`] (plus the test-only extra one).
+    pub fn all() -> &'static [Profile] {
+        static ALL: OnceLock<Vec<Profile>> = OnceLock::new();
+        ALL.get_or_init(|| {
+            let mut all = PROFILES.to_vec();
+            let extra = std::env::var(TEST_EXTRA_RELEASE_ENV).ok();
+            if let Some(version) = extra.filter(|v| cfg!(debug_assertions) && !v.is_empty()) {
+                all.push(Profile {
+                    version: Box::leak(version.into_boxed_str()),
+                    ..PROFILES[PROFILES.len() - 1]
+                });
+            }
+            all
+        })
+    }
+
     /// The newest supported release.
     pub fn newest() -> &'static Profile {
-        &PROFILES[PROFILES.len() - 1]
+        Self::all().last().expect("at least one profile")
     }
 
     /// Look a release up by its exact version.
     pub fn find(version: &str) -> Option<&'static Profile> {
-        PROFILES.iter().find(|profile| profile.version == version)
+        Self::all().iter().find(|profile| profile.version == version)
     }
 
     /// Supported versions, comma separated, for error messages and help.
     pub fn supported_list() -> String {
-        PROFILES.iter().map(|p| p.version).collect::<Vec<_>>().join(", ")
+        Self::all()
+            .iter()
+            .map(|p| p.version)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The image a helper container runs: this release's superlink image.
+    pub fn helper_image(&self) -> String {
+        format!("flwr/superlink:{}", self.version)
     }
 
     /// Port the supernodes dial (Fleet API).
@@ -137,6 +180,44 @@ impl Profile {
             Generation::Seed => SupernodeAuth::KnownKeysWithSuperlinkPair,
             Generation::AppIo => SupernodeAuth::KnownKeys,
             Generation::HostPort | Generation::Runtime => SupernodeAuth::Registration,
+        }
+    }
+
+    /// Whether the superlink must be told `--host 0.0.0.0`: 1.13/1.21 listen on every
+    /// address by default; from 1.35 the Runtime API (and in 1.41+ every API) listens on
+    /// 127.0.0.1 unless told otherwise, which other containers cannot reach. In 1.35 only a
+    /// separate ServerApp container (`process`) needs the Runtime API.
+    pub fn superlink_needs_host_flag(&self, process: bool) -> bool {
+        match self.generation {
+            Generation::Seed | Generation::AppIo => false,
+            Generation::HostPort => process,
+            Generation::Runtime => true,
+        }
+    }
+
+    /// Whether the superlink's Runtime API has TLS flags of its own (`--appio-ssl-*`, 1.35);
+    /// later releases serve it under the `--ssl-*` flags, earlier ones have no TLS there.
+    pub fn has_appio_tls_flags(&self) -> bool {
+        self.generation == Generation::HostPort
+    }
+
+    /// Whether the superlink's Runtime API speaks TLS when given certificates (1.35+);
+    /// 1.21's superexec talks plain HTTP to it.
+    pub fn runtime_api_has_tls(&self) -> bool {
+        self.generation >= Generation::HostPort
+    }
+
+    /// Whether the superexec takes only `--runtime-api-address` (1.41+) rather than
+    /// `--plugin-type` and `--appio-api-address`.
+    pub fn superexec_takes_runtime_address(&self) -> bool {
+        self.generation == Generation::Runtime
+    }
+
+    /// How a supernode's ClientAppIo API is told to listen beyond loopback.
+    pub fn supernode_appio_listen(&self) -> AppIoListen {
+        match self.generation {
+            Generation::Seed | Generation::AppIo => AppIoListen::AddressFlag,
+            Generation::HostPort | Generation::Runtime => AppIoListen::HostAndPort,
         }
     }
 

@@ -58,7 +58,7 @@ pub(crate) fn literal_map(map: &BTreeMap<String, String>) -> BTreeMap<&str, Cow<
 struct ComposeService<'a> {
     image: &'a str,
     command: Vec<Cow<'a, str>>,
-    user: &'a str,
+    user: String,
     restart: &'a str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     depends_on: &'a [String],
@@ -117,7 +117,7 @@ impl<'a> ComposeService<'a> {
                 .flat_map(|flag| std::iter::once(flag.name).chain(flag.value.as_deref()))
                 .map(literal)
                 .collect(),
-            user: &service.user,
+            user: service.user.to_string(),
             restart: service.restart,
             depends_on: &service.depends_on,
             ports: service
@@ -149,6 +149,15 @@ impl<'a> ComposeService<'a> {
         }
     }
 }
+
+/// `render compose`: `compose.yaml`.
+pub const FORMAT: super::Format = super::Format {
+    name: "compose",
+    file_name: |_| "compose.yaml",
+    mode: super::public,
+    in_folder: super::always,
+    render: |deployment, _| render(deployment),
+};
 
 /// The whole `compose.yaml`: a comment header, then the serialized model.
 pub fn render(deployment: &Deployment) -> Result<String> {

@@ -17,7 +17,7 @@ pub fn table(deployment: &Deployment) -> String {
         return String::new();
     };
     let mut entry = Table::new();
-    entry.insert("address", value(connection.address.as_str()));
+    entry.insert("address", value(connection.address.to_string()));
     match &connection.root_certificates {
         Some(ca) => {
             entry.insert("root-certificates", value(ca.to_string_lossy().as_ref()));
@@ -45,6 +45,15 @@ pub fn table(deployment: &Deployment) -> String {
     parent.insert(&connection.name, Item::Table(entry));
     document.to_string()
 }
+
+/// `render flwr-config`: the connection snippet (none without a superlink).
+pub const FORMAT: super::Format = super::Format {
+    name: "flwr-config",
+    file_name: text::flwr_config_file,
+    mode: super::public,
+    in_folder: |deployment| deployment.connection.is_some(),
+    render: |deployment, _| render(deployment),
+};
 
 /// The snippet with comments saying where it goes and how to use it.
 pub fn render(deployment: &Deployment) -> Result<String> {

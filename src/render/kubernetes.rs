@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::deploy::model::{CONTAINER_WORKDIR, NODE_CONFIG_FLAG, SERVICE_LABEL, node_config};
 use crate::deploy::profile::SUPERNODE_APPIO_PORT;
-use crate::deploy::{Deployment, DeploymentRole, MountPurpose, Profile, Role, Service};
+use crate::deploy::{Deployment, DeploymentRole, Identity, MountPurpose, Profile, Role, Service};
 use crate::error::Error;
 
 use super::text;
@@ -248,7 +248,7 @@ fn pod_volumes(services: &[&Service]) -> Vec<Value> {
 }
 
 fn pod_template(deployment: &Deployment, workload: &str, containers: &[Container<'_>]) -> Value {
-    let (uid, gid) = deployment.container_ids();
+    let Identity { uid, gid } = deployment.user;
     let mut labels = labels(deployment, workload);
     for (key, value) in &containers[0].service.labels {
         labels[key.as_str()] = Value::from(value.clone());
@@ -295,7 +295,7 @@ fn service_object(
 
 /// Every object, in apply order.
 pub fn objects(deployment: &Deployment, namespace: &str, material: &Material) -> Result<Vec<Value>> {
-    let profile = Profile::find(deployment.flower_version).context("unknown Flower release")?;
+    let profile = deployment.profile;
     let mut objects = vec![json!({
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -442,16 +442,19 @@ pub fn render_with(deployment: &Deployment, namespace: &str, material: &Material
     Ok(out)
 }
 
+/// `render kubernetes`: the manifests; they embed the superlink's private key with TLS.
+pub const FORMAT: super::Format = super::Format {
+    name: "kubernetes",
+    file_name: |_| "flower.k8s.yaml",
+    mode: super::private_with_server_key,
+    in_folder: super::never,
+    render: |deployment, options| render(deployment, &options.kubernetes),
+};
+
 /// The manifests, reading the TLS material from the deployment folder.
 pub fn render(deployment: &Deployment, options: &KubernetesOptions) -> Result<String> {
     // One pod template serves every supernode here, so per-supernode keys have no place.
-    let authenticates = deployment.services.iter().any(|service| {
-        service
-            .flags
-            .iter()
-            .any(|flag| flag.name == "--auth-supernode-private-key" || flag.name == "--enable-supernode-auth")
-    });
-    if authenticates {
+    if deployment.supernodes_authenticate() || deployment.registers_supernodes() {
         return Err(crate::error::Error::InvalidFlag {
             flag: "--supernode-auth",
             message: "render kubernetes cannot give each supernode its own key yet (one StatefulSet serves them all); use compose, docker-run or swarm".into(),

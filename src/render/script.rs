@@ -24,7 +24,7 @@ pub fn run_lines(deployment: &Deployment, service: &Service) -> Vec<Vec<String>>
     option("--name", service.container_name(&deployment.project));
     option("--network", deployment.network.clone());
     option("--network-alias", service.name.clone());
-    option("--user", service.user.clone());
+    option("--user", service.user.to_string());
     option("--restart", service.restart.to_string());
     for (key, value) in &service.labels {
         option("--label", format!("{key}={value}"));
@@ -132,6 +132,24 @@ fn command_text_with_base(program: &str, lines: &[Vec<String>], base: Option<&st
     Ok(out)
 }
 
+/// `render docker-run`: `run.sh`.
+pub const RUN: super::Format = super::Format {
+    name: "docker-run",
+    file_name: |_| "run.sh",
+    mode: super::script_mode,
+    in_folder: super::always,
+    render: |deployment, _| render_run(deployment),
+};
+
+/// `render docker-run --teardown`: `stop.sh`.
+pub const STOP: super::Format = super::Format {
+    name: "teardown",
+    file_name: |_| "stop.sh",
+    mode: super::script_mode,
+    in_folder: super::always,
+    render: |deployment, _| render_stop(deployment),
+};
+
 /// `run.sh`: create the network, start every service.
 pub fn render_run(deployment: &Deployment) -> Result<String> {
     render_run_with_base(deployment, None)
@@ -190,10 +208,11 @@ pub fn render_stop(deployment: &Deployment) -> Result<String> {
 /// (1.35+ with supernode authentication): one `flwr supernode register` per public key,
 /// against the deployment's `flwr` connection. `None` when the deployment has no such step.
 pub fn render_register(deployment: &Deployment) -> Result<Option<String>> {
-    let registers = deployment
-        .service("superlink")
-        .is_some_and(|superlink| superlink.flag("--enable-supernode-auth").is_some());
-    let Some(connection) = deployment.connection.as_ref().filter(|_| registers) else {
+    let Some(connection) = deployment
+        .connection
+        .as_ref()
+        .filter(|_| deployment.registers_supernodes())
+    else {
         return Ok(None);
     };
     let mut out = String::from("#!/bin/sh\n");
@@ -205,7 +224,7 @@ pub fn render_register(deployment: &Deployment) -> Result<Option<String>> {
          # A key registered before is refused with \"Public key already in use\": harmless;\n\
          # the others are still tried, and the exit status says whether any failed.",
         deployment.project,
-        deployment.flower_version,
+        deployment.flower_version(),
         text::flwr_config_file(deployment),
     );
     out.push_str("set -u\nfailed=0\n\n");

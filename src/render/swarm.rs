@@ -41,7 +41,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use crate::deploy::model::{NODE_CONFIG_FLAG, PROJECT_LABEL, SERVICE_LABEL, node_config, relative_to};
-use crate::deploy::{Deployment, Isolation, MountPurpose, Role, Service};
+use crate::deploy::{Deployment, Identity, Isolation, MountPurpose, Role, Service};
 use crate::error::Error;
 
 use super::compose::{literal, literal_map};
@@ -218,7 +218,7 @@ struct StackService<'a> {
     entrypoint: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     command: Vec<Cow<'a, str>>,
-    user: &'a str,
+    user: String,
     /// A replica's host name, with the task's slot (replicated supernodes only).
     #[serde(skip_serializing_if = "Option::is_none")]
     hostname: Option<String>,
@@ -296,7 +296,7 @@ fn volume_name(deployment: &Deployment, source: &std::path::Path) -> String {
 
 impl<'a> StackService<'a> {
     fn new(deployment: &'a Deployment, service: &'a Service, options: &'a SwarmOptions) -> Self {
-        let (uid, gid) = deployment.container_ids();
+        let Identity { uid, gid } = deployment.user;
         let mut secrets = Vec::new();
         let mut volumes = Vec::new();
         for mount in &service.mounts {
@@ -330,7 +330,7 @@ impl<'a> StackService<'a> {
                 .flat_map(|flag| std::iter::once(flag.name).chain(flag.value.as_deref()))
                 .map(literal)
                 .collect(),
-            user: &service.user,
+            user: service.user.to_string(),
             hostname: None,
             ports: service
                 .ports
@@ -399,9 +399,8 @@ impl<'a> StackService<'a> {
         if self.volumes.is_empty() {
             return None;
         }
-        let (uid, gid) = deployment.container_ids();
         let init_name = format!("{name}-state-init");
-        let mut entrypoint = vec!["chown".to_string(), format!("{uid}:{gid}")];
+        let mut entrypoint = vec!["chown".to_string(), deployment.user.to_string()];
         entrypoint.extend(self.volumes.iter().map(|volume| volume.target.clone()));
         let mut labels = self.labels.clone();
         labels.insert(SERVICE_LABEL, Cow::Owned(init_name.clone()));
@@ -409,7 +408,7 @@ impl<'a> StackService<'a> {
             image: self.image,
             entrypoint,
             command: Vec::new(),
-            user: "0:0",
+            user: "0:0".to_string(),
             hostname: None,
             ports: Vec::new(),
             secrets: Vec::new(),
@@ -438,6 +437,15 @@ impl<'a> StackService<'a> {
         Some((init_name, init))
     }
 }
+
+/// `render swarm`: a stack file for `docker stack deploy`.
+pub const FORMAT: super::Format = super::Format {
+    name: "swarm",
+    file_name: |_| "stack.yaml",
+    mode: super::public,
+    in_folder: super::never,
+    render: |deployment, options| render(deployment, &options.swarm),
+};
 
 /// The whole stack file: a comment header, then the serialized model.
 pub fn render(deployment: &Deployment, options: &SwarmOptions) -> Result<String> {

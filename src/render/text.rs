@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use minijinja::{Environment, syntax::SyntaxConfig};
 use serde::Serialize;
 
-use crate::deploy::{Deployment, Isolation, Security};
+use crate::deploy::{Deployment, Identity, Isolation, Security};
 
 /// File name of the flwr connection snippet in a quickstart folder.
 pub fn flwr_config_file(deployment: &Deployment) -> &'static str {
@@ -81,7 +81,7 @@ struct View<'a> {
     tls: bool,
     state: bool,
     supernodes: usize,
-    user: &'a str,
+    user: String,
     services: Vec<ServiceView<'a>>,
     own_command: Option<String>,
     release_command: String,
@@ -100,7 +100,7 @@ struct View<'a> {
     /// Role superlink: the addresses supernodes on other hosts dial.
     public_addresses: Vec<String>,
     /// The address the supernodes dial (`--superlink`).
-    superlink_address: &'a str,
+    superlink_address: String,
     /// A bundle's folder name and archive file name (empty elsewhere).
     bundle_folder: &'a str,
     bundle_file: &'a str,
@@ -115,25 +115,19 @@ struct View<'a> {
 fn view(deployment: &Deployment) -> View<'_> {
     let isolation = |isolation: Isolation| isolation.name();
     View {
-        version: deployment.flower_version,
+        version: deployment.flower_version(),
         project: &deployment.project,
         network: &deployment.network,
         superlink_isolation: isolation(deployment.superlink_isolation),
         supernode_isolation: isolation(deployment.supernode_isolation),
         tls: deployment.security == Security::Tls,
-        state: deployment
-            .services
-            .iter()
-            .any(|service| service.flag("--database").is_some()),
+        state: deployment.state,
         supernodes: deployment
             .services
             .iter()
             .filter(|service| matches!(service.role, crate::deploy::Role::Supernode(_)))
             .count(),
-        user: deployment
-            .services
-            .first()
-            .map_or("", |service| service.user.as_str()),
+        user: deployment.user.to_string(),
         services: deployment
             .services
             .iter()
@@ -165,28 +159,17 @@ fn view(deployment: &Deployment) -> View<'_> {
             .map(ToString::to_string)
             .collect(),
         superlink_address: deployment
-            .services
-            .iter()
-            .find_map(|service| service.flag("--superlink"))
-            .and_then(|flag| flag.value.as_deref())
-            .unwrap_or(""),
+            .superlink_address
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         bundle_folder: "",
         bundle_file: "",
-        supernode_auth: deployment
-            .services
-            .iter()
-            .any(|service| service.flag("--auth-supernode-private-key").is_some()),
-        superlink_auth_dir: deployment
-            .services
-            .iter()
-            .any(|service| service.flag("--auth-list-public-keys").is_some()),
-        superlink_pair: deployment
-            .services
-            .iter()
-            .any(|service| service.flag("--auth-superlink-private-key").is_some()),
+        supernode_auth: deployment.supernodes_authenticate(),
+        superlink_auth_dir: deployment.reads_known_keys(),
+        superlink_pair: deployment.has_superlink_pair(),
         register_script: deployment
-            .service("superlink")
-            .is_some_and(|superlink| superlink.flag("--enable-supernode-auth").is_some())
+            .registers_supernodes()
             .then_some(crate::auth::REGISTER_SCRIPT),
     }
 }
@@ -199,15 +182,14 @@ pub fn own_command(deployment: &Deployment) -> Option<String> {
         return None;
     }
     let mut words = vec!["sudo".to_string(), "flowerbed".into(), "own".into()];
-    let user = deployment
-        .services
-        .first()
-        .map_or("", |service| service.user.as_str());
-    let default_user = format!("{}:{}", crate::FLOWER_UID, crate::FLOWER_GID);
-    if user != default_user {
-        if let Some((uid, gid)) = user.split_once(':') {
-            words.extend(["--uid".into(), uid.into(), "--gid".into(), gid.into()]);
-        }
+    let user = deployment.user;
+    if user != Identity::FLOWER {
+        words.extend([
+            "--uid".into(),
+            user.uid.to_string(),
+            "--gid".into(),
+            user.gid.to_string(),
+        ]);
     }
     words.extend(paths.iter().map(|path| path.to_string_lossy().into_owned()));
     shlex::try_join(words.iter().map(String::as_str)).ok()
@@ -219,6 +201,44 @@ fn release_command(deployment: &Deployment) -> String {
     let release = shlex::try_join(["sudo", "flowerbed", "release", &dir]).unwrap_or_default();
     let delete = shlex::try_join(["rm", "-rf", &dir]).unwrap_or_default();
     format!("{release} && {delete}")
+}
+
+/// What to do next after a deployment folder was written, one line each (the first
+/// empty): the ownership hint, how to start it, how to connect or check it.
+pub fn next_steps(dir: &std::path::Path, deployment: &Deployment, own: Option<&str>) -> Result<Vec<String>> {
+    let quoted_dir = shlex::try_quote(&dir.to_string_lossy())?.into_owned();
+    let mut lines = vec![String::new()];
+    if let Some(own) = own {
+        // Handing files to UID 49999 needs privileges flowerbed does not assume.
+        lines.push(format!(
+            "ownership not changed: the containers run as {}; run: {own}",
+            deployment.user
+        ));
+    }
+    lines.push(format!(
+        "start:   cd {quoted_dir} && docker compose up -d   (or: sh run.sh)"
+    ));
+    let Some(connection) = &deployment.connection else {
+        lines.push(format!("check:   flowerbed check {quoted_dir}"));
+        return Ok(lines);
+    };
+    lines.push(format!(
+        "connect: add {} to {}, then `flwr run APP_DIR {} --stream`",
+        flwr_config_file(deployment),
+        if connection.config_toml {
+            "~/.flwr/config.toml"
+        } else {
+            "your app's pyproject.toml"
+        },
+        connection.name
+    ));
+    if deployment.role == crate::deploy::DeploymentRole::Superlink {
+        lines.push(format!(
+            "supernodes on other hosts: flowerbed bundle supernode {quoted_dir} --out {}-supernode.tar.gz",
+            deployment.project
+        ));
+    }
+    Ok(lines)
 }
 
 fn render(name: &str, deployment: &Deployment) -> Result<String> {
@@ -254,11 +274,13 @@ pub fn swarm_header(deployment: &Deployment, replicated: bool) -> Result<String>
 pub fn kubernetes_header(deployment: &Deployment, namespace: &str) -> Result<String> {
     let mut view = view(deployment);
     view.namespace = namespace;
-    view.control_port = deployment
+    let control_port = deployment
         .connection
         .as_ref()
-        .and_then(|connection| connection.address.rsplit_once(':'))
-        .map_or("", |(_, port)| port);
+        .and_then(|connection| connection.address.port)
+        .map(|port| port.to_string())
+        .unwrap_or_default();
+    view.control_port = &control_port;
     environment()
         .get_template("kubernetes-header")
         .and_then(|template| template.render(minijinja::value::Serde(view)))

@@ -1,11 +1,12 @@
-//! A supernode operator's bundle: a gzip tar with one top folder, written reproducibly and
+//! The bundle's archive format: a gzip tar with one top folder, written reproducibly and
 //! read back defensively.
 //!
 //! Writing: entries are directories (0755) and regular files (0644, or 0755 for scripts),
 //! owned by 0:0 with no user or group names and one fixed time, in sorted order, so the same
 //! inputs give the same bytes. Reading: the whole archive is checked before anything is
 //! written: only directories and regular files, relative paths without `..`, all under one
-//! top folder, within size and count limits.
+//! top folder, within size and count limits. The archive is read as a stream of raw tar
+//! headers, so a GNU long name or a PAX header is bounded before a byte of it is read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -13,13 +14,8 @@ use std::io::Read;
 use anyhow::{Context, Result, anyhow, bail};
 use flate2::Compression;
 use flate2::read::GzDecoder;
-use serde::{Deserialize, Serialize};
 use tar::{EntryType, Header};
 
-/// What the superlink's server certificate covers, recorded in the bundle so `check` can
-/// tell on the supernode's host whether the address it dials is covered, without the
-/// server's key or certificate.
-pub const METADATA_FILE: &str = "superlink-certificate.json";
 /// Time every entry carries (2024-01-01T00:00:00Z): reproducible archives.
 pub const ENTRY_MTIME: u64 = 1_704_067_200;
 /// Mode of directories and scripts in the archive.
@@ -30,32 +26,15 @@ pub const MODE_FILE: u32 = 0o644;
 const MAX_ENTRIES: usize = 256;
 /// More unpacked bytes than this is not a bundle (a compression bomb, or the wrong file).
 const MAX_UNPACKED_BYTES: u64 = 16 << 20;
-
-/// The recorded facts about the superlink's server certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct SuperlinkCertificate {
-    /// DNS names and IP addresses the server certificate covers (its SANs).
-    pub names: Vec<String>,
-    /// SHA-256 of the server certificate (DER), to match it against the live one.
-    pub server_certificate_sha256: String,
-    /// SHA-256 of the CA certificate (DER) that issued it: the one in the bundle.
-    pub ca_certificate_sha256: String,
-    /// End of the server certificate's validity (RFC 3339).
-    pub not_after: String,
-}
-
-impl SuperlinkCertificate {
-    pub fn to_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).expect("metadata serializes");
-        text.push('\n');
-        text
-    }
-
-    pub fn from_json(text: &str) -> Result<Self> {
-        serde_json::from_str(text).map_err(|err| anyhow!("not a {METADATA_FILE} ({err})"))
-    }
-}
+/// The longest entry name (a GNU long name, a PAX `path`): Linux's PATH_MAX.
+const MAX_NAME_BYTES: u64 = 4096;
+/// The largest PAX header: a path of PATH_MAX and a few short records.
+const MAX_PAX_BYTES: u64 = 8192;
+/// More headers than this (extension headers included) is not a bundle.
+const MAX_HEADERS: usize = 4 * MAX_ENTRIES;
+/// How many characters of a refused name an error shows.
+const SHOWN_NAME_CHARS: usize = 64;
+const NOT_A_TAR: &str = "not a gzip-compressed tar archive";
 
 /// One file to put in an archive, by its path below the top folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,27 +153,118 @@ fn type_name(kind: EntryType) -> &'static str {
     }
 }
 
-/// Read and check a whole gzip tar in memory. Nothing is written anywhere.
-pub fn read_archive(bytes: &[u8]) -> Result<Unpacked> {
-    let mut archive = tar::Archive::new(GzDecoder::new(bytes));
+/// A refused name as an error shows it: escaped, and at most a short prefix of it.
+fn shown(raw: &[u8]) -> String {
+    let head = &raw[..raw.len().min(4 * SHOWN_NAME_CHARS)];
+    let text = String::from_utf8_lossy(head).escape_debug().to_string();
+    let out: String = text.chars().take(SHOWN_NAME_CHARS).collect();
+    if out.len() < text.len() || head.len() < raw.len() {
+        format!("{out}... ({} bytes)", raw.len())
+    } else {
+        out
+    }
+}
+
+/// Read an extension header's data (a long name, PAX records) of at most `limit` bytes.
+fn read_bounded(entry: &mut impl Read, size: u64, limit: u64, what: &str) -> Result<Vec<u8>> {
+    if size > limit {
+        bail!("{what} of {size} bytes (more than {limit}): not a flowerbed bundle");
+    }
+    let mut data = Vec::new();
+    entry
+        .take(size)
+        .read_to_end(&mut data)
+        .with_context(|| format!("cannot read {what}"))?;
+    Ok(data)
+}
+
+/// The `path` a PAX header names, refusing records that would change how the archive is
+/// laid out (`size`, sparse files).
+fn pax_path(data: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut path = None;
+    for record in tar::PaxExtensions::new(data) {
+        let record = record.map_err(|_| anyhow!("a malformed PAX header: not a flowerbed bundle"))?;
+        let key = record
+            .key()
+            .map_err(|_| anyhow!("a PAX record whose key is not UTF-8: not a flowerbed bundle"))?;
+        match key {
+            "path" => path = Some(record.value_bytes().to_vec()),
+            "size" => bail!("a PAX header that overrides an entry's size: not a flowerbed bundle"),
+            key if key.starts_with("GNU.sparse") => bail!("a sparse file: not a flowerbed bundle"),
+            _ => {}
+        }
+    }
+    Ok(path)
+}
+
+/// The extension headers seen since the last entry: they describe the next one.
+#[derive(Default)]
+struct Pending {
+    long_name: Option<Vec<u8>>,
+    pax_path: Option<Vec<u8>>,
+    pax: bool,
+}
+
+/// Read and check a whole gzip tar from `reader`, in bounded memory. Nothing is written
+/// anywhere.
+pub fn read_archive(reader: impl Read) -> Result<Unpacked> {
+    let mut archive = tar::Archive::new(GzDecoder::new(reader));
     let mut top: Option<String> = None;
     let mut entries = BTreeMap::new();
     let mut unpacked_bytes: u64 = 0;
-    for (index, entry) in archive
-        .entries()
-        .context("not a gzip-compressed tar archive")?
-        .enumerate()
-    {
-        let mut entry = entry.context("not a gzip-compressed tar archive")?;
-        if index >= MAX_ENTRIES {
+    let mut pending = Pending::default();
+    let mut count = 0;
+    for (headers, entry) in archive.entries().context(NOT_A_TAR)?.raw(true).enumerate() {
+        let mut entry = entry.context(NOT_A_TAR)?;
+        if headers >= MAX_HEADERS {
+            bail!("more than {MAX_HEADERS} tar headers: not a flowerbed bundle");
+        }
+        let kind = entry.header().entry_type();
+        let size = entry.header().entry_size().context(NOT_A_TAR)?;
+        if kind.is_gnu_longname() {
+            if pending.long_name.is_some() {
+                bail!("two GNU long names for one entry: not a flowerbed bundle");
+            }
+            let mut name = read_bounded(&mut entry, size, MAX_NAME_BYTES, "a GNU long name")?;
+            while name.last() == Some(&0) {
+                name.pop();
+            }
+            pending.long_name = Some(name);
+            continue;
+        }
+        if kind.is_pax_local_extensions() || kind.is_pax_global_extensions() {
+            let data = read_bounded(&mut entry, size, MAX_PAX_BYTES, "a PAX header")?;
+            let path = pax_path(&data)?;
+            if kind.is_pax_local_extensions() {
+                if pending.pax {
+                    bail!("two PAX headers for one entry: not a flowerbed bundle");
+                }
+                pending.pax = true;
+                pending.pax_path = path;
+            } else if path.is_some() {
+                bail!("a global PAX header that names a path: not a flowerbed bundle");
+            }
+            continue;
+        }
+        if kind.is_gnu_longlink() {
+            bail!("a GNU long link name: links are not part of a flowerbed bundle");
+        }
+        count += 1;
+        if count > MAX_ENTRIES {
             bail!("more than {MAX_ENTRIES} entries: not a flowerbed bundle");
         }
-        let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).escape_debug().to_string();
+        let described = std::mem::take(&mut pending);
+        let raw = match described.long_name.or(described.pax_path) {
+            Some(name) => name,
+            None => entry.path_bytes().into_owned(),
+        };
+        let shown = shown(&raw);
         let refuse = |why: &str| anyhow!("entry {shown:?} refused: {why}");
-        let kind = entry.header().entry_type();
         if !matches!(kind, EntryType::Regular | EntryType::Directory) {
             return Err(refuse(&format!("it is {}", type_name(kind))));
+        }
+        if raw.len() as u64 > MAX_NAME_BYTES {
+            return Err(refuse(&format!("its path is longer than {MAX_NAME_BYTES} bytes")));
         }
         let mut parts = components(&raw).map_err(&refuse)?;
         let first = parts.remove(0);
@@ -213,7 +283,6 @@ pub fn read_archive(bytes: &[u8]) -> Result<Unpacked> {
         let value = if kind == EntryType::Directory {
             Entry::Dir
         } else {
-            let size = entry.header().size().map_err(|_| refuse("unreadable size"))?;
             unpacked_bytes = unpacked_bytes.saturating_add(size);
             if unpacked_bytes > MAX_UNPACKED_BYTES {
                 bail!("more than {MAX_UNPACKED_BYTES} bytes unpacked: not a flowerbed bundle");
@@ -232,6 +301,9 @@ pub fn read_archive(bytes: &[u8]) -> Result<Unpacked> {
         if entries.insert(relative, value).is_some() {
             return Err(refuse("it appears twice"));
         }
+    }
+    if pending.long_name.is_some() || pending.pax {
+        bail!("a long name or PAX header with no entry after it: not a flowerbed bundle");
     }
     let top = top.ok_or_else(|| anyhow!("the archive is empty"))?;
     // A file cannot also be a folder that holds other entries.
@@ -275,7 +347,7 @@ mod tests {
     fn round_trips_and_is_reproducible() {
         let bytes = write_archive("top", &files()).unwrap();
         assert_eq!(bytes, write_archive("top", &files()).unwrap());
-        let unpacked = read_archive(&bytes).unwrap();
+        let unpacked = read_archive(bytes.as_slice()).unwrap();
         assert_eq!(unpacked.top, "top");
         assert_eq!(
             unpacked.entries.keys().collect::<Vec<_>>(),

@@ -1,0 +1,207 @@
+//! Parsed arguments become settings here, and nowhere else: flags over a deployment
+//! folder's saved settings (`flowerbed.json`) over the defaults.
+//!
+//! The command modules hand their clap structs to this module and get plain settings back
+//! (`deploy::Settings`, renderer options); the layers below never see clap.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+
+use crate::cli::deploy::{BundleArgs, DeployArgs, IsolationArg, RenderArgs, RenderCommand, RoleArg};
+use crate::deploy::{Address, CertLayout, DeploymentRole, Isolation, Security, Settings};
+use crate::error::Error;
+use crate::render::kubernetes::KubernetesOptions;
+use crate::render::swarm::SwarmOptions;
+use crate::render::{self, Format};
+use crate::tls::Layout;
+
+impl From<RoleArg> for DeploymentRole {
+    fn from(arg: RoleArg) -> Self {
+        match arg {
+            RoleArg::Superlink => DeploymentRole::Superlink,
+            RoleArg::Supernode => DeploymentRole::Supernode,
+            RoleArg::All => DeploymentRole::All,
+        }
+    }
+}
+
+impl From<IsolationArg> for Isolation {
+    fn from(arg: IsolationArg) -> Self {
+        match arg {
+            IsolationArg::Subprocess => Isolation::Subprocess,
+            IsolationArg::Process => Isolation::Process,
+        }
+    }
+}
+
+/// Parse a `HOST[:PORT]` flag value; the error names the flag and the value.
+pub fn parse_address(flag: &'static str, text: &str) -> Result<Address> {
+    Address::parse(text).map_err(|err| {
+        Error::InvalidFlag {
+            flag,
+            message: err.to_string(),
+        }
+        .into()
+    })
+}
+
+/// The deployment folder as an absolute path; it must be a folder if it exists.
+pub fn deployment_dir(dir: &Path, must_exist: bool) -> Result<PathBuf> {
+    let absolute = std::path::absolute(dir).with_context(|| format!("{}: cannot resolve", dir.display()))?;
+    match absolute.symlink_metadata() {
+        Ok(_) if absolute.is_dir() => Ok(absolute),
+        Ok(_) => Err(Error::NotADirectory { path: absolute }.into()),
+        Err(_) if !must_exist => Ok(absolute),
+        Err(err) => Err(anyhow!("{}: {err}", absolute.display())),
+    }
+}
+
+/// Flags over the folder's saved settings over the defaults.
+pub fn merge_settings(dir: PathBuf, args: &DeployArgs, saved: Option<Settings>) -> Result<Settings> {
+    let mut settings = saved.unwrap_or_else(|| Settings::defaults(dir.clone()));
+    settings.dir = dir;
+    if let Some(version) = &args.flower_version {
+        settings.flower_version.clone_from(version);
+    }
+    if let Some(isolation) = args.isolation {
+        settings.superlink_isolation = isolation.into();
+        settings.supernode_isolation = isolation.into();
+    }
+    if let Some(isolation) = args.superlink_isolation {
+        settings.superlink_isolation = isolation.into();
+    }
+    if let Some(isolation) = args.supernode_isolation {
+        settings.supernode_isolation = isolation.into();
+    }
+    if args.tls {
+        settings.security = Security::Tls;
+    }
+    if args.insecure {
+        settings.security = Security::Insecure;
+    }
+    if let Some(count) = args.supernodes {
+        settings.supernodes = count;
+    }
+    settings.state |= args.state;
+    settings.selinux |= args.selinux;
+    settings.install_app_dependencies |= args.install_app_dependencies;
+    settings.supernode_auth |= args.supernode_auth;
+    if let Some(repo) = &args.image_repo {
+        settings.image_repo.clone_from(repo);
+    }
+    if args.image_tag.is_some() {
+        settings.image_tag.clone_from(&args.image_tag);
+    }
+    if let Some(name) = &args.project_name {
+        settings.project_name.clone_from(name);
+    }
+    if let Some(address) = args.publish_address {
+        settings.publish_address = address;
+    }
+    if let Some(uid) = args.uid {
+        settings.uid = uid;
+    }
+    if let Some(gid) = args.gid {
+        settings.gid = gid;
+    }
+    if let Some(role) = args.role {
+        settings.role = role.into();
+    }
+    if !args.public_addresses.is_empty() {
+        settings.public_addresses = args
+            .public_addresses
+            .iter()
+            .map(|text| parse_address("--public-address", text))
+            .collect::<Result<_>>()?;
+    }
+    if let Some(text) = &args.superlink_address {
+        settings.superlink_address = Some(parse_address("--superlink-address", text)?);
+    }
+    Ok(settings)
+}
+
+/// Settings for `render`: the folder must exist; certificates are found in either layout.
+pub fn render_settings(dir: &Path, args: &DeployArgs) -> Result<Settings> {
+    let dir = deployment_dir(dir, true)?;
+    let saved = Settings::read(&dir)?;
+    let mut settings = merge_settings(dir, args, saved)?;
+    if let Some(layout) = Layout::detect(&settings.dir) {
+        settings.cert_layout = layout.kind.into();
+    }
+    Ok(settings)
+}
+
+/// Stand-in folder a bundle's deployment is built in: the relocatable renderers write
+/// every path below it relative to the files themselves, so it never appears.
+pub const BUNDLE_BASE: &str = "/flowerbed-bundle";
+
+/// The supernode side of a superlink deployment's settings, for `bundle supernode`.
+pub fn bundle_settings(superlink: &Settings, args: &BundleArgs) -> Result<Settings> {
+    let address = match &args.superlink_address {
+        Some(text) => parse_address("--superlink-address", text)?,
+        None => superlink
+            .public_addresses
+            .first()
+            .cloned()
+            .context("--superlink-address: the superlink deployment records no public address")?,
+    };
+    let defaults = Settings::defaults(PathBuf::from(BUNDLE_BASE));
+    Ok(Settings {
+        dir: PathBuf::from(BUNDLE_BASE),
+        role: DeploymentRole::Supernode,
+        public_addresses: Vec::new(),
+        superlink_address: Some(address),
+        supernodes: args.supernodes.unwrap_or(superlink.supernodes),
+        // What only the superlink has, or only this host knows, is left at the defaults.
+        state: false,
+        cert_layout: CertLayout::Split,
+        publish_address: defaults.publish_address,
+        ..superlink.clone()
+    })
+}
+
+/// The settings a `--from-bundle` quickstart lays down: the bundle's saved supernode
+/// settings, moved to `dir`, under the flags.
+pub fn from_bundle_settings(dir: &Path, args: &DeployArgs, mut saved: Settings) -> Result<Settings> {
+    saved.dir = dir.to_path_buf();
+    let mut settings = merge_settings(dir.to_path_buf(), args, Some(saved))?;
+    if settings.role != DeploymentRole::Supernode {
+        return Err(Error::InvalidFlag {
+            flag: "--role",
+            message: "a bundle lays down a supernode deployment".into(),
+        }
+        .into());
+    }
+    settings.cert_layout = CertLayout::Split;
+    Ok(settings)
+}
+
+/// What `render` was asked for: the shared arguments, the format (`docker-run
+/// --teardown` is the teardown script) and the options only some formats read.
+pub fn render_request(command: &RenderCommand) -> Result<(&RenderArgs, &'static Format, render::Options)> {
+    let mut options = render::Options::default();
+    let (args, name) = match command {
+        RenderCommand::DockerRun(args) if args.teardown => (args, "teardown"),
+        RenderCommand::DockerRun(args) => (args, "docker-run"),
+        RenderCommand::Compose(args) => (args, "compose"),
+        RenderCommand::FlwrConfig(args) => (args, "flwr-config"),
+        RenderCommand::Swarm(args) => {
+            options.swarm = SwarmOptions {
+                placement: args.placement.clone(),
+            };
+            (&args.render, "swarm")
+        }
+        RenderCommand::Kubernetes(args) => {
+            options.kubernetes = KubernetesOptions {
+                namespace: args.namespace.clone(),
+            };
+            (&args.render, "kubernetes")
+        }
+    };
+    if args.teardown && !matches!(command, RenderCommand::DockerRun(_)) {
+        return Err(Error::Usage("--teardown: only `render docker-run` has a teardown script".into()).into());
+    }
+    let format = render::format(name).expect("every render subcommand names a format");
+    Ok((args, format, options))
+}
