@@ -22,6 +22,7 @@ pub fn specs(deployment: &Deployment) -> Vec<ContainerSpec> {
             name: service.name.clone(),
             image: Some(service.image.clone()),
             role: role(service),
+            profile: Some(deployment.profile),
             uid: Some(service.user.uid),
             gid: Some(service.user.gid),
             working_dir: "/app".into(),

@@ -4,6 +4,7 @@ mod bad_input;
 mod bundle;
 mod certs;
 mod check;
+mod check_inputs;
 mod cli;
 mod deploy;
 mod deploy_flwr;
