@@ -310,14 +310,27 @@ fn describe_perms(perms: Option<&PathPerms>) -> String {
 fn key_permissions(out: &mut Out<'_>, host: &Path, who: &HostIdentity, flag: &str) {
     let Ok(perms) = PathPerms::of(host) else { return };
     if perms.mode & 0o077 != 0 {
+        // Readable by anyone (as ssh and PostgreSQL refuse), or by a group that is not the
+        // container's, is an error; the container's own group reading it is a warning.
+        let mode = perms.mode & 0o7777;
+        let (severity, whom) = if mode & 0o004 != 0 {
+            (Severity::Error, "every user on the host".to_string())
+        } else if mode & 0o040 != 0 && perms.gid != who.gid {
+            (
+                Severity::Error,
+                format!(
+                    "group {}, which is not the container's group {}",
+                    perms.gid, who.gid
+                ),
+            )
+        } else {
+            (Severity::Warning, "group or others".to_string())
+        };
         out.add(
             "key-too-open",
-            Severity::Warning,
+            severity,
             Some(host),
-            format!(
-                "{flag}: private key readable by group or others (mode {:04o})",
-                perms.mode & 0o7777
-            ),
+            format!("{flag}: private key readable by {whom} (mode {mode:04o})"),
             Some(format!("chmod 600 {}", quote(host))),
         );
     }
