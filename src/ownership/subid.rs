@@ -241,13 +241,13 @@ mod tests {
 
     /// Hand-made subuid, subgid and daemon.json in a temp folder; caller 1000:1000.
     fn hand_made(
-        subuid: &str,
-        subgid: &str,
+        uid_ranges: &str,
+        gid_ranges: &str,
         daemon_json: Option<&str>,
     ) -> (tempfile::TempDir, MappingSources) {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("subuid"), subuid).unwrap();
-        std::fs::write(dir.path().join("subgid"), subgid).unwrap();
+        std::fs::write(dir.path().join("subuid"), uid_ranges).unwrap();
+        std::fs::write(dir.path().join("subgid"), gid_ranges).unwrap();
         std::fs::create_dir(dir.path().join("docker")).unwrap();
         if let Some(json) = daemon_json {
             std::fs::write(dir.path().join("docker/daemon.json"), json).unwrap();
