@@ -4,6 +4,8 @@ mod bad_input;
 mod bundle;
 mod certs;
 mod check;
+mod check_fixes;
+mod check_matrix;
 mod cli;
 mod deploy;
 mod deploy_flwr;
