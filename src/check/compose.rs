@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use serde::Deserialize;
 
+use crate::deploy::Profile;
+
 use super::spec::{ContainerSpec, MountKind, MountSpec, Role, resolve_host};
 
 #[derive(Debug, Deserialize, Default)]
@@ -222,6 +224,7 @@ pub fn parse(yaml: &str, base: &Path) -> Result<Vec<ContainerSpec>> {
             name: name.clone(),
             image: service.image.clone(),
             role,
+            profile: service.image.as_deref().and_then(Profile::from_image),
             uid,
             gid,
             working_dir: service.working_dir.clone().unwrap_or_else(|| "/app".into()),

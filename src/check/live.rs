@@ -44,6 +44,7 @@ pub fn to_spec(container: &LiveContainer) -> ContainerSpec {
         name: container.name.clone(),
         image: Some(container.image.clone()),
         role,
+        profile: crate::deploy::Profile::from_image(&container.image),
         uid,
         gid,
         working_dir: container.working_dir.clone().unwrap_or_else(|| "/app".into()),

@@ -29,6 +29,7 @@ pub fn specs(deployment: &Deployment) -> Vec<ContainerSpec> {
                 name: service.name.clone(),
                 image: Some(service.image.clone()),
                 role: role(service),
+                profile: crate::deploy::Profile::find(deployment.flower_version),
                 uid,
                 gid,
                 working_dir: "/app".into(),

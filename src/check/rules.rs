@@ -681,26 +681,8 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
         .collect();
     let superlink_tls = uses_tls(superlink);
     for (client, _) in &clients {
-        if uses_tls(client) != superlink_tls {
-            let (message, fix) = if superlink_tls {
-                (
-                    "runs with --insecure but the superlink serves TLS: it will retry forever".to_string(),
-                    "replace --insecure with --root-certificates pointing at the CA".to_string(),
-                )
-            } else {
-                (
-                    "expects TLS but the superlink runs with --insecure: it will retry forever".to_string(),
-                    "use --insecure on both sides, or TLS on both".to_string(),
-                )
-            };
-            findings.push(Finding {
-                id: "tls-mismatch",
-                severity: Severity::Error,
-                service: client.name.clone(),
-                path: None,
-                message,
-                fix: Some(fix),
-            });
+        if let Some(finding) = tls_mismatch(superlink, client) {
+            findings.push(finding);
         }
     }
     if !superlink_tls {
@@ -720,6 +702,7 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
     };
     let mut names: Vec<SubjectName> = clients
         .iter()
+        .filter(|(client, _)| uses_tls(client))
         .filter_map(|(_, host)| SubjectName::parse(host).ok())
         .collect();
     let subprocess = superlink
@@ -807,6 +790,93 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
             }),
         }
     }
+}
+
+/// Whether `client` and the superlink agree on TLS for the link between them. Supernodes
+/// dial the Fleet API, which can always be TLS. App runners dial the ServerAppIo / Runtime
+/// API, whose TLS depends on the release: none in 1.13 and 1.21, `--appio-ssl-*` in 1.35,
+/// the `--ssl-*` flags from 1.41 on.
+fn tls_mismatch(superlink: &ContainerSpec, client: &ContainerSpec) -> Option<Finding> {
+    let client_tls = uses_tls(client);
+    let finding = |severity, message: String, fix: &str| Finding {
+        id: "tls-mismatch",
+        severity,
+        service: client.name.clone(),
+        path: None,
+        message,
+        fix: Some(fix.to_string()),
+    };
+    if client.role == Some(Role::Supernode) {
+        let superlink_tls = uses_tls(superlink);
+        return (client_tls != superlink_tls).then(|| {
+            if superlink_tls {
+                finding(
+                    Severity::Error,
+                    "runs with --insecure but the superlink serves TLS: it will retry forever".into(),
+                    "replace --insecure with --root-certificates pointing at the CA",
+                )
+            } else {
+                finding(
+                    Severity::Error,
+                    "expects TLS but the superlink runs with --insecure: it will retry forever".into(),
+                    "use --insecure on both sides, or TLS on both",
+                )
+            }
+        });
+    }
+    let Some(profile) = client.profile.or(superlink.profile) else {
+        // A release we cannot name: whether this link can be TLS at all is unknown (it
+        // cannot before 1.35), so a difference is worth a look but not a failure.
+        let superlink_tls = uses_tls(superlink);
+        return (client_tls != superlink_tls).then(|| {
+            finding(
+                Severity::Warning,
+                format!(
+                    "{} but the superlink {}; whether this release's ServerApp link can use TLS is unknown (it cannot before Flower 1.35), so this may be right",
+                    if client_tls { "expects TLS" } else { "runs with --insecure" },
+                    if superlink_tls { "serves TLS" } else { "runs with --insecure" },
+                ),
+                "name the release in the image tag (flwr/superexec:1.42.0) to have this checked",
+            )
+        });
+    };
+    let served_tls = uses_tls(superlink)
+        && profile
+            .superlink_app_io_tls_flag()
+            .is_some_and(|flag| superlink.has_flag(flag));
+    if client_tls == served_tls {
+        return None;
+    }
+    let version = profile.version;
+    Some(if !profile.app_io_can_be_tls() {
+        finding(
+            Severity::Error,
+            format!(
+                "expects TLS, but in Flower {version} the ServerApp link has no TLS: the component refuses to start without --insecure"
+            ),
+            "add --insecure (and drop --root-certificates)",
+        )
+    } else if client_tls {
+        finding(
+            Severity::Error,
+            format!(
+                "expects TLS but the superlink serves its ServerApp API (Flower {version}) in plain text: it will retry forever"
+            ),
+            if profile.superlink_app_io_tls_flag() == Some("--appio-ssl-certfile") {
+                "give the superlink --appio-ssl-ca-certfile, --appio-ssl-certfile and --appio-ssl-keyfile, or use --insecure on both sides"
+            } else {
+                "use --insecure on both sides, or TLS on both"
+            },
+        )
+    } else {
+        finding(
+            Severity::Error,
+            format!(
+                "runs with --insecure but the superlink serves its ServerApp API (Flower {version}) over TLS: it will retry forever"
+            ),
+            "replace --insecure with --root-certificates pointing at the CA",
+        )
+    })
 }
 
 fn superlink_aliases(host: &str) -> bool {

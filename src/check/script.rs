@@ -90,6 +90,7 @@ fn docker_run(words: &[String]) -> Result<Option<ContainerSpec>> {
         name: String::new(),
         image: None,
         role: None,
+        profile: None,
         uid: None,
         gid: None,
         working_dir: "/app".into(),
@@ -142,6 +143,7 @@ fn docker_run(words: &[String]) -> Result<Option<ContainerSpec>> {
     if spec.name.is_empty() {
         spec.name.clone_from(&image);
     }
+    spec.profile = crate::deploy::Profile::from_image(&image);
     spec.role = Role::guess(&image)
         .or_else(|| entrypoint.as_deref().and_then(Role::guess))
         .or_else(|| Role::guess(&spec.name));

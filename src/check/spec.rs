@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::deploy::Profile;
+
 /// A Flower component, when we can tell which one a container runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,6 +71,9 @@ pub struct ContainerSpec {
     pub name: String,
     pub image: Option<String>,
     pub role: Option<Role>,
+    /// The Flower release it runs: flowerbed's own model knows; otherwise read off the
+    /// image tag when that is a supported version.
+    pub profile: Option<&'static Profile>,
     /// `user:` / `--user` as numbers, if the deployment states it.
     pub uid: Option<u32>,
     pub gid: Option<u32>,
@@ -181,6 +186,7 @@ mod tests {
             name: "superlink".into(),
             image: None,
             role: Some(Role::Superlink),
+            profile: None,
             uid: None,
             gid: None,
             working_dir: "/app".into(),

@@ -125,6 +125,40 @@ impl Profile {
         self.generation == Generation::Seed
     }
 
+    /// Whether the link a process-mode app runner dials (ServerAppIo/ClientAppIo in 1.13
+    /// and 1.21, the Runtime API from 1.35) can be TLS at all: `flwr-serverapp` and
+    /// `flwr-clientapp` 1.13 and `flower-superexec` 1.21 refuse to start without
+    /// `--insecure` ("does not support TLS yet") and have no `--root-certificates`.
+    pub fn app_io_can_be_tls(&self) -> bool {
+        self.generation >= Generation::HostPort
+    }
+
+    /// The superlink flag that puts its ServerApp-side API (ServerAppIo / Runtime) under
+    /// TLS: none before 1.35, `--appio-ssl-certfile` in 1.35 (the `--ssl-*` flags cover
+    /// Fleet and Control only), `--ssl-certfile` from 1.41 on (one port for every API).
+    pub fn superlink_app_io_tls_flag(&self) -> Option<&'static str> {
+        match self.generation {
+            Generation::Seed | Generation::AppIo => None,
+            Generation::HostPort => Some("--appio-ssl-certfile"),
+            Generation::Runtime => Some("--ssl-certfile"),
+        }
+    }
+
+    /// The supported release an image tag names (`1.13.1`, `1.21.0-py3.11-ubuntu24.04`),
+    /// when it parses as a version with the major and minor of a supported release.
+    pub fn from_image(image: &str) -> Option<&'static Profile> {
+        let name = image.split('@').next().unwrap_or(image);
+        let (repository, tag) = name.rsplit_once(':')?;
+        if tag.contains('/') || repository.is_empty() {
+            return None; // `registry:5000/flwr/superlink` has no tag
+        }
+        let version = semver::Version::parse(tag.split('-').next().unwrap_or(tag)).ok()?;
+        PROFILES.iter().rev().find(|profile| {
+            semver::Version::parse(profile.version)
+                .is_ok_and(|known| (known.major, known.minor) == (version.major, version.minor))
+        })
+    }
+
     /// Whether runtime installation of app dependencies exists (1.35+: on by default in the
     /// superlink, opt-in on supernodes and superexecs).
     pub fn has_runtime_dependency_installation(&self) -> bool {
@@ -160,6 +194,39 @@ mod tests {
             Profile::supported_list(),
             "1.13.1, 1.21.0, 1.35.0, 1.41.0, 1.42.0"
         );
+    }
+
+    #[test]
+    fn app_io_tls_and_image_tags_follow_the_release() {
+        let tls: Vec<_> = PROFILES
+            .iter()
+            .map(|p| (p.version, p.app_io_can_be_tls(), p.superlink_app_io_tls_flag()))
+            .collect();
+        assert_eq!(
+            tls,
+            [
+                ("1.13.1", false, None),
+                ("1.21.0", false, None),
+                ("1.35.0", true, Some("--appio-ssl-certfile")),
+                ("1.41.0", true, Some("--ssl-certfile")),
+                ("1.42.0", true, Some("--ssl-certfile")),
+            ]
+        );
+        let version = |image: &str| Profile::from_image(image).map(|p| p.version);
+        assert_eq!(version("flwr/superlink:1.13.1"), Some("1.13.1"));
+        assert_eq!(version("flwr/serverapp:1.13.0"), Some("1.13.1"));
+        assert_eq!(
+            version("flwr/superexec:1.21.0-py3.11-ubuntu24.04"),
+            Some("1.21.0")
+        );
+        assert_eq!(
+            version("localhost:5000/flwr/superlink:1.42.0@sha256:ab"),
+            Some("1.42.0")
+        );
+        assert_eq!(version("localhost:5000/flwr/superlink"), None);
+        assert_eq!(version("flwr/superlink:latest"), None);
+        assert_eq!(version("flwr/superlink:1.30.0"), None);
+        assert_eq!(version("flwr/superlink"), None);
     }
 
     #[test]

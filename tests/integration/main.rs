@@ -5,6 +5,7 @@ mod bundle;
 mod certs;
 mod check;
 mod check_fixes;
+mod check_inputs;
 mod check_matrix;
 mod cli;
 mod deploy;
