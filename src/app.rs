@@ -30,7 +30,7 @@ pub fn main() -> ExitCode {
         Ok(outcome) => outcome.into(),
         Err(err) if is_broken_pipe(&err) => Outcome::Success.into(),
         Err(err) => {
-            let message = one_line(&format!("{err:#}"));
+            let message = indent_continuation(&format!("{err:#}"));
             let _ = writeln!(io::stderr().lock(), "flowerbed: {message}");
             // Stopped by SIGINT/SIGTERM: the shell convention, 128 + the signal number.
             match err.chain().find_map(|cause| cause.downcast_ref::<Interrupted>()) {
@@ -82,7 +82,8 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
         .any(|io_err| io_err.kind() == io::ErrorKind::BrokenPipe)
 }
 
-/// Errors are one line: a path or name with a newline in it must not break that.
-fn one_line(message: &str) -> String {
-    message.replace('\n', "\\n")
+/// A message with several lines (a parser's excerpt of the input) keeps its real newlines;
+/// each further line is indented, so none of them reads as an error line of its own.
+fn indent_continuation(message: &str) -> String {
+    message.trim_end().replace('\n', "\n  ")
 }

@@ -111,16 +111,22 @@ impl Printer {
         }
     }
 
-    /// The steps of a write plan, one line each (`would ` in front for a dry run).
+    /// The steps of a write plan, one line each (`would ` in front for a dry run). A dry
+    /// run's plan is its answer; steps taken are progress, hidden by `-q`.
     pub fn plan_steps(&self, steps: &[crate::fsutil::PlanStep], dry_run: bool) -> io::Result<()> {
         let verb = if dry_run { "would " } else { "" };
         for step in steps {
-            self.result(&format!(
+            let line = format!(
                 "{verb}{} {} (mode {})",
                 step.action,
                 step.path.display(),
                 step.mode
-            ))?;
+            );
+            if dry_run {
+                self.result(&line)?;
+            } else {
+                self.info(&line)?;
+            }
         }
         Ok(())
     }
@@ -128,7 +134,8 @@ impl Printer {
     /// Pretty JSON on stdout.
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) -> io::Result<()> {
         let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, value).map_err(io::Error::other)?;
+        // `io::Error::from` keeps a write error's kind (a closed pipe stays BrokenPipe).
+        serde_json::to_writer_pretty(&mut out, value).map_err(io::Error::from)?;
         writeln!(out)
     }
 }

@@ -16,6 +16,11 @@ pub use report::CheckReport;
 pub use rules::{CheckSettings, Finding, IdShift};
 pub use spec::ContainerSpec;
 
+use std::path::Path;
+
+use crate::tls::SubjectName;
+use spec::Role;
+
 /// Run every rule over `specs`.
 pub fn run(source: String, specs: &[ContainerSpec], settings: &CheckSettings) -> CheckReport {
     let mut findings = Vec::new();
@@ -30,4 +35,73 @@ pub fn run(source: String, specs: &[ContainerSpec], settings: &CheckSettings) ->
 /// Whether SELinux is enforcing on this host.
 pub fn selinux_enforcing() -> bool {
     std::fs::read_to_string("/sys/fs/selinux/enforce").is_ok_and(|v| v.trim() == "1")
+}
+
+/// Compose file names Docker Compose looks for in a folder, in its order.
+const COMPOSE_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// The containers of the deployment in `dir`, when it holds one: flowerbed's model from
+/// flowerbed.json, else its compose file. `None` when there is none or it cannot be read.
+pub fn deployment_specs(dir: &Path) -> Option<Vec<ContainerSpec>> {
+    if dir.join(crate::deploy::SETTINGS_FILE).is_file() {
+        return crate::deploy::load(dir)
+            .ok()
+            .map(|deployment| model::specs(&deployment));
+    }
+    COMPOSE_FILES
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file())
+        .and_then(|path| compose::read(&path).ok())
+}
+
+/// The names the deployment's TLS clients dial the superlink by, which its certificate
+/// must cover: the supernodes' `--superlink` host, app runners dialing the superlink over
+/// TLS, and 127.0.0.1 for a superlink's own subprocesses.
+pub fn superlink_names(specs: &[ContainerSpec]) -> Vec<SubjectName> {
+    let Some(superlink) = specs.iter().find(|s| s.role == Some(Role::Superlink)) else {
+        return Vec::new();
+    };
+    if superlink.has_flag("--insecure") {
+        return Vec::new();
+    }
+    let mut names = Vec::new();
+    for spec in specs.iter().filter(|spec| !spec.has_flag("--insecure")) {
+        let address = match spec.role {
+            Some(Role::Supernode) => spec.flag_value("--superlink"),
+            Some(Role::Superexec | Role::Serverapp) => [
+                "--runtime-api-address",
+                "--appio-api-address",
+                "--serverappio-api-address",
+            ]
+            .into_iter()
+            .find_map(|flag| spec.flag_value(flag)),
+            _ => None,
+        };
+        let Some(host) = address.and_then(rules::dial_host) else {
+            continue;
+        };
+        let dials_superlink =
+            spec.role == Some(Role::Supernode) || host == superlink.name || host.contains("superlink");
+        if let Ok(name) = SubjectName::parse(&host) {
+            if dials_superlink && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    if superlink
+        .flag_value("--isolation")
+        .is_none_or(|mode| mode == "subprocess")
+    {
+        let loopback = SubjectName::parse("127.0.0.1").expect("valid");
+        if !names.contains(&loopback) {
+            names.push(loopback);
+        }
+    }
+    names
 }

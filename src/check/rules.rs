@@ -184,10 +184,7 @@ fn mount_sources(out: &mut Out<'_>, settings: &CheckSettings) {
         }
         if mount.source.symlink_metadata().is_err() {
             let fix = if looks_like_certificates(&mount.source) {
-                Some(format!(
-                    "flowerbed certs generate {}",
-                    quote(mount.source.parent().unwrap_or(Path::new(".")))
-                ))
+                Some(certificates_fix(&mount.source))
             } else {
                 Some(format!(
                     "mkdir -p {} && {}",
@@ -207,6 +204,51 @@ fn mount_sources(out: &mut Out<'_>, settings: &CheckSettings) {
             );
         }
     }
+}
+
+/// Re-create a missing certificate folder: with the deployment's own CA when it kept one (a
+/// fresh CA would not be the one the other side trusts), for the names the server
+/// certificate already covers.
+fn certificates_fix(source: &Path) -> String {
+    let root = deployment_root(source);
+    let layout = crate::tls::Layout::new(root, crate::tls::LayoutKind::Split);
+    if !(layout.ca_cert().is_file() && layout.ca_key().is_file()) {
+        return format!("flowerbed certs generate {}", quote(root));
+    }
+    let names = crate::tls::material::read_certificate(&layout.server_cert())
+        .ok()
+        .and_then(|der| {
+            crate::tls::material::parse_certificate(&der)
+                .ok()
+                .map(|cert| crate::tls::material::subject_names(&cert))
+        })
+        .unwrap_or_default();
+    renew_fix(&layout.server_cert(), &names)
+}
+
+/// A client trusts a CA that did not issue the server certificate: copy over the one that
+/// did, when the deployment holds it (the superlink's copy, or the CA folder).
+fn trusted_ca_fix(cert: &Path, trusted: &Path, superlink: &ContainerSpec) -> Option<String> {
+    use crate::tls::material::{parse_certificate, read_certificate};
+    let cert_der = read_certificate(cert).ok()?;
+    let server = parse_certificate(&cert_der).ok()?;
+    let folder = cert.parent().unwrap_or(Path::new("."));
+    let candidates = [
+        superlink
+            .flag_value("--ssl-ca-certfile")
+            .and_then(|v| superlink.host_path(v))
+            .map(|(_, path)| path),
+        Some(deployment_root(folder).join("ca/ca.crt")),
+    ];
+    let issuer = candidates.into_iter().flatten().find(|path| {
+        path != trusted
+            && read_certificate(path).is_ok_and(|der| {
+                parse_certificate(&der).is_ok_and(|ca| {
+                    server.issuer() == ca.subject() && server.verify_signature(Some(ca.public_key())).is_ok()
+                })
+            })
+    })?;
+    Some(format!("cp {} {}", quote(&issuer), quote(trusted)))
 }
 
 fn looks_like_certificates(path: &Path) -> bool {
@@ -310,14 +352,27 @@ fn describe_perms(perms: Option<&PathPerms>) -> String {
 fn key_permissions(out: &mut Out<'_>, host: &Path, who: &HostIdentity, flag: &str) {
     let Ok(perms) = PathPerms::of(host) else { return };
     if perms.mode & 0o077 != 0 {
+        // Readable by anyone (as ssh and PostgreSQL refuse), or by a group that is not the
+        // container's, is an error; the container's own group reading it is a warning.
+        let mode = perms.mode & 0o7777;
+        let (severity, whom) = if mode & 0o004 != 0 {
+            (Severity::Error, "every user on the host".to_string())
+        } else if mode & 0o040 != 0 && perms.gid != who.gid {
+            (
+                Severity::Error,
+                format!(
+                    "group {}, which is not the container's group {}",
+                    perms.gid, who.gid
+                ),
+            )
+        } else {
+            (Severity::Warning, "group or others".to_string())
+        };
         out.add(
             "key-too-open",
-            Severity::Warning,
+            severity,
             Some(host),
-            format!(
-                "{flag}: private key readable by group or others (mode {:04o})",
-                perms.mode & 0o7777
-            ),
+            format!("{flag}: private key readable by {whom} (mode {mode:04o})"),
             Some(format!("chmod 600 {}", quote(host))),
         );
     }
@@ -581,7 +636,7 @@ fn selinux_labels(out: &mut Out<'_>, settings: &CheckSettings) {
 }
 
 /// The address a component dials for the superlink, and the host part of it.
-fn dial_host(address: &str) -> Option<String> {
+pub(crate) fn dial_host(address: &str) -> Option<String> {
     let without_scheme = address.split("://").last().unwrap_or(address);
     if let Some(rest) = without_scheme.strip_prefix('[') {
         return rest.split(']').next().map(str::to_string);
@@ -702,7 +757,7 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
         let verify_settings = crate::tls::verify::VerifySettings {
             ca_path: ca.clone(),
             cert_path: cert.clone(),
-            key_path: key.clone(),
+            key_path: Some(key.clone()),
             ca_copies: Vec::new(),
             names: names.clone(),
             warn_days: settings.warn_days,
@@ -712,6 +767,7 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
                 for finding in report.findings {
                     let fix = match finding.id {
                         "name-not-covered" | "expired" | "expiring" => Some(renew_fix(&cert, &names)),
+                        "chain-issuer" | "chain-signature" => trusted_ca_fix(&cert, &ca, superlink),
                         _ => None,
                     };
                     findings.push(Finding {

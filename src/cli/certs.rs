@@ -34,7 +34,7 @@ pub enum CertsCommand {
 
     /// Answer "will a supernode accept this superlink?" (exit 0 yes, 1 no, 2 unreadable input).
     #[command(
-        after_help = "Examples:\n  flowerbed certs verify deploy\n  flowerbed certs verify deploy --name superlink --name flower.example.org\n  flowerbed certs verify --ca ca.crt --cert server.pem --key server.key --json"
+        after_help = "Examples:\n  flowerbed certs verify deploy\n  flowerbed certs verify deploy --name superlink --name flower.example.org\n  flowerbed certs verify --ca ca.crt --cert server.pem --key server.key --json\n  flowerbed certs verify --ca ca.crt --cert server.pem --name flower.example.org"
     )]
     Verify(VerifyArgs),
 }
@@ -58,9 +58,10 @@ pub struct GenerateArgs {
     #[arg(long = "name", value_name = "NAME")]
     pub names: Vec<String>,
 
-    /// Key algorithm for the CA and the server key.
-    #[arg(long, value_parser = key_type_parser(), default_value = "ecdsa-p256")]
-    pub key_type: KeyType,
+    /// Key algorithm for the CA and the server key. Default: with --force, the type of the
+    /// server key being replaced; otherwise ecdsa-p256.
+    #[arg(long, value_parser = key_type_parser())]
+    pub key_type: Option<KeyType>,
 
     /// Validity of the certificates, in days from now.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36_500))]
@@ -100,24 +101,27 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// A folder made by `certs generate` (either layout). Default: the current folder.
+    /// A folder with certificates (either layout, or Flower's own: ca.crt, server.pem and
+    /// server.key in one folder). Default: the current folder.
     #[arg(value_name = "DIR", conflicts_with_all = ["ca", "cert", "key"])]
     pub dir: Option<PathBuf>,
 
     /// The CA certificate the supernodes trust.
-    #[arg(long, value_name = "FILE", requires_all = ["cert", "key"])]
+    #[arg(long, value_name = "FILE", requires = "cert")]
     pub ca: Option<PathBuf>,
 
     /// The superlink's certificate.
-    #[arg(long, value_name = "FILE", requires_all = ["ca", "key"])]
+    #[arg(long, value_name = "FILE", requires = "ca")]
     pub cert: Option<PathBuf>,
 
-    /// The superlink's private key.
+    /// The superlink's private key, to check it belongs to --cert (optional: without it the
+    /// chain, dates and names are verified).
     #[arg(long, value_name = "FILE", requires_all = ["ca", "cert"])]
     pub key: Option<PathBuf>,
 
     /// A name the supernodes dial, which a SAN must cover (repeatable).
-    /// Default: localhost, 127.0.0.1, ::1, superlink.
+    /// Default: the names the deployment in DIR dials (flowerbed.json or its compose file),
+    /// else localhost, 127.0.0.1, ::1, superlink.
     #[arg(long = "name", value_name = "NAME")]
     pub names: Vec<String>,
 

@@ -1,8 +1,9 @@
 //! `flowerbed certs generate|inspect|verify`
 
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 
 use crate::cli::certs::{CertsCommand, GenerateArgs, InspectArgs, VerifyArgs};
 use crate::error::Outcome;
@@ -10,7 +11,7 @@ use crate::output::{Printer, Style};
 use crate::tls::generate::{ExistingCa, GenerateSettings};
 use crate::tls::inspect::Inspected;
 use crate::tls::verify::{Severity, VerifySettings};
-use crate::tls::{Layout, LayoutKind, SubjectName, generate, inspect, names, verify};
+use crate::tls::{KeyType, Layout, LayoutKind, SubjectName, generate, inspect, material, names, verify};
 
 pub fn run(command: CertsCommand, printer: &Printer) -> Result<Outcome> {
     match command {
@@ -28,15 +29,25 @@ fn parse_names(values: &[String]) -> Result<Vec<SubjectName>> {
 /// Turn `certs generate` flags into settings.
 pub fn generate_settings(args: &GenerateArgs) -> Result<GenerateSettings> {
     let extra = parse_names(&args.names)?;
+    let layout = if args.flat {
+        LayoutKind::Flat
+    } else {
+        LayoutKind::Split
+    };
+    // Replacing a set keeps its key type (an RSA-4096 set stays RSA-4096) unless asked.
+    let replaced_key_type = || {
+        args.force
+            .then(|| existing_key_type(&Layout::new(&args.dir, layout)))
+            .flatten()
+    };
     Ok(GenerateSettings {
         dir: args.dir.clone(),
-        layout: if args.flat {
-            LayoutKind::Flat
-        } else {
-            LayoutKind::Split
-        },
+        layout,
         names: generate::names_with_defaults(&extra),
-        key_type: args.key_type,
+        key_type: args
+            .key_type
+            .or_else(replaced_key_type)
+            .unwrap_or(KeyType::EcdsaP256),
         days: args.days,
         existing_ca: match (&args.ca_cert, &args.ca_key) {
             (Some(cert_path), Some(key_path)) => Some(ExistingCa {
@@ -49,8 +60,73 @@ pub fn generate_settings(args: &GenerateArgs) -> Result<GenerateSettings> {
     })
 }
 
+/// The key type of the server certificate already in `layout`, when there is one.
+fn existing_key_type(layout: &Layout) -> Option<KeyType> {
+    let der = material::read_certificate(&layout.server_cert()).ok()?;
+    let cert = material::parse_certificate(&der).ok()?;
+    material::describe_spki(cert.public_key()).key_type()
+}
+
+/// Folders that belong to someone else (after `own`, the container's UID) keep their owner
+/// for the files just written into them: as root, each such folder is handed to its owner
+/// again, journaled like `own` (only the new files change, and `undo` puts them back).
+/// Returns the folders and owners kept.
+fn keep_folder_owners(files: &[PathBuf], printer: &Printer) -> Result<Vec<(PathBuf, u32, u32)>> {
+    let folder_of = |file: &Path| match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    let mut folders: Vec<PathBuf> = files.iter().map(|file| folder_of(file)).collect();
+    folders.sort();
+    folders.dedup();
+    let mut kept = Vec::new();
+    for folder in folders {
+        let Ok(meta) = std::fs::metadata(&folder) else {
+            continue;
+        };
+        let (uid, gid) = (meta.uid(), meta.gid());
+        let differs = files
+            .iter()
+            .filter(|file| folder_of(file) == folder)
+            .any(|file| std::fs::symlink_metadata(file).is_ok_and(|m| (m.uid(), m.gid()) != (uid, gid)));
+        if uid == me || !differs {
+            continue;
+        }
+        if me != 0 {
+            printer.warn(&format!(
+                "{}: belongs to UID {uid}, but the files just written are yours; run `sudo flowerbed own --uid {uid} --gid {gid} {}`",
+                folder.display(),
+                quote(&folder)
+            ));
+            continue;
+        }
+        crate::ownership::own(&crate::ownership::ReownSettings {
+            paths: vec![folder.clone()],
+            target: crate::ownership::Target { uid, gid },
+            allow_hardlinks: false,
+            dry_run: false,
+            progress: false,
+        })
+        .with_context(|| {
+            format!(
+                "{}: the new files could not be given to its owner {uid}:{gid}",
+                folder.display()
+            )
+        })?;
+        kept.push((folder, uid, gid));
+    }
+    Ok(kept)
+}
+
+fn quote(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    shlex::try_quote(&text).map_or_else(|_| text.to_string(), std::borrow::Cow::into_owned)
+}
+
 fn run_generate(args: &GenerateArgs, printer: &Printer) -> Result<Outcome> {
     let settings = generate_settings(args)?;
+    let layout = Layout::new(&settings.dir, settings.layout);
     let generated = generate::generate(&settings)?;
     for warning in &generated.report.warnings {
         printer.warn(warning);
@@ -68,12 +144,20 @@ fn run_generate(args: &GenerateArgs, printer: &Printer) -> Result<Outcome> {
     }
     generated.plan.apply()?;
     let report = &generated.report;
+    let kept = keep_folder_owners(&report.files, printer)?;
     if args.json {
         printer.json(report)?;
         return Ok(Outcome::Success);
     }
     for file in &report.files {
         printer.info(&format!("wrote {}", file.display()))?;
+    }
+    for (folder, uid, gid) in &kept {
+        printer.info(&format!(
+            "ownership: the new files in {} belong to its owner {uid}:{gid} (journaled; `sudo flowerbed undo {}` puts it back)",
+            folder.display(),
+            quote(folder)
+        ))?;
     }
     let names = report
         .names
@@ -88,7 +172,20 @@ fn run_generate(args: &GenerateArgs, printer: &Printer) -> Result<Outcome> {
     if settings.layout == LayoutKind::Split && !report.ca_reused {
         printer.info(&format!(
             "keep {} private: it signs certificates and belongs in no container",
-            Layout::new(&settings.dir, settings.layout).ca_key().display()
+            layout.ca_key().display()
+        ))?;
+    }
+    // As root into a fresh folder, the key is root's 0600: the container cannot read it
+    // until `own` hands the folder over, so say so.
+    let key_owner = std::fs::metadata(layout.server_key()).map(|m| m.uid());
+    if nix::unistd::geteuid().is_root() && key_owner.is_ok_and(|uid| uid != crate::FLOWER_UID) {
+        let folder = layout.superlink_dir();
+        printer.info(&format!(
+            "next: the superlink runs as {}:{} and cannot read {} yet; run `sudo flowerbed own {}`",
+            crate::FLOWER_UID,
+            crate::FLOWER_GID,
+            layout.server_key().display(),
+            quote(&folder)
         ))?;
     }
     Ok(Outcome::Success)
@@ -163,40 +260,49 @@ fn print_inspected(item: &Inspected, printer: &Printer) -> std::io::Result<()> {
     }
 }
 
-/// Turn `certs verify` flags into settings: explicit files, or a folder's layout.
+/// Turn `certs verify` flags into settings: explicit files, or what a folder holds.
 pub fn verify_settings(args: &VerifyArgs) -> Result<VerifySettings> {
-    let names = if args.names.is_empty() {
-        generate::names_with_defaults(&[])
-    } else {
-        parse_names(&args.names)?
-    };
-    let (ca_path, cert_path, key_path, ca_copies) = if let (Some(ca), Some(cert), Some(key)) =
-        (&args.ca, &args.cert, &args.key)
+    let (ca_path, cert_path, key_path, ca_copies, dir) = if let (Some(ca), Some(cert)) =
+        (&args.ca, &args.cert)
     {
-        (ca.clone(), cert.clone(), key.clone(), Vec::new())
+        (ca.clone(), cert.clone(), args.key.clone(), Vec::new(), None)
     } else {
         let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
         if !dir.is_dir() {
             return Err(anyhow!("{}: not a directory", dir.display()));
         }
         let layout = Layout::detect(&dir).ok_or_else(|| {
-                anyhow!(
-                    "{}: no certificates found (expected superlink-certificates/server.pem or server.pem; make them with `flowerbed certs generate {}`)",
-                    dir.display(),
-                    dir.display()
-                )
-            })?;
-        let copies = if layout.kind == LayoutKind::Split {
-            vec![layout.superlink_ca_cert()]
-        } else {
-            Vec::new()
-        };
+            anyhow!(
+                "{}: no certificates found (expected superlink-certificates/server.pem or server.pem; make them with `flowerbed certs generate {}`)",
+                dir.display(),
+                dir.display()
+            )
+        })?;
+        // Verify what is there: the supernodes' copy of the CA when the folder has one, else
+        // the copy beside the server certificate (Flower's certs.yml writes one flat set into
+        // superlink-certificates/); every further copy must be identical.
+        let mut cas: Vec<PathBuf> = vec![layout.supernode_ca_cert(), layout.superlink_ca_cert()];
+        cas.dedup();
+        cas.retain(|path| path.is_file());
+        if cas.is_empty() {
+            cas.push(layout.ca_cert());
+        }
+        let ca = cas.remove(0);
+        let key = layout.server_key();
         (
-            layout.supernode_ca_cert(),
+            ca,
             layout.server_cert(),
-            layout.server_key(),
-            copies,
+            key.is_file().then_some(key),
+            cas,
+            Some(dir),
         )
+    };
+    let names = if !args.names.is_empty() {
+        parse_names(&args.names)?
+    } else if let Some(names) = dir.as_deref().and_then(deployment_names) {
+        names
+    } else {
+        generate::names_with_defaults(&[])
     };
     Ok(VerifySettings {
         ca_path,
@@ -236,8 +342,13 @@ fn run_verify(args: &VerifyArgs, printer: &Printer) -> Result<Outcome> {
         .collect::<Vec<_>>()
         .join(", ");
     if report.ok {
+        let key = if report.key.is_some() {
+            "matches its key, "
+        } else {
+            ""
+        };
         printer.result(&format!(
-            "{} {} chains to {}, matches its key, and covers {names}",
+            "{} {} chains to {}, {key}and covers {names}",
             printer.paint(Style::Ok, "ok:"),
             report.cert.display(),
             report.ca.display()
@@ -256,4 +367,17 @@ fn run_verify(args: &VerifyArgs, printer: &Printer) -> Result<Outcome> {
         ))?;
     }
     Ok(outcome)
+}
+
+/// The names the deployment in `dir` dials the superlink by, when `dir` holds one
+/// (flowerbed.json, or a compose file); for a certificate folder inside a deployment
+/// (Flower's `superlink-certificates/`), the deployment around it.
+fn deployment_names(dir: &Path) -> Option<Vec<SubjectName>> {
+    let parent = dir.canonicalize().ok()?.parent().map(Path::to_path_buf);
+    [Some(dir.to_path_buf()), parent]
+        .into_iter()
+        .flatten()
+        .find_map(|folder| crate::check::deployment_specs(&folder))
+        .map(|specs| crate::check::superlink_names(&specs))
+        .filter(|names| !names.is_empty())
 }

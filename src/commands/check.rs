@@ -9,8 +9,9 @@ use crate::cli::check::{CheckArgs, Format, SelinuxMode};
 use crate::deploy::Deployment;
 use crate::error::Outcome;
 use crate::output::Printer;
+use crate::ownership::subid;
 
-fn parse_id_shift(text: &str) -> Result<IdShift> {
+fn parse_id_shift(text: &str, remap: bool) -> Result<IdShift> {
     let parse = |part: &str| -> Result<u32> {
         part.parse::<u32>()
             .ok()
@@ -21,7 +22,7 @@ fn parse_id_shift(text: &str) -> Result<IdShift> {
     Ok(IdShift {
         uid_start: Some(parse(uid)?),
         gid_start: Some(parse(gid)?),
-        remap: false,
+        remap,
     })
 }
 
@@ -33,7 +34,7 @@ pub fn settings(args: &CheckArgs, relative_sources_fail: bool) -> Result<CheckSe
         id_shift: args
             .id_shift
             .as_deref()
-            .map(parse_id_shift)
+            .map(|text| parse_id_shift(text, args.remap))
             .transpose()?
             .unwrap_or_default(),
         selinux_enforcing: match args.selinux {
@@ -115,37 +116,21 @@ pub fn print(report: &check::CheckReport, args: &CheckArgs, printer: &Printer) -
     }
 }
 
-/// The daemon's user-namespace shift, from `docker info` and /etc/subuid, /etc/subgid.
+/// The daemon's user-namespace shift, as `own` applies it (see [`subid::daemon_id_map`]).
+/// `None` when the daemon maps nothing or its configuration cannot be read.
 pub fn daemon_id_shift(facts: &crate::docker::DaemonFacts) -> Option<IdShift> {
-    if !(facts.rootless || facts.userns_remap) {
-        return None;
+    let sources = subid::MappingSources::from_host();
+    let map = subid::daemon_id_map(facts.rootless, facts.userns_remap, &sources).ok()??;
+    Some(id_shift(&map))
+}
+
+/// `check`'s form of the daemon's mapping: where the ranges start, and how they count.
+pub fn id_shift(map: &subid::DaemonIdMap) -> IdShift {
+    IdShift {
+        uid_start: map.uid_range.as_ref().map(|range| range.start),
+        gid_start: map.gid_range.as_ref().map(|range| range.start),
+        remap: map.mode == subid::Userns::Remap,
     }
-    // Rootless: the daemon runs as the calling user; userns-remap: Docker's default
-    // remap user is `dockremap`.
-    let (user, user_id) = if facts.rootless {
-        let uid = nix::unistd::getuid();
-        let name = nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_default();
-        (name, uid.as_raw())
-    } else {
-        ("dockremap".to_string(), u32::MAX)
-    };
-    let start = |file: &str| {
-        let ranges = crate::ownership::subid::parse_subid(&std::fs::read_to_string(file).unwrap_or_default());
-        let id_text = user_id.to_string();
-        ranges
-            .into_iter()
-            .find(|r| r.owner == user || r.owner == id_text)
-            .map(|r| r.start)
-    };
-    Some(IdShift {
-        uid_start: start("/etc/subuid"),
-        gid_start: start("/etc/subgid"),
-        remap: facts.userns_remap,
-    })
 }
 
 fn run_live(args: &CheckArgs, targets: &[String], printer: &Printer) -> Result<Outcome> {
@@ -183,4 +168,32 @@ fn run_live(args: &CheckArgs, targets: &[String], printer: &Printer) -> Result<O
     } else {
         Outcome::Findings
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `check` predicts exactly the host IDs `own` applies, for both kinds of daemon.
+    #[test]
+    fn check_and_own_share_one_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let subids = "1001:200000:65536\ndockremap:300000:65536\n";
+        std::fs::write(dir.path().join("subuid"), subids).unwrap();
+        std::fs::write(dir.path().join("subgid"), subids).unwrap();
+        let sources = subid::MappingSources {
+            subuid: dir.path().join("subuid"),
+            subgid: dir.path().join("subgid"),
+            daemon_json: dir.path().join("daemon.json"),
+            caller: (0, 0),
+            sudo_caller: Some((1001, 1001)),
+        };
+        for (rootless, remap, expected) in [(true, false, 249_998), (false, true, 349_999)] {
+            let map = subid::daemon_id_map(rootless, remap, &sources).unwrap().unwrap();
+            let shift = id_shift(&map);
+            assert_eq!(map.host_uid(49_999).unwrap(), expected);
+            assert_eq!(shift.host_uid(49_999), expected);
+            assert_eq!(shift.host_gid(49_999), map.host_gid(49_999).unwrap());
+        }
+    }
 }

@@ -14,7 +14,7 @@ use crate::docker;
 use crate::error::{Error, Outcome};
 use crate::output::Printer;
 use crate::ownership::report::display_bytes;
-use crate::ownership::subid::{self, Userns};
+use crate::ownership::subid;
 use crate::ownership::{self, ReownSettings, RootOutcome, Target, UndoSettings};
 use crate::ownership::{interrupt, journal};
 
@@ -246,7 +246,8 @@ fn report(
 }
 
 /// The host owner for `own`: `--host-uid/--host-gid` as given, otherwise `--uid/--gid`
-/// mapped through the daemon's subordinate ranges when it runs rootless or userns-remapped.
+/// mapped through the daemon's subordinate ranges when it runs rootless or userns-remapped
+/// (the same mapping `check` predicts with).
 fn host_target(args: &OwnArgs, printer: Printer) -> Result<Target> {
     let mut target = Target {
         uid: args.host_uid.unwrap_or(args.uid),
@@ -258,32 +259,15 @@ fn host_target(args: &OwnArgs, printer: Printer) -> Result<Target> {
     let Some(facts) = daemon_facts() else {
         return Ok(target);
     };
-    let mode = if facts.rootless {
-        Userns::Rootless {
-            host_id: nix::unistd::getuid().as_raw(),
-        }
-    } else if facts.userns_remap {
-        Userns::Remap
-    } else {
+    let sources = subid::MappingSources::from_host();
+    let Some(map) = subid::daemon_id_map(facts.rootless, facts.userns_remap, &sources)? else {
         return Ok(target);
     };
-    let (user, user_id) = daemon_user(mode)?;
     if args.host_uid.is_none() {
-        let ranges = subid::parse_subid(&std::fs::read_to_string("/etc/subuid").unwrap_or_default());
-        let host_id = match mode {
-            Userns::Rootless { .. } => Userns::Rootless { host_id: user_id },
-            Userns::Remap => Userns::Remap,
-        };
-        target.uid = subid::map_container_id(args.uid, host_id, &ranges, &user, user_id, "UID")?;
+        target.uid = map.host_uid(args.uid)?;
     }
     if args.host_gid.is_none() {
-        let ranges = subid::parse_subid(&std::fs::read_to_string("/etc/subgid").unwrap_or_default());
-        let gid = nix::unistd::getgid().as_raw();
-        let host_id = match mode {
-            Userns::Rootless { .. } => Userns::Rootless { host_id: gid },
-            Userns::Remap => Userns::Remap,
-        };
-        target.gid = subid::map_container_id(args.gid, host_id, &ranges, &user, user_id, "GID")?;
+        target.gid = map.host_gid(args.gid)?;
     }
     printer.detail(&format!(
         "Docker runs user-namespaced: container {}:{} is host {}:{}",
@@ -310,33 +294,6 @@ fn daemon_facts() -> Option<docker::DaemonFacts> {
     })
     .ok()
     .flatten()
-}
-
-/// Whose subordinate ranges the daemon uses: the caller for rootless (the sudo caller under
-/// sudo), the remap user (`dockremap` unless daemon.json names another) for userns-remap.
-fn daemon_user(mode: Userns) -> Result<(String, u32)> {
-    let uid = match mode {
-        Userns::Rootless { .. } => std::env::var("SUDO_UID")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| nix::unistd::getuid().as_raw()),
-        Userns::Remap => {
-            let configured = std::fs::read_to_string("/etc/docker/daemon.json")
-                .ok()
-                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-                .and_then(|v| v.get("userns-remap").and_then(|n| n.as_str()).map(str::to_string));
-            let name = match configured.as_deref() {
-                None | Some("default") => "dockremap".to_string(),
-                Some(name) => name.split(':').next().unwrap_or(name).to_string(),
-            };
-            let user = nix::unistd::User::from_name(&name)?
-                .with_context(|| format!("userns-remap user {name}: unknown user"))?;
-            return Ok((user.name, user.uid.as_raw()));
-        }
-    };
-    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))?
-        .map_or_else(|| uid.to_string(), |u| u.name);
-    Ok((name, uid))
 }
 
 /// Changing owners needs root; say exactly what to run instead.

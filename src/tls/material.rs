@@ -184,6 +184,22 @@ pub fn describe_spki(spki: &SubjectPublicKeyInfo<'_>) -> KeyDescription {
     KeyDescription { algorithm, bits }
 }
 
+impl KeyDescription {
+    /// The `certs generate` key type that makes a key like this one, if there is one.
+    pub fn key_type(&self) -> Option<super::KeyType> {
+        use super::KeyType;
+        match (self.algorithm.as_str(), self.bits) {
+            ("ECDSA P-256", _) => Some(KeyType::EcdsaP256),
+            ("ECDSA P-384", _) => Some(KeyType::EcdsaP384),
+            ("Ed25519", _) => Some(KeyType::Ed25519),
+            ("RSA", 2048) => Some(KeyType::Rsa2048),
+            ("RSA", 3072) => Some(KeyType::Rsa3072),
+            ("RSA", 4096) => Some(KeyType::Rsa4096),
+            _ => None,
+        }
+    }
+}
+
 /// The SubjectPublicKeyInfo of a private key, as DER.
 pub fn key_spki_der(key: &KeyPair) -> Vec<u8> {
     key.subject_public_key_info()

@@ -36,7 +36,9 @@ pub struct VerifySettings {
     /// The CA the supernodes trust (`--root-certificates`).
     pub ca_path: PathBuf,
     pub cert_path: PathBuf,
-    pub key_path: PathBuf,
+    /// The superlink's private key; without it (a supernode operator never has it) the
+    /// chain, dates and names are verified, not the key match.
+    pub key_path: Option<PathBuf>,
     /// Other copies of the CA that must be identical (the superlink's `--ssl-ca-certfile`).
     pub ca_copies: Vec<PathBuf>,
     pub names: Vec<SubjectName>,
@@ -47,7 +49,8 @@ pub struct VerifySettings {
 pub struct VerifyReport {
     pub ca: PathBuf,
     pub cert: PathBuf,
-    pub key: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
     pub names: Vec<SubjectName>,
     pub ok: bool,
     pub findings: Vec<Finding>,
@@ -57,7 +60,11 @@ pub struct VerifyReport {
 pub fn verify(settings: &VerifySettings) -> Result<VerifyReport> {
     let ca_der = material::read_certificate(&settings.ca_path)?;
     let cert_der = material::read_certificate(&settings.cert_path)?;
-    let key = material::read_private_key(&settings.key_path)?;
+    let key = settings
+        .key_path
+        .as_deref()
+        .map(material::read_private_key)
+        .transpose()?;
     let copies = settings
         .ca_copies
         .iter()
@@ -74,7 +81,9 @@ pub fn verify(settings: &VerifySettings) -> Result<VerifyReport> {
     checks.ca_is_ca(&ca);
     checks.ca_copies_match(&ca_der, &copies);
     let chained = checks.chains_to_ca(&cert, &ca);
-    checks.key_matches(&key, &cert);
+    if let Some(key) = &key {
+        checks.key_matches(key, &cert);
+    }
     let in_date =
         checks.validity(&settings.ca_path, &ca, now) & checks.validity(&settings.cert_path, &cert, now);
     checks.server_usage(&cert);
@@ -169,7 +178,7 @@ impl Checks<'_> {
 
     fn key_matches(&mut self, key: &rcgen::KeyPair, cert: &X509Certificate<'_>) {
         if !material::key_matches_certificate(key, cert) {
-            let path = self.settings.key_path.clone();
+            let path = self.settings.key_path.clone().unwrap_or_default();
             let message = format!("does not belong to {}", self.settings.cert_path.display());
             self.add("key-mismatch", Severity::Error, &path, message);
         }

@@ -209,10 +209,32 @@ fn rule_state_folder_must_be_writable() {
 fn rule_private_key_not_open_to_others() {
     let env = TestEnv::new();
     let dir = deployment(&env, "process");
-    set_mode(&dir.join("superlink-certificates/server.key"), 0o644);
+    let key = dir.join("superlink-certificates/server.key");
+    // Readable by everyone: an error, as ssh and PostgreSQL refuse such keys.
+    set_mode(&key, 0o644);
+    let (code, ids, report) = check(&env, &["deploy"]);
+    assert_eq!((code, ids), (1, vec!["key-too-open".to_string()]), "{report}");
+    assert_eq!(report["findings"][0]["severity"], "error");
+    // Readable by the container's own group (49999): a warning only.
+    set_mode(&key, 0o640);
+    let (code, ids, report) = check(&env, &["deploy"]);
+    assert_eq!((code, ids), (0, vec!["key-too-open".to_string()]), "{report}");
+    assert_eq!(report["findings"][0]["severity"], "warning");
+    // Readable by a group that is not the container's: an error again.
+    std::os::unix::fs::lchown(&key, Some(APP), Some(0)).unwrap();
+    let (code, ids, report) = check(&env, &["deploy"]);
+    assert_eq!((code, ids), (1, vec!["key-too-open".to_string()]), "{report}");
+    let message = report["findings"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("group 0, which is not the container's group 49999"),
+        "{message}"
+    );
+    // The fix it prints makes the check clean.
+    let fix = report["findings"][0]["fix"].as_str().unwrap();
+    assert_eq!(fix, format!("chmod 600 {}", key.display()));
+    set_mode(&key, 0o600);
     let (code, ids, _) = check(&env, &["deploy"]);
-    assert_eq!(code, 0, "a warning only");
-    assert_eq!(ids, vec!["key-too-open"]);
+    assert_eq!((code, ids), (0, Vec::<String>::new()));
 }
 
 #[test]
@@ -322,9 +344,14 @@ fn rule_rootless_shift_changes_who_reads() {
     // With rootless Docker, container UID 49999 is host UID start + 49998.
     let env = TestEnv::new();
     deployment(&env, "process");
-    let (code, ids, _) = check(&env, &["deploy", "--id-shift", "100000"]);
+    let (code, ids, report) = check(&env, &["deploy", "--id-shift", "100000"]);
     assert_eq!(code, 1);
     assert!(ids.contains(&"not-readable".to_string()), "{ids:?}");
+    assert!(report.to_string().contains("UID 149998 cannot read"), "{report}");
+    // userns-remap counts from the range start: container 49999 is host start + 49999.
+    let (code, _, report) = check(&env, &["deploy", "--id-shift", "100000", "--remap"]);
+    assert_eq!(code, 1);
+    assert!(report.to_string().contains("UID 149999 cannot read"), "{report}");
 }
 
 #[test]
