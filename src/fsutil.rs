@@ -22,6 +22,11 @@ use serde::Serialize;
 
 use crate::error::Error;
 
+mod bounded;
+pub use bounded::{
+    CERTIFICATE_LIMIT, Links, ReadError, TEXT_LIMIT, human_size, read_regular, read_regular_text,
+};
+
 /// Mode for private keys: owner read/write only, from creation on.
 pub const MODE_PRIVATE: u32 = 0o600;
 /// Mode for certificates and other public files.

@@ -237,7 +237,8 @@ pub fn parse(yaml: &str, base: &Path) -> Result<Vec<ContainerSpec>> {
 
 /// Read and parse a compose file; errors name the file.
 pub fn read(path: &Path) -> Result<Vec<ContainerSpec>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text =
+        crate::fsutil::read_regular_text(path, crate::fsutil::TEXT_LIMIT, crate::fsutil::Links::Follow)?;
     let base: PathBuf = std::path::absolute(path)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))

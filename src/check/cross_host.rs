@@ -98,9 +98,13 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Vec<Finding
     };
     let host = address.host.clone();
     let metadata_path = deployment.dir.join(METADATA_FILE);
-    let metadata = match std::fs::read_to_string(&metadata_path) {
+    let metadata = match crate::fsutil::read_regular_text(
+        &metadata_path,
+        crate::fsutil::TEXT_LIMIT,
+        crate::fsutil::Links::Refuse,
+    ) {
         Ok(text) => SuperlinkCertificate::from_json(&text),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+        Err(err) if err.is_not_found() => {
             findings.push(Finding {
                 id: "superlink-names-unknown",
                 severity: Severity::Warning,

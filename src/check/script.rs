@@ -76,7 +76,8 @@ pub fn parse(script: &str) -> Result<Vec<ContainerSpec>> {
 }
 
 pub fn read(path: &Path) -> Result<Vec<ContainerSpec>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text =
+        crate::fsutil::read_regular_text(path, crate::fsutil::TEXT_LIMIT, crate::fsutil::Links::Follow)?;
     parse(&text).with_context(|| format!("{}", path.display()))
 }
 

@@ -53,17 +53,20 @@ fn folder_specs(dir: &Path) -> Result<(Vec<ContainerSpec>, bool, Option<Deployme
     if !dir.is_dir() {
         bail!("{}: not a directory", dir.display());
     }
+    // Anything at these names is read (and a FIFO or device refused by the bounded reader),
+    // not skipped as if it were missing.
+    let present = |path: &Path| path.symlink_metadata().is_ok();
     // A folder made by quickstart/render: rebuild the very model the renderers used.
-    if dir.join(crate::deploy::SETTINGS_FILE).is_file() {
+    if present(&dir.join(crate::deploy::SETTINGS_FILE)) {
         let deployment = crate::deploy::load(dir)?;
         return Ok((check::model::specs(&deployment), false, Some(deployment)));
     }
     let compose = dir.join("compose.yaml");
-    if compose.is_file() {
+    if present(&compose) {
         return Ok((check::compose::read(&compose)?, false, None));
     }
     let script = dir.join("run.sh");
-    if script.is_file() {
+    if present(&script) {
         return Ok((check::script::read(&script)?, true, None));
     }
     bail!(

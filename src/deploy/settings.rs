@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::fsutil;
 use crate::tls::LayoutKind;
 
 use super::address::Address;
@@ -283,12 +284,10 @@ impl Settings {
     /// Read `DIR/flowerbed.json`, if there is one.
     pub fn read(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join(SETTINGS_FILE);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match fsutil::read_regular_text(&path, fsutil::TEXT_LIMIT, fsutil::Links::Refuse) {
             Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => {
-                return Err(anyhow::Error::new(err).context(format!("{}: cannot read", path.display())));
-            }
+            Err(err) if err.is_not_found() => return Ok(None),
+            Err(err) => return Err(err.into()),
         };
         let mut settings: Settings = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a flowerbed settings file", path.display()))?;

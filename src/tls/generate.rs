@@ -17,7 +17,7 @@ use super::KeyType;
 use super::layout::{Layout, LayoutKind};
 use super::material::{self, fingerprint};
 use super::names::SubjectName;
-use crate::fsutil::{MODE_DIR_PRIVATE, MODE_DIR_PUBLIC, MODE_PRIVATE, MODE_PUBLIC, WritePlan};
+use crate::fsutil::{self, MODE_DIR_PRIVATE, MODE_DIR_PUBLIC, MODE_PRIVATE, MODE_PUBLIC, WritePlan};
 
 /// An existing CA to sign with instead of creating one.
 #[derive(Debug, Clone)]
@@ -202,8 +202,8 @@ pub fn generate(settings: &GenerateSettings) -> Result<Generated> {
 
 /// A copy of the CA certificate, skipped when an identical one is already there.
 fn plan_ca_copy(plan: &mut WritePlan, path: &Path, pem: &str) {
-    let identical = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
-        && std::fs::read(path).is_ok_and(|existing| existing == pem.as_bytes());
+    let identical = fsutil::read_regular(path, fsutil::CERTIFICATE_LIMIT, fsutil::Links::Refuse)
+        .is_ok_and(|existing| existing == pem.as_bytes());
     if !identical {
         plan.file(path, pem.to_string(), MODE_PUBLIC);
     }

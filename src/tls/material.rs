@@ -16,9 +16,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::names::SubjectName;
-
-/// Files larger than this are not certificates or keys; refuse them before reading.
-const MAX_FILE_BYTES: u64 = 1 << 20;
+use crate::fsutil;
 
 /// What kind of object a block holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,23 +83,10 @@ pub fn parse_blocks(bytes: &[u8]) -> Result<Vec<Block>> {
     bail!("neither PEM nor a DER certificate or private key")
 }
 
-/// Read a file of at most 1 MiB and split it into blocks; errors name the file.
+/// Read a regular file of at most 1 MiB and split it into blocks; errors name the file.
+/// FIFOs, devices and directories are refused before anything is read from them.
 pub fn read_blocks(path: &Path) -> Result<Vec<Block>> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    if meta.is_dir() {
-        bail!(
-            "{}: is a directory, expected a certificate or key file",
-            path.display()
-        );
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        bail!(
-            "{}: too large for a certificate or key ({} bytes)",
-            path.display(),
-            meta.len()
-        );
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let bytes = fsutil::read_regular(path, fsutil::CERTIFICATE_LIMIT, fsutil::Links::Follow)?;
     parse_blocks(&bytes).with_context(|| format!("{}: not a certificate or key", path.display()))
 }
 

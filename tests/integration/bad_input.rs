@@ -89,6 +89,24 @@ const MATRIX: &[Row] = &[
     row(&["certs", "inspect", "empty.pem"], "empty.pem"),
     row(&["certs", "inspect", "missing.pem"], "missing.pem"),
     row(&["certs", "inspect", "deploy"], "deploy: is a directory"),
+    row(&["certs", "inspect", "fifo.pem"], "fifo.pem: is a FIFO"),
+    row(
+        &["certs", "inspect", "/dev/zero"],
+        "/dev/zero: is a character device",
+    ),
+    row(
+        &[
+            "certs",
+            "verify",
+            "--ca",
+            "fifo.pem",
+            "--cert",
+            "deploy/superlink-certificates/server.pem",
+            "--key",
+            "deploy/superlink-certificates/server.key",
+        ],
+        "fifo.pem: is a FIFO",
+    ),
     row(&["certs", "verify", "a-file"], "a-file"),
     row(&["certs", "verify", "empty-dir"], "no certificates found"),
     row(
@@ -328,6 +346,12 @@ const MATRIX: &[Row] = &[
     row(&["check", "--compose", "missing.yaml"], "missing.yaml"),
     row(&["check", "--run-script", "no-docker.sh"], "no `docker run`"),
     row(&["check", "a-file"], "a-file: not a directory"),
+    row(&["check", "--compose", "fifo.pem"], "fifo.pem: is a FIFO"),
+    row(
+        &["check", "--run-script", "/dev/zero"],
+        "/dev/zero: is a character device",
+    ),
+    row(&["check", "fifo-dir"], "fifo-dir/compose.yaml: is a FIFO"),
     row(&["check", "empty-dir"], "no deployment found"),
     row(
         &["check", "--compose", "ok.yaml", "--id-shift", "0"],
@@ -363,6 +387,10 @@ fn fixture(env: &TestEnv, elsewhere: &std::path::Path) {
     )
     .unwrap();
     std::fs::write(env.join("empty.pem"), "").unwrap();
+    let fifo = nix::sys::stat::Mode::from_bits_truncate(0o644);
+    nix::unistd::mkfifo(&env.join("fifo.pem"), fifo).unwrap();
+    std::fs::create_dir(env.join("fifo-dir")).unwrap();
+    nix::unistd::mkfifo(&env.join("fifo-dir/compose.yaml"), fifo).unwrap();
     std::fs::write(env.join("broken.yaml"), "services: [").unwrap();
     std::fs::write(env.join("empty.yaml"), "name: x\n").unwrap();
     std::fs::write(env.join("ok.yaml"), "services:\n  a:\n    image: nginx\n").unwrap();

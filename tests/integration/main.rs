@@ -1,6 +1,7 @@
 //! One integration test binary (links once); each area is a module.
 
 mod bad_input;
+mod bounded_reads;
 mod bundle;
 mod certs;
 mod check;
