@@ -138,11 +138,10 @@ fn judge_existing(path: &Path, root_fd: &OwnedFd, observed: &Observed) -> Result
     ))
 }
 
-/// Drop a lock, removing its file when the journal it guards is gone.
-fn unlock(lock: JournalLock, journal: &Path) {
-    if std::fs::symlink_metadata(journal).is_err() {
-        lock.remove();
-    }
+/// Release a journal lock, removing its file: lock files do not pile up, and a run
+/// waiting on the removed file takes the lock on a new one (see [`JournalLock::acquire`]).
+fn unlock(lock: JournalLock) {
+    lock.remove();
 }
 
 fn resolve_all(paths: &[PathBuf], state_dir: Option<&Path>) -> Result<Vec<Root>> {
@@ -179,7 +178,7 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
             let path = journal::journal_path(&state_dir, root.dev, root.ino);
             let lock = JournalLock::acquire(&path, &root.path, settings.wait)?;
             let result = own_one(root, settings, &state_dir, &path, &progress);
-            unlock(lock, &path);
+            unlock(lock);
             let (report, set_aside, pruned) = result?;
             let mut outcome = RootOutcome::new(root, report, path.exists().then_some(path));
             outcome.set_aside = set_aside;
@@ -277,7 +276,7 @@ pub fn release(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
         let path = journal::journal_path(dir, root.dev, root.ino);
         let lock = JournalLock::acquire(&path, &root.path, settings.wait)?;
         let result = release_one(root, settings, Some(dir));
-        unlock(lock, &path);
+        unlock(lock);
         outcomes.push(result?);
     }
     Ok(outcomes)
@@ -411,11 +410,11 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
     let mut locks = Vec::new();
     for &(dev, ino, root) in &order {
         let path = journal::journal_path(&state_dir, dev, ino);
-        locks.push((JournalLock::acquire(&path, &root.path, settings.wait)?, path));
+        locks.push(JournalLock::acquire(&path, &root.path, settings.wait)?);
     }
     let result = undo_locked(settings, &roots, &state_dir);
-    for (lock, path) in locks {
-        unlock(lock, &path);
+    for lock in locks {
+        unlock(lock);
     }
     result
 }

@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod deploy_flwr;
 mod flower;
+mod journal;
 mod orchestrators;
 mod ownership;
 mod roundtrip;
