@@ -519,7 +519,7 @@ fn build_tree(root: &Path, root_uid: u32, entries: &[(u32, u32, u32)]) {
         };
         if kind == 1 {
             std::fs::create_dir(&path).unwrap();
-            last_dir = path.clone();
+            last_dir.clone_from(&path);
         } else {
             std::fs::write(&path, format!("{i}")).unwrap();
         }

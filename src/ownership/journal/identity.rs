@@ -22,6 +22,8 @@ use super::format::{Birth, FileHandle, Record, RootIdentity, SessionInfo};
 
 /// The largest handle the kernel hands out (`MAX_HANDLE_SZ`).
 const MAX_HANDLE_BYTES: usize = 128;
+#[allow(clippy::cast_possible_truncation)]
+const MAX_HANDLE_BYTES_U32: u32 = MAX_HANDLE_BYTES as u32;
 
 /// `struct file_handle` with room for the largest handle.
 #[repr(C)]
@@ -263,13 +265,13 @@ fn generation(fd: &OwnedFd) -> Option<u64> {
     let mut value: libc::c_long = 0;
     // SAFETY: FS_IOC_GETVERSION writes one `long` through the pointer.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETVERSION, &raw mut value) };
-    // The ioctl fills an `int` on most filesystems: keep its 32 bits.
-    (rc == 0).then(|| u64::from(value as u32))
+    // The ioctl fills an `int` on most filesystems: keep its low 32 bits.
+    (rc == 0).then(|| u64::from_ne_bytes(value.to_ne_bytes()) & u64::from(u32::MAX))
 }
 
 fn handle_at(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<FileHandle> {
     let mut raw = RawHandle {
-        handle_bytes: MAX_HANDLE_BYTES as u32,
+        handle_bytes: MAX_HANDLE_BYTES_U32,
         handle_type: 0,
         f_handle: [0; MAX_HANDLE_BYTES],
     };
@@ -299,11 +301,12 @@ fn handle_at(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<FileHandle> {
 /// read; `mount` itself must not be an `O_PATH` descriptor). Needs CAP_DAC_READ_SEARCH;
 /// `ESTALE` means the entry is gone.
 pub fn open_by_handle(mount: BorrowedFd<'_>, handle: &FileHandle) -> io::Result<OwnedFd> {
-    if handle.bytes.len() > MAX_HANDLE_BYTES {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
+    let len = u32::try_from(handle.bytes.len())
+        .ok()
+        .filter(|&len| len <= MAX_HANDLE_BYTES_U32)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     let mut raw = RawHandle {
-        handle_bytes: handle.bytes.len() as u32,
+        handle_bytes: len,
         handle_type: handle.kind,
         f_handle: [0; MAX_HANDLE_BYTES],
     };

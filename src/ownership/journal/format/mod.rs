@@ -495,6 +495,25 @@ mod tests {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
     }
 
+    #[test]
+    fn recorded_paths_that_could_leave_the_root_are_named() {
+        for (path, problem) in [
+            (&b"../victim"[..], Some("has a `..` component")),
+            (b"a/../../b", Some("has a `..` component")),
+            (b"..", Some("has a `..` component")),
+            (b"/etc/passwd", Some("is absolute")),
+            (b"a//b", Some("has an empty component")),
+            (b"a/", Some("has an empty component")),
+            (b"./a", Some("has a `.` component")),
+            (b"a\x00b", Some("holds a NUL byte")),
+            (b"", None),
+            (b"a/b/...", None),
+            (b"..hidden/x", None),
+        ] {
+            assert_eq!(path_problem(path), problem, "{}", String::from_utf8_lossy(path));
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
