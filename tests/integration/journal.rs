@@ -193,11 +193,28 @@ fn a_folder_moved_on_the_same_filesystem_keeps_its_journal() {
         list.contains(&format!("live (moved to {})", moved.display())),
         "{list}"
     );
-    // Neither prune nor another own of a folder on the device removes it.
+    // Neither prune nor another own of a folder on the device removes it; that own does
+    // remove the journal of a folder deleted without release.
     let out = env.run(&["journal", "prune"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let gone = env.folder("gone", 7);
+    assert_eq!(env.run(&["own", "gone"]).status.code(), Some(0));
+    let gone_journal = env.journal_of(&gone);
+    // Made before the deletion, so it cannot get the deleted folder's inode.
     env.folder("other", 5);
-    assert_eq!(env.run(&["own", "other"]).status.code(), Some(0));
+    std::fs::remove_dir_all(&gone).unwrap();
+    let out = env.run(&["own", "other"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "removed 1 journal(s) of folders since deleted: {}",
+            gone_journal.display()
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(!gone_journal.exists());
+    assert!(env.journal_of(&moved).exists());
     let out = env.run(&["undo", "elsewhere/moved"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(owner(&moved), (1000, 1000));
