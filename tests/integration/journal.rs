@@ -545,3 +545,21 @@ fn build_tree(root: &Path, root_uid: u32, entries: &[(u32, u32, u32)]) {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
 }
+
+/// `release` of a folder whose inode's journal is another folder's does not retire it as
+/// the tree's: it removes it as stale, and restores nothing from it.
+#[test]
+fn release_removes_a_journal_of_another_folder_as_stale() {
+    let env = Env::new();
+    let tree = env.folder("tree", 2222);
+    let records = [record_of(&tree, "", 1000), record_of(&tree, "f", 1000)];
+    let journal = write_journal(&env, &tree, &older_journal(2, &tree, &records, (49_999, 49_999)));
+    let out = env.run(&["release", "--to", "3333:3333", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("removed 1 journal(s)"), "{}", text(&out));
+    assert!(!stdout.contains("journal retired"), "{}", text(&out));
+    assert!(!journal.exists());
+    assert_eq!(owner(&tree), (3333, 3333));
+    assert_eq!(owner(&tree.join("f")), (3333, 3333));
+}
