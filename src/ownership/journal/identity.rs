@@ -325,3 +325,85 @@ pub fn open_by_handle(mount: BorrowedFd<'_>, handle: &FileHandle) -> io::Result<
     // SAFETY: `fd` is a new descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ownership::journal::testdata::{record, session};
+
+    fn observed(birth: Option<Birth>, generation: Option<u64>, uid: u32, mode: u32) -> Observed {
+        Observed {
+            identity: RootIdentity {
+                dev: 7,
+                ino: 9,
+                birth,
+                generation,
+                handle: None,
+            },
+            uid,
+            gid: uid,
+            mode,
+        }
+    }
+
+    const BORN: Birth = Birth { secs: 10, nanos: 5 };
+    const LATER: Birth = Birth { secs: 10, nanos: 6 };
+
+    #[test]
+    fn birth_time_then_generation_tell_a_reused_inode_apart() {
+        let mut info = session();
+        let now = observed(Some(BORN), Some(1), 49_999, 0o40_755);
+        info.identity = Some(now.identity.clone());
+        let run = [Recorded {
+            info: &info,
+            root_entry: None,
+        }];
+        assert_eq!(
+            judge(&run, &now, None),
+            Verdict::Belongs(Proof::Identity(Rule::BirthTime))
+        );
+        // Same inode, born later: another folder, whatever its generation says.
+        let reused = observed(Some(LATER), Some(1), 49_999, 0o40_755);
+        assert!(matches!(judge(&run, &reused, None), Verdict::Foreign(why) if why.contains("birth time")));
+        // No birth time on this filesystem: the generation decides.
+        info.identity = Some(observed(None, Some(1), 0, 0).identity);
+        let run = [Recorded {
+            info: &info,
+            root_entry: None,
+        }];
+        let same = observed(None, Some(1), 49_999, 0o40_755);
+        assert_eq!(
+            judge(&run, &same, None),
+            Verdict::Belongs(Proof::Identity(Rule::Generation))
+        );
+        let other = observed(None, Some(2), 49_999, 0o40_755);
+        assert!(matches!(judge(&run, &other, None), Verdict::Foreign(why) if why.contains("generation")));
+    }
+
+    #[test]
+    fn without_an_identity_the_root_entrys_facts_decide() {
+        let info = session();
+        let mut root = record(b"");
+        root.mode = 0o40_750;
+        let run = [Recorded {
+            info: &info,
+            root_entry: Some(&root),
+        }];
+        // Owned as the last own left it (49999), type and permission bits as recorded;
+        // setuid/setgid bits may differ (chown clears them on files).
+        let now = observed(None, None, 49_999, 0o42_750);
+        assert_eq!(judge(&run, &now, None), Verdict::Belongs(Proof::RootFacts));
+        let chowned = observed(None, None, 2222, 0o40_750);
+        assert!(matches!(judge(&run, &chowned, None), Verdict::Foreign(why) if why.contains("2222:2222")));
+        let chmodded = observed(None, None, 49_999, 0o40_755);
+        assert!(matches!(judge(&run, &chmodded, None), Verdict::Foreign(why) if why.contains("mode")));
+        // A run recorded for another inode is never this folder's.
+        let mut elsewhere = session();
+        elsewhere.root_ino = 10;
+        let run = [Recorded {
+            info: &elsewhere,
+            root_entry: None,
+        }];
+        assert!(matches!(judge(&run, &now, None), Verdict::Foreign(why) if why.contains("another folder")));
+    }
+}
