@@ -563,3 +563,40 @@ fn release_removes_a_journal_of_another_folder_as_stale() {
     assert_eq!(owner(&tree), (3333, 3333));
     assert_eq!(owner(&tree.join("f")), (3333, 3333));
 }
+
+/// A later run that crashed before its first records frame was complete changed nothing:
+/// undo passes over it (after the next own cut its torn frame, too) and restores the
+/// earlier runs exactly.
+#[test]
+fn a_run_cut_before_its_first_records_frame_does_not_block_undo() {
+    let env = Env::new();
+    let tree = env.folder("tree", 1000);
+    let before = snapshot(&tree);
+    assert_eq!(env.run(&["own", "tree"]).status.code(), Some(0));
+    let journal = env.journal_of(&tree);
+    let bytes = std::fs::read(&journal).unwrap();
+    let (frames, _) = journal::parse(&bytes).unwrap();
+    let mut torn = bytes.clone();
+    torn.extend(encode_frame(&frames[0]));
+    let records = encode_frame(&frames[1]);
+    torn.extend(&records[..records.len() / 2]);
+    for own_again in [false, true] {
+        std::fs::write(&journal, &torn).unwrap();
+        if own_again {
+            // Nothing left to change; the torn frame is cut, the run's session frame stays.
+            let out = env.run(&["own", "tree"]);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+            assert!(std::fs::read(&journal).unwrap().len() < torn.len());
+        }
+        let out = env.run(&["undo", "tree"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(snapshot(&tree), before);
+        assert_eq!(env.run(&["own", "tree"]).status.code(), Some(0));
+        let bytes_now = std::fs::read(&journal).unwrap();
+        torn = bytes_now.clone();
+        let (frames, _) = journal::parse(&bytes_now).unwrap();
+        torn.extend(encode_frame(&frames[0]));
+        let records = encode_frame(&frames[1]);
+        torn.extend(&records[..records.len() / 2]);
+    }
+}
