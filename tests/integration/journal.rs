@@ -600,3 +600,33 @@ fn a_run_cut_before_its_first_records_frame_does_not_block_undo() {
         torn.extend(&records[..records.len() / 2]);
     }
 }
+
+/// A journal recorded on another filesystem that had the same device number is not
+/// pruned: its file handle means nothing here.
+#[test]
+fn journals_of_another_filesystem_with_the_same_device_number_are_not_pruned() {
+    let env = Env::new();
+    let gone = env.folder("gone", 7);
+    assert_eq!(env.run(&["own", "gone"]).status.code(), Some(0));
+    let gone_journal = env.journal_of(&gone);
+    // Rewrite its run as if recorded on another filesystem (checksums recomputed).
+    let (frames, _) = journal::parse(&std::fs::read(&gone_journal).unwrap()).unwrap();
+    let mut bytes = MAGIC.to_vec();
+    for mut frame in frames {
+        if let Frame::Session(info) = &mut frame {
+            let identity = info.identity.as_mut().expect("an identity recorded");
+            assert!(identity.fsid.is_some(), "no filesystem id recorded");
+            identity.fsid = identity.fsid.map(|id| id ^ 1);
+        }
+        bytes.extend(encode_frame(&frame));
+    }
+    std::fs::write(&gone_journal, &bytes).unwrap();
+    env.folder("other", 5);
+    std::fs::remove_dir_all(&gone).unwrap();
+    let out = env.run(&["own", "other"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("removed 1 journal"), "{}", text(&out));
+    assert_eq!(std::fs::read(&gone_journal).unwrap(), bytes);
+    let list = text(&env.run(&["journal", "list"]));
+    assert!(list.contains("gone: unknown ("), "{list}");
+}

@@ -46,11 +46,11 @@ pub struct Observed {
 pub fn identify(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<Observed> {
     let stx = statx(parent, name, libc::AT_SYMLINK_NOFOLLOW)?;
     let kind = u32::from(stx.stx_mode) & libc::S_IFMT;
-    let generation = if kind == libc::S_IFDIR || kind == libc::S_IFREG {
-        open_plain(parent, name).ok().and_then(|fd| generation(&fd))
-    } else {
-        None
-    };
+    let plain = (kind == libc::S_IFDIR || kind == libc::S_IFREG)
+        .then(|| open_plain(parent, name).ok())
+        .flatten();
+    let generation = plain.as_ref().and_then(generation);
+    let fsid = filesystem_id(plain.as_ref().map_or(parent, AsFd::as_fd));
     Ok(Observed {
         identity: RootIdentity {
             dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
@@ -58,6 +58,7 @@ pub fn identify(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<Observed> {
             birth: birth(&stx),
             generation,
             handle: handle_at(parent, name).ok(),
+            fsid,
         },
         uid: stx.stx_uid,
         gid: stx.stx_gid,
@@ -74,7 +75,17 @@ pub fn identify_fd(fd: BorrowedFd<'_>) -> io::Result<RootIdentity> {
         birth: birth(&stx),
         generation: None,
         handle: None,
+        fsid: filesystem_id(fd),
     })
+}
+
+/// The id of the filesystem `fd` is on (`statfs` `f_fsid`).
+pub fn filesystem_id(fd: BorrowedFd<'_>) -> Option<u64> {
+    let stat = nix::sys::statfs::fstatfs(fd).ok()?;
+    // SAFETY: `fsid_t` is two C ints (8 bytes) on Linux, with no invalid bit patterns;
+    // only its bytes are read.
+    let bytes: [u8; 8] = unsafe { std::mem::transmute(stat.filesystem_id()) };
+    Some(u64::from_ne_bytes(bytes)).filter(|&id| id != 0)
 }
 
 /// How a recorded identity was checked against the folder now there.
@@ -339,6 +350,7 @@ mod tests {
                 birth,
                 generation,
                 handle: None,
+                fsid: None,
             },
             uid,
             gid: uid,

@@ -153,6 +153,11 @@ pub struct RootIdentity {
     /// filesystem, and fails once it is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handle: Option<FileHandle>,
+    /// The filesystem's id (`statfs` `f_fsid`, from its UUID on ext4, xfs, btrfs): a
+    /// handle is only tried on the filesystem it came from, not on another one that got
+    /// the same device number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsid: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
