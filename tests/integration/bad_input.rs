@@ -1,6 +1,7 @@
 //! The bad-input matrix: every command, fed what a user gets wrong. Each row must exit 2,
 //! print one error naming the culprit, and leave the tree (and a folder outside it that a
-//! symlink points to) identical in bytes, owners and modes.
+//! symlink points to) identical in bytes, owners and modes. The rows that need a journal
+//! forged first are in `journal_refusals.rs`.
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -12,6 +12,8 @@ mod cli;
 mod deploy;
 mod deploy_flwr;
 mod flower;
+mod journal;
+mod journal_refusals;
 mod orchestrators;
 mod ownership;
 mod roundtrip;

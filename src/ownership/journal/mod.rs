@@ -5,9 +5,13 @@
 //! * [`store`]: where journals live (the state directory), their names and permissions.
 //! * [`writer`]: [`JournalWriter`] and the record batches the walk fills.
 //! * [`read`]: summaries of journal files and their records, batch by batch.
+//! * [`identity`]: which folder a journal belongs to, beyond its inode number.
+//! * [`status`]: whether a journal's folder still exists (`journal list|prune`).
 
 pub mod format;
+pub mod identity;
 pub mod read;
+pub mod status;
 pub mod store;
 pub mod writer;
 

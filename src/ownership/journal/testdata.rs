@@ -12,6 +12,7 @@ pub(crate) fn session() -> SessionInfo {
         root_ino: 9,
         uid: 49_999,
         gid: 49_999,
+        identity: None,
     }
 }
 

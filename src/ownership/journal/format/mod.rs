@@ -132,6 +132,64 @@ pub struct SessionInfo {
     /// The owner `own` gave the entries.
     pub uid: u32,
     pub gid: u32,
+    /// Which folder this is, beyond its inode number (absent in journals of earlier
+    /// versions, and where the root could not be examined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<RootIdentity>,
+}
+
+/// What tells the root folder apart from a later one that got its inode number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    /// The birth time `statx` reports, where the filesystem keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth: Option<Birth>,
+    /// The inode generation (`FS_IOC_GETVERSION`), where the filesystem reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    /// The file handle (`name_to_handle_at`): opens the folder wherever it moved on its
+    /// filesystem, and fails once it is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<FileHandle>,
+    /// The filesystem's id (`statfs` `f_fsid`, from its UUID on ext4, xfs, btrfs): a
+    /// handle is only tried on the filesystem it came from, not on another one that got
+    /// the same device number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsid: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Birth {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHandle {
+    pub kind: i32,
+    pub bytes: Vec<u8>,
+}
+
+/// Why a recorded path may not be used to find an entry below the root: an absolute
+/// path, an empty, `.` or `..` component, or a NUL byte (the root itself is the empty path).
+pub fn path_problem(path: &[u8]) -> Option<&'static str> {
+    if path.is_empty() {
+        return None;
+    }
+    if path.contains(&0) {
+        return Some("holds a NUL byte");
+    }
+    if path.first() == Some(&b'/') {
+        return Some("is absolute");
+    }
+    path.split(|&b| b == b'/').find_map(|component| match component {
+        b"" => Some("has an empty component"),
+        b"." => Some("has a `.` component"),
+        b".." => Some("has a `..` component"),
+        _ => None,
+    })
 }
 
 /// Written when an `own` run finished its walk (absent after a crash).
@@ -440,6 +498,25 @@ mod tests {
     #[test]
     fn crc_matches_the_standard_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn recorded_paths_that_could_leave_the_root_are_named() {
+        for (path, problem) in [
+            (&b"../victim"[..], Some("has a `..` component")),
+            (b"a/../../b", Some("has a `..` component")),
+            (b"..", Some("has a `..` component")),
+            (b"/etc/passwd", Some("is absolute")),
+            (b"a//b", Some("has an empty component")),
+            (b"a/", Some("has an empty component")),
+            (b"./a", Some("has a `.` component")),
+            (b"a\x00b", Some("holds a NUL byte")),
+            (b"", None),
+            (b"a/b/...", None),
+            (b"..hidden/x", None),
+        ] {
+            assert_eq!(path_problem(path), problem, "{}", String::from_utf8_lossy(path));
+        }
     }
 
     proptest::proptest! {
