@@ -188,6 +188,17 @@ fn report(
                     skipped.detail
                 ));
             }
+            for device in &outcome.report.devices {
+                printer.warn(&format!(
+                    "{}: device node {device} {}: its owner can read and write the device",
+                    outcome.path.display(),
+                    if dry_run {
+                        "would be handed over"
+                    } else {
+                        "handed over"
+                    }
+                ));
+            }
             let listed = outcome.report.skipped_entries.len() as u64;
             if outcome.report.skipped > listed {
                 printer.warn(&format!(
@@ -248,43 +259,25 @@ fn report(
 /// The host owner for `own`: `--host-uid/--host-gid` as given, otherwise `--uid/--gid`
 /// mapped through the daemon's subordinate ranges when it runs rootless or userns-remapped.
 fn host_target(args: &OwnArgs, printer: Printer) -> Result<Target> {
-    let mut target = Target {
+    let given = Target {
         uid: args.host_uid.unwrap_or(args.uid),
         gid: args.host_gid.unwrap_or(args.gid),
     };
     if args.host_uid.is_some() && args.host_gid.is_some() {
-        return Ok(target);
+        return Ok(given);
     }
-    let Some(facts) = daemon_facts() else {
-        return Ok(target);
-    };
-    let mode = if facts.rootless {
-        Userns::Rootless {
+    let mode = match daemon_facts() {
+        Some(facts) if facts.rootless => Userns::Rootless {
             host_id: nix::unistd::getuid().as_raw(),
-        }
-    } else if facts.userns_remap {
-        Userns::Remap
-    } else {
-        return Ok(target);
+        },
+        Some(facts) if facts.userns_remap => Userns::Remap,
+        _ => return Ok(given),
     };
-    let (user, user_id) = daemon_user(mode)?;
-    if args.host_uid.is_none() {
-        let ranges = subid::parse_subid(&std::fs::read_to_string("/etc/subuid").unwrap_or_default());
-        let host_id = match mode {
-            Userns::Rootless { .. } => Userns::Rootless { host_id: user_id },
-            Userns::Remap => Userns::Remap,
-        };
-        target.uid = subid::map_container_id(args.uid, host_id, &ranges, &user, user_id, "UID")?;
-    }
-    if args.host_gid.is_none() {
-        let ranges = subid::parse_subid(&std::fs::read_to_string("/etc/subgid").unwrap_or_default());
-        let gid = nix::unistd::getgid().as_raw();
-        let host_id = match mode {
-            Userns::Rootless { .. } => Userns::Rootless { host_id: gid },
-            Userns::Remap => Userns::Remap,
-        };
-        target.gid = subid::map_container_id(args.gid, host_id, &ranges, &user, user_id, "GID")?;
-    }
+    let container = Target {
+        uid: args.uid,
+        gid: args.gid,
+    };
+    let target = subid::host_ids(container, (args.host_uid, args.host_gid), mode)?;
     printer.detail(&format!(
         "Docker runs user-namespaced: container {}:{} is host {}:{}",
         args.uid, args.gid, target.uid, target.gid
@@ -312,33 +305,6 @@ fn daemon_facts() -> Option<docker::DaemonFacts> {
     .flatten()
 }
 
-/// Whose subordinate ranges the daemon uses: the caller for rootless (the sudo caller under
-/// sudo), the remap user (`dockremap` unless daemon.json names another) for userns-remap.
-fn daemon_user(mode: Userns) -> Result<(String, u32)> {
-    let uid = match mode {
-        Userns::Rootless { .. } => std::env::var("SUDO_UID")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| nix::unistd::getuid().as_raw()),
-        Userns::Remap => {
-            let configured = std::fs::read_to_string("/etc/docker/daemon.json")
-                .ok()
-                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-                .and_then(|v| v.get("userns-remap").and_then(|n| n.as_str()).map(str::to_string));
-            let name = match configured.as_deref() {
-                None | Some("default") => "dockremap".to_string(),
-                Some(name) => name.split(':').next().unwrap_or(name).to_string(),
-            };
-            let user = nix::unistd::User::from_name(&name)?
-                .with_context(|| format!("userns-remap user {name}: unknown user"))?;
-            return Ok((user.name, user.uid.as_raw()));
-        }
-    };
-    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))?
-        .map_or_else(|| uid.to_string(), |u| u.name);
-    Ok((name, uid))
-}
-
 /// Changing owners needs root; say exactly what to run instead.
 fn require_root(dry_run: bool) -> Result<()> {
     if dry_run || nix::unistd::geteuid().is_root() {
@@ -361,10 +327,9 @@ fn require_root(dry_run: bool) -> Result<()> {
 fn release_target(to: Option<&str>) -> Result<Target> {
     use nix::unistd::{Group, User};
     let Some(spec) = to else {
-        let sudo = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
         if nix::unistd::geteuid().is_root() {
-            if let (Some(uid), Some(gid)) = (sudo("SUDO_UID"), sudo("SUDO_GID")) {
-                return Ok(Target { uid, gid });
+            if let Some(caller) = ownership::sudo_caller()? {
+                return Ok(caller);
             }
         }
         return Ok(Target {
@@ -380,7 +345,14 @@ fn release_target(to: Option<&str>) -> Result<Target> {
         flag: "--to",
         message: format!("unknown {what} {name:?}"),
     };
+    let reserved = |id: &str| Error::InvalidFlag {
+        flag: "--to",
+        message: format!("{id} means \"leave unchanged\" to the kernel; name a real user and group"),
+    };
     let (uid, primary_gid) = if let Ok(uid) = user_part.parse::<u32>() {
+        if uid == ownership::UNCHANGED_ID {
+            return Err(reserved(user_part).into());
+        }
         let user = User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
         (uid, user.map_or(uid, |u| u.gid.as_raw()))
     } else {
@@ -393,6 +365,7 @@ fn release_target(to: Option<&str>) -> Result<Target> {
     let gid = match group_part {
         None | Some("") => primary_gid,
         Some(group) => match group.parse::<u32>() {
+            Ok(ownership::UNCHANGED_ID) => return Err(reserved(group).into()),
             Ok(gid) => gid,
             Err(_) => Group::from_name(group)
                 .ok()

@@ -33,6 +33,36 @@ use self::undo::ChangedEntry;
 pub use self::walk::Target;
 use self::walk::WalkOptions;
 
+/// The ID `chown` reads as "leave unchanged": never a target (it would change nothing while
+/// reporting changes).
+pub const UNCHANGED_ID: u32 = u32::MAX;
+
+/// The user who ran sudo, from `SUDO_UID`/`SUDO_GID`: `None` when neither is set, an error
+/// naming the variable when one is missing or is not an ID (so it never silently means root).
+pub fn sudo_caller() -> Result<Option<Target>> {
+    let read = |name: &str| -> Result<Option<u32>> {
+        let Some(value) = std::env::var_os(name) else {
+            return Ok(None);
+        };
+        let text = value.to_string_lossy();
+        match text.parse::<u32>() {
+            Ok(id) if id != UNCHANGED_ID && !text.starts_with('+') => Ok(Some(id)),
+            _ => Err(crate::error::Error::Usage(format!(
+                "{name}={}: not a user or group ID (0 to {}); unset it or set it to the caller's ID",
+                report::display_bytes(value.as_encoded_bytes()),
+                UNCHANGED_ID - 1
+            ))
+            .into()),
+        }
+    };
+    match (read("SUDO_UID")?, read("SUDO_GID")?) {
+        (None, None) => Ok(None),
+        (Some(uid), Some(gid)) => Ok(Some(Target { uid, gid })),
+        (Some(_), None) => bail!("SUDO_UID is set but SUDO_GID is not; set both or neither"),
+        (None, Some(_)) => bail!("SUDO_GID is set but SUDO_UID is not; set both or neither"),
+    }
+}
+
 /// Plain settings for `own` and `release`.
 #[derive(Debug, Clone)]
 pub struct ReownSettings {
@@ -232,7 +262,7 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
     let state_dir = journal::state_dir()?;
     let roots = resolve_all(&settings.paths, Some(&state_dir))?;
     let mut checked = Vec::new();
-    for root in &roots {
+    for (index, root) in roots.iter().enumerate() {
         let path = journal::journal_path(&state_dir, root.dev, root.ino);
         if !path.exists() {
             bail!(
@@ -243,6 +273,18 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
         }
         let summary = journal::summarize(&path)?;
         undo::check_journal_root(root, &summary)?;
+        // Roots before this one in the list are undone before it.
+        let earlier: Vec<(u64, u64)> = roots[..index].iter().map(|r| (r.dev, r.ino)).collect();
+        if let Some((other, file)) = newer_overlapping_journal(&state_dir, root, &summary, &earlier) {
+            bail!(
+                "{}: {} has a journal of its own from a later own ({}); undo {} first, then {}, to restore exactly",
+                root.path.display(),
+                other.display(),
+                file.display(),
+                other.display(),
+                root.path.display()
+            );
+        }
         let preflight = undo::preflight(root, &summary)
             .with_context(|| format!("undo {}: stopped; nothing restored", root.path.display()))?;
         if let Some(first) = preflight.first_changed.clone() {
@@ -289,6 +331,65 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
         });
     }
     Ok(outcomes)
+}
+
+/// A journal of a folder inside `root`'s tree (or holding it) whose first run came after
+/// `root`'s first: undoing `root` first would leave the shared entries as that later run
+/// found them, and undoing the other afterwards would put its owner back. Skips the roots
+/// in `earlier` (undone before this one) and journals that no longer match their folder.
+fn newer_overlapping_journal(
+    state_dir: &Path,
+    root: &Root,
+    summary: &journal::JournalSummary,
+    earlier: &[(u64, u64)],
+) -> Option<(PathBuf, PathBuf)> {
+    let first = |summary: &journal::JournalSummary| {
+        let started = summary.sessions.first().map_or(0, |s| s.info.started);
+        (started, born(&summary.file))
+    };
+    let ours = first(summary);
+    for (dev, ino) in journal::journal_roots(state_dir) {
+        if (dev, ino) == (root.dev, root.ino) || dev != root.dev || earlier.contains(&(dev, ino)) {
+            continue;
+        }
+        let file = journal::journal_path(state_dir, dev, ino);
+        let Ok(other) = journal::summarize(&file) else {
+            continue;
+        };
+        let Some(session) = other.sessions.first() else {
+            continue;
+        };
+        let other_path = PathBuf::from(&session.info.root);
+        let overlaps = other_path.starts_with(&root.path) || root.path.starts_with(&other_path);
+        let same = nix::sys::stat::lstat(&other_path).is_ok_and(|s| (s.st_dev, s.st_ino) == (dev, ino));
+        if overlaps && same && first(&other) > ours {
+            return Some((other_path, file));
+        }
+    }
+    None
+}
+
+/// When a file was made, to the nanosecond (`None` where the filesystem does not say).
+fn born(path: &Path) -> Option<(i64, u32)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut buf = std::mem::MaybeUninit::<nix::libc::statx>::zeroed();
+    // SAFETY: statx writes at most one `struct statx` into `buf`; the path is NUL-terminated.
+    let rc = unsafe {
+        nix::libc::statx(
+            nix::libc::AT_FDCWD,
+            c_path.as_ptr(),
+            0,
+            nix::libc::STATX_BTIME,
+            buf.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statx succeeded and filled the (zeroed) buffer.
+    let sx = unsafe { buf.assume_init() };
+    (sx.stx_mask & nix::libc::STATX_BTIME != 0).then_some((sx.stx_btime.tv_sec, sx.stx_btime.tv_nsec))
 }
 
 /// Every journal in the state directory, with its sessions.

@@ -6,7 +6,9 @@
 //! `start + n`. So a file a rootless container's UID 49999 can use belongs, on the host, to
 //! `start + 49998`.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+
+use super::Target;
 
 /// One line of `/etc/subuid` or `/etc/subgid`: `user:start:count`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +86,57 @@ pub fn map_container_id(
         .start
         .checked_add(offset)
         .ok_or_else(|| anyhow::anyhow!("container {kind} {id} maps past the largest {kind}"))
+}
+
+/// The host owner behind container IDs `container` under `mode`; an ID given in `host`
+/// is kept as it is.
+pub fn host_ids(container: Target, host: (Option<u32>, Option<u32>), mode: Userns) -> Result<Target> {
+    let (user, user_id) = daemon_user(mode)?;
+    let map = |id: u32, given: Option<u32>, kind: &str, file: &str, own_id: u32| -> Result<u32> {
+        if let Some(given) = given {
+            return Ok(given);
+        }
+        let ranges = parse_subid(&std::fs::read_to_string(file).unwrap_or_default());
+        let mode = match mode {
+            Userns::Rootless { .. } => Userns::Rootless { host_id: own_id },
+            Userns::Remap => Userns::Remap,
+        };
+        map_container_id(id, mode, &ranges, &user, user_id, kind)
+    };
+    Ok(Target {
+        uid: map(container.uid, host.0, "UID", "/etc/subuid", user_id)?,
+        gid: map(
+            container.gid,
+            host.1,
+            "GID",
+            "/etc/subgid",
+            nix::unistd::getgid().as_raw(),
+        )?,
+    })
+}
+
+/// Whose subordinate ranges the daemon uses: the caller for rootless (the sudo caller under
+/// sudo), the remap user (`dockremap` unless daemon.json names another) for userns-remap.
+fn daemon_user(mode: Userns) -> Result<(String, u32)> {
+    let uid = match mode {
+        Userns::Rootless { host_id } => super::sudo_caller()?.map_or(host_id, |caller| caller.uid),
+        Userns::Remap => {
+            let configured = std::fs::read_to_string("/etc/docker/daemon.json")
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .and_then(|v| v.get("userns-remap").and_then(|n| n.as_str()).map(str::to_string));
+            let name = match configured.as_deref() {
+                None | Some("default") => "dockremap".to_string(),
+                Some(name) => name.split(':').next().unwrap_or(name).to_string(),
+            };
+            let user = nix::unistd::User::from_name(&name)?
+                .with_context(|| format!("userns-remap user {name}: unknown user"))?;
+            return Ok((user.name, user.uid.as_raw()));
+        }
+    };
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))?
+        .map_or_else(|| uid.to_string(), |u| u.name);
+    Ok((name, uid))
 }
 
 fn kind_letter(kind: &str) -> &'static str {
