@@ -59,7 +59,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Own(args) => commands::ownership::run_own(&args, &printer),
         Command::Undo(args) => commands::ownership::run_undo(&args, &printer),
         Command::Release(args) => commands::ownership::run_release(&args, &printer),
-        Command::Journal(command) => commands::ownership::run_journal(&command, &printer),
+        Command::Journal(command) => commands::journal::run_journal(&command, &printer),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             // clap_complete panics on a write error: render first, so a closed pipe is an

@@ -21,7 +21,9 @@ Symlinks are re-owned themselves, never followed; mount points below PATH and fi
 other hard links are reported and skipped. Before anything changes, the old owner, group
 and mode of every entry are journaled (see `flowerbed journal list`), so `flowerbed undo`
 puts them back exactly. Running `own` again changes only what is not right yet; `undo`
-still returns to the state before the first `own`.
+still returns to the state before the first `own`. A journal left by a deleted folder whose
+inode this one got is set aside, never appended to. One run at a time per folder: a second
+waits for the first (or exits 2 with --no-wait).
 
 Exit status: 0 done, 1 some entries skipped, 2 bad input or a failure (such as a full disk
 under the journal: what was changed is journaled, `undo` puts it back). Ctrl-C (SIGINT) or
@@ -53,7 +55,8 @@ Ctrl-C (SIGINT) or SIGTERM stops between entries and exits 130 or 143.";
 pub const JOURNAL_AFTER_HELP: &str = "\
 Examples:
   flowerbed journal list
-  sudo flowerbed journal show deploy/state --json";
+  sudo flowerbed journal show deploy/state --json
+  sudo flowerbed journal prune --dry-run              what would go: journals of deleted folders";
 
 /// A UID or GID to hand entries to: a number below 4294967295, which `chown` reads as
 /// "leave unchanged" (so it would report changes it never made).
@@ -161,12 +164,28 @@ pub struct CommonArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Fail (exit 2) instead of waiting when another flowerbed run holds the folder's
+    /// journal lock.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum JournalCommand {
-    /// List every journal with its folder, runs and entry counts.
+    /// List every journal with its folder, runs, entry counts, size and status: live,
+    /// stale (the folder is gone), mismatched (another folder holds its inode) or unknown.
     List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the journals of folders that are gone (stale) or whose inode another folder
+    /// holds (mismatched); live and unknown ones are kept.
+    Prune {
+        /// Say what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,

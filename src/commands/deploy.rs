@@ -430,6 +430,7 @@ fn hand_to_container(deployment: &Deployment) -> Result<bool> {
         allow_hardlinks: false,
         dry_run: false,
         progress: false,
+        wait: crate::ownership::LockWait::Wait,
     })?;
     Ok(true)
 }

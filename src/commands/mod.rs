@@ -6,5 +6,6 @@ pub mod certs;
 pub mod check;
 pub mod deploy;
 pub mod doctor;
+pub mod journal;
 pub mod man;
 pub mod ownership;

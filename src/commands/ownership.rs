@@ -4,18 +4,17 @@
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::cli::ownership::{CommonArgs, JournalCommand, OwnArgs, ReleaseArgs, UndoArgs, ViaDockerArgs};
+use crate::cli::ownership::{CommonArgs, OwnArgs, ReleaseArgs, UndoArgs, ViaDockerArgs};
 use crate::docker;
 use crate::error::{Error, Outcome};
 use crate::output::Printer;
-use crate::ownership::report::display_bytes;
 use crate::ownership::subid::{self, Userns};
-use crate::ownership::{self, ReownSettings, RootOutcome, Target, UndoSettings};
+use crate::ownership::{self, LockWait, ReownSettings, RootOutcome, Target, UndoSettings};
 use crate::ownership::{interrupt, journal};
 
 #[derive(Serialize)]
@@ -38,7 +37,7 @@ pub fn run_own(args: &OwnArgs, printer: &Printer) -> Result<Outcome> {
             if args.allow_hardlinks {
                 helper_args.push("--allow-hardlinks".into());
             }
-            push_common(helper_args, args.common.dry_run, args.common.json);
+            push_common(helper_args, &args.common);
             Ok(())
         });
     }
@@ -61,7 +60,7 @@ pub fn run_undo(args: &UndoArgs, printer: &Printer) -> Result<Outcome> {
             if args.skip_changed {
                 helper_args.push("--skip-changed".into());
             }
-            push_common(helper_args, args.common.dry_run, args.common.json);
+            push_common(helper_args, &args.common);
             Ok(())
         });
     }
@@ -72,6 +71,7 @@ pub fn run_undo(args: &UndoArgs, printer: &Printer) -> Result<Outcome> {
         skip_changed: args.skip_changed,
         dry_run: args.common.dry_run,
         progress: !printer.quiet() && !args.common.json,
+        wait: lock_wait(&args.common),
     };
     let outcomes = ownership::undo(&settings)?;
     let verb = if args.common.dry_run {
@@ -105,7 +105,7 @@ pub fn run_release(args: &ReleaseArgs, printer: &Printer) -> Result<Outcome> {
             if args.allow_hardlinks {
                 helper_args.push("--allow-hardlinks".into());
             }
-            push_common(helper_args, args.common.dry_run, args.common.json);
+            push_common(helper_args, &args.common);
             Ok(())
         });
     }
@@ -138,6 +138,7 @@ fn reown(
         allow_hardlinks,
         dry_run: common.dry_run,
         progress: !printer.quiet() && !common.json,
+        wait: lock_wait(common),
     };
     let outcomes = walk(&settings)?;
     let verb = if common.dry_run { "to change" } else { "changed" };
@@ -152,7 +153,19 @@ fn reown(
     )
 }
 
-fn push_common(helper_args: &mut Vec<String>, dry_run: bool, json: bool) {
+fn lock_wait(common: &CommonArgs) -> LockWait {
+    if common.no_wait {
+        LockWait::NoWait
+    } else {
+        LockWait::Wait
+    }
+}
+
+fn push_common(helper_args: &mut Vec<String>, common: &CommonArgs) {
+    let (dry_run, json) = (common.dry_run, common.json);
+    if common.no_wait {
+        helper_args.push("--no-wait".into());
+    }
     if dry_run {
         helper_args.push("--dry-run".into());
     }
@@ -236,6 +249,9 @@ fn report(
                     _ => "journal kept",
                 };
                 let _ = write!(line, "; {what}: {}", journal.display());
+                if let Some(rule) = &outcome.identity_rule {
+                    let _ = write!(line, " ({rule})");
+                }
             }
             if !outcome.inner_journals.is_empty() {
                 let what = if retired { "retired" } else { "kept" };
@@ -245,6 +261,23 @@ fn report(
                     .map(|path| path.display().to_string())
                     .collect();
                 let _ = write!(line, "; journals of paths inside {what}: {}", paths.join(", "));
+            }
+            if let Some(aside) = &outcome.set_aside {
+                printer.warn(&format!(
+                    "{}: set aside journal {} and started a new one: {}",
+                    outcome.path.display(),
+                    aside.file.display(),
+                    aside.reason
+                ));
+            }
+            if !outcome.pruned.is_empty() {
+                let paths: Vec<String> = outcome.pruned.iter().map(|p| p.display().to_string()).collect();
+                let _ = write!(
+                    line,
+                    "; removed {} journal(s) of folders since deleted: {}",
+                    paths.len(),
+                    paths.join(", ")
+                );
             }
             printer.result(&line)?;
         }
@@ -432,144 +465,4 @@ fn via_docker(
         2 => Ok(Outcome::BadInput),
         code => bail!("the helper container in {} exited with status {code}", spec.image),
     }
-}
-
-pub fn run_journal(command: &JournalCommand, printer: &Printer) -> Result<Outcome> {
-    match command {
-        JournalCommand::List { json } => journal_list(*json, *printer),
-        JournalCommand::Show { path, json } => journal_show(path, *json, *printer),
-    }
-}
-
-fn journal_list(json: bool, printer: Printer) -> Result<Outcome> {
-    let (dir, journals) = ownership::list_journals()?;
-    let mut unreadable = false;
-    if json {
-        #[derive(Serialize)]
-        struct Listing<'a> {
-            directory: &'a Path,
-            journals: Vec<serde_json::Value>,
-        }
-        let journals = journals
-            .iter()
-            .map(|entry| match entry {
-                Ok(summary) => serde_json::to_value(summary).expect("plain data"),
-                Err(message) => {
-                    unreadable = true;
-                    serde_json::json!({ "error": message })
-                }
-            })
-            .collect();
-        printer.json(&Listing {
-            directory: &dir,
-            journals,
-        })?;
-    } else {
-        if journals.is_empty() {
-            printer.info(&format!("no journals in {}", dir.display()))?;
-        }
-        for entry in &journals {
-            match entry {
-                Ok(summary) => {
-                    let root = summary.sessions.first().map_or("?", |s| s.info.root.as_str());
-                    let records: u64 = summary.sessions.iter().map(|s| s.records).sum();
-                    let mut line = format!(
-                        "{root}: {} run(s), {records} entries recorded, journal {}",
-                        summary.sessions.len(),
-                        summary.file.display()
-                    );
-                    if summary.sessions.iter().any(|s| !s.finished) {
-                        line.push_str(" (a run was interrupted: `undo` restores what it changed)");
-                    }
-                    printer.result(&line)?;
-                }
-                Err(message) => {
-                    unreadable = true;
-                    printer.warn(message);
-                }
-            }
-        }
-    }
-    Ok(if unreadable {
-        Outcome::Findings
-    } else {
-        Outcome::Success
-    })
-}
-
-fn journal_show(path: &Path, json: bool, printer: Printer) -> Result<Outcome> {
-    #[derive(Serialize)]
-    struct ShownRecord {
-        path: String,
-        dev: u64,
-        ino: u64,
-        uid: u32,
-        gid: u32,
-        mode: String,
-    }
-    #[derive(Serialize)]
-    struct ShownSession<'a> {
-        #[serde(flatten)]
-        summary: &'a journal::SessionSummary,
-        entries: Vec<ShownRecord>,
-    }
-    let file = ownership::journal_for(path)?;
-    let summary = journal::summarize(&file)?;
-    let mut sessions = Vec::new();
-    for session in &summary.sessions {
-        let mut entries = Vec::new();
-        journal::for_each_batch(&file, session.offset, |batch| {
-            entries.extend(batch.iter().map(|r| ShownRecord {
-                path: display_bytes(&r.path),
-                dev: r.dev,
-                ino: r.ino,
-                uid: r.uid,
-                gid: r.gid,
-                mode: format!("{:04o}", r.mode & 0o7777),
-            }));
-            Ok(())
-        })?;
-        sessions.push(ShownSession {
-            summary: session,
-            entries,
-        });
-    }
-    if json {
-        printer.json(&serde_json::json!({
-            "file": file,
-            "tail": summary.tail,
-            "sessions": sessions,
-        }))?;
-        return Ok(Outcome::Success);
-    }
-    printer.result(&format!("journal {}", file.display()))?;
-    for session in &sessions {
-        let info = &session.summary.info;
-        printer.result(&format!(
-            "run started {} by {}: {} -> {}:{}, {} entries{}",
-            info.started,
-            info.tool,
-            info.root,
-            info.uid,
-            info.gid,
-            session.summary.records,
-            if session.summary.finished {
-                ""
-            } else {
-                " (interrupted)"
-            }
-        ))?;
-        for entry in &session.entries {
-            printer.result(&format!(
-                "  {} {}:{} {}",
-                entry.mode, entry.uid, entry.gid, entry.path
-            ))?;
-        }
-    }
-    if let journal::Tail::Torn { offset } = summary.tail {
-        printer.warn(&format!(
-            "torn last write at byte {offset} ignored (it changed nothing)"
-        ));
-    }
-    Ok(Outcome::Success)
 }

@@ -15,18 +15,26 @@
 
 pub mod interrupt;
 pub mod journal;
+mod nested;
 pub mod report;
 pub mod root;
 pub mod subid;
 pub mod undo;
 pub mod walk;
 
+use std::ffi::CStr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::Mode;
 use serde::Serialize;
 
-use self::journal::{JournalWriter, SessionInfo};
+pub use self::journal::LockWait;
+use self::journal::identity::{self, Observed, Recorded, Verdict};
+use self::journal::status::{self, Status};
+use self::journal::{JournalLock, JournalSummary, JournalWriter, RootIdentity, SessionInfo};
 use self::report::{Progress, WalkReport};
 use self::root::Root;
 use self::undo::ChangedEntry;
@@ -37,31 +45,7 @@ use self::walk::WalkOptions;
 /// reporting changes).
 pub const UNCHANGED_ID: u32 = u32::MAX;
 
-/// The user who ran sudo, from `SUDO_UID`/`SUDO_GID`: `None` when neither is set, an error
-/// naming the variable when one is missing or is not an ID (so it never silently means root).
-pub fn sudo_caller() -> Result<Option<Target>> {
-    let read = |name: &str| -> Result<Option<u32>> {
-        let Some(value) = std::env::var_os(name) else {
-            return Ok(None);
-        };
-        let text = value.to_string_lossy();
-        match text.parse::<u32>() {
-            Ok(id) if id != UNCHANGED_ID && !text.starts_with('+') => Ok(Some(id)),
-            _ => Err(crate::error::Error::Usage(format!(
-                "{name}={}: not a user or group ID (0 to {}); unset it or set it to the caller's ID",
-                report::display_bytes(value.as_encoded_bytes()),
-                UNCHANGED_ID - 1
-            ))
-            .into()),
-        }
-    };
-    match (read("SUDO_UID")?, read("SUDO_GID")?) {
-        (None, None) => Ok(None),
-        (Some(uid), Some(gid)) => Ok(Some(Target { uid, gid })),
-        (Some(_), None) => bail!("SUDO_UID is set but SUDO_GID is not; set both or neither"),
-        (None, Some(_)) => bail!("SUDO_GID is set but SUDO_UID is not; set both or neither"),
-    }
-}
+pub use self::subid::sudo_caller;
 
 /// Plain settings for `own` and `release`.
 #[derive(Debug, Clone)]
@@ -71,6 +55,8 @@ pub struct ReownSettings {
     pub allow_hardlinks: bool,
     pub dry_run: bool,
     pub progress: bool,
+    /// Whether to wait for another run holding the root's journal lock.
+    pub wait: LockWait,
 }
 
 /// What happened to one PATH.
@@ -87,6 +73,82 @@ pub struct RootOutcome {
     /// `undo` only: entries whose identity changed since `own`, left alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_changed: Option<u64>,
+    /// `own` only: a journal named after the root's inode but another folder's, moved
+    /// aside (where to, and why it is not this folder's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_aside: Option<SetAside>,
+    /// `own` and `release`: journals of folders on the same device proven gone, removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<PathBuf>,
+    /// `undo` only: how the journal was found to be this folder's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_rule: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SetAside {
+    pub file: PathBuf,
+    pub reason: String,
+}
+
+impl RootOutcome {
+    fn new(root: &Root, report: WalkReport, journal: Option<PathBuf>) -> Self {
+        Self {
+            path: root.path.clone(),
+            report,
+            journal,
+            inner_journals: Vec::new(),
+            identity_changed: None,
+            set_aside: None,
+            pruned: Vec::new(),
+            identity_rule: None,
+        }
+    }
+}
+
+/// A descriptor on the root's filesystem, for file handles: the root folder itself
+/// (opened without following a link), or the folder holding a root that is a file.
+fn open_root(root: &Root) -> Result<OwnedFd> {
+    if !root.is_dir {
+        return Ok(root.parent.try_clone()?);
+    }
+    openat(
+        &root.parent,
+        root.name.as_c_str(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("{}: cannot open", root.path.display()))
+}
+
+fn observe(root: &Root) -> Result<Observed> {
+    let name: &CStr = root.name.as_c_str();
+    identity::identify(root.parent.as_fd(), name)
+        .with_context(|| format!("{}: cannot stat", root.path.display()))
+}
+
+/// Whether the journal at `path` is this root's, reading only its first run when that
+/// recorded an identity (every later run was appended after the same check).
+fn judge_existing(path: &Path, root_fd: &OwnedFd, observed: &Observed) -> Result<Verdict> {
+    if let Some(info) = journal::first_session(path)?.filter(|i| i.identity.is_some()) {
+        let run = Recorded {
+            info: &info,
+            root_entry: None,
+        };
+        return Ok(identity::judge(&[run], observed, Some(root_fd.as_fd())));
+    }
+    let summary = journal::summarize(path)?;
+    Ok(identity::judge(
+        &status::runs(&summary),
+        observed,
+        Some(root_fd.as_fd()),
+    ))
+}
+
+/// Release a journal lock, removing its file: lock files do not pile up, and a run
+/// waiting on the removed file takes the lock on a new one (see [`JournalLock::acquire`]).
+fn unlock(lock: JournalLock) {
+    lock.remove();
 }
 
 fn resolve_all(paths: &[PathBuf], state_dir: Option<&Path>) -> Result<Vec<Root>> {
@@ -117,43 +179,68 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     let mut outcomes = Vec::new();
     for root in &roots {
         let progress = Progress::new(settings.progress, &format!("own {}", root.path.display()));
-        let (report, journal_path) = if settings.dry_run {
-            (walk::reown(root, options, None, &progress, &[])?, None)
+        let outcome = if settings.dry_run {
+            RootOutcome::new(root, walk::reown(root, options, None, &progress, &[])?, None)
         } else {
             let path = journal::journal_path(&state_dir, root.dev, root.ino);
-            let mut writer = JournalWriter::open(
-                &path,
-                session_info("own", root, settings.target),
-                Some(settings.target.uid),
-            )?;
-            let walked = walk::reown(root, options, Some(&mut writer), &progress, &[]);
-            // A journal that cannot be appended to (damaged, or its new file cannot be synced)
-            // stopped the walk before any change: report it as it is.
-            writer.prepare()?;
-            let report = walked.with_context(|| {
-                format!(
-                    "own {}: stopped before the end; every change made is in the journal \
-                     (`flowerbed undo {}` puts it back)",
-                    root.path.display(),
-                    root.path.display()
-                )
-            })?;
-            let recorded = writer.finish(journal::unix_now())?;
-            if recorded == 0 {
-                remove_if_empty(&path);
-            }
-            (report, path.exists().then_some(path))
+            let lock = JournalLock::acquire(&path, &root.path, settings.wait)?;
+            let result = own_one(root, settings, &state_dir, &path, &progress);
+            unlock(lock);
+            let (report, set_aside, pruned) = result?;
+            let mut outcome = RootOutcome::new(root, report, path.exists().then_some(path));
+            outcome.set_aside = set_aside;
+            outcome.pruned = pruned;
+            outcome
         };
         progress.finish();
-        outcomes.push(RootOutcome {
-            path: root.path.clone(),
-            report,
-            journal: journal_path,
-            identity_changed: None,
-            inner_journals: Vec::new(),
-        });
+        outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+type OwnedOne = (WalkReport, Option<SetAside>, Vec<PathBuf>);
+
+/// `own` of one root, its journal lock held: set a foreign journal aside, prune the gone
+/// folders' journals of its device, journal and walk.
+fn own_one(
+    root: &Root,
+    settings: &ReownSettings,
+    state_dir: &Path,
+    path: &Path,
+    progress: &Progress,
+) -> Result<OwnedOne> {
+    let root_fd = open_root(root)?;
+    let observed = observe(root)?;
+    let mut set_aside = None;
+    if std::fs::symlink_metadata(path).is_ok() {
+        if let Verdict::Foreign(reason) = judge_existing(path, &root_fd, &observed)? {
+            let file = journal::set_aside(path, root.dev, root.ino)?;
+            set_aside = Some(SetAside { file, reason });
+        }
+    }
+    let pruned = status::prune_device(state_dir, root_fd.as_fd(), root.dev, path);
+    let mut writer = JournalWriter::open(
+        path,
+        session_info("own", root, settings.target, Some(observed.identity)),
+        Some(settings.target.uid),
+    )?;
+    let walked = walk::reown(root, settings.walk_options(), Some(&mut writer), progress, &[]);
+    // A journal that cannot be appended to (damaged, or its new file cannot be synced)
+    // stopped the walk before any change: report it as it is.
+    writer.prepare()?;
+    let report = walked.with_context(|| {
+        format!(
+            "own {}: stopped before the end; every change made is in the journal \
+             (`flowerbed undo {}` puts it back)",
+            root.path.display(),
+            root.path.display()
+        )
+    })?;
+    let recorded = writer.finish(journal::unix_now())?;
+    if recorded == 0 {
+        remove_if_empty(path);
+    }
+    Ok((report, set_aside, pruned))
 }
 
 /// A journal holding only its header records nothing: do not leave it behind.
@@ -163,7 +250,7 @@ fn remove_if_empty(path: &Path) {
     }
 }
 
-fn session_info(command: &str, root: &Root, target: Target) -> SessionInfo {
+fn session_info(command: &str, root: &Root, target: Target, identity: Option<RootIdentity>) -> SessionInfo {
     SessionInfo {
         tool: format!("flowerbed {}", env!("CARGO_PKG_VERSION")),
         command: command.into(),
@@ -173,6 +260,7 @@ fn session_info(command: &str, root: &Root, target: Target) -> SessionInfo {
         root_ino: root.ino,
         uid: target.uid,
         gid: target.gid,
+        identity,
     }
 }
 
@@ -181,56 +269,104 @@ fn session_info(command: &str, root: &Root, target: Target) -> SessionInfo {
 pub fn release(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     let state_dir = journal::state_dir().ok();
     let roots = resolve_all(&settings.paths, state_dir.as_deref())?;
-    let options = settings.walk_options();
+    // Journals are only looked at (and locked) where the state directory exists.
+    let state_dir = match state_dir {
+        Some(dir) if journal::check_state_dir(&dir)? => Some(dir),
+        _ => None,
+    };
     let mut outcomes = Vec::new();
     for root in &roots {
-        let progress = Progress::new(settings.progress, &format!("release {}", root.path.display()));
-        // Paths inside the tree may have journals of their own (`own` run on them): once the
-        // tree is handed over they are retired too, or they would outlive what they name and
-        // be picked up by whatever later gets the same inode.
-        let watch = state_dir
-            .as_deref()
-            .map(journal::journal_roots)
-            .unwrap_or_default();
-        let report = walk::reown(root, options, None, &progress, &watch).with_context(|| {
-            format!(
-                "release {}: stopped before the end (run it again to finish)",
-                root.path.display()
-            )
-        })?;
-        progress.finish();
-        let existing = |(dev, ino): (u64, u64)| {
-            state_dir
-                .as_deref()
-                .map(|dir| journal::journal_path(dir, dev, ino))
-                .filter(|path| path.exists())
+        let Some(dir) = state_dir.as_deref() else {
+            outcomes.push(release_one(root, settings, None)?);
+            continue;
         };
-        let journal_path = existing((root.dev, root.ino));
-        let inner_journals: Vec<PathBuf> = report
-            .watched
-            .iter()
-            .filter(|&&entry| entry != (root.dev, root.ino))
-            .filter_map(|&entry| existing(entry))
-            .collect();
-        if !settings.dry_run && report.skipped == 0 {
-            for path in journal_path.iter().chain(&inner_journals) {
-                match std::fs::remove_file(path) {
-                    // Retired meanwhile (another release of an overlapping tree).
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => bail!("{}: cannot retire the journal: {e}", path.display()),
-                    Ok(()) => {}
-                }
-            }
-        }
-        outcomes.push(RootOutcome {
-            path: root.path.clone(),
-            report,
-            journal: journal_path,
-            identity_changed: None,
-            inner_journals,
-        });
+        let path = journal::journal_path(dir, root.dev, root.ino);
+        let lock = JournalLock::acquire(&path, &root.path, settings.wait)?;
+        let result = release_one(root, settings, Some(dir));
+        unlock(lock);
+        outcomes.push(result?);
     }
     Ok(outcomes)
+}
+
+fn release_one(root: &Root, settings: &ReownSettings, state_dir: Option<&Path>) -> Result<RootOutcome> {
+    let progress = Progress::new(settings.progress, &format!("release {}", root.path.display()));
+    // A journal named after the root's inode but of a folder that had it before is not
+    // retired with this tree: it is pruned, as proven stale. Judged before the walk, which
+    // changes the owner that older journals are judged by.
+    let root_fd = open_root(root)?;
+    let foreign = match state_dir.map(|dir| journal::journal_path(dir, root.dev, root.ino)) {
+        Some(path) if path.exists() => {
+            let observed = observe(root)?;
+            matches!(
+                judge_existing(&path, &root_fd, &observed),
+                Ok(Verdict::Foreign(_))
+            )
+        }
+        _ => false,
+    };
+    // Paths inside the tree may have journals of their own (`own` run on them): once the
+    // tree is handed over they are retired too, or they would outlive what they name and
+    // be picked up by whatever later gets the same inode.
+    let watch = state_dir.map(journal::journal_roots).unwrap_or_default();
+    let report = walk::reown(root, settings.walk_options(), None, &progress, &watch).with_context(|| {
+        format!(
+            "release {}: stopped before the end (run it again to finish)",
+            root.path.display()
+        )
+    })?;
+    progress.finish();
+    let existing = |(dev, ino): (u64, u64)| {
+        state_dir
+            .map(|dir| journal::journal_path(dir, dev, ino))
+            .filter(|path| path.exists())
+    };
+    let own_journal = existing((root.dev, root.ino));
+    let (journal_path, stale) = if foreign {
+        (None, own_journal)
+    } else {
+        (own_journal, None)
+    };
+    let inner_journals: Vec<PathBuf> = report
+        .watched
+        .iter()
+        .filter(|&&entry| entry != (root.dev, root.ino))
+        .filter_map(|&entry| existing(entry))
+        .collect();
+    let mut pruned = Vec::new();
+    if !settings.dry_run {
+        if let Some(path) = stale {
+            retire(&path)?;
+            pruned.push(path);
+        }
+        if report.skipped == 0 {
+            for path in journal_path.iter().chain(&inner_journals) {
+                retire(path)?;
+            }
+        }
+        if let Some(dir) = state_dir {
+            let keep = journal::journal_path(dir, root.dev, root.ino);
+            pruned.extend(status::prune_device(dir, root_fd.as_fd(), root.dev, &keep));
+        }
+    }
+    let mut outcome = RootOutcome::new(root, report, journal_path);
+    outcome.inner_journals = inner_journals;
+    outcome.pruned = pruned;
+    Ok(outcome)
+}
+
+/// Remove a journal `release` is done with, and the lock file of one nobody holds.
+fn retire(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        // Retired meanwhile (another release of an overlapping tree).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!("{}: cannot retire the journal: {e}", path.display()),
+        Ok(()) => {}
+    }
+    if let Some(lock) = JournalLock::try_acquire(path) {
+        lock.remove();
+    }
+    Ok(())
 }
 
 /// Plain settings for `undo`.
@@ -241,6 +377,7 @@ pub struct UndoSettings {
     pub skip_changed: bool,
     pub dry_run: bool,
     pub progress: bool,
+    pub wait: LockWait,
 }
 
 /// An `undo` refused before touching anything because the tree changed since `own`.
@@ -261,8 +398,8 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
     root::raise_fd_limit();
     let state_dir = journal::state_dir()?;
     let roots = resolve_all(&settings.paths, Some(&state_dir))?;
-    let mut checked = Vec::new();
-    for (index, root) in roots.iter().enumerate() {
+    journal::check_state_dir(&state_dir)?;
+    for root in &roots {
         let path = journal::journal_path(&state_dir, root.dev, root.ino);
         if !path.exists() {
             bail!(
@@ -271,20 +408,43 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
                 path.display()
             );
         }
+    }
+    // Every journal stays locked from its check to its removal; taken in one order (and
+    // once per root), so that two undos of overlapping PATH lists cannot deadlock.
+    let mut order: Vec<(u64, u64, &Root)> = roots.iter().map(|r| (r.dev, r.ino, r)).collect();
+    order.sort_by_key(|&(dev, ino, _)| (dev, ino));
+    order.dedup_by_key(|&mut (dev, ino, _)| (dev, ino));
+    let mut locks = Vec::new();
+    for &(dev, ino, root) in &order {
+        let path = journal::journal_path(&state_dir, dev, ino);
+        locks.push(JournalLock::acquire(&path, &root.path, settings.wait)?);
+    }
+    let result = undo_locked(settings, &roots, &state_dir);
+    for lock in locks {
+        unlock(lock);
+    }
+    result
+}
+
+fn undo_locked(settings: &UndoSettings, roots: &[Root], state_dir: &Path) -> Result<Vec<RootOutcome>> {
+    let mut checked = Vec::new();
+    for (index, root) in roots.iter().enumerate() {
+        let path = journal::journal_path(state_dir, root.dev, root.ino);
+        if !path.exists() {
+            // Undone by another run while this one waited for the lock.
+            bail!(
+                "{}: no journal (looked for {})",
+                root.path.display(),
+                path.display()
+            );
+        }
         let summary = journal::summarize(&path)?;
+        summary.check_complete()?;
+        let rule = belongs(root, &summary)?;
         undo::check_journal_root(root, &summary)?;
         // Roots before this one in the list are undone before it.
         let earlier: Vec<(u64, u64)> = roots[..index].iter().map(|r| (r.dev, r.ino)).collect();
-        if let Some((other, file)) = newer_overlapping_journal(&state_dir, root, &summary, &earlier) {
-            bail!(
-                "{}: {} has a journal of its own from a later own ({}); undo {} first, then {}, to restore exactly",
-                root.path.display(),
-                other.display(),
-                file.display(),
-                other.display(),
-                root.path.display()
-            );
-        }
+        nested::check_order(state_dir, root, &summary, &earlier)?;
         let preflight = undo::preflight(root, &summary)
             .with_context(|| format!("undo {}: stopped; nothing restored", root.path.display()))?;
         if let Some(first) = preflight.first_changed.clone() {
@@ -297,10 +457,10 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
                 .into());
             }
         }
-        checked.push((root, summary, preflight));
+        checked.push((root, summary, preflight, rule));
     }
     let mut outcomes = Vec::new();
-    for (root, summary, preflight) in checked {
+    for (root, summary, preflight, rule) in checked {
         let report = if settings.dry_run {
             WalkReport {
                 changed: preflight.records - preflight.changed,
@@ -322,93 +482,104 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
             }
             report
         };
-        outcomes.push(RootOutcome {
-            path: root.path.clone(),
-            report,
-            journal: Some(summary.file.clone()),
-            identity_changed: Some(preflight.changed),
-            inner_journals: Vec::new(),
-        });
+        let mut outcome = RootOutcome::new(root, report, Some(summary.file.clone()));
+        outcome.identity_changed = Some(preflight.changed);
+        outcome.identity_rule = Some(rule);
+        outcomes.push(outcome);
     }
     Ok(outcomes)
 }
 
-/// A journal of a folder inside `root`'s tree (or holding it) whose first run came after
-/// `root`'s first: undoing `root` first would leave the shared entries as that later run
-/// found them, and undoing the other afterwards would put its owner back. Skips the roots
-/// in `earlier` (undone before this one) and journals that no longer match their folder.
-fn newer_overlapping_journal(
-    state_dir: &Path,
-    root: &Root,
-    summary: &journal::JournalSummary,
-    earlier: &[(u64, u64)],
-) -> Option<(PathBuf, PathBuf)> {
-    let first = |summary: &journal::JournalSummary| {
-        let started = summary.sessions.first().map_or(0, |s| s.info.started);
-        (started, born(&summary.file))
-    };
-    let ours = first(summary);
-    for (dev, ino) in journal::journal_roots(state_dir) {
-        if (dev, ino) == (root.dev, root.ino) || dev != root.dev || earlier.contains(&(dev, ino)) {
-            continue;
-        }
-        let file = journal::journal_path(state_dir, dev, ino);
-        let Ok(other) = journal::summarize(&file) else {
-            continue;
-        };
-        let Some(session) = other.sessions.first() else {
-            continue;
-        };
-        let other_path = PathBuf::from(&session.info.root);
-        let overlaps = other_path.starts_with(&root.path) || root.path.starts_with(&other_path);
-        let same = nix::sys::stat::lstat(&other_path).is_ok_and(|s| (s.st_dev, s.st_ino) == (dev, ino));
-        if overlaps && same && first(&other) > ours {
-            return Some((other_path, file));
-        }
+/// Refuse a journal that is not this root's (another folder had the inode); how it was
+/// found to be.
+fn belongs(root: &Root, summary: &JournalSummary) -> Result<String> {
+    let root_fd = open_root(root)?;
+    match identity::judge(&status::runs(summary), &observe(root)?, Some(root_fd.as_fd())) {
+        Verdict::Belongs(proof) => Ok(proof.describe()),
+        Verdict::Foreign(reason) => bail!(
+            "{}: journal {} belongs to another folder: {reason}; nothing restored (`flowerbed journal prune` removes it)",
+            root.path.display(),
+            summary.file.display()
+        ),
     }
-    None
 }
 
-/// When a file was made, to the nanosecond (`None` where the filesystem does not say).
-fn born(path: &Path) -> Option<(i64, u32)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut buf = std::mem::MaybeUninit::<nix::libc::statx>::zeroed();
-    // SAFETY: statx writes at most one `struct statx` into `buf`; the path is NUL-terminated.
-    let rc = unsafe {
-        nix::libc::statx(
-            nix::libc::AT_FDCWD,
-            c_path.as_ptr(),
-            0,
-            nix::libc::STATX_BTIME,
-            buf.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statx succeeded and filled the (zeroed) buffer.
-    let sx = unsafe { buf.assume_init() };
-    (sx.stx_mask & nix::libc::STATX_BTIME != 0).then_some((sx.stx_btime.tv_sec, sx.stx_btime.tv_nsec))
+/// A journal listed: its summary, what became of its folder, its size in bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub summary: JournalSummary,
+    #[serde(flatten)]
+    pub status: Status,
+    pub bytes: u64,
 }
 
-/// Every journal in the state directory, with its sessions.
-pub fn list_journals() -> Result<(PathBuf, Vec<Result<journal::JournalSummary, String>>)> {
+/// Every journal in the state directory, with its sessions and status.
+pub fn list_journals() -> Result<(PathBuf, Vec<Result<Listed, String>>)> {
     let dir = journal::state_dir()?;
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok((dir, out)),
-        Err(err) => bail!("{}: cannot list journals: {err}", dir.display()),
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|ext| ext == "journal"))
+    if !journal::check_state_dir(&dir)? {
+        return Ok((dir, Vec::new()));
+    }
+    let out = journal::journal_files(&dir)?
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
+            journal::summarize(&path)
+                .map(|summary| Listed {
+                    status: status::status(&summary),
+                    summary,
+                    bytes,
+                })
+                .map_err(|e| format!("{e:#}"))
+        })
         .collect();
-    paths.sort();
-    for path in paths {
-        out.push(journal::summarize(&path).map_err(|e| format!("{e:#}")));
+    Ok((dir, out))
+}
+
+/// One journal `journal prune` looked at.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pruned {
+    pub file: PathBuf,
+    /// The folder it recorded, if it could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    #[serde(flatten)]
+    pub status: Status,
+    pub bytes: u64,
+    /// Removed (or, with --dry-run, would be).
+    pub removed: bool,
+}
+
+/// `journal prune`: remove the journals of folders that are gone (stale) or whose inode
+/// another folder holds (mismatched); keep live, unknown, unreadable and locked ones.
+pub fn prune_journals(dry_run: bool) -> Result<(PathBuf, Vec<Pruned>)> {
+    let (dir, listed) = list_journals()?;
+    let files = journal::journal_files(&dir)?;
+    let mut out = Vec::new();
+    for (file, entry) in files.into_iter().zip(listed) {
+        let Ok(listed) = entry else {
+            out.push(Pruned {
+                file,
+                root: None,
+                status: Status::Unknown {
+                    reason: "unreadable; kept".into(),
+                },
+                bytes: 0,
+                removed: false,
+            });
+            continue;
+        };
+        let removed = listed.status.prunable()
+            && (dry_run
+                || status::remove_journal(&file)
+                    .with_context(|| format!("{}: cannot remove the journal", file.display()))?);
+        out.push(Pruned {
+            root: listed.summary.sessions.last().map(|s| s.info.root.clone()),
+            file,
+            status: listed.status,
+            bytes: listed.bytes,
+            removed,
+        });
     }
     Ok((dir, out))
 }
@@ -416,6 +587,7 @@ pub fn list_journals() -> Result<(PathBuf, Vec<Result<journal::JournalSummary, S
 /// The journal recorded for PATH.
 pub fn journal_for(path: &Path) -> Result<PathBuf> {
     let dir = journal::state_dir()?;
+    journal::check_state_dir(&dir)?;
     let root = root::resolve(path, None)?;
     let file = journal::journal_path(&dir, root.dev, root.ino);
     if !file.exists() {

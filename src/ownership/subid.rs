@@ -115,11 +115,37 @@ pub fn host_ids(container: Target, host: (Option<u32>, Option<u32>), mode: Usern
     })
 }
 
+/// The user who ran sudo, from `SUDO_UID`/`SUDO_GID`: `None` when neither is set, an error
+/// naming the variable when one is missing or is not an ID (so it never silently means root).
+pub fn sudo_caller() -> Result<Option<Target>> {
+    let read = |name: &str| -> Result<Option<u32>> {
+        let Some(value) = std::env::var_os(name) else {
+            return Ok(None);
+        };
+        let text = value.to_string_lossy();
+        match text.parse::<u32>() {
+            Ok(id) if id != super::UNCHANGED_ID && !text.starts_with('+') => Ok(Some(id)),
+            _ => Err(crate::error::Error::Usage(format!(
+                "{name}={}: not a user or group ID (0 to {}); unset it or set it to the caller's ID",
+                super::report::display_bytes(value.as_encoded_bytes()),
+                super::UNCHANGED_ID - 1
+            ))
+            .into()),
+        }
+    };
+    match (read("SUDO_UID")?, read("SUDO_GID")?) {
+        (None, None) => Ok(None),
+        (Some(uid), Some(gid)) => Ok(Some(Target { uid, gid })),
+        (Some(_), None) => bail!("SUDO_UID is set but SUDO_GID is not; set both or neither"),
+        (None, Some(_)) => bail!("SUDO_GID is set but SUDO_UID is not; set both or neither"),
+    }
+}
+
 /// Whose subordinate ranges the daemon uses: the caller for rootless (the sudo caller under
 /// sudo), the remap user (`dockremap` unless daemon.json names another) for userns-remap.
 fn daemon_user(mode: Userns) -> Result<(String, u32)> {
     let uid = match mode {
-        Userns::Rootless { host_id } => super::sudo_caller()?.map_or(host_id, |caller| caller.uid),
+        Userns::Rootless { host_id } => sudo_caller()?.map_or(host_id, |caller| caller.uid),
         Userns::Remap => {
             let configured = std::fs::read_to_string("/etc/docker/daemon.json")
                 .ok()

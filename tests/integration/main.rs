@@ -9,6 +9,7 @@ mod cli;
 mod deploy;
 mod deploy_flwr;
 mod flower;
+mod journal;
 mod orchestrators;
 mod ownership;
 mod roundtrip;

@@ -62,9 +62,13 @@ impl OwnEnv {
         self.command(args).output().unwrap()
     }
 
+    /// The journals in the state folder (not the lock files beside them).
     pub(crate) fn journal_files(&self) -> Vec<PathBuf> {
         match std::fs::read_dir(self.state()) {
-            Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+            Ok(entries) => entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "journal"))
+                .collect(),
             Err(_) => Vec::new(),
         }
     }
