@@ -12,6 +12,9 @@
 //!   and highest single round. On a virtual machine, the time the host took from it during
 //!   the timed steps (steal time) is printed too: rounds with much of it measure the host.
 //! * `FLOWERBED_BENCH_DIR`: where to build the trees (default: the system temp folder).
+//! * `FLOWERBED_BENCH_FLAT`: files in the single-folder case (default 200000; 0 skips it),
+//!   timed in at most 5 rounds. One folder that large is where a per-entry re-read of the
+//!   folder (quadratic) would show.
 //!
 //! Targets from the ownership issue: `own` ≤ 0.8× `chown -R`, `own` again ≤ 0.3×, `undo`
 //! ≤ 1.0×, peak RSS < 64 MiB. Figures are printed, never asserted: timing depends on the
@@ -40,10 +43,14 @@ fn main() {
         .expect("bench folder");
 
     println!("flowerbed {} vs {}", FLOWERBED, chown_version());
-    let small = measure(work.path(), entries, rounds);
+    let small = measure(work.path(), entries, rounds, Shape::Nested);
     small.print();
+    let flat = env_usize("FLOWERBED_BENCH_FLAT", 200_000);
+    if flat > 0 {
+        measure(work.path(), flat, rounds.min(5), Shape::Flat).print();
+    }
     if std::env::var_os("FLOWERBED_BENCH_LARGE").is_some_and(|v| v == "1") {
-        let large = measure(work.path(), entries * 10, 1);
+        let large = measure(work.path(), entries * 10, 1, Shape::Nested);
         large.print();
         println!(
             "peak RSS: own {} KiB at {} entries, {} KiB at {} entries (target: < 65536 KiB, flat)",
@@ -52,8 +59,18 @@ fn main() {
     }
 }
 
+/// How the bench tree is laid out.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// Folders of [`FILES_PER_DIR`] files, two levels deep.
+    Nested,
+    /// Every file in one folder.
+    Flat,
+}
+
 struct Figures {
     entries: usize,
+    shape: Shape,
     chown: Vec<Duration>,
     own: Vec<Duration>,
     own_again: Vec<Duration>,
@@ -80,7 +97,11 @@ impl Figures {
                 median_f64(ratios),
             )
         };
-        println!("tree: {} entries, {} rounds", self.entries, self.chown.len());
+        let shape = match self.shape {
+            Shape::Nested => "tree",
+            Shape::Flat => "one folder",
+        };
+        println!("{shape}: {} entries, {} rounds", self.entries, self.chown.len());
         println!(
             "  chown -R 49999:49999      {:>8.3} s",
             median(&self.chown).as_secs_f64()
@@ -103,13 +124,17 @@ impl Figures {
     }
 }
 
-fn measure(work: &Path, entries: usize, rounds: usize) -> Figures {
+fn measure(work: &Path, entries: usize, rounds: usize, shape: Shape) -> Figures {
     let tree = work.join(format!("tree-{entries}"));
     let state = work.join(format!("state-{entries}"));
     eprintln!("building {entries} entries in {} ...", tree.display());
-    build_tree(&tree, entries);
+    match shape {
+        Shape::Nested => build_tree(&tree, entries),
+        Shape::Flat => build_flat(&tree, entries),
+    }
     let mut figures = Figures {
         entries,
+        shape,
         chown: Vec::new(),
         own: Vec::new(),
         own_again: Vec::new(),
@@ -226,6 +251,14 @@ fn build_tree(root: &Path, entries: usize) {
             made += 1;
         }
         dir_index += 1;
+    }
+}
+
+/// `entries` entries: one folder holding `entries - 1` empty files.
+fn build_flat(root: &Path, entries: usize) {
+    std::fs::create_dir(root).expect("tree root");
+    for file in 1..entries {
+        std::fs::File::create(root.join(format!("f{file:07}"))).expect("file");
     }
 }
 

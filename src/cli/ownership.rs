@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use crate::ownership::UNCHANGED_ID;
 use crate::{FLOWER_GID, FLOWER_UID};
 
 /// The image the helper container runs when `--helper-image` is not given: the newest
@@ -60,6 +61,21 @@ Examples:
   sudo flowerbed journal show deploy/state --json
   sudo flowerbed journal prune --dry-run              what would go: journals of deleted folders";
 
+/// A UID or GID to hand entries to: a number below 4294967295, which `chown` reads as
+/// "leave unchanged" (so it would report changes it never made).
+pub fn owner_id(value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(UNCHANGED_ID) => Err(format!(
+            "{UNCHANGED_ID} means \"leave unchanged\" to the kernel; name a real ID"
+        )),
+        Ok(id) => Ok(id),
+        Err(_) => Err(format!(
+            "{value:?} is not a number from 0 to {}",
+            UNCHANGED_ID - 1
+        )),
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct OwnArgs {
     /// Folders (or files) to hand over, each including everything below it.
@@ -67,11 +83,11 @@ pub struct OwnArgs {
     pub paths: Vec<PathBuf>,
 
     /// The UID inside the container (Flower's images run as 49999).
-    #[arg(long, default_value_t = FLOWER_UID, value_name = "UID")]
+    #[arg(long, default_value_t = FLOWER_UID, value_name = "UID", value_parser = owner_id)]
     pub uid: u32,
 
     /// The GID inside the container.
-    #[arg(long, default_value_t = FLOWER_GID, value_name = "GID")]
+    #[arg(long, default_value_t = FLOWER_GID, value_name = "GID", value_parser = owner_id)]
     pub gid: u32,
 
     /// Also re-own regular files that have other hard links (which may live outside PATH).
@@ -79,11 +95,11 @@ pub struct OwnArgs {
     pub allow_hardlinks: bool,
 
     /// The host UID to use as is, skipping the rootless/userns-remap mapping of --uid.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = owner_id)]
     pub host_uid: Option<u32>,
 
     /// The host GID to use as is, skipping the rootless/userns-remap mapping of --gid.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = owner_id)]
     pub host_gid: Option<u32>,
 
     #[command(flatten)]

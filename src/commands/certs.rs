@@ -107,6 +107,7 @@ fn keep_folder_owners(files: &[PathBuf], printer: &Printer) -> Result<Vec<(PathB
             allow_hardlinks: false,
             dry_run: false,
             progress: false,
+            wait: crate::ownership::LockWait::Wait,
         })
         .with_context(|| {
             format!(

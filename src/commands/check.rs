@@ -122,7 +122,7 @@ pub fn print(report: &check::CheckReport, args: &CheckArgs, printer: &Printer) -
 /// The daemon's user-namespace shift, as `own` applies it (see [`subid::daemon_id_map`]).
 /// `None` when the daemon maps nothing or its configuration cannot be read.
 pub fn daemon_id_shift(facts: &crate::docker::DaemonFacts) -> Option<IdShift> {
-    let sources = subid::MappingSources::from_host();
+    let sources = subid::MappingSources::from_host().ok()?;
     let map = subid::daemon_id_map(facts.rootless, facts.userns_remap, &sources).ok()??;
     Some(id_shift(&map))
 }

@@ -13,7 +13,6 @@ use crate::cli::ownership::{CommonArgs, OwnArgs, ReleaseArgs, UndoArgs, ViaDocke
 use crate::docker;
 use crate::error::{Error, Outcome};
 use crate::output::Printer;
-use crate::ownership::report::display_bytes;
 use crate::ownership::subid;
 use crate::ownership::{self, LockWait, ReownSettings, RootOutcome, Target, UndoSettings};
 use crate::ownership::{interrupt, journal};
@@ -202,6 +201,17 @@ fn report(
                     skipped.detail
                 ));
             }
+            for device in &outcome.report.devices {
+                printer.warn(&format!(
+                    "{}: device node {device} {}: its owner can read and write the device",
+                    outcome.path.display(),
+                    if dry_run {
+                        "would be handed over"
+                    } else {
+                        "handed over"
+                    }
+                ));
+            }
             let listed = outcome.report.skipped_entries.len() as u64;
             if outcome.report.skipped > listed {
                 printer.warn(&format!(
@@ -283,26 +293,24 @@ fn report(
 /// mapped through the daemon's subordinate ranges when it runs rootless or userns-remapped
 /// (the same mapping `check` predicts with).
 fn host_target(args: &OwnArgs, printer: Printer) -> Result<Target> {
-    let mut target = Target {
+    let given = Target {
         uid: args.host_uid.unwrap_or(args.uid),
         gid: args.host_gid.unwrap_or(args.gid),
     };
     if args.host_uid.is_some() && args.host_gid.is_some() {
-        return Ok(target);
+        return Ok(given);
     }
     let Some(facts) = daemon_facts() else {
-        return Ok(target);
+        return Ok(given);
     };
-    let sources = subid::MappingSources::from_host();
+    let sources = subid::MappingSources::from_host()?;
     let Some(map) = subid::daemon_id_map(facts.rootless, facts.userns_remap, &sources)? else {
-        return Ok(target);
+        return Ok(given);
     };
-    if args.host_uid.is_none() {
-        target.uid = map.host_uid(args.uid)?;
-    }
-    if args.host_gid.is_none() {
-        target.gid = map.host_gid(args.gid)?;
-    }
+    let target = Target {
+        uid: args.host_uid.map_or_else(|| map.host_uid(args.uid), Ok)?,
+        gid: args.host_gid.map_or_else(|| map.host_gid(args.gid), Ok)?,
+    };
     printer.detail(&format!(
         "Docker runs user-namespaced: container {}:{} is host {}:{}",
         args.uid, args.gid, target.uid, target.gid
@@ -352,10 +360,9 @@ fn require_root(dry_run: bool) -> Result<()> {
 fn release_target(to: Option<&str>) -> Result<Target> {
     use nix::unistd::{Group, User};
     let Some(spec) = to else {
-        let sudo = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
         if nix::unistd::geteuid().is_root() {
-            if let (Some(uid), Some(gid)) = (sudo("SUDO_UID"), sudo("SUDO_GID")) {
-                return Ok(Target { uid, gid });
+            if let Some(caller) = ownership::sudo_caller()? {
+                return Ok(caller);
             }
         }
         return Ok(Target {
@@ -371,7 +378,14 @@ fn release_target(to: Option<&str>) -> Result<Target> {
         flag: "--to",
         message: format!("unknown {what} {name:?}"),
     };
+    let reserved = |id: &str| Error::InvalidFlag {
+        flag: "--to",
+        message: format!("{id} means \"leave unchanged\" to the kernel; name a real user and group"),
+    };
     let (uid, primary_gid) = if let Ok(uid) = user_part.parse::<u32>() {
+        if uid == ownership::UNCHANGED_ID {
+            return Err(reserved(user_part).into());
+        }
         let user = User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
         (uid, user.map_or(uid, |u| u.gid.as_raw()))
     } else {
@@ -384,6 +398,7 @@ fn release_target(to: Option<&str>) -> Result<Target> {
     let gid = match group_part {
         None | Some("") => primary_gid,
         Some(group) => match group.parse::<u32>() {
+            Ok(ownership::UNCHANGED_ID) => return Err(reserved(group).into()),
             Ok(gid) => gid,
             Err(_) => Group::from_name(group)
                 .ok()

@@ -15,6 +15,7 @@
 
 pub mod interrupt;
 pub mod journal;
+mod nested;
 pub mod report;
 pub mod root;
 pub mod subid;
@@ -39,6 +40,12 @@ use self::root::Root;
 use self::undo::ChangedEntry;
 pub use self::walk::Target;
 use self::walk::WalkOptions;
+
+/// The ID `chown` reads as "leave unchanged": never a target (it would change nothing while
+/// reporting changes).
+pub const UNCHANGED_ID: u32 = u32::MAX;
+
+pub use self::subid::sudo_caller;
 
 /// Plain settings for `own` and `release`.
 #[derive(Debug, Clone)]
@@ -425,7 +432,7 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
 
 fn undo_locked(settings: &UndoSettings, roots: &[Root], state_dir: &Path) -> Result<Vec<RootOutcome>> {
     let mut checked = Vec::new();
-    for root in roots {
+    for (index, root) in roots.iter().enumerate() {
         let path = journal::journal_path(state_dir, root.dev, root.ino);
         if !path.exists() {
             // Undone by another run while this one waited for the lock.
@@ -439,6 +446,9 @@ fn undo_locked(settings: &UndoSettings, roots: &[Root], state_dir: &Path) -> Res
         summary.check_complete()?;
         let rule = belongs(root, &summary)?;
         undo::check_journal_root(root, &summary)?;
+        // Roots before this one in the list are undone before it.
+        let earlier: Vec<(u64, u64)> = roots[..index].iter().map(|r| (r.dev, r.ino)).collect();
+        nested::check_order(state_dir, root, &summary, &earlier)?;
         let preflight = undo::preflight(root, &summary)
             .with_context(|| format!("undo {}: stopped; nothing restored", root.path.display()))?;
         if let Some(first) = preflight.first_changed.clone() {

@@ -22,8 +22,10 @@ pub enum SkipReason {
     ChangedDuringWalk,
     /// The entry disappeared while the walk looked at it.
     Vanished,
-    /// Deeper than the open-file limit lets the walk go.
-    TooDeep,
+    /// Deeper than the walk goes (its depth limit, lower with a low open-file limit).
+    TooDeep {
+        limit: usize,
+    },
     Error(String),
 }
 
@@ -35,7 +37,7 @@ impl SkipReason {
             SkipReason::HardLinked { .. } => "hard_linked",
             SkipReason::ChangedDuringWalk => "changed_during_walk",
             SkipReason::Vanished => "vanished",
-            SkipReason::TooDeep => "too_deep",
+            SkipReason::TooDeep { .. } => "too_deep",
             SkipReason::Error(_) => "error",
         }
     }
@@ -48,10 +50,9 @@ impl SkipReason {
             }
             SkipReason::ChangedDuringWalk => "replaced while being walked; left alone".into(),
             SkipReason::Vanished => "disappeared while being walked".into(),
-            SkipReason::TooDeep => format!(
-                "deeper than the walk goes ({} levels, fewer with a low open-file limit); contents not walked",
-                super::walk::MAX_DEPTH
-            ),
+            SkipReason::TooDeep { limit } => {
+                format!("deeper than the walk goes ({limit} levels here); contents not walked")
+            }
             SkipReason::Error(message) => message.clone(),
         }
     }
@@ -77,6 +78,11 @@ pub struct WalkReport {
     /// `--dry-run`: the first [`LISTED_SKIPS`] entries that would change.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<PlannedChange>,
+    /// Device nodes handed over (the first [`LISTED_SKIPS`]; `devices_total` counts all).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub devices_total: u64,
     /// Entries met whose (device, inode) the walk was asked to watch for.
     #[serde(skip)]
     pub watched: Vec<(u64, u64)>,
@@ -106,6 +112,17 @@ impl WalkReport {
         let room = LISTED_SKIPS.saturating_sub(self.planned.len());
         self.planned.extend(other.planned.into_iter().take(room));
         self.watched.extend(other.watched);
+        let room = LISTED_SKIPS.saturating_sub(self.devices.len());
+        self.devices.extend(other.devices.into_iter().take(room));
+        self.devices_total += other.devices_total;
+    }
+
+    /// Note a device node that is (or would be) handed over.
+    pub fn device(&mut self, path: &[u8]) {
+        self.devices_total += 1;
+        if self.devices.len() < LISTED_SKIPS {
+            self.devices.push(display_bytes(path));
+        }
     }
 
     pub fn skip(&mut self, path: &[u8], reason: &SkipReason) {
@@ -149,6 +166,11 @@ impl WalkReport {
         }
         line
     }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A relative path for people: `.` for the root, escapes for bytes that would mislead.

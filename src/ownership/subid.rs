@@ -13,6 +13,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
+use super::Target;
+
 /// Replaces `/etc` as the folder holding `subuid`, `subgid` and `docker/daemon.json`
 /// (for tests, and for hosts whose files live elsewhere).
 pub const SYSCONF_DIR_ENV: &str = "FLOWERBED_SYSCONF_DIR";
@@ -51,23 +53,23 @@ pub struct MappingSources {
 }
 
 impl MappingSources {
-    /// This host's files (under [`SYSCONF_DIR_ENV`] when set) and this process's caller.
-    pub fn from_host() -> Self {
+    /// This host's files (under [`SYSCONF_DIR_ENV`] when set) and this process's caller; an
+    /// error when `SUDO_UID`/`SUDO_GID` are set but malformed.
+    pub fn from_host() -> Result<Self> {
         let etc = std::env::var_os(SYSCONF_DIR_ENV)
             .filter(|dir| !dir.is_empty())
             .map_or_else(|| PathBuf::from("/etc"), PathBuf::from);
-        let sudo_id = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
-        let sudo_caller = match (sudo_id("SUDO_UID"), sudo_id("SUDO_GID")) {
-            (Some(uid), Some(gid)) if nix::unistd::geteuid().is_root() => Some((uid, gid)),
-            _ => None,
-        };
-        Self {
+        // A malformed SUDO_UID/SUDO_GID is refused (never read as root).
+        let sudo_caller = sudo_caller()?
+            .filter(|_| nix::unistd::geteuid().is_root())
+            .map(|caller| (caller.uid, caller.gid));
+        Ok(Self {
             subuid: etc.join("subuid"),
             subgid: etc.join("subgid"),
             daemon_json: etc.join("docker/daemon.json"),
             caller: (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw()),
             sudo_caller,
-        }
+        })
     }
 }
 
@@ -223,6 +225,32 @@ fn map_id(id: u32, root: Option<u32>, range: Option<&SubidRange>, user: &str, ki
         .start
         .checked_add(offset)
         .ok_or_else(|| anyhow::anyhow!("container {kind} {id} maps past the largest {kind}"))
+}
+
+/// The user who ran sudo, from `SUDO_UID`/`SUDO_GID`: `None` when neither is set, an error
+/// naming the variable when one is missing or is not an ID (so it never silently means root).
+pub fn sudo_caller() -> Result<Option<Target>> {
+    let read = |name: &str| -> Result<Option<u32>> {
+        let Some(value) = std::env::var_os(name) else {
+            return Ok(None);
+        };
+        let text = value.to_string_lossy();
+        match text.parse::<u32>() {
+            Ok(id) if id != super::UNCHANGED_ID && !text.starts_with('+') => Ok(Some(id)),
+            _ => Err(crate::error::Error::Usage(format!(
+                "{name}={}: not a user or group ID (0 to {}); unset it or set it to the caller's ID",
+                super::report::display_bytes(value.as_encoded_bytes()),
+                super::UNCHANGED_ID - 1
+            ))
+            .into()),
+        }
+    };
+    match (read("SUDO_UID")?, read("SUDO_GID")?) {
+        (None, None) => Ok(None),
+        (Some(uid), Some(gid)) => Ok(Some(Target { uid, gid })),
+        (Some(_), None) => bail!("SUDO_UID is set but SUDO_GID is not; set both or neither"),
+        (None, Some(_)) => bail!("SUDO_GID is set but SUDO_UID is not; set both or neither"),
+    }
 }
 
 fn kind_letter(kind: &str) -> &'static str {

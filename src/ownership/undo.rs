@@ -14,14 +14,13 @@ use anyhow::{Context, Result, bail};
 use nix::dir::{Dir, Type};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
+use nix::sys::stat::{Mode, SFlag, fchmod, fstat, fstatat};
 use nix::unistd::{Gid, Uid, fchownat};
 use serde::Serialize;
 
 use super::journal::{self, JournalSummary, Record};
 use super::report::{Progress, SkipReason, WalkReport, display_bytes};
-use super::root::Root;
-use super::walk::file_type;
+use super::root::{Root, file_type};
 
 /// An entry whose identity no longer matches its record.
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +54,9 @@ struct Listing {
     key: Vec<u8>,
     dev: u64,
     entries: HashMap<Vec<u8>, (u64, Type)>,
+    /// Too large (or unreadable) to hold: its entries are stat'ed one by one, and the folder
+    /// is not read again for each of them.
+    unlisted: bool,
 }
 
 /// Listings kept at once (records interleave a folder's entries with its subfolders').
@@ -64,7 +66,8 @@ const LISTING_MAX_ENTRIES: usize = 65_536;
 
 impl Listing {
     fn confirms(&self, name: &[u8], record: &Record) -> bool {
-        self.dev == record.dev
+        !self.unlisted
+            && self.dev == record.dev
             && self.entries.get(name).is_some_and(|&(ino, kind)| {
                 ino == record.ino && type_bits(kind) == record.mode & SFlag::S_IFMT.bits()
             })
@@ -86,11 +89,7 @@ fn type_bits(kind: Type) -> u32 {
 
 /// Where a record's entry sits now.
 enum Located<'a> {
-    Found {
-        parent: BorrowedFd<'a>,
-        name: CString,
-        stat: FileStat,
-    },
+    Found { parent: BorrowedFd<'a>, name: CString },
     Gone(String),
 }
 
@@ -106,7 +105,7 @@ impl<'r> Locator<'r> {
     /// Whether the parent folder's listing shows the record's inode with its type. `false`
     /// means "look closer with a stat", never "changed".
     fn listed_as_recorded(&mut self, record: &Record) -> Result<bool> {
-        if record.path.is_empty() {
+        if record.path.is_empty() || !below_root(&record.path) {
             return Ok(false);
         }
         let key = record
@@ -132,25 +131,34 @@ impl<'r> Locator<'r> {
         };
         let dev = fstat(&fd)?.st_dev;
         let mut entries = HashMap::new();
+        let mut unlisted = false;
         let mut dir = Dir::from_fd(fd)?;
         for entry in dir.iter() {
-            let Ok(entry) = entry else { return Ok(false) };
-            let listed = entry.file_name().to_bytes();
+            let listed = entry.ok().and_then(|entry| {
+                let kind = entry.file_type()?;
+                Some((entry.file_name().to_bytes().to_vec(), entry.ino(), kind))
+            });
+            let Some((listed, ino, kind)) = listed else {
+                unlisted = true;
+                break;
+            };
             if listed == b"." || listed == b".." {
                 continue;
             }
-            let Some(kind) = entry.file_type() else {
-                return Ok(false);
-            };
             if entries.len() >= LISTING_MAX_ENTRIES {
-                return Ok(false);
+                unlisted = true;
+                break;
             }
-            entries.insert(listed.to_vec(), (entry.ino(), kind));
+            entries.insert(listed, (ino, kind));
+        }
+        if unlisted {
+            entries = HashMap::new();
         }
         let listing = Listing {
             key: key.to_vec(),
             dev,
             entries,
+            unlisted,
         };
         let confirmed = listing.confirms(self.entry_name(record), record);
         if self.listings.len() >= LISTINGS_KEPT {
@@ -163,6 +171,12 @@ impl<'r> Locator<'r> {
     /// Open the directories leading to a record's entry (without following links): the
     /// open components, or why they cannot be entered.
     fn open_parents(&mut self, record: &Record) -> Result<Result<(), String>> {
+        if !below_root(&record.path) {
+            return Ok(Err(format!(
+                "the journal names {}, which is not below the folder; refused",
+                display_bytes(&record.path)
+            )));
+        }
         // Components below the root's parent: the root's own name, then the record's path.
         let mut components: Vec<&[u8]> = vec![self.root.name.as_bytes()];
         if !record.path.is_empty() {
@@ -184,7 +198,13 @@ impl<'r> Locator<'r> {
             let c_name = CString::new(*dir_name).context("journal path holds a NUL byte")?;
             let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
             match openat(parent, c_name.as_c_str(), flags, Mode::empty()) {
-                Ok(fd) => self.open.push((dir_name.to_vec(), fd)),
+                Ok(fd) => {
+                    // The first is the root itself: it must still be the folder resolved.
+                    if self.open.is_empty() && !fstat(&fd).is_ok_and(|stat| self.root.is(&stat)) {
+                        return Ok(Err("the folder was replaced since undo started".into()));
+                    }
+                    self.open.push((dir_name.to_vec(), fd));
+                }
                 Err(errno) => {
                     return Ok(Err(format!(
                         "folder {} cannot be entered without following a link: {errno}",
@@ -221,7 +241,7 @@ impl<'r> Locator<'r> {
                     && stat.st_ino == record.ino
                     && stat.st_mode & SFlag::S_IFMT.bits() == record.mode & SFlag::S_IFMT.bits() =>
             {
-                Ok(Located::Found { parent, name, stat })
+                Ok(Located::Found { parent, name })
             }
             Ok(stat) => Ok(Located::Gone(format!(
                 "now inode {} on device {:x} (journal: inode {} on device {:x})",
@@ -310,8 +330,8 @@ pub fn restore(root: &Root, journal: &JournalSummary, progress: &Progress) -> Re
 }
 
 fn restore_one(locator: &mut Locator<'_>, record: &Record, report: &mut WalkReport) -> Result<()> {
-    let (parent, name, stat) = match locator.locate(record)? {
-        Located::Found { parent, name, stat } => (parent, name, stat),
+    let (parent, name) = match locator.locate(record)? {
+        Located::Found { parent, name } => (parent, name),
         Located::Gone(detail) => {
             report.skip(
                 &record.path,
@@ -320,16 +340,37 @@ fn restore_one(locator: &mut Locator<'_>, record: &Record, report: &mut WalkRepo
             return Ok(());
         }
     };
+    // Changed through a descriptor of the inode checked, never by name again: a swap
+    // between the check and the change cannot redirect it.
+    let fd = match openat(
+        parent,
+        name.as_c_str(),
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(errno) => {
+            report.skip(&record.path, &SkipReason::Error(format!("cannot open: {errno}")));
+            return Ok(());
+        }
+    };
+    let stat = match fstat(&fd) {
+        Ok(stat) if stat.st_dev == record.dev && stat.st_ino == record.ino => stat,
+        _ => {
+            report.skip(&record.path, &SkipReason::ChangedDuringWalk);
+            return Ok(());
+        }
+    };
     let wanted_mode = record.mode & 0o7777;
-    let is_symlink = file_type(&stat) == SFlag::S_IFLNK;
+    let kind = file_type(&stat);
     let owner_differs = stat.st_uid != record.uid || stat.st_gid != record.gid;
     if owner_differs {
         if let Err(errno) = fchownat(
-            parent,
-            name.as_c_str(),
+            &fd,
+            c"",
             Some(Uid::from_raw(record.uid)),
             Some(Gid::from_raw(record.gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
+            AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
         ) {
             report.skip(
                 &record.path,
@@ -341,8 +382,8 @@ fn restore_one(locator: &mut Locator<'_>, record: &Record, report: &mut WalkRepo
     // chown clears setuid/setgid, so the mode goes back after the owner. Symlinks have no
     // mode of their own on Linux.
     let mode_differs = stat.st_mode & 0o7777 != wanted_mode;
-    if !is_symlink && (mode_differs || (owner_differs && wanted_mode & 0o6000 != 0)) {
-        if let Err(detail) = restore_mode(parent, &name, record, wanted_mode) {
+    if kind != SFlag::S_IFLNK && (mode_differs || (owner_differs && wanted_mode & 0o6000 != 0)) {
+        if let Err(detail) = restore_mode(&fd, kind, wanted_mode) {
             report.skip(&record.path, &SkipReason::Error(detail));
             return Ok(());
         }
@@ -355,39 +396,34 @@ fn restore_one(locator: &mut Locator<'_>, record: &Record, report: &mut WalkRepo
     Ok(())
 }
 
-/// chmod through a descriptor of the very inode that was checked, so a swap for a symlink
-/// between the check and the change cannot redirect it.
-fn restore_mode(parent: BorrowedFd<'_>, name: &CString, record: &Record, mode: u32) -> Result<(), String> {
-    let fd = openat(
-        parent,
-        name.as_c_str(),
-        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|errno| format!("cannot open to restore mode: {errno}"))?;
-    let stat = fstat(&fd).map_err(|errno| format!("cannot stat: {errno}"))?;
-    if stat.st_dev != record.dev || stat.st_ino != record.ino {
-        return Err("replaced while being restored; mode left alone".into());
-    }
+/// chmod the inode `fd` (an `O_PATH` descriptor, checked by the caller) refers to.
+fn restore_mode(fd: &OwnedFd, kind: SFlag, mode: u32) -> Result<(), String> {
     let mode = Mode::from_bits_truncate(mode);
-    if file_type(&stat) == SFlag::S_IFDIR {
+    if kind == SFlag::S_IFDIR {
+        // A directory reopened through its own descriptor: the same inode.
         let dir = openat(
-            parent,
-            name.as_c_str(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            fd,
+            c".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
         .map_err(|errno| format!("cannot open to restore mode: {errno}"))?;
-        let again = fstat(&dir).map_err(|errno| format!("cannot stat: {errno}"))?;
-        if again.st_ino != record.ino {
-            return Err("replaced while being restored; mode left alone".into());
-        }
         return fchmod(&dir, mode).map_err(|errno| format!("cannot restore mode: {errno}"));
     }
-    // An O_PATH descriptor cannot be fchmod'ed; its /proc link names exactly that inode.
+    // An O_PATH descriptor cannot be fchmod'ed (and opening a FIFO or device could block or
+    // act); its /proc link names exactly that inode.
     let proc_link = format!("/proc/self/fd/{}", fd.as_raw_fd());
     std::fs::set_permissions(&proc_link, std::fs::Permissions::from_mode(mode.bits()))
         .map_err(|err| format!("cannot restore mode (is /proc mounted?): {err}"))
+}
+
+/// Whether a journaled path stays below the root: no empty, `.` or `..` component, not
+/// absolute (a forged journal must not reach outside the folder).
+fn below_root(path: &[u8]) -> bool {
+    path.is_empty()
+        || path
+            .split(|&b| b == b'/')
+            .all(|component| !matches!(component, b"" | b"." | b".."))
 }
 
 /// Refuse to restore from a journal that did not record this root.
@@ -403,4 +439,53 @@ pub fn check_journal_root(root: &Root, journal: &JournalSummary) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn forged_paths_never_reach_outside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tree/a")).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "host").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let before = std::fs::metadata(&victim).unwrap();
+        let root = super::super::root::resolve(&dir.path().join("tree"), None).unwrap();
+        let victim_path = victim.to_string_lossy().into_owned();
+        for path in [
+            &b"../victim"[..],
+            b"a/../../victim",
+            b"./../victim",
+            victim_path.as_bytes(),
+        ] {
+            let record = Record {
+                dev: before.dev(),
+                ino: before.ino(),
+                uid: 4321,
+                gid: 4321,
+                mode: SFlag::S_IFREG.bits() | 0o4755,
+                path: path.to_vec(),
+            };
+            let mut locator = Locator::new(&root);
+            assert!(!locator.listed_as_recorded(&record).unwrap());
+            let mut report = WalkReport::default();
+            restore_one(&mut locator, &record, &mut report).unwrap();
+            assert_eq!(
+                (report.changed, report.skipped),
+                (0, 1),
+                "{}",
+                display_bytes(path)
+            );
+            let after = std::fs::metadata(&victim).unwrap();
+            assert_eq!(
+                (after.uid(), after.gid(), after.mode()),
+                (before.uid(), before.gid(), before.mode())
+            );
+        }
+    }
 }

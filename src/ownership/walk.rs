@@ -36,13 +36,13 @@ use anyhow::{Result, bail};
 use nix::dir::{Dir, OwningIter, Type};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
 use nix::unistd::{Gid, Uid, fchown, fchownat};
 
 use super::interrupt;
 use super::journal::{JournalWriter, RecordBatch, RecordRef, SealedBatch};
-use super::report::{Progress, SkipReason, WalkReport};
-use super::root::Root;
+use super::report::{Progress, SkipReason, WalkReport, display_bytes};
+use super::root::{Root, file_type, stat_at};
 
 /// Records per journal batch. Small, so that an entry is changed while what its stat
 /// brought into the CPU caches is still there; the syncs this takes overlap the walk.
@@ -117,11 +117,10 @@ pub fn reown(
         workers,
         queue_cap,
         root_dev: root.dev,
+        root_mnt: root.mnt_id,
+        root_id: (root.dev, root.ino),
         max_depth,
         batch_dirs,
-        // Without protected_hardlinks a container could hard-link a host file into the tree
-        // between the stat and the change: then every change is checked again just before.
-        recheck: !protected_hardlinks(),
         committer: journal.is_some().then(Committer::default),
         queue: Mutex::new(Queue::default()),
         wake: Condvar::new(),
@@ -172,20 +171,18 @@ pub fn reown(
     Ok(report)
 }
 
-/// Whether the kernel refuses hard links to files the linker does not own or cannot write.
-fn protected_hardlinks() -> bool {
-    std::fs::read_to_string("/proc/sys/fs/protected_hardlinks").is_ok_and(|v| v.trim() == "1")
-}
-
 /// State all workers share.
 struct Shared<'a> {
     options: WalkOptions,
     workers: usize,
     queue_cap: usize,
     root_dev: u64,
+    /// The root's mount (0: unknown); an entry on another one is a mount point.
+    root_mnt: u64,
+    /// The root as resolved: the walk refuses to start on anything else.
+    root_id: (u64, u64),
     max_depth: usize,
     batch_dirs: usize,
-    recheck: bool,
     committer: Option<Committer>,
     queue: Mutex<Queue>,
     wake: Condvar,
@@ -314,6 +311,10 @@ struct Handoff {
 }
 
 impl Shared<'_> {
+    fn on_another_mount(&self, stat: &FileStat, mnt_id: u64) -> bool {
+        stat.st_dev != self.root_dev || (self.root_mnt != 0 && mnt_id != 0 && mnt_id != self.root_mnt)
+    }
+
     fn fail(&self) {
         self.failed.store(true, Ordering::SeqCst);
         self.wake.notify_all();
@@ -737,7 +738,7 @@ impl<'s, 'a> Worker<'s, 'a> {
         let stat = if listed_type == Some(Type::Directory) {
             None
         } else {
-            match fstatat(parent.fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            match stat_at(parent.fd(), name, false) {
                 Ok(stat) => Some(stat),
                 Err(Errno::ENOENT) => {
                     self.skip(&SkipReason::Vanished);
@@ -749,18 +750,27 @@ impl<'s, 'a> Worker<'s, 'a> {
                 }
             }
         };
-        let is_dir = stat.as_ref().is_none_or(|s| file_type(s) == SFlag::S_IFDIR);
+        if let Some((stat, _)) = &stat {
+            if depth == 0 && (stat.st_dev, stat.st_ino) != self.shared.root_id {
+                bail!(
+                    "{}: replaced since it was checked; nothing changed",
+                    display_bytes(name.to_bytes())
+                );
+            }
+        }
+        let is_dir = stat.as_ref().is_none_or(|(s, _)| file_type(s) == SFlag::S_IFDIR);
         if is_dir && listed_type.is_some_and(|kind| kind != Type::Directory) {
             // Listed as something else, a directory now: replaced while we walk.
             self.skip(&SkipReason::ChangedDuringWalk);
             return Ok(None);
         }
         if is_dir {
-            let expected_ino = stat.map_or(listed_ino, |s| Some(s.st_ino));
+            let expected_ino = stat.map_or(listed_ino, |(s, _)| Some(s.st_ino));
             return self.visit_dir(parent, name, expected_ino, depth);
         }
-        let stat = stat.expect("non-directories were stat'ed");
-        if stat.st_dev != self.shared.root_dev {
+        let (stat, mnt_id) = stat.expect("non-directories were stat'ed");
+        if self.shared.on_another_mount(&stat, mnt_id) {
+            // A file bind-mounted here (from anywhere) is not the tree's.
             self.skip(&SkipReason::MountPoint);
             return Ok(None);
         }
@@ -805,8 +815,15 @@ impl<'s, 'a> Worker<'s, 'a> {
                 return Ok(None);
             }
         };
-        let stat = fstat(&fd)?;
-        if stat.st_dev != self.shared.root_dev {
+        let (stat, mnt_id) = stat_at(fd.as_fd(), c"", false)?;
+        if depth == 0 && (stat.st_dev, stat.st_ino) != self.shared.root_id {
+            bail!(
+                "{}: replaced since it was checked; nothing changed",
+                display_bytes(name.to_bytes())
+            );
+        }
+        // Before the inode check: a folder mounted here has another inode than the one listed.
+        if self.shared.on_another_mount(&stat, mnt_id) {
             self.skip(&SkipReason::MountPoint);
             return Ok(None);
         }
@@ -844,7 +861,9 @@ impl<'s, 'a> Worker<'s, 'a> {
         }
         if depth >= self.shared.max_depth {
             // Its own change (if any) still holds it open; its entries are not walked.
-            self.skip(&SkipReason::TooDeep);
+            self.skip(&SkipReason::TooDeep {
+                limit: self.shared.max_depth,
+            });
             return Ok(None);
         }
         Ok(Some(dir))
@@ -868,13 +887,17 @@ impl<'s, 'a> Worker<'s, 'a> {
 
     /// Journal the entry's current state and change it (now, or with its batch).
     fn change(&mut self, handle: Handle, name: Option<&CStr>, stat: &FileStat) {
+        if matches!(file_type(stat), SFlag::S_IFCHR | SFlag::S_IFBLK) {
+            // Whoever owns a device node can read or write the device: say so.
+            self.report.device(&self.path);
+        }
         if self.shared.options.dry_run {
             self.report
                 .plan(&self.path, stat.st_uid, stat.st_gid, stat.st_mode);
             return;
         }
         if self.shared.committer.is_none() {
-            apply(self.shared, &mut self.report, &handle, name, &self.path, false);
+            apply(self.shared, &mut self.report, &handle, name, &self.path);
             return;
         }
         self.batch.records.push(RecordRef {
@@ -941,14 +964,7 @@ impl<'s, 'a> Worker<'s, 'a> {
             // Stopping here leaves journaled entries unchanged, which undo handles.
             interrupt::check()?;
             let (name, path) = batch.name_and_path(entry);
-            apply(
-                self.shared,
-                &mut self.report,
-                &entry.handle,
-                name,
-                path,
-                self.shared.recheck,
-            );
+            apply(self.shared, &mut self.report, &entry.handle, name, path);
         }
         batch.clear();
         self.spare.push(batch);
@@ -956,15 +972,11 @@ impl<'s, 'a> Worker<'s, 'a> {
     }
 }
 
-/// Change one entry (a child through its name, re-checked first when `recheck`).
-fn apply(
-    shared: &Shared<'_>,
-    report: &mut WalkReport,
-    handle: &Handle,
-    name: Option<&CStr>,
-    path: &[u8],
-    recheck: bool,
-) {
+/// Change one entry. A child is opened (without following it) and changed through that
+/// descriptor, once the descriptor is checked to be the inode that was stat'ed and journaled
+/// (still with no other hard links): what is checked is what is changed, whatever is
+/// renamed over the name meanwhile.
+fn apply(shared: &Shared<'_>, report: &mut WalkReport, handle: &Handle, name: Option<&CStr>, path: &[u8]) {
     let target = shared.options.target;
     let uid = Some(Uid::from_raw(target.uid));
     let gid = Some(Gid::from_raw(target.gid));
@@ -972,23 +984,37 @@ fn apply(
         Handle::Dir(dir) => fchown(dir.fd(), uid, gid),
         Handle::Child { parent, dev, ino } => {
             let name = name.expect("a child has a name");
-            // Make sure the name still means the same inode (and still has no other links)
-            // before changing it.
-            if recheck {
-                match fstatat(parent.fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                    Ok(now)
-                        if now.st_dev == *dev
-                            && now.st_ino == *ino
-                            && (shared.options.allow_hardlinks
-                                || file_type(&now) != SFlag::S_IFREG
-                                || now.st_nlink == 1) => {}
-                    _ => {
-                        report.skip(path, &SkipReason::ChangedDuringWalk);
-                        return;
-                    }
+            let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            let fd = match openat(parent.fd(), name, flags, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) => {
+                    report.skip(path, &SkipReason::Vanished);
+                    return;
+                }
+                Err(errno) => {
+                    report.skip(path, &SkipReason::Error(format!("cannot open: {errno}")));
+                    return;
+                }
+            };
+            match fstat(&fd) {
+                Ok(now)
+                    if now.st_dev == *dev
+                        && now.st_ino == *ino
+                        && (shared.options.allow_hardlinks
+                            || file_type(&now) != SFlag::S_IFREG
+                            || now.st_nlink == 1) => {}
+                _ => {
+                    report.skip(path, &SkipReason::ChangedDuringWalk);
+                    return;
                 }
             }
-            fchownat(parent.fd(), name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)
+            fchownat(
+                &fd,
+                c"",
+                uid,
+                gid,
+                AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
         }
     };
     match result {
@@ -1010,8 +1036,4 @@ fn apply(
         }
         Err(errno) => report.skip(path, &SkipReason::Error(format!("cannot change owner: {errno}"))),
     }
-}
-
-pub(crate) fn file_type(stat: &FileStat) -> SFlag {
-    SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
 }

@@ -15,12 +15,12 @@ use crate::testenv::{Snapshot, TestEnv, assert_bad_input, snapshot};
 
 /// A test folder with `tree/` (handed over), `outside/` (must never change) and `state/`
 /// (the journal folder).
-struct OwnEnv {
-    env: TestEnv,
+pub(crate) struct OwnEnv {
+    pub(crate) env: TestEnv,
 }
 
 impl OwnEnv {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let env = TestEnv::new();
         for dir in ["tree", "outside"] {
             std::fs::create_dir(env.join(dir)).unwrap();
@@ -28,35 +28,42 @@ impl OwnEnv {
         Self { env }
     }
 
-    fn tree(&self) -> PathBuf {
+    pub(crate) fn tree(&self) -> PathBuf {
         self.env.join("tree")
     }
 
-    fn outside(&self) -> PathBuf {
+    pub(crate) fn outside(&self) -> PathBuf {
         self.env.join("outside")
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.env.join("state")
     }
 
-    fn run<I, S>(&self, args: I) -> std::process::Output
+    pub(crate) fn command<I, S>(&self, args: I) -> assert_cmd::Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.env
-            .flowerbed(args)
+        let mut command = self.env.flowerbed(args);
+        command
             .env("FLOWERBED_STATE_DIR", self.state())
             .env_remove("SUDO_UID")
             .env_remove("SUDO_GID")
-            .env_remove("DOCKER_HOST")
-            .output()
-            .unwrap()
+            .env_remove("DOCKER_HOST");
+        command
+    }
+
+    pub(crate) fn run<I, S>(&self, args: I) -> std::process::Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command(args).output().unwrap()
     }
 
     /// The journals in the state folder (not the lock files beside them).
-    fn journal_files(&self) -> Vec<PathBuf> {
+    pub(crate) fn journal_files(&self) -> Vec<PathBuf> {
         match std::fs::read_dir(self.state()) {
             Ok(entries) => entries
                 .map(|e| e.unwrap().path())
@@ -67,12 +74,12 @@ impl OwnEnv {
     }
 
     /// Everything in one snapshot: the tree and the outside folder.
-    fn snapshot(&self) -> (Snapshot, Snapshot) {
+    pub(crate) fn snapshot(&self) -> (Snapshot, Snapshot) {
         (snapshot(&self.tree()), snapshot(&self.outside()))
     }
 
     /// The hostile tree the issue asks for.
-    fn build_hostile_tree(&self) {
+    pub(crate) fn build_hostile_tree(&self) {
         let tree = self.tree();
         let outside = self.outside();
         std::fs::write(outside.join("secret"), "host file").unwrap();
@@ -108,16 +115,16 @@ impl OwnEnv {
     }
 }
 
-fn owner(path: &Path) -> (u32, u32) {
+pub(crate) fn owner(path: &Path) -> (u32, u32) {
     let meta = std::fs::symlink_metadata(path).unwrap();
     (meta.uid(), meta.gid())
 }
 
-fn stdout(output: &std::process::Output) -> String {
+pub(crate) fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &std::process::Output) -> String {
+pub(crate) fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -408,14 +415,14 @@ fn release_retires_the_journals_of_folders_inside_and_no_others() {
 }
 
 /// The journal file `own` keeps for `path`.
-fn journal_of(env: &OwnEnv, path: &Path) -> PathBuf {
+pub(crate) fn journal_of(env: &OwnEnv, path: &Path) -> PathBuf {
     let meta = std::fs::symlink_metadata(path).unwrap();
     env.state()
         .join(format!("own-{:x}-{:x}.journal", meta.dev(), meta.ino()))
 }
 
 /// Build a flat-ish tree of `count` files spread over directories.
-fn build_large_tree(root: &Path, count: usize) {
+pub(crate) fn build_large_tree(root: &Path, count: usize) {
     for i in 0..count {
         let dir = root.join(format!("d{:03}", i / 200));
         if i % 200 == 0 {
@@ -751,10 +758,16 @@ fn the_walk_stops_at_its_depth_limit_even_with_descriptors_to_spare() {
 
 // ---- bad input: exit 2, one line naming the culprit, nothing changed ----------------------
 
-fn assert_refused(env: &OwnEnv, args: &[&str], culprit: &str) {
+pub(crate) fn assert_refused(env: &OwnEnv, args: &[&str], culprit: &str) {
+    assert_command_refused(env, &mut env.command(args), culprit);
+}
+
+/// `command` exits 2 with one line naming `culprit`, and changes nothing.
+pub(crate) fn assert_command_refused(env: &OwnEnv, command: &mut assert_cmd::Command, culprit: &str) {
     let before = env.snapshot();
     let journals_before = env.journal_files();
-    let out = env.run(args);
+    let out = command.output().unwrap();
+    let args = command.get_args().collect::<Vec<_>>();
     assert_bad_input(&out, culprit);
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     assert!(env.snapshot() == before, "{args:?} changed the tree");
