@@ -4,6 +4,7 @@ mod bad_input;
 mod bounded_reads;
 mod bundle;
 mod certs;
+mod certs_keys;
 mod check;
 mod cli;
 mod deploy;
