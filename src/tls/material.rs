@@ -144,7 +144,7 @@ fn sec1_as_pkcs8(der: &[u8]) -> Result<Vec<u8>> {
     use pkcs8::der::Encode;
     let key = sec1::EcPrivateKey::try_from(der).map_err(|err| anyhow!("malformed EC private key ({err})"))?;
     let curve = match (
-        key.parameters.and_then(|p| p.named_curve()),
+        key.parameters.and_then(sec1::EcParameters::named_curve),
         key.private_key.len(),
     ) {
         (Some(curve), _) => curve,
