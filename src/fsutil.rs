@@ -181,11 +181,14 @@ impl WritePlan {
         }
         // Stage every file first, so a failure (disk full, permission) leaves no target touched.
         let mut staged = Vec::with_capacity(self.files.len());
+        let mut handles = Vec::with_capacity(self.files.len());
         for file in &self.files {
-            let temp = write_temp(file)?;
+            let (temp, handle) = write_temp(file)?;
             undo.temps.push(temp.clone());
             staged.push((temp, file.path.clone()));
+            handles.push((handle, &file.path));
         }
+        sync_all(&handles)?;
         for (temp, target) in &staged {
             if target.symlink_metadata().is_ok() {
                 let backup = sibling_name(target, ".flowerbed-old");
@@ -280,7 +283,8 @@ fn unique_suffix() -> u64 {
     nanos ^ (COUNTER.fetch_add(1, Ordering::Relaxed) << 32)
 }
 
-fn write_temp(file: &PlannedFile) -> Result<PathBuf> {
+/// Write `file` to a temporary name beside its target, with its final mode; not yet synced.
+fn write_temp(file: &PlannedFile) -> Result<(PathBuf, File)> {
     let temp = sibling_name(&file.path, ".flowerbed-new");
     let mut handle: File = OpenOptions::new()
         .write(true)
@@ -292,14 +296,38 @@ fn write_temp(file: &PlannedFile) -> Result<PathBuf> {
     let result = (|| -> std::io::Result<()> {
         // Exact mode regardless of umask; a private mode is never widened here.
         handle.set_permissions(fs::Permissions::from_mode(file.mode))?;
-        handle.write_all(&file.contents)?;
-        handle.sync_all()
+        handle.write_all(&file.contents)
     })();
     if let Err(err) = result {
         let _ = fs::remove_file(&temp);
         return Err(anyhow::Error::new(err).context(format!("{}: cannot write", file.path.display())));
     }
-    Ok(temp)
+    Ok((temp, handle))
+}
+
+/// fsync every staged file before any is renamed into place, all at once: the filesystem
+/// commits concurrent syncs together (one journal commit instead of one per file).
+fn sync_all(handles: &[(File, &PathBuf)]) -> Result<()> {
+    std::thread::scope(|scope| {
+        let syncs: Vec<_> = handles
+            .iter()
+            .skip(1)
+            .map(|(handle, path)| scope.spawn(move || handle.sync_all().map_err(|err| (err, *path))))
+            .collect();
+        // The first on this thread, the rest on their own.
+        let mut result = handles.first().map_or(Ok(()), |(handle, path)| {
+            handle.sync_all().map_err(|err| (err, *path))
+        });
+        for sync in syncs {
+            let outcome = sync.join().expect("fsync thread");
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result.map_err(|(err, path)| {
+            anyhow::Error::new(err).context(format!("{}: cannot write", path.display()))
+        })
+    })
 }
 
 fn sync_dir(dir: &Path) {
