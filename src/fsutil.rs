@@ -299,11 +299,14 @@ impl WritePlan {
         }
         // Stage every file first, so a failure (disk full, permission) leaves no target touched.
         let mut staged = Vec::with_capacity(self.files.len());
+        let mut handles = Vec::with_capacity(self.files.len());
         for file in &self.files {
-            let temp = write_temp(file)?;
+            let (temp, handle) = write_temp(file)?;
             undo.temps.push(temp.clone());
             staged.push((temp, file.path.clone()));
+            handles.push((handle, &file.path));
         }
+        sync_all(&handles)?;
         for (temp, target) in &staged {
             if target.symlink_metadata().is_ok() {
                 let backup = sibling_name(target, ".flowerbed-old");
@@ -402,6 +405,12 @@ fn create_one_dir(dir: &Path, mode: u32) -> Result<()> {
 /// Create a file that does not exist yet, with its final mode from the first byte (exact
 /// regardless of umask; a private mode is never widened).
 fn create_file_exact(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    create_file_unsynced(path, contents, mode)?.sync_all()
+}
+
+/// Create `path` (never through a link) with exactly `mode`, whatever the umask, and write
+/// `contents`; the caller syncs it.
+fn create_file_unsynced(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<File> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -410,7 +419,7 @@ fn create_file_exact(path: &Path, contents: &[u8], mode: u32) -> std::io::Result
         .open(path)?;
     file.set_permissions(fs::Permissions::from_mode(mode))?;
     file.write_all(contents)?;
-    file.sync_all()
+    Ok(file)
 }
 
 fn sibling_name(target: &Path, tag: &str) -> PathBuf {
@@ -429,18 +438,46 @@ fn unique_suffix() -> u64 {
     nanos ^ (COUNTER.fetch_add(1, Ordering::Relaxed) << 32)
 }
 
-fn write_temp(file: &PlannedFile) -> Result<PathBuf> {
+/// Write `file` to a temporary name beside its target, with its final mode; not yet synced.
+fn write_temp(file: &PlannedFile) -> Result<(PathBuf, File)> {
     let temp = sibling_name(&file.path, ".flowerbed-new");
-    if let Err(err) = create_file_exact(&temp, &file.contents, file.mode) {
-        // Opened (ours) but not written, or not created at all.
-        let created = err.kind() != std::io::ErrorKind::AlreadyExists && temp.symlink_metadata().is_ok();
-        if created {
-            let _ = fs::remove_file(&temp);
+    match create_file_unsynced(&temp, &file.contents, file.mode) {
+        Ok(handle) => Ok((temp, handle)),
+        Err(err) => {
+            // Opened (ours) but not written, or not created at all.
+            let created = err.kind() != std::io::ErrorKind::AlreadyExists && temp.symlink_metadata().is_ok();
+            if created {
+                let _ = fs::remove_file(&temp);
+            }
+            let what = if created { "cannot write" } else { "cannot create" };
+            Err(anyhow::Error::new(err).context(format!("{}: {what}", file.path.display())))
         }
-        let what = if created { "cannot write" } else { "cannot create" };
-        return Err(anyhow::Error::new(err).context(format!("{}: {what}", file.path.display())));
     }
-    Ok(temp)
+}
+
+/// fsync every staged file before any is renamed into place, all at once: the filesystem
+/// commits concurrent syncs together (one journal commit instead of one per file).
+fn sync_all(handles: &[(File, &PathBuf)]) -> Result<()> {
+    std::thread::scope(|scope| {
+        let syncs: Vec<_> = handles
+            .iter()
+            .skip(1)
+            .map(|(handle, path)| scope.spawn(move || handle.sync_all().map_err(|err| (err, *path))))
+            .collect();
+        // The first on this thread, the rest on their own.
+        let mut result = handles.first().map_or(Ok(()), |(handle, path)| {
+            handle.sync_all().map_err(|err| (err, *path))
+        });
+        for sync in syncs {
+            let outcome = sync.join().expect("fsync thread");
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result.map_err(|(err, path)| {
+            anyhow::Error::new(err).context(format!("{}: cannot write", path.display()))
+        })
+    })
 }
 
 fn sync_dir(dir: &Path) {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, RsaKeySize, SanType, SerialNumber, SignatureAlgorithm,
+    KeyPair, KeyUsagePurpose, SanType, SerialNumber, SignatureAlgorithm,
 };
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
@@ -233,15 +233,36 @@ fn signature_algorithm(key_type: KeyType) -> &'static SignatureAlgorithm {
 }
 
 /// A fresh private key of the requested type.
+///
+/// ring makes the ECDSA and Ed25519 keys, from the operating system's CSPRNG (getrandom).
+/// ring cannot make RSA keys: aws-lc makes those (seeding its own DRBG first, which costs
+/// tens of milliseconds next to the hundreds an RSA key takes), and hands them to ring as
+/// PKCS#8; ring does all the signing.
 pub fn new_key(key_type: KeyType) -> Result<KeyPair> {
+    use aws_lc_rs::rsa::KeySize;
     let alg = signature_algorithm(key_type);
     let key = match key_type {
-        KeyType::Rsa2048 => KeyPair::generate_rsa_for(alg, RsaKeySize::_2048),
-        KeyType::Rsa3072 => KeyPair::generate_rsa_for(alg, RsaKeySize::_3072),
-        KeyType::Rsa4096 => KeyPair::generate_rsa_for(alg, RsaKeySize::_4096),
-        KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::Ed25519 => KeyPair::generate_for(alg),
+        KeyType::Rsa2048 => rsa_key(alg, KeySize::Rsa2048),
+        KeyType::Rsa3072 => rsa_key(alg, KeySize::Rsa3072),
+        KeyType::Rsa4096 => rsa_key(alg, KeySize::Rsa4096),
+        KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::Ed25519 => {
+            KeyPair::generate_for(alg).map_err(anyhow::Error::new)
+        }
     };
     key.with_context(|| format!("cannot generate a {key_type} key"))
+}
+
+fn rsa_key(alg: &'static SignatureAlgorithm, size: aws_lc_rs::rsa::KeySize) -> Result<KeyPair> {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    let key =
+        aws_lc_rs::rsa::KeyPair::generate(size).map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+    let pkcs8: Pkcs8V1Der<'static> = key
+        .as_der()
+        .map_err(|_| anyhow::anyhow!("cannot encode the RSA key"))?;
+    Ok(KeyPair::from_pkcs8_der_and_sign_algo(
+        &rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_ref()),
+        alg,
+    )?)
 }
 
 /// PEM of a private key in the form every TLS stack Flower uses can load.

@@ -113,10 +113,64 @@ pub fn read_private_key(path: &Path) -> Result<KeyPair> {
 }
 
 /// A private key from DER (PKCS#8, SEC1 or PKCS#1).
+///
+/// ring loads PKCS#8 only: a SEC1 (`EC PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`) key is
+/// wrapped in a PKCS#8 envelope first, unchanged inside; ring then checks all of it.
 pub fn parse_private_key(der: &[u8]) -> Result<KeyPair> {
-    let key_der = rustls_pki_types::PrivateKeyDer::try_from(der)
+    use rustls_pki_types::PrivateKeyDer;
+    let key_der = PrivateKeyDer::try_from(der)
         .map_err(|err| anyhow!("not a PKCS#8, SEC1 or PKCS#1 private key ({err})"))?;
-    KeyPair::try_from(&key_der).map_err(|err| anyhow!("unsupported or malformed private key ({err})"))
+    let wrapped = match &key_der {
+        PrivateKeyDer::Sec1(sec1) => Some(sec1_as_pkcs8(sec1.secret_sec1_der())?),
+        PrivateKeyDer::Pkcs1(pkcs1) => Some(pkcs1_as_pkcs8(pkcs1.secret_pkcs1_der())?),
+        _ => None,
+    };
+    let loaded = match &wrapped {
+        Some(pkcs8) => KeyPair::try_from(pkcs8.as_slice()),
+        None => KeyPair::try_from(&key_der),
+    };
+    loaded.map_err(|err| anyhow!("unsupported or malformed private key ({err})"))
+}
+
+/// OID of `id-ecPublicKey` (RFC 5480) and of `rsaEncryption` (RFC 8017).
+const EC_PUBLIC_KEY: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const RSA_ENCRYPTION: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const P256: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const P384: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.132.0.34");
+
+/// A SEC1 key in PKCS#8; the curve comes from the key's parameters, or from the length of
+/// its private scalar when they are left out.
+fn sec1_as_pkcs8(der: &[u8]) -> Result<Vec<u8>> {
+    use pkcs8::der::Encode;
+    let key = sec1::EcPrivateKey::try_from(der).map_err(|err| anyhow!("malformed EC private key ({err})"))?;
+    let curve = match (
+        key.parameters.and_then(sec1::EcParameters::named_curve),
+        key.private_key.len(),
+    ) {
+        (Some(curve), _) => curve,
+        (None, 32) => P256,
+        (None, 48) => P384,
+        (None, _) => bail!("EC private key on an unknown curve"),
+    };
+    let algorithm = pkcs8::AlgorithmIdentifierRef {
+        oid: EC_PUBLIC_KEY,
+        parameters: Some((&curve).into()),
+    };
+    let info = pkcs8::PrivateKeyInfo::new(algorithm, der);
+    info.to_der()
+        .map_err(|err| anyhow!("cannot re-encode the EC private key ({err})"))
+}
+
+/// A PKCS#1 RSA key in PKCS#8.
+fn pkcs1_as_pkcs8(der: &[u8]) -> Result<Vec<u8>> {
+    use pkcs8::der::Encode;
+    let algorithm = pkcs8::AlgorithmIdentifierRef {
+        oid: RSA_ENCRYPTION,
+        parameters: Some(pkcs8::der::asn1::AnyRef::NULL),
+    };
+    let info = pkcs8::PrivateKeyInfo::new(algorithm, der);
+    info.to_der()
+        .map_err(|err| anyhow!("cannot re-encode the RSA private key ({err})"))
 }
 
 /// Parse a DER certificate (for callers holding bytes already read).

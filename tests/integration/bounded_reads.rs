@@ -24,6 +24,11 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const ADDRESS_SPACE_CAP: u64 = 1 << 30;
 const RSS_LIMIT_KIB: i64 = 64 * 1024;
 
+const FIFO: &str = "is a FIFO, not a regular file";
+const DEVICE: &str = "is a character device, not a regular file";
+const CERT_TOO_LARGE: &str = "is 1.0 GiB, over the 1.0 MiB limit";
+const TEXT_TOO_LARGE: &str = "is 1.0 GiB, over the 16 MiB limit";
+
 /// Run flowerbed with `args` in `env`, killing it if it outlives the deadline.
 // The child is reaped by wait4 (to read its rusage), which clippy cannot see.
 #[allow(clippy::zombie_processes)]
@@ -123,10 +128,6 @@ fn fifos_devices_and_huge_files_are_refused_without_hanging() {
     for name in ["big.pem", "big.yaml", "big.sh"] {
         sparse(&env.join(name), 1 << 30);
     }
-    const FIFO: &str = "is a FIFO, not a regular file";
-    const DEVICE: &str = "is a character device, not a regular file";
-    const CERT_TOO_LARGE: &str = "is 1.0 GiB, over the 1.0 MiB limit";
-    const TEXT_TOO_LARGE: &str = "is 1.0 GiB, over the 16 MiB limit";
     let cert = "deploy/superlink-certificates/server.pem";
     let key = "deploy/superlink-certificates/server.key";
     let ca = "deploy/ca/ca.crt";
@@ -200,7 +201,7 @@ fn fifos_inside_a_deployment_folder_are_refused_without_hanging() {
         &env,
         &["certs", "verify", "deploy"],
         "deploy/supernode-certificates/ca.crt",
-        "is a FIFO, not a regular file",
+        FIFO,
     );
 
     for name in ["compose.yaml", "run.sh"] {
@@ -208,22 +209,12 @@ fn fifos_inside_a_deployment_folder_are_refused_without_hanging() {
         std::fs::create_dir(&dir).unwrap();
         mkfifo(&dir.join(name));
         let shown = format!("{}/{name}", dir.file_name().unwrap().to_string_lossy());
-        assert_refused(
-            &env,
-            &["check", &dir.to_string_lossy()],
-            &shown,
-            "is a FIFO, not a regular file",
-        );
+        assert_refused(&env, &["check", &dir.to_string_lossy()], &shown, FIFO);
     }
 
     env.flowerbed(["quickstart", "qs", "--no-own"]).assert().success();
     let settings = env.join("qs/flowerbed.json");
     std::fs::remove_file(&settings).unwrap();
     mkfifo(&settings);
-    assert_refused(
-        &env,
-        &["check", "qs"],
-        "qs/flowerbed.json",
-        "is a FIFO, not a regular file",
-    );
+    assert_refused(&env, &["check", "qs"], "qs/flowerbed.json", FIFO);
 }

@@ -5,6 +5,7 @@ mod bad_input;
 mod bounded_reads;
 mod bundle;
 mod certs;
+mod certs_keys;
 mod check;
 mod check_fixes;
 mod check_inputs;
