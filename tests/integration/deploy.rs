@@ -727,3 +727,65 @@ fn bad_inputs_exit_2_and_change_nothing() {
         assert_eq!(env.snapshot(), before, "{args:?} changed the disk");
     }
 }
+
+/// `--color auto` decides for each stream from that stream: warnings on stderr are painted
+/// when stderr is a terminal, whatever stdout is, and not when only stdout is one.
+#[test]
+fn colour_on_stderr_is_decided_from_stderr() {
+    let env = TestEnv::new();
+    // The child's stdout or stderr is a pseudo-terminal, the other a pipe; python reports
+    // what reached the terminal side and the pipe side.
+    let script = r#"
+import os, pty, subprocess, sys
+tty_side = sys.argv[1]
+main, sub = pty.openpty()
+pipe = subprocess.PIPE
+proc = subprocess.Popen(sys.argv[2:], stdout=sub if tty_side == "stdout" else pipe,
+                        stderr=sub if tty_side == "stderr" else pipe, stdin=subprocess.DEVNULL)
+os.close(sub)
+piped = (proc.stderr if tty_side == "stdout" else proc.stdout).read()
+proc.wait()
+chunks = []
+while True:
+    try:
+        chunk = os.read(main, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    chunks.append(chunk)
+sys.stdout.buffer.write(b"".join(chunks) + b"\0" + piped)
+"#;
+    let run = |tty_side: &str, dir: &str| -> (String, String) {
+        let out = Process::new("python3")
+            .args(["-c", script, tty_side])
+            .arg(assert_cmd::cargo::cargo_bin("flowerbed"))
+            // A warning on stderr: --name means nothing without new certificates.
+            .args(["quickstart", dir, "--insecure", "--name", "x.example.org"])
+            .current_dir(env.path())
+            .env("FLOWERBED_STATE_DIR", env.state.path())
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (tty, piped) = text.split_once('\0').unwrap();
+        (tty.to_string(), piped.to_string())
+    };
+    // Only stdout is a terminal: the warning on the stderr pipe is plain.
+    let (_, stderr) = run("stdout", "a");
+    assert!(stderr.contains("warning: --name is ignored"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "stderr painted although it is a pipe: {stderr}"
+    );
+    // Only stderr is a terminal: the warning there is painted.
+    let (stderr, _) = run("stderr", "b");
+    assert!(stderr.contains("--name is ignored"), "{stderr}");
+    assert!(
+        stderr.contains("\x1b[33mwarning:"),
+        "stderr not painted on a terminal: {stderr}"
+    );
+}
