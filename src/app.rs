@@ -48,7 +48,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     } else {
         i8::try_from(cli.global.verbose).unwrap_or(i8::MAX)
     };
-    let printer = Printer::new(verbosity, cli.global.color);
+    let printer = Printer::new(verbosity, crate::config::color_choice(cli.global.color));
     match cli.command {
         Command::Certs(command) => commands::certs::run(command, &printer),
         Command::Render(command) => commands::deploy::render(&command, &printer),

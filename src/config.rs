@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 
+use crate::cli::ColorArg;
 use crate::cli::deploy::{BundleArgs, DeployArgs, IsolationArg, RenderArgs, RenderCommand, RoleArg};
 use crate::deploy::{Address, CertLayout, DeploymentRole, Isolation, Security, Settings};
 use crate::error::Error;
+use crate::output::ColorChoice;
 use crate::render::kubernetes::KubernetesOptions;
-use crate::render::swarm::SwarmOptions;
+use crate::render::swarm::{self, SwarmOptions};
 use crate::render::{self, Format};
 use crate::tls::Layout;
 
@@ -32,6 +34,15 @@ impl From<IsolationArg> for Isolation {
             IsolationArg::Subprocess => Isolation::Subprocess,
             IsolationArg::Process => Isolation::Process,
         }
+    }
+}
+
+/// `--color` as the printer takes it.
+pub fn color_choice(arg: ColorArg) -> ColorChoice {
+    match arg {
+        ColorArg::Auto => ColorChoice::Auto,
+        ColorArg::Always => ColorChoice::Always,
+        ColorArg::Never => ColorChoice::Never,
     }
 }
 
@@ -187,6 +198,12 @@ pub fn render_request(command: &RenderCommand) -> Result<(&RenderArgs, &'static 
         RenderCommand::Compose(args) => (args, "compose"),
         RenderCommand::FlwrConfig(args) => (args, "flwr-config"),
         RenderCommand::Swarm(args) => {
+            for constraint in &args.placement {
+                swarm::validate_placement(constraint).map_err(|err| Error::InvalidFlag {
+                    flag: "--placement",
+                    message: err.to_string(),
+                })?;
+            }
             options.swarm = SwarmOptions {
                 placement: args.placement.clone(),
             };

@@ -367,11 +367,11 @@ impl Daemon {
                 .filter(|summary| {
                     let image = summary.image.as_deref().unwrap_or_default();
                     let command = summary.command.as_deref().unwrap_or_default();
-                    crate::check::spec::Role::guess(image).is_some()
+                    crate::deploy::Component::guess(image).is_some()
                         || command
                             .split_whitespace()
                             .next()
-                            .and_then(crate::check::spec::Role::guess)
+                            .and_then(crate::deploy::Component::guess)
                             .is_some()
                 })
                 .filter_map(|summary| summary.id.clone())
@@ -456,7 +456,7 @@ impl Daemon {
             if !image
                 .repo_tags
                 .iter()
-                .any(|tag| crate::check::spec::Role::guess(tag).is_some())
+                .any(|tag| crate::deploy::Component::guess(tag).is_some())
             {
                 continue;
             }

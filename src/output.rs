@@ -2,27 +2,26 @@
 //!
 //! Writes return `io::Result` so that a closed pipe (`flowerbed ... | head`) ends the
 //! program quietly instead of panicking; `app::main` maps `BrokenPipe` to exit 0.
+//!
+//! Text is painted with anstyle and written through anstream, which drops the styling per
+//! stream: whether stdout gets colour is decided from stdout, and stderr's from stderr
+//! (`auto`: a terminal, and neither `NO_COLOR` nor `TERM=dumb`).
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 
+use anstream::AutoStream;
+use anstyle::{AnsiColor, Effects};
 use serde::Serialize;
+
+pub use anstream::ColorChoice;
 
 /// How loud to be and whether to paint, decided once from the global flags.
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
     /// -1 for `-q`, 0 normally, 1+ for `-v`.
     pub verbosity: i8,
-    /// ANSI colour on stderr/stdout.
-    pub color: bool,
-}
-
-/// Colour choice from `--color`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
-pub enum ColorChoice {
-    #[default]
-    Auto,
-    Always,
-    Never,
+    /// `--color`: each stream applies it for itself.
+    pub color: ColorChoice,
 }
 
 /// Roles of painted text.
@@ -36,14 +35,7 @@ pub enum Style {
 }
 
 impl Printer {
-    pub fn new(verbosity: i8, choice: ColorChoice) -> Self {
-        let color = match choice {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && io::stdout().is_terminal()
-            }
-        };
+    pub fn new(verbosity: i8, color: ColorChoice) -> Self {
         Self { verbosity, color }
     }
 
@@ -51,7 +43,7 @@ impl Printer {
     pub fn plain() -> Self {
         Self {
             verbosity: 0,
-            color: false,
+            color: ColorChoice::Never,
         }
     }
 
@@ -59,25 +51,32 @@ impl Printer {
         self.verbosity < 0
     }
 
-    /// Paint `text` when colour is on.
+    /// Paint `text` (the stream it is written to keeps or drops the paint).
     pub fn paint(&self, style: Style, text: &str) -> String {
-        if !self.color {
+        if self.color == ColorChoice::Never {
             return text.to_string();
         }
-        let code = match style {
-            Style::Ok => "32",
-            Style::Warn => "33",
-            Style::Error => "31",
-            Style::Dim => "2",
-            Style::Bold => "1",
+        let style = match style {
+            Style::Ok => AnsiColor::Green.on_default(),
+            Style::Warn => AnsiColor::Yellow.on_default(),
+            Style::Error => AnsiColor::Red.on_default(),
+            Style::Dim => anstyle::Style::new().effects(Effects::DIMMED),
+            Style::Bold => anstyle::Style::new().effects(Effects::BOLD),
         };
-        format!("\x1b[{code}m{text}\x1b[0m")
+        format!("{style}{text}{style:#}")
+    }
+
+    fn stdout(&self) -> AutoStream<io::StdoutLock<'static>> {
+        AutoStream::new(io::stdout().lock(), self.color)
+    }
+
+    fn stderr(&self) -> AutoStream<io::StderrLock<'static>> {
+        AutoStream::new(io::stderr().lock(), self.color)
     }
 
     /// A result line on stdout (printed even with `-q`: it is the answer).
     pub fn result(&self, line: &str) -> io::Result<()> {
-        let mut out = io::stdout().lock();
-        writeln!(out, "{line}")
+        writeln!(self.stdout(), "{line}")
     }
 
     /// An informational line on stdout, hidden by `-q`.
@@ -91,7 +90,7 @@ impl Printer {
     /// Extra detail on stderr, shown only with `-v`.
     pub fn detail(&self, line: &str) {
         if self.verbosity > 0 {
-            let _ = writeln!(io::stderr().lock(), "{line}");
+            let _ = writeln!(self.stderr(), "{line}");
         }
     }
 
@@ -99,7 +98,7 @@ impl Printer {
     pub fn warn(&self, line: &str) {
         if !self.quiet() {
             let label = self.paint(Style::Warn, "warning:");
-            let _ = writeln!(io::stderr().lock(), "{label} {line}");
+            let _ = writeln!(self.stderr(), "{label} {line}");
         }
     }
 

@@ -8,37 +8,9 @@ use std::path::{Path, PathBuf};
 
 use crate::deploy::Profile;
 
-/// A Flower component, when we can tell which one a container runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Superlink,
-    Supernode,
-    Superexec,
-    Serverapp,
-    Clientapp,
-}
-
-impl Role {
-    /// Guess the role from an image name (`flwr/superlink:1.42.0`) or an entrypoint
-    /// (`flower-superlink`).
-    pub fn guess(text: &str) -> Option<Role> {
-        let name = text.rsplit('/').next().unwrap_or(text);
-        let name = name.split([':', '@']).next().unwrap_or(name);
-        [
-            ("superlink", Role::Superlink),
-            ("supernode", Role::Supernode),
-            ("superexec", Role::Superexec),
-            ("serverapp", Role::Serverapp),
-            ("server-app", Role::Serverapp),
-            ("clientapp", Role::Clientapp),
-            ("client-app", Role::Clientapp),
-        ]
-        .into_iter()
-        .find(|(needle, _)| name.contains(needle))
-        .map(|(_, role)| role)
-    }
-}
+/// A Flower component, when we can tell which one a container runs (the kind every layer
+/// shares).
+pub use crate::deploy::Component as Role;
 
 /// How a host path reaches the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

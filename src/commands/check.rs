@@ -9,7 +9,8 @@ use crate::cli::check::{CheckArgs, Format, SelinuxMode};
 use crate::deploy::Deployment;
 use crate::error::Outcome;
 use crate::output::Printer;
-use crate::ownership::subid;
+
+use super::daemon_id_shift;
 
 fn parse_id_shift(text: &str, remap: bool) -> Result<IdShift> {
     let parse = |part: &str| -> Result<u32> {
@@ -119,23 +120,6 @@ pub fn print(report: &check::CheckReport, args: &CheckArgs, printer: &Printer) -
     }
 }
 
-/// The daemon's user-namespace shift, as `own` applies it (see [`subid::daemon_id_map`]).
-/// `None` when the daemon maps nothing or its configuration cannot be read.
-pub fn daemon_id_shift(facts: &crate::docker::DaemonFacts) -> Option<IdShift> {
-    let sources = subid::MappingSources::from_host().ok()?;
-    let map = subid::daemon_id_map(facts.rootless, facts.userns_remap, &sources).ok()??;
-    Some(id_shift(&map))
-}
-
-/// `check`'s form of the daemon's mapping: where the ranges start, and how they count.
-pub fn id_shift(map: &subid::DaemonIdMap) -> IdShift {
-    IdShift {
-        uid_start: map.uid_range.as_ref().map(|range| range.start),
-        gid_start: map.gid_range.as_ref().map(|range| range.start),
-        remap: map.mode == subid::Userns::Remap,
-    }
-}
-
 fn run_live(args: &CheckArgs, targets: &[String], printer: &Printer) -> Result<Outcome> {
     let (containers, facts) = crate::docker::block_on(async {
         let daemon = crate::docker::Daemon::connect().await?;
@@ -176,6 +160,8 @@ fn run_live(args: &CheckArgs, targets: &[String], printer: &Printer) -> Result<O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::id_shift;
+    use crate::ownership::subid;
 
     /// `check` predicts exactly the host IDs `own` applies, for both kinds of daemon.
     #[test]

@@ -83,7 +83,7 @@ pub fn run(args: &DoctorArgs, printer: &Printer) -> Result<Outcome> {
     })?;
     let (daemon, daemon_error) = match daemon_result {
         Ok((api_version, facts, security_options, images)) => {
-            let shift = super::check::daemon_id_shift(&facts);
+            let shift = super::daemon_id_shift(&facts);
             if shift.is_some_and(|s| s.uid_start.is_none()) {
                 problems.push(
                     "the daemon is user-namespaced but no subordinate ID range was found in /etc/subuid"

@@ -7,11 +7,13 @@ use anyhow::{Context, Result};
 
 pub mod address;
 pub mod builder;
+pub mod component;
 pub mod model;
 pub mod profile;
 pub mod settings;
 
 pub use address::Address;
+pub use component::Component;
 pub use model::{
     Connection, Deployment, Flag, Identity, Mount, MountPurpose, MountedFile, Port, Role, Service, SourceKind,
 };

@@ -42,7 +42,6 @@ use serde::ser::SerializeMap;
 
 use crate::deploy::model::{NODE_CONFIG_FLAG, PROJECT_LABEL, SERVICE_LABEL, node_config, relative_to};
 use crate::deploy::{Deployment, Identity, Isolation, MountPurpose, Role, Service};
-use crate::error::Error;
 
 use super::compose::{literal, literal_map};
 use super::text;
@@ -66,14 +65,19 @@ pub struct SwarmOptions {
     pub placement: Vec<String>,
 }
 
+/// A refused placement constraint: the constraint and why (the caller names the flag).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{constraint:?}: {why}")]
+pub struct InvalidPlacement {
+    pub constraint: String,
+    pub why: String,
+}
+
 /// Check a placement constraint: `ATTRIBUTE==VALUE` or `ATTRIBUTE!=VALUE`.
-pub fn validate_placement(constraint: &str) -> Result<()> {
-    let invalid = |why: &str| -> anyhow::Error {
-        Error::InvalidFlag {
-            flag: "--placement",
-            message: format!("{constraint:?}: {why}"),
-        }
-        .into()
+pub fn validate_placement(constraint: &str) -> Result<(), InvalidPlacement> {
+    let invalid = |why: &str| InvalidPlacement {
+        constraint: constraint.to_string(),
+        why: why.to_string(),
     };
     if constraint.chars().any(char::is_control) {
         return Err(invalid("contains a control character"));
@@ -450,7 +454,7 @@ pub const FORMAT: super::Format = super::Format {
 /// The whole stack file: a comment header, then the serialized model.
 pub fn render(deployment: &Deployment, options: &SwarmOptions) -> Result<String> {
     for constraint in &options.placement {
-        validate_placement(constraint)?;
+        validate_placement(constraint).map_err(|err| anyhow::anyhow!("placement constraint {err}"))?;
     }
     let mut secrets = BTreeMap::new();
     let mut volumes = BTreeMap::new();

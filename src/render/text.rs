@@ -88,11 +88,6 @@ struct View<'a> {
     name: &'a str,
     config_toml: bool,
     flwr_config_file: &'a str,
-    /// Kubernetes namespace and the superlink port the flwr CLI dials (empty elsewhere).
-    namespace: &'a str,
-    control_port: &'a str,
-    /// Swarm: the supernodes are one replicated service (false elsewhere).
-    replicated_supernodes: bool,
     /// `superlink`, `supernode` or `all`.
     role: &'a str,
     has_superlink: bool,
@@ -101,9 +96,6 @@ struct View<'a> {
     public_addresses: Vec<String>,
     /// The address the supernodes dial (`--superlink`).
     superlink_address: String,
-    /// A bundle's folder name and archive file name (empty elsewhere).
-    bundle_folder: &'a str,
-    bundle_file: &'a str,
     /// Supernodes authenticate with keys of their own; which files the superlink reads.
     supernode_auth: bool,
     superlink_auth_dir: bool,
@@ -147,9 +139,6 @@ fn view(deployment: &Deployment) -> View<'_> {
             .as_ref()
             .is_some_and(|connection| connection.config_toml),
         flwr_config_file: flwr_config_file(deployment),
-        namespace: "",
-        control_port: "",
-        replicated_supernodes: false,
         role: deployment.role.name(),
         has_superlink: deployment.role.has_superlink(),
         has_supernodes: deployment.role.has_supernodes(),
@@ -163,8 +152,6 @@ fn view(deployment: &Deployment) -> View<'_> {
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_default(),
-        bundle_folder: "",
-        bundle_file: "",
         supernode_auth: deployment.supernodes_authenticate(),
         superlink_auth_dir: deployment.reads_known_keys(),
         superlink_pair: deployment.has_superlink_pair(),
@@ -241,11 +228,34 @@ pub fn next_steps(dir: &std::path::Path, deployment: &Deployment, own: Option<&s
     Ok(lines)
 }
 
-fn render(name: &str, deployment: &Deployment) -> Result<String> {
+/// The view every template reads, plus what only template `name` reads.
+#[derive(Serialize)]
+struct Extended<'a, E: Serialize> {
+    #[serde(flatten)]
+    view: View<'a>,
+    #[serde(flatten)]
+    extra: E,
+}
+
+/// Render template `name` over the deployment's view and `extra`, the facts only that
+/// template has (nothing: `()`).
+fn render_with(name: &str, deployment: &Deployment, extra: impl Serialize) -> Result<String> {
+    let data = Extended {
+        view: view(deployment),
+        extra,
+    };
     environment()
         .get_template(name)
-        .and_then(|template| template.render(minijinja::value::Serde(view(deployment))))
+        .and_then(|template| template.render(minijinja::value::Serde(data)))
         .with_context(|| format!("cannot render the {name} template"))
+}
+
+/// Nothing beyond the deployment's view.
+#[derive(Serialize)]
+struct NoExtra {}
+
+fn render(name: &str, deployment: &Deployment) -> Result<String> {
+    render_with(name, deployment, NoExtra {})
 }
 
 pub fn run_header(deployment: &Deployment) -> Result<String> {
@@ -262,29 +272,42 @@ pub fn compose_header(deployment: &Deployment) -> Result<String> {
 
 /// The stack file's header; `replicated` when the supernodes are one replicated service.
 pub fn swarm_header(deployment: &Deployment, replicated: bool) -> Result<String> {
-    let mut view = view(deployment);
-    view.replicated_supernodes = replicated;
-    environment()
-        .get_template("swarm-header")
-        .and_then(|template| template.render(minijinja::value::Serde(view)))
-        .context("cannot render the swarm-header template")
+    /// The supernodes are one replicated service.
+    #[derive(Serialize)]
+    struct Swarm {
+        replicated_supernodes: bool,
+    }
+    render_with(
+        "swarm-header",
+        deployment,
+        Swarm {
+            replicated_supernodes: replicated,
+        },
+    )
 }
 
 /// The Kubernetes manifests' header; `namespace` is where they go.
 pub fn kubernetes_header(deployment: &Deployment, namespace: &str) -> Result<String> {
-    let mut view = view(deployment);
-    view.namespace = namespace;
+    /// The namespace and the superlink port the flwr CLI dials.
+    #[derive(Serialize)]
+    struct Kubernetes<'a> {
+        namespace: &'a str,
+        control_port: String,
+    }
     let control_port = deployment
         .connection
         .as_ref()
         .and_then(|connection| connection.address.port)
         .map(|port| port.to_string())
         .unwrap_or_default();
-    view.control_port = &control_port;
-    environment()
-        .get_template("kubernetes-header")
-        .and_then(|template| template.render(minijinja::value::Serde(view)))
-        .context("cannot render the kubernetes-header template")
+    render_with(
+        "kubernetes-header",
+        deployment,
+        Kubernetes {
+            namespace,
+            control_port,
+        },
+    )
 }
 
 pub fn flwr_config_header(deployment: &Deployment) -> Result<String> {
@@ -298,13 +321,20 @@ pub fn readme(deployment: &Deployment) -> Result<String> {
 
 /// The README.md of a supernode bundle: what it is and the one command to run.
 pub fn bundle_readme(deployment: &Deployment, folder: &str, file: &str) -> Result<String> {
-    let mut view = view(deployment);
-    view.bundle_folder = folder;
-    view.bundle_file = file;
-    environment()
-        .get_template("bundle-readme")
-        .and_then(|template| template.render(minijinja::value::Serde(view)))
-        .context("cannot render the bundle-readme template")
+    /// The bundle's folder name and archive file name.
+    #[derive(Serialize)]
+    struct Bundle<'a> {
+        bundle_folder: &'a str,
+        bundle_file: &'a str,
+    }
+    render_with(
+        "bundle-readme",
+        deployment,
+        Bundle {
+            bundle_folder: folder,
+            bundle_file: file,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ use flowerbed::render::{compose, flwr_config, script};
 
 use crate::testenv::{TestEnv, assert_bad_input, flowerbed};
 
+/// What one profile entry and the output layer give every command.
+mod releases;
+
 /// A fixed absolute folder for snapshots: rendering never touches the disk.
 const FAKE_DIR: &str = "/srv/flower deploy";
 
@@ -334,53 +337,6 @@ fn help_lists_the_supported_releases() {
             "{command}: {text}"
         );
     }
-}
-
-/// A new release is one entry in the profile table: a copy of the newest under a new
-/// version (the debug builds' test hook) is offered by `--help`, is the default, and
-/// renders, with no other change anywhere.
-#[test]
-fn a_new_profile_entry_is_all_a_new_release_needs() {
-    const NEXT: &str = "9.99.0";
-    let env = TestEnv::new();
-    std::fs::create_dir(env.join("d")).unwrap();
-    let with_next = |args: &[&str]| {
-        let mut cmd = env.flowerbed(args);
-        cmd.env(deploy::profile::TEST_EXTRA_RELEASE_ENV, NEXT);
-        cmd.output().unwrap()
-    };
-    let help = with_next(&["render", "compose", "--help"]);
-    let flat = String::from_utf8(help.stdout)
-        .unwrap()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    assert!(
-        flat.contains(&format!("[default: the newest supported, {NEXT}]"))
-            && flat.contains(&format!("{}, {NEXT}]", PROFILES[PROFILES.len() - 1].version)),
-        "{flat}"
-    );
-    let own_help = String::from_utf8(with_next(&["own", "--help"]).stdout).unwrap();
-    assert!(own_help.contains(&format!("flwr/superlink:{NEXT}")), "{own_help}");
-    // The default release, and asked for by name.
-    for args in [
-        &["render", "compose", "d", "--insecure"][..],
-        &["render", "compose", "d", "--insecure", "--flower-version", NEXT],
-    ] {
-        let out = with_next(args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let compose = String::from_utf8(out.stdout).unwrap();
-        assert!(
-            compose.contains(&format!("image: flwr/superlink:{NEXT}")),
-            "{compose}"
-        );
-    }
-    // Without the entry the release is unknown.
-    let out = env
-        .flowerbed(["render", "compose", "d", "--insecure", "--flower-version", NEXT])
-        .output()
-        .unwrap();
-    assert_bad_input(&out, "--flower-version");
 }
 
 #[test]
