@@ -31,3 +31,31 @@ pub(crate) fn id_shift(map: &subid::DaemonIdMap) -> IdShift {
         remap: map.mode == subid::Userns::Remap,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `check` predicts exactly the host IDs `own` applies, for both kinds of daemon.
+    #[test]
+    fn check_and_own_share_one_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let subids = "1001:200000:65536\ndockremap:300000:65536\n";
+        std::fs::write(dir.path().join("subuid"), subids).unwrap();
+        std::fs::write(dir.path().join("subgid"), subids).unwrap();
+        let sources = subid::MappingSources {
+            subuid: dir.path().join("subuid"),
+            subgid: dir.path().join("subgid"),
+            daemon_json: dir.path().join("daemon.json"),
+            caller: (0, 0),
+            sudo_caller: Some((1001, 1001)),
+        };
+        for (rootless, remap, expected) in [(true, false, 249_998), (false, true, 349_999)] {
+            let map = subid::daemon_id_map(rootless, remap, &sources).unwrap().unwrap();
+            let shift = id_shift(&map);
+            assert_eq!(map.host_uid(49_999).unwrap(), expected);
+            assert_eq!(shift.host_uid(49_999), expected);
+            assert_eq!(shift.host_gid(49_999), map.host_gid(49_999).unwrap());
+        }
+    }
+}
