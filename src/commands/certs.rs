@@ -284,7 +284,8 @@ pub fn verify_settings(args: &VerifyArgs) -> Result<VerifySettings> {
         // superlink-certificates/); every further copy must be identical.
         let mut cas: Vec<PathBuf> = vec![layout.supernode_ca_cert(), layout.superlink_ca_cert()];
         cas.dedup();
-        cas.retain(|path| path.is_file());
+        // Whatever is there counts (a FIFO or device too, for the reader to refuse by name).
+        cas.retain(|path| path.metadata().is_ok());
         if cas.is_empty() {
             cas.push(layout.ca_cert());
         }
@@ -293,7 +294,7 @@ pub fn verify_settings(args: &VerifyArgs) -> Result<VerifySettings> {
         (
             ca,
             layout.server_cert(),
-            key.is_file().then_some(key),
+            key.metadata().is_ok().then_some(key),
             cas,
             Some(dir),
         )
