@@ -3,6 +3,7 @@
 //! containers.
 
 pub mod compose;
+pub mod compose_files;
 pub mod cross_host;
 pub mod live;
 pub mod model;

@@ -18,35 +18,26 @@ pub fn specs(deployment: &Deployment) -> Vec<ContainerSpec> {
     deployment
         .services
         .iter()
-        .map(|service| {
-            let (uid, gid) = service
-                .user
-                .split_once(':')
-                .map_or((service.user.parse().ok(), None), |(u, g)| {
-                    (u.parse().ok(), g.parse().ok())
-                });
-            ContainerSpec {
-                name: service.name.clone(),
-                image: Some(service.image.clone()),
-                role: role(service),
-                profile: crate::deploy::Profile::find(deployment.flower_version),
-                uid,
-                gid,
-                working_dir: "/app".into(),
-                mounts: service
-                    .mounts
-                    .iter()
-                    .map(|mount| MountSpec {
-                        source: mount.source.clone(),
-                        written_relative: false,
-                        target: mount.target.clone(),
-                        read_only: mount.read_only,
-                        kind: MountKind::Bind,
-                        selinux_label: mount.selinux_relabel,
-                    })
-                    .collect(),
-                args: service.args(),
-            }
+        .map(|service| ContainerSpec {
+            name: service.name.clone(),
+            image: Some(service.image.clone()),
+            role: role(service),
+            profile: crate::deploy::Profile::find(deployment.flower_version),
+            user: Some(service.user.clone()),
+            working_dir: "/app".into(),
+            mounts: service
+                .mounts
+                .iter()
+                .map(|mount| MountSpec {
+                    source: mount.source.clone(),
+                    written: None,
+                    target: mount.target.clone(),
+                    read_only: mount.read_only,
+                    kind: MountKind::Bind,
+                    selinux_label: mount.selinux_relabel,
+                })
+                .collect(),
+            args: service.args(),
         })
         .collect()
 }

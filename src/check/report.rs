@@ -17,6 +17,9 @@ pub struct CheckReport {
     pub services: Vec<String>,
     pub ok: bool,
     pub findings: Vec<Finding>,
+    /// How the input was read, when that is worth saying (one line each).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl CheckReport {
@@ -26,6 +29,7 @@ impl CheckReport {
             services,
             ok: !findings.iter().any(|f| f.severity == Severity::Error),
             findings,
+            notes: Vec::new(),
         }
     }
 
@@ -59,6 +63,9 @@ pub fn print_text(report: &CheckReport, printer: &Printer) -> std::io::Result<()
                 printer.result(&format!("    fix: {fix}"))?;
             }
         }
+    }
+    for note in &report.notes {
+        printer.result(&format!("note: {note}"))?;
     }
     let warnings = report.findings.len() - report.errors();
     let summary = if report.findings.is_empty() {

@@ -60,7 +60,8 @@ pub struct CheckSettings {
     pub id_shift: IdShift,
     pub selinux_enforcing: bool,
     pub warn_days: u32,
-    /// Docker's CLI (`docker run -v`) refuses relative sources; Compose resolves them.
+    /// The Docker client here is older than 23, whose `docker run -v` / `--mount` refuse
+    /// relative sources (23 and later resolve them; Compose always has).
     pub relative_sources_fail: bool,
 }
 
@@ -105,19 +106,16 @@ const OPENSSH_PRIVATE_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
 
 /// The container's identity as the host sees it.
 pub fn host_identity(spec: &ContainerSpec, settings: &CheckSettings) -> HostIdentity {
+    let id = spec.identity(settings.default_uid, settings.default_gid);
     HostIdentity::new(
-        settings
-            .id_shift
-            .host_uid(spec.uid.unwrap_or(settings.default_uid)),
-        settings
-            .id_shift
-            .host_gid(spec.gid.unwrap_or(settings.default_gid)),
+        settings.id_shift.host_uid(id.uid),
+        settings.id_shift.host_gid(id.gid),
     )
 }
 
 fn own_fix(path: &Path, spec: &ContainerSpec, settings: &CheckSettings) -> String {
-    let uid = spec.uid.unwrap_or(settings.default_uid);
-    let gid = spec.gid.unwrap_or(settings.default_gid);
+    let id = spec.identity(settings.default_uid, settings.default_gid);
+    let (uid, gid) = (id.uid, id.gid);
     let ids = if uid == crate::FLOWER_UID && gid == crate::FLOWER_GID {
         String::new()
     } else {
@@ -159,6 +157,7 @@ impl Out<'_> {
 /// Every rule over one container.
 pub fn check_container(spec: &ContainerSpec, settings: &CheckSettings, findings: &mut Vec<Finding>) {
     let mut out = Out { spec, findings };
+    user_resolved(&mut out, settings);
     mount_sources(&mut out, settings);
     flag_files(&mut out, settings);
     database(&mut out, settings);
@@ -167,19 +166,44 @@ pub fn check_container(spec: &ContainerSpec, settings: &CheckSettings, findings:
     selinux_labels(&mut out, settings);
 }
 
+/// A user name that is neither root, a number, nor one the image defines.
+fn user_resolved(out: &mut Out<'_>, settings: &CheckSettings) {
+    let id = out.spec.identity(settings.default_uid, settings.default_gid);
+    let Some(name) = id.unresolved else { return };
+    let known = out.spec.profile.map_or_else(
+        || "the image's release is unknown, so its users are too".to_string(),
+        |profile| {
+            let names: Vec<&str> = profile.image_users().iter().map(|u| u.name).collect();
+            format!("Flower {}'s images define {}", profile.version, names.join(", "))
+        },
+    );
+    out.add(
+        "user-unresolved",
+        Severity::Warning,
+        None,
+        format!(
+            "user {:?}: {name:?} could not be resolved ({known}); assumed UID {} GID {}",
+            out.spec.user.as_deref().unwrap_or_default(),
+            id.uid,
+            id.gid
+        ),
+        Some("state the user as numbers (user: \"49999:49999\")".into()),
+    );
+}
+
 /// Missing sources (Docker creates a root-owned directory), relative sources.
 fn mount_sources(out: &mut Out<'_>, settings: &CheckSettings) {
     for mount in &out.spec.mounts {
-        if mount.written_relative && settings.relative_sources_fail {
+        if mount.written_relative() && settings.relative_sources_fail {
             out.add(
                 "mount-source-relative",
                 Severity::Error,
                 Some(&mount.source),
                 format!(
-                    "relative source for {}: `docker run -v` refuses it; use the absolute path",
+                    "relative source for {}: the Docker client here (before 23) refuses it; use the absolute path",
                     mount.target
                 ),
-                Some(format!("-v {}:{}", quote(&mount.source), mount.target)),
+                mount.absolute_option(),
             );
         }
         if mount.source.symlink_metadata().is_err() {

@@ -22,6 +22,7 @@ Examples:
   flowerbed check deploy
   flowerbed check site-b                                         # unpacked supernode bundle
   flowerbed check --compose compose.yaml --format sarif > flowerbed.sarif
+  flowerbed check --compose compose.yml --compose with-tls.yml    # merged in order
   flowerbed check --run-script deploy/run.sh --json
   flowerbed check --compose compose.yaml --id-shift 100000     # rootless Docker
   flowerbed check --live                                         # every Flower container
@@ -49,13 +50,19 @@ pub struct CheckArgs {
     #[arg(value_name = "DIR", conflicts_with_all = ["compose", "run_script"])]
     pub dir: Option<PathBuf>,
 
-    /// Check this compose file (ours or hand-written) instead.
+    /// Check this compose file (ours or hand-written) instead; repeat to merge several in
+    /// order, as `docker compose -f A -f B` does.
     #[arg(long, value_name = "FILE", conflicts_with = "run_script")]
-    pub compose: Option<PathBuf>,
+    pub compose: Vec<PathBuf>,
 
     /// Check the `docker run` commands of this script instead.
     #[arg(long, value_name = "FILE")]
     pub run_script: Option<PathBuf>,
+
+    /// With --run-script: the directory the script runs in, for relative mount sources and
+    /// `$PWD` / `$(pwd)` (default: the script's folder).
+    #[arg(long, value_name = "DIR", requires = "run_script")]
+    pub workdir: Option<PathBuf>,
 
     /// Container UID for services that state no user.
     #[arg(long, default_value_t = crate::FLOWER_UID)]
