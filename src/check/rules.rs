@@ -99,6 +99,8 @@ const SECRET_FLAGS: [&str; 4] = [
     "--auth-supernode-private-key",
     "--auth-superlink-private-key",
 ];
+/// Of those, the ones naming the CA certificate a component trusts.
+const CA_FLAGS: [&str; 2] = ["--root-certificates", "--ssl-ca-certfile"];
 /// Flags naming an authentication private key (OpenSSH): the only reason to mount one.
 const AUTH_KEY_FLAGS: [&str; 2] = ["--auth-supernode-private-key", "--auth-superlink-private-key"];
 /// How an OpenSSH private key file begins (what Flower's auth keys are).
@@ -305,6 +307,32 @@ fn flag_files(out: &mut Out<'_>, settings: &CheckSettings) {
         if SECRET_FLAGS.contains(&flag) {
             key_permissions(out, &host, &who, flag);
         }
+        if CA_FLAGS.contains(&flag) && meta.is_file() {
+            ca_certificate(out, &host, flag);
+        }
+    }
+}
+
+/// A CA file must hold a certificate: garbage, an empty file, a private key or a file far
+/// too large for one makes every TLS handshake fail. Unreadable to us (after `own` it may
+/// be the container's alone) is left to the TLS rules, which say so.
+fn ca_certificate(out: &mut Out<'_>, host: &Path, flag: &str) {
+    if std::fs::File::open(host).is_err() {
+        return;
+    }
+    if let Err(err) = crate::tls::material::read_certificate(host) {
+        let message = format!("{err:#}");
+        let reason = message
+            .strip_prefix(&format!("{}: ", host.display()))
+            .unwrap_or(&message)
+            .to_string();
+        out.add(
+            "ca-unreadable",
+            Severity::Error,
+            Some(host),
+            format!("{flag} names this file as the CA certificate, but it is not one: {reason}"),
+            Some("copy the CA's ca.crt here (flowerbed certs generate writes it)".into()),
+        );
     }
 }
 

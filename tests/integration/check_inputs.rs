@@ -510,3 +510,45 @@ fn user_names_resolve_or_warn() {
         }
     }
 }
+
+#[test]
+fn an_unreadable_ca_is_an_error_naming_the_file() {
+    let env = TestEnv::new();
+    let dir = fixture(&env, "extends");
+    env.flowerbed(["certs", "generate", "certificates", "--flat"])
+        .assert()
+        .success();
+    let ca = dir.join("certificates/ca.crt");
+    let good = std::fs::read(&ca).unwrap();
+    let private_key = std::fs::read(dir.join("certificates/ca.key")).unwrap();
+    std::fs::remove_file(dir.join("certificates/ca.key")).unwrap();
+    for (what, bytes, reason) in [
+        ("garbage", b"not a certificate at all".to_vec(), "neither PEM nor"),
+        ("empty", Vec::new(), "empty file"),
+        ("a private key", private_key, "holds no certificate"),
+        ("too large", vec![b'A'; 2 << 20], "too large"),
+    ] {
+        std::fs::write(&ca, &bytes).unwrap();
+        let (code, ids, report) = check_json(&env, &["--compose", "compose.yaml"]);
+        assert_eq!(
+            (code, ids),
+            (1, vec!["ca-unreadable".to_string()]),
+            "{what}: {report}"
+        );
+        let finding = &report["findings"][0];
+        assert_eq!(
+            finding["path"].as_str().map(PathBuf::from),
+            Some(ca.clone()),
+            "{what}"
+        );
+        let message = finding["message"].as_str().unwrap();
+        assert!(
+            message.contains("--root-certificates") && message.contains(reason),
+            "{what}: {message}"
+        );
+    }
+    // The fix: the real CA certificate back in place.
+    std::fs::write(&ca, good).unwrap();
+    let (code, ids, report) = check_json(&env, &["--compose", "compose.yaml"]);
+    assert_eq!((code, ids), (0, Vec::<String>::new()), "{report}");
+}
