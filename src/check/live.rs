@@ -50,14 +50,14 @@ pub fn to_spec(container: &LiveContainer) -> ContainerSpec {
 /// What the container's state and log say.
 pub fn state_findings(container: &LiveContainer, findings: &mut Vec<Finding>) {
     let mut add = |id: &'static str, severity: Severity, message: String| {
-        findings.push(Finding {
+        findings.push(Finding::new(
             id,
-            severity,
-            service: container.name.clone(),
-            path: None,
+            Some(severity),
+            &container.name,
+            None,
             message,
-            fix: None,
-        });
+            None,
+        ));
     };
     let failed = !container.running && container.exit_code.is_some_and(|code| code != 0);
     if failed {

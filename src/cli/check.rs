@@ -33,6 +33,9 @@ pub enum Format {
     Text,
     Json,
     Sarif,
+    /// The rule list as Markdown (with --list-rules; README's list is this).
+    #[value(hide = true)]
+    Markdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,6 +109,10 @@ pub struct CheckArgs {
     /// Same as --format json.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
+
+    /// Print every rule (id, severity, one line) and exit.
+    #[arg(long, hide = true, conflicts_with_all = ["dir", "compose", "run_script", "live"])]
+    pub list_rules: bool,
 }
 
 #[derive(Debug, Args)]

@@ -119,7 +119,29 @@ fn folder_input(dir: &Path) -> Result<Input> {
     )
 }
 
+/// `check --list-rules`: the rule table in the chosen format.
+fn list_rules(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
+    let format = if args.json { Format::Json } else { args.format };
+    match format {
+        Format::Json | Format::Sarif => printer.json(&check::rules::RULES)?,
+        Format::Markdown => {
+            let text = check::rules::table::markdown();
+            printer.result(text.trim_end())?;
+        }
+        Format::Text => {
+            for rule in check::rules::RULES {
+                let label = printer.severity_label(rule.severity);
+                printer.result(&format!("{:<32}{label:<8} {}", rule.id, rule.summary))?;
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
 pub fn run(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
+    if args.list_rules {
+        return list_rules(args, printer);
+    }
     if let Some(targets) = &args.live {
         return run_live(args, targets, printer);
     }
@@ -139,13 +161,11 @@ pub fn run(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
         (dir.display().to_string(), folder_input(&dir)?)
     };
     let settings = settings(args, input.from_script)?;
-    let mut report = check::run(source, &input.specs, &settings);
-    if let Some(deployment) = &input.deployment {
-        // Across hosts: public addresses (superlink) and the address dialed (supernode).
-        let mut findings = report.findings;
-        check::cross_host::check(deployment, &mut findings);
-        report = check::CheckReport::new(report.source, report.services, findings);
-    }
+    let extra = check::Extra {
+        deployment: input.deployment.as_ref(),
+        live: &[],
+    };
+    let mut report = check::run(source, &input.specs, extra, &settings);
     report.notes = input.notes;
     print(&report, args, printer)?;
     Ok(if report.ok {
@@ -158,7 +178,7 @@ pub fn run(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
 pub fn print(report: &check::CheckReport, args: &CheckArgs, printer: &Printer) -> std::io::Result<()> {
     let format = if args.json { Format::Json } else { args.format };
     match format {
-        Format::Text => check::report::print_text(report, printer),
+        Format::Text | Format::Markdown => check::report::print_text(report, printer),
         Format::Json => printer.json(report),
         Format::Sarif => printer.json(&check::report::sarif(report)),
     }
@@ -217,15 +237,16 @@ fn run_live(args: &CheckArgs, targets: &[String], printer: &Printer) -> Result<O
         }
     }
     let specs: Vec<ContainerSpec> = containers.iter().map(check::live::to_spec).collect();
-    let mut report = check::run(
+    let extra = check::Extra {
+        deployment: None,
+        live: &containers,
+    };
+    let report = check::run(
         format!("live containers on {}", crate::docker::docker_host()),
         &specs,
+        extra,
         &settings,
     );
-    for container in &containers {
-        check::live::state_findings(container, &mut report.findings);
-    }
-    report = check::CheckReport::new(report.source, report.services, report.findings);
     print(&report, args, printer)?;
     Ok(if report.ok {
         Outcome::Success

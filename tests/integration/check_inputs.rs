@@ -552,3 +552,51 @@ fn an_unreadable_ca_is_an_error_naming_the_file() {
     let (code, ids, report) = check_json(&env, &["--compose", "compose.yaml"]);
     assert_eq!((code, ids), (0, Vec::<String>::new()), "{report}");
 }
+
+#[test]
+fn readme_lists_exactly_the_rule_table() {
+    let out = crate::testenv::flowerbed()
+        .args(["check", "--list-rules", "--format", "markdown"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let listed = String::from_utf8(out.stdout).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split_once("<!-- rules:start -->\n")
+        .and_then(|(_, rest)| rest.split_once("<!-- rules:end -->"))
+        .map(|(section, _)| section)
+        .expect("README has the rule list markers");
+    assert_eq!(
+        section, listed,
+        "regenerate with: flowerbed check --list-rules --format markdown"
+    );
+    // SARIF's rules are the same table.
+    let env = TestEnv::new();
+    fixture(&env, "include");
+    let out = env
+        .flowerbed([
+            "check",
+            "--selinux",
+            "off",
+            "--format",
+            "sarif",
+            "--compose",
+            "compose.yaml",
+        ])
+        .output()
+        .unwrap();
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<String> = sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| format!("`{}`", rule["id"].as_str().unwrap()))
+        .collect();
+    let listed_ids: Vec<String> = listed
+        .lines()
+        .map(|line| line.split_whitespace().nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(ids, listed_ids);
+    assert_eq!(sarif["runs"][0]["results"][0]["ruleId"], "mount-source-missing");
+}

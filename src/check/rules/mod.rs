@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub mod table;
+
+pub use table::{RULES, Rule};
+
 use super::perm::{self, HostIdentity, PathPerms};
 use super::spec::{ContainerSpec, MountKind, Role};
 use crate::tls::names::SubjectName;
@@ -21,6 +25,30 @@ pub struct Finding {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+}
+
+impl Finding {
+    /// The one way a finding is made: the id must be a rule of [`RULES`], whose severity
+    /// it takes unless `severity` overrides it (a rule that is a warning in some cases).
+    pub fn new(
+        id: &'static str,
+        severity: Option<Severity>,
+        service: &str,
+        path: Option<&Path>,
+        message: String,
+        fix: Option<String>,
+    ) -> Self {
+        let rule = table::rule(id);
+        debug_assert!(rule.is_some(), "rule {id} is not in the rule table");
+        Self {
+            id,
+            severity: severity.or(rule.map(|r| r.severity)).unwrap_or(Severity::Error),
+            service: service.to_string(),
+            path: path.map(Path::to_path_buf),
+            message,
+            fix,
+        }
+    }
 }
 
 /// Maps a container UID/GID to the host's (rootless Docker and userns-remap shift them).
@@ -145,14 +173,14 @@ impl Out<'_> {
         message: String,
         fix: Option<String>,
     ) {
-        self.findings.push(Finding {
+        self.findings.push(Finding::new(
             id,
-            severity,
-            service: self.spec.name.clone(),
-            path: path.map(Path::to_path_buf),
+            Some(severity),
+            &self.spec.name,
+            path,
             message,
             fix,
-        });
+        ));
     }
 }
 
@@ -738,17 +766,17 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
             .into_iter()
             .find(|path| nix::unistd::access(path.as_path(), nix::unistd::AccessFlags::R_OK).is_err());
         if let Some(path) = unreadable {
-            findings.push(Finding {
-                id: "tls-not-verified",
-                severity: Severity::Warning,
-                service: superlink.name.clone(),
-                path: Some(path.clone()),
-                message: format!(
+            findings.push(Finding::new(
+                "tls-not-verified",
+                Some(Severity::Warning),
+                &superlink.name,
+                Some(path.as_path()),
+                format!(
                     "not readable by UID {}, so chain, key match, expiry and names were not checked",
                     nix::unistd::geteuid()
                 ),
-                fix: Some("run the check as root (sudo flowerbed check ...)".into()),
-            });
+                Some("run the check as root (sudo flowerbed check ...)".into()),
+            ));
             continue;
         }
         let verify_settings = crate::tls::verify::VerifySettings {
@@ -766,24 +794,24 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
                         "name-not-covered" | "expired" | "expiring" => Some(renew_fix(&cert, &names)),
                         _ => None,
                     };
-                    findings.push(Finding {
-                        id: finding.id,
-                        severity: finding.severity,
-                        service: superlink.name.clone(),
-                        path: Some(finding.path),
-                        message: format!("{} (as trusted by {client})", finding.message),
+                    findings.push(Finding::new(
+                        finding.id,
+                        Some(finding.severity),
+                        &superlink.name,
+                        Some(finding.path.as_path()),
+                        format!("{} (as trusted by {client})", finding.message),
                         fix,
-                    });
+                    ));
                 }
             }
-            Err(err) => findings.push(Finding {
-                id: "tls-unreadable",
-                severity: Severity::Error,
-                service: superlink.name.clone(),
-                path: Some(cert.clone()),
-                message: format!("{err:#}"),
-                fix: None,
-            }),
+            Err(err) => findings.push(Finding::new(
+                "tls-unreadable",
+                Some(Severity::Error),
+                &superlink.name,
+                Some(cert.as_path()),
+                format!("{err:#}"),
+                None,
+            )),
         }
     }
 }
@@ -794,13 +822,15 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
 /// the `--ssl-*` flags from 1.41 on.
 fn tls_mismatch(superlink: &ContainerSpec, client: &ContainerSpec) -> Option<Finding> {
     let client_tls = uses_tls(client);
-    let finding = |severity, message: String, fix: &str| Finding {
-        id: "tls-mismatch",
-        severity,
-        service: client.name.clone(),
-        path: None,
-        message,
-        fix: Some(fix.to_string()),
+    let finding = |severity, message: String, fix: &str| {
+        Finding::new(
+            "tls-mismatch",
+            Some(severity),
+            &client.name,
+            None,
+            message,
+            Some(fix.to_string()),
+        )
     };
     if client.role == Some(Role::Supernode) {
         let superlink_tls = uses_tls(superlink);
