@@ -11,7 +11,11 @@ readable by the container's UID through every parent directory (mode bits, group
 ACLs); the state folder is writable; private keys are not open to others; the CA key is not
 mounted; certificate and key match, chain to the CA the clients trust, are in date, and
 cover the names clients dial (and 127.0.0.1 in subprocess isolation); TLS is on for both
-sides or neither; SELinux labels when enforcing. Across hosts (a folder made with --role):
+sides of each link that the release lets be TLS (1.13's serverapp/clientapp and 1.21's
+superexec have none); CA files hold a certificate; SELinux labels when enforcing.
+Compose files are normalized by Docker Compose v2 when it is on PATH (else by flowerbed's
+own reader, which says so); scripts are parsed as shell, with $PWD and $(pwd) meaning
+--workdir. Every rule: flowerbed check --list-rules. Across hosts (a folder made with --role):
 the server certificate covers every --public-address (superlink), and the names a bundle
 recorded for it cover the address the supernodes dial, issued by the CA they trust
 (supernode).
