@@ -374,7 +374,7 @@ fn docker_run_snippets_expand_pwd_and_resolve_root() {
 #[test]
 fn workdir_is_where_pwd_and_relative_sources_point() {
     let env = TestEnv::new();
-    let dir = docker_run_site(&env);
+    docker_run_site(&env);
     let elsewhere = env.join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
     let (code, ids, report) = check_json(
@@ -392,13 +392,8 @@ fn workdir_is_where_pwd_and_relative_sources_point() {
         ],
         "{report}"
     );
-    assert!(
-        report["findings"][0]["path"]
-            .as_str()
-            .unwrap()
-            .starts_with(elsewhere.to_str().unwrap())
-    );
-    let _ = dir;
+    let first = report["findings"][0]["path"].as_str().unwrap();
+    assert!(first.starts_with(elsewhere.to_str().unwrap()), "{first}");
     let out = env
         .flowerbed(["check", "--run-script", "run.sh", "--workdir", "missing-dir"])
         .output()
@@ -456,7 +451,6 @@ fn user_names_resolve_or_warn() {
     let dir = env.path();
     set_mode(dir, 0o755);
     std::fs::create_dir(dir.join("state")).unwrap();
-    // Root-owned 0755: only root can write it.
     let compose = |user: &str| {
         std::fs::write(
             dir.join("compose.yaml"),
