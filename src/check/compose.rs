@@ -1,6 +1,8 @@
-//! Read a Compose file (ours or hand-written) into container specs: services' `user:`,
+//! Read Compose files (ours or hand-written) into container specs: services' `user:`,
 //! bind mounts in short and long syntax, file-based `secrets:`, and command flags.
-//! Relative host paths resolve against the compose file's folder, as Compose does.
+//! [`super::compose_files`] first turns the files into one normalized project (through
+//! Docker Compose itself when it is installed); relative host paths resolve against the
+//! folder of the file that wrote them, as Compose does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ struct ComposeFile {
 #[derive(Debug, Deserialize, Default)]
 struct Service {
     image: Option<String>,
+    build: Option<Build>,
     user: Option<Scalar>,
     command: Option<StringOrList>,
     entrypoint: Option<StringOrList>,
@@ -31,6 +34,37 @@ struct Service {
     volumes: Vec<Volume>,
     #[serde(default)]
     secrets: Vec<ServiceSecret>,
+}
+
+/// `build: DIR` or `build: {context, dockerfile_inline, ...}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Build {
+    Detailed {
+        dockerfile_inline: Option<String>,
+    },
+    /// `build: DIR`.
+    Context(serde::de::IgnoredAny),
+}
+
+impl Build {
+    /// The image an inline Dockerfile starts `FROM` (Flower's examples build the
+    /// superexec this way), to tell the release.
+    fn base_image(&self) -> Option<&str> {
+        let Build::Detailed {
+            dockerfile_inline: Some(dockerfile),
+        } = self
+        else {
+            return None;
+        };
+        dockerfile.lines().find_map(|line| {
+            let mut words = line.split_whitespace();
+            words
+                .next()
+                .filter(|w| w.eq_ignore_ascii_case("FROM"))
+                .and_then(|_| words.find(|w| !w.starts_with("--")))
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,22 +133,6 @@ fn words(value: Option<&StringOrList>) -> Result<Vec<String>> {
     }
 }
 
-/// `user: "49999:49999"`, `user: 49999`; names cannot be resolved from the host.
-fn parse_user(user: Option<&Scalar>) -> (Option<u32>, Option<u32>) {
-    let Some(user) = user else { return (None, None) };
-    let text = scalar_text(user);
-    let (uid, gid) = text
-        .split_once(':')
-        .map_or((text.as_str(), None), |(u, g)| (u, Some(g)));
-    (uid.parse().ok(), gid.and_then(|g| g.parse().ok()))
-}
-
-/// Expand `${VAR}`, `${VAR:-default}` and `$VAR` from the environment (unset means empty).
-fn interpolate(text: &str) -> String {
-    shellexpand::env_with_context_no_errors(text, |name| Some(std::env::var(name).unwrap_or_default()))
-        .into_owned()
-}
-
 fn is_host_path(source: &str) -> bool {
     source.starts_with('/') || source.starts_with('.') || source.starts_with('~')
 }
@@ -132,7 +150,7 @@ fn short_volume(spec: &str, base: &Path) -> Option<MountSpec> {
     let options: Vec<&str> = options.split(',').collect();
     Some(MountSpec {
         source: resolve_host(base, source),
-        written_relative: !source.starts_with('/'),
+        written: None,
         target: target.to_string(),
         read_only: options.contains(&"ro"),
         kind: MountKind::Bind,
@@ -140,10 +158,17 @@ fn short_volume(spec: &str, base: &Path) -> Option<MountSpec> {
     })
 }
 
-/// Parse compose YAML (pure: the fuzz target calls this) into specs.
+/// Parse one compose file's YAML with our own reader (pure but for `include` and
+/// `extends` files; the fuzz target calls this) into specs.
 pub fn parse(yaml: &str, base: &Path) -> Result<Vec<ContainerSpec>> {
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    from_model(super::compose_files::normalize(yaml, base, &env, 0)?, base)
+}
+
+/// Specs from a normalized project model (interpolated, merged).
+pub fn from_model(model: serde_json::Value, base: &Path) -> Result<Vec<ContainerSpec>> {
     let file: ComposeFile =
-        serde_saphyr::from_str(yaml).map_err(|err| anyhow!("not a valid compose file: {err}"))?;
+        serde_json::from_value(model).map_err(|err| anyhow!("not a valid compose file: {err}"))?;
     if file.services.is_empty() {
         return Err(anyhow!("no services defined"));
     }
@@ -152,19 +177,19 @@ pub fn parse(yaml: &str, base: &Path) -> Result<Vec<ContainerSpec>> {
         let mut mounts = Vec::new();
         for volume in &service.volumes {
             match volume {
-                Volume::Short(text) => mounts.extend(short_volume(&interpolate(text), base)),
+                Volume::Short(text) => mounts.extend(short_volume(text, base)),
                 Volume::Long(long) => {
                     let bind = long.kind.as_deref().is_none_or(|k| k == "bind");
-                    let Some(source) = long.source.as_deref().map(interpolate) else {
+                    let Some(source) = long.source.as_deref() else {
                         continue;
                     };
-                    if !bind || !is_host_path(&source) {
+                    if !bind || !is_host_path(source) {
                         continue;
                     }
                     mounts.push(MountSpec {
-                        source: resolve_host(base, &source),
-                        written_relative: !source.starts_with('/'),
-                        target: interpolate(&long.target),
+                        source: resolve_host(base, source),
+                        written: None,
+                        target: long.target.clone(),
                         read_only: long.read_only,
                         kind: MountKind::Bind,
                         selinux_label: long.bind.as_ref().is_some_and(|b| b.selinux.is_some()),
@@ -180,7 +205,7 @@ pub fn parse(yaml: &str, base: &Path) -> Result<Vec<ContainerSpec>> {
             let definition = file.secrets.get(secret_name).with_context(|| {
                 format!("service {name}: secret {secret_name:?} is not defined at the top level")
             })?;
-            let Some(secret_file) = definition.file.as_deref().map(interpolate) else {
+            let Some(secret_file) = definition.file.as_deref() else {
                 continue;
             };
             let target = match target {
@@ -189,8 +214,8 @@ pub fn parse(yaml: &str, base: &Path) -> Result<Vec<ContainerSpec>> {
                 None => format!("/run/secrets/{secret_name}"),
             };
             mounts.push(MountSpec {
-                source: resolve_host(base, &secret_file),
-                written_relative: !secret_file.starts_with('/'),
+                source: resolve_host(base, secret_file),
+                written: None,
                 target,
                 read_only: true,
                 kind: MountKind::Secret,
@@ -198,10 +223,7 @@ pub fn parse(yaml: &str, base: &Path) -> Result<Vec<ContainerSpec>> {
             });
         }
         let entrypoint = words(service.entrypoint.as_ref())?;
-        let mut args: Vec<String> = words(service.command.as_ref())?
-            .iter()
-            .map(|w| interpolate(w))
-            .collect();
+        let mut args: Vec<String> = words(service.command.as_ref())?;
         // A command that names the executable itself (`flower-superlink --insecure`).
         let executable = entrypoint.first().cloned().or_else(|| {
             args.first()
@@ -213,7 +235,6 @@ pub fn parse(yaml: &str, base: &Path) -> Result<Vec<ContainerSpec>> {
         } else if entrypoint.len() > 1 {
             args.splice(0..0, entrypoint[1..].iter().cloned());
         }
-        let (uid, gid) = parse_user(service.user.as_ref());
         let role = service
             .image
             .as_deref()
@@ -224,9 +245,12 @@ pub fn parse(yaml: &str, base: &Path) -> Result<Vec<ContainerSpec>> {
             name: name.clone(),
             image: service.image.clone(),
             role,
-            profile: service.image.as_deref().and_then(Profile::from_image),
-            uid,
-            gid,
+            profile: service
+                .image
+                .as_deref()
+                .or_else(|| service.build.as_ref().and_then(Build::base_image))
+                .and_then(Profile::from_image),
+            user: service.user.as_ref().map(scalar_text),
             working_dir: service.working_dir.clone().unwrap_or_else(|| "/app".into()),
             mounts,
             args,
@@ -235,15 +259,25 @@ pub fn parse(yaml: &str, base: &Path) -> Result<Vec<ContainerSpec>> {
     Ok(specs)
 }
 
-/// Read and parse a compose file; errors name the file.
-pub fn read(path: &Path) -> Result<Vec<ContainerSpec>> {
-    let text =
-        crate::fsutil::read_regular_text(path, crate::fsutil::TEXT_LIMIT, crate::fsutil::Links::Follow)?;
-    let base: PathBuf = std::path::absolute(path)
-        .ok()
+/// Read `files` (merged in order) into specs, and say how they were normalized.
+pub fn read(files: &[PathBuf]) -> Result<(Vec<ContainerSpec>, Option<String>)> {
+    let project = super::compose_files::load(files)?;
+    let base: PathBuf = files
+        .first()
+        .and_then(|file| std::path::absolute(file).ok())
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("."));
-    parse(&text, &base).with_context(|| format!("{}", path.display()))
+    let specs = from_model(project.model, &base).with_context(|| {
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    })?;
+    let note = project.normalized_by.is_none().then(|| {
+        "Docker Compose v2 not found (docker compose or docker-compose): read with flowerbed's own reader (.env, include, extends and several files; no profiles)".to_string()
+    });
+    Ok((specs, note))
 }
 
 #[cfg(test)]
@@ -288,11 +322,11 @@ secrets:
         assert_eq!(specs.len(), 2);
         let superlink = &specs[0];
         assert_eq!(superlink.role, Some(Role::Superlink));
-        assert_eq!((superlink.uid, superlink.gid), (Some(49_999), Some(49_999)));
+        assert_eq!(superlink.user.as_deref(), Some("49999:49999"));
         assert_eq!(superlink.mounts.len(), 2, "named volumes are not host paths");
         assert_eq!(
             superlink.mounts[0].source,
-            PathBuf::from("/srv/flower/./superlink-certificates/")
+            PathBuf::from("/srv/flower/superlink-certificates")
         );
         assert!(superlink.mounts[0].read_only && superlink.mounts[0].selinux_label);
         assert!(!superlink.mounts[1].read_only);
@@ -305,7 +339,7 @@ secrets:
         assert_eq!(supernode.mounts[0].target, "/run/secrets/ca.crt");
         assert_eq!(supernode.mounts[0].kind, MountKind::Secret);
         let (_, host) = supernode.host_path("/run/secrets/ca.crt").unwrap();
-        assert_eq!(host, PathBuf::from("/srv/flower/./certificates/ca.crt"));
+        assert_eq!(host, PathBuf::from("/srv/flower/certificates/ca.crt"));
     }
 
     #[test]

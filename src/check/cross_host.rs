@@ -69,17 +69,17 @@ fn public_addresses_covered(deployment: &Deployment, findings: &mut Vec<Finding>
         if covered.iter().any(|name| name.covers(&address.host)) {
             continue;
         }
-        findings.push(Finding {
-            id: "public-address-not-covered",
-            severity: Severity::Error,
-            service: superlink.name.clone(),
-            path: Some(cert_path.clone()),
-            message: format!(
+        findings.push(Finding::new(
+            "public-address-not-covered",
+            Some(Severity::Error),
+            &superlink.name,
+            Some(cert_path.as_path()),
+            format!(
                 "the server certificate does not cover the public address {address}, which supernodes on other hosts dial: their TLS handshake fails (it covers: {})",
                 list(&shown)
             ),
-            fix: Some(renew_fix(&cert_path, &hosts)),
-        });
+            Some(renew_fix(&cert_path, &hosts)),
+        ));
     }
 }
 
@@ -105,18 +105,18 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Vec<Finding
     ) {
         Ok(text) => SuperlinkCertificate::from_json(&text),
         Err(err) if err.is_not_found() => {
-            findings.push(Finding {
-                id: "superlink-names-unknown",
-                severity: Severity::Warning,
-                service: supernode.name.clone(),
-                path: Some(metadata_path),
-                message: format!(
+            findings.push(Finding::new(
+                "superlink-names-unknown",
+                Some(Severity::Warning),
+                &supernode.name,
+                Some(metadata_path.as_path()),
+                format!(
                     "no record of the names the superlink's certificate covers, so whether it covers {host} was not checked"
                 ),
-                fix: Some(format!(
+                Some(format!(
                     "on the superlink's host: flowerbed certs verify DIR --name {host} (or make this folder from a bundle: flowerbed bundle supernode)"
                 )),
-            });
+            ));
             return;
         }
         Err(err) => Err(anyhow::Error::new(err)),
@@ -124,14 +124,14 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Vec<Finding
     let metadata = match metadata {
         Ok(metadata) => metadata,
         Err(err) => {
-            findings.push(Finding {
-                id: "superlink-names-unreadable",
-                severity: Severity::Error,
-                service: supernode.name.clone(),
-                path: Some(metadata_path),
-                message: format!("{err:#}"),
-                fix: Some("make a new bundle on the superlink's host: flowerbed bundle supernode".into()),
-            });
+            findings.push(Finding::new(
+                "superlink-names-unreadable",
+                Some(Severity::Error),
+                &supernode.name,
+                Some(metadata_path.as_path()),
+                format!("{err:#}"),
+                Some("make a new bundle on the superlink's host: flowerbed bundle supernode".into()),
+            ));
             return;
         }
     };
@@ -141,19 +141,19 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Vec<Finding
         .filter_map(|name| SubjectName::parse(name).ok())
         .collect();
     if !covered.iter().any(|name| name.covers(&host)) {
-        findings.push(Finding {
-            id: "superlink-address-not-covered",
-            severity: Severity::Error,
-            service: supernode.name.clone(),
-            path: Some(metadata_path.clone()),
-            message: format!(
+        findings.push(Finding::new(
+                "superlink-address-not-covered",
+                Some(Severity::Error),
+                &supernode.name,
+                Some(metadata_path.as_path()),
+                format!(
                 "the supernodes dial {address}, but the superlink's certificate does not cover {host}: the TLS handshake fails (it covers: {})",
                 list(&metadata.names)
             ),
-            fix: Some(format!(
+                Some(format!(
                 "dial a name it covers (--superlink-address), or on the superlink's host add --public-address {host}, renew the certificate and make a new bundle"
             )),
-        });
+            ));
     }
     ca_matches(
         deployment,
@@ -187,17 +187,17 @@ fn ca_matches(
     };
     let actual = material::fingerprint(&der);
     if actual != metadata.ca_certificate_sha256 {
-        findings.push(Finding {
-            id: "ca-mismatch",
-            severity: Severity::Error,
-            service: service.to_string(),
-            path: Some(ca_path),
-            message: format!(
+        findings.push(Finding::new(
+            "ca-mismatch",
+            Some(Severity::Error),
+            service,
+            Some(ca_path.as_path()),
+            format!(
                 "not the CA that issued the superlink's certificate (SHA-256 {actual}; {} records {})",
                 metadata_path.display(),
                 metadata.ca_certificate_sha256
             ),
-            fix: Some("use the ca.crt from the superlink's bundle".into()),
-        });
+            Some("use the ca.crt from the superlink's bundle".into()),
+        ));
     }
 }

@@ -17,20 +17,15 @@ const TLS_MARKERS: [&str; 4] = [
     "hostname mismatch",
 ];
 
-/// A live container as a spec: numeric `user` only (a name like `app` is the image's
-/// default, 49999 in Flower's images, left to `--uid`).
+/// A live container as a spec (its `user` is resolved by the rules, like any other).
 pub fn to_spec(container: &LiveContainer) -> ContainerSpec {
-    let (uid, gid) = container.user.as_deref().map_or((None, None), |user| {
-        let (u, g) = user.split_once(':').map_or((user, None), |(u, g)| (u, Some(g)));
-        (u.parse().ok(), g.and_then(|g| g.parse().ok()))
-    });
     let mounts = container
         .mounts
         .iter()
         .filter(|mount| mount.kind == "bind")
         .map(|mount| MountSpec {
             source: PathBuf::from(&mount.source),
-            written_relative: false,
+            written: None,
             target: mount.destination.clone(),
             read_only: !mount.read_write,
             kind: MountKind::Bind,
@@ -45,8 +40,7 @@ pub fn to_spec(container: &LiveContainer) -> ContainerSpec {
         image: Some(container.image.clone()),
         role,
         profile: crate::deploy::Profile::from_image(&container.image),
-        uid,
-        gid,
+        user: container.user.clone().filter(|user| !user.is_empty()),
         working_dir: container.working_dir.clone().unwrap_or_else(|| "/app".into()),
         mounts,
         args: container.args.clone(),
@@ -56,14 +50,14 @@ pub fn to_spec(container: &LiveContainer) -> ContainerSpec {
 /// What the container's state and log say.
 pub fn state_findings(container: &LiveContainer, findings: &mut Vec<Finding>) {
     let mut add = |id: &'static str, severity: Severity, message: String| {
-        findings.push(Finding {
+        findings.push(Finding::new(
             id,
-            severity,
-            service: container.name.clone(),
-            path: None,
+            Some(severity),
+            &container.name,
+            None,
             message,
-            fix: None,
-        });
+            None,
+        ));
     };
     let failed = !container.running && container.exit_code.is_some_and(|code| code != 0);
     if failed {
@@ -149,11 +143,21 @@ mod tests {
     fn live_containers_become_specs() {
         let spec = to_spec(&container(Some("49999:49999"), true, 0, &[]));
         assert_eq!(spec.role, Some(Role::Superlink));
-        assert_eq!((spec.uid, spec.gid), (Some(49_999), Some(49_999)));
+        assert_eq!(
+            spec.identity(1, 1),
+            crate::check::spec::Identity {
+                uid: 49_999,
+                gid: 49_999,
+                unresolved: None
+            }
+        );
         assert_eq!(spec.mounts.len(), 1, "only bind mounts are host paths");
         assert!(spec.mounts[0].read_only);
         assert_eq!(spec.working_dir, "/app");
-        assert_eq!(to_spec(&container(Some("app"), true, 0, &[])).uid, None);
+        assert_eq!(
+            to_spec(&container(Some("app"), true, 0, &[])).identity(1, 1).uid,
+            49_999
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! containers.
 
 pub mod compose;
+pub mod compose_files;
 pub mod cross_host;
 pub mod live;
 pub mod model;
@@ -21,13 +22,34 @@ use std::path::Path;
 use crate::tls::SubjectName;
 use spec::Role;
 
-/// Run every rule over `specs`.
-pub fn run(source: String, specs: &[ContainerSpec], settings: &CheckSettings) -> CheckReport {
+/// What the rules read besides the containers' specs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extra<'a> {
+    /// flowerbed's own model, for the cross-host rules.
+    pub deployment: Option<&'a crate::deploy::Deployment>,
+    /// Live containers, for their state and logs.
+    pub live: &'a [crate::docker::LiveContainer],
+}
+
+/// Run every rule (per container, TLS, cross-host, live) and sort the findings once.
+pub fn run(
+    source: String,
+    specs: &[ContainerSpec],
+    extra: Extra<'_>,
+    settings: &CheckSettings,
+) -> CheckReport {
     let mut findings = Vec::new();
     for spec in specs {
         rules::check_container(spec, settings, &mut findings);
     }
     rules::check_tls(specs, settings, &mut findings);
+    if let Some(deployment) = extra.deployment {
+        // Across hosts: public addresses (superlink) and the address dialed (supernode).
+        cross_host::check(deployment, &mut findings);
+    }
+    for container in extra.live {
+        live::state_findings(container, &mut findings);
+    }
     findings.sort_by(|a, b| a.service.cmp(&b.service).then(b.severity.cmp(&a.severity)));
     CheckReport::new(source, specs.iter().map(|s| s.name.clone()).collect(), findings)
 }
@@ -57,7 +79,7 @@ pub fn deployment_specs(dir: &Path) -> Option<Vec<ContainerSpec>> {
         .iter()
         .map(|name| dir.join(name))
         .find(|path| path.is_file())
-        .and_then(|path| compose::read(&path).ok())
+        .and_then(|path| compose::read(&[path]).ok().map(|(specs, _)| specs))
 }
 
 /// The names the deployment's TLS clients dial the superlink by, which its certificate

@@ -23,15 +23,14 @@ pub fn specs(deployment: &Deployment) -> Vec<ContainerSpec> {
             image: Some(service.image.clone()),
             role: role(service),
             profile: Some(deployment.profile),
-            uid: Some(service.user.uid),
-            gid: Some(service.user.gid),
+            user: Some(service.user.to_string()),
             working_dir: "/app".into(),
             mounts: service
                 .mounts
                 .iter()
                 .map(|mount| MountSpec {
                     source: mount.source.clone(),
-                    written_relative: false,
+                    written: None,
                     target: mount.target.clone(),
                     read_only: mount.read_only,
                     kind: MountKind::Bind,

@@ -17,6 +17,9 @@ pub struct CheckReport {
     pub services: Vec<String>,
     pub ok: bool,
     pub findings: Vec<Finding>,
+    /// How the input was read, when that is worth saying (one line each).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl CheckReport {
@@ -26,6 +29,7 @@ impl CheckReport {
             services,
             ok: !findings.iter().any(|f| f.severity == Severity::Error),
             findings,
+            notes: Vec::new(),
         }
     }
 
@@ -60,6 +64,9 @@ pub fn print_text(report: &CheckReport, printer: &Printer) -> std::io::Result<()
             }
         }
     }
+    for note in &report.notes {
+        printer.result(&format!("note: {note}"))?;
+    }
     let warnings = report.findings.len() - report.errors();
     let summary = if report.findings.is_empty() {
         printer.paint(
@@ -91,18 +98,32 @@ pub fn print_text(report: &CheckReport, printer: &Printer) -> std::io::Result<()
     printer.result(&summary)
 }
 
-/// SARIF 2.1.0: one rule per finding id, one result per finding.
+fn level(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
+}
+
+/// SARIF 2.1.0: every rule of the table, one result per finding.
 pub fn sarif(report: &CheckReport) -> serde_json::Value {
-    let mut rule_ids: Vec<&str> = report.findings.iter().map(|f| f.id).collect();
-    rule_ids.sort_unstable();
-    rule_ids.dedup();
+    let rules: Vec<serde_json::Value> = super::rules::RULES
+        .iter()
+        .map(|rule| {
+            json!({
+                "id": rule.id,
+                "shortDescription": { "text": rule.summary },
+                "defaultConfiguration": { "level": level(rule.severity) },
+            })
+        })
+        .collect();
     let results: Vec<serde_json::Value> = report
         .findings
         .iter()
         .map(|finding| {
             let mut result = json!({
                 "ruleId": finding.id,
-                "level": match finding.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                "level": level(finding.severity),
                 "message": { "text": match &finding.fix {
                     Some(fix) => format!("{}: {} (fix: {fix})", finding.service, finding.message),
                     None => format!("{}: {}", finding.service, finding.message),
@@ -121,7 +142,7 @@ pub fn sarif(report: &CheckReport) -> serde_json::Value {
             "tool": { "driver": {
                 "name": "flowerbed",
                 "version": env!("CARGO_PKG_VERSION"),
-                "rules": rule_ids.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>(),
+                "rules": rules,
             }},
             "results": results,
         }],

@@ -27,14 +27,57 @@ pub enum MountKind {
 pub struct MountSpec {
     /// The host path, absolute once resolved.
     pub source: PathBuf,
-    /// The source as written, when it was relative (Docker's CLI refuses those).
-    pub written_relative: bool,
+    /// The `docker run` option as written (scripts only: Compose resolves relative
+    /// sources itself), so a fix can repeat it with only the source changed.
+    pub written: Option<WrittenMount>,
     /// The path inside the container.
     pub target: String,
     pub read_only: bool,
     pub kind: MountKind,
     /// `z` or `Z` SELinux relabelling requested.
     pub selinux_label: bool,
+}
+
+/// A `docker run -v` / `--mount` option as the script spells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenMount {
+    /// `-v` or `--mount`.
+    pub flag: &'static str,
+    /// The whole value (`./certs:/app/certificates:ro,z`).
+    pub value: String,
+    /// The source part of it, after expansion (`./certs`).
+    pub source: String,
+}
+
+impl MountSpec {
+    /// Whether the script gave a relative source (Docker's CLI refuses those before 23).
+    pub fn written_relative(&self) -> bool {
+        self.written
+            .as_ref()
+            .is_some_and(|written| !written.source.starts_with('/'))
+    }
+
+    /// The option as written with the source made absolute: every other part (`:ro`,
+    /// SELinux labels, `readonly`) is kept, so the fix never loosens the mount.
+    pub fn absolute_option(&self) -> Option<String> {
+        let written = self.written.as_ref()?;
+        let absolute = self.source.to_string_lossy();
+        let value = if written.flag == "-v" {
+            written.value.replacen(&written.source, &absolute, 1)
+        } else {
+            written
+                .value
+                .split(',')
+                .map(|field| match field.split_once('=') {
+                    Some((key @ ("source" | "src"), _)) => format!("{key}={absolute}"),
+                    _ => field.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let quoted = shlex::try_quote(&value).map_or_else(|_| value.clone(), std::borrow::Cow::into_owned);
+        Some(format!("{} {quoted}", written.flag))
+    }
 }
 
 /// A container as `check` sees it.
@@ -46,9 +89,8 @@ pub struct ContainerSpec {
     /// The Flower release it runs: flowerbed's own model knows; otherwise read off the
     /// image tag when that is a supported version.
     pub profile: Option<&'static Profile>,
-    /// `user:` / `--user` as numbers, if the deployment states it.
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
+    /// `user:` / `--user` as written (`49999:49999`, `root`, `app`), if stated.
+    pub user: Option<String>,
     /// The container's working directory (Flower's images use `/app`).
     pub working_dir: String,
     pub mounts: Vec<MountSpec>,
@@ -56,7 +98,80 @@ pub struct ContainerSpec {
     pub args: Vec<String>,
 }
 
+/// Who a container runs as, and what could not be resolved on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    /// A user or group name neither numeric, `root` nor one of the image's own users.
+    pub unresolved: Option<String>,
+}
+
 impl ContainerSpec {
+    /// A spec with nothing known yet (readers fill it in).
+    pub fn unnamed() -> Self {
+        Self {
+            name: String::new(),
+            image: None,
+            role: None,
+            profile: None,
+            user: None,
+            working_dir: "/app".into(),
+            mounts: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    /// The container's UID and GID: `root`/`0` and numbers as they are, the image's own
+    /// names (`app` in Flower's images) from the release profile, anything else the
+    /// default (with the name kept, for a warning). A bare UID takes the group the image
+    /// gives that user, or GID 0 when the image has no such user (as Docker does).
+    pub fn identity(&self, uid_default: u32, gid_default: u32) -> Identity {
+        let Some(user) = self.user.as_deref().filter(|u| !u.is_empty()) else {
+            return Identity {
+                uid: uid_default,
+                gid: gid_default,
+                unresolved: None,
+            };
+        };
+        let users = self.profile.map_or(&[][..], |profile| profile.image_users());
+        let (user_part, group_part) = user.split_once(':').map_or((user, None), |(u, g)| (u, Some(g)));
+        let mut unresolved = None;
+        let by_name = |name: &str| users.iter().find(|u| u.name == name);
+        let uid = if let Ok(number) = user_part.parse::<u32>() {
+            number
+        } else if user_part == "root" {
+            0
+        } else if let Some(known) = by_name(user_part) {
+            known.uid
+        } else {
+            unresolved = Some(user_part.to_string());
+            uid_default
+        };
+        let gid = match group_part {
+            Some(group) => {
+                if let Ok(number) = group.parse::<u32>() {
+                    number
+                } else if group == "root" {
+                    0
+                } else if let Some(known) = by_name(group) {
+                    known.gid
+                } else {
+                    unresolved.get_or_insert_with(|| group.to_string());
+                    gid_default
+                }
+            }
+            None if uid == 0 => 0,
+            None if unresolved.is_some() => gid_default,
+            None => match users.iter().find(|u| u.uid == uid) {
+                Some(known) => known.gid,
+                None if self.profile.is_some() => 0,
+                None => gid_default,
+            },
+        };
+        Identity { uid, gid, unresolved }
+    }
+
     /// The value of `--flag VALUE` or `--flag=VALUE` in the arguments.
     pub fn flag_value(&self, flag: &str) -> Option<&str> {
         let mut iter = self.args.iter();
@@ -142,11 +257,13 @@ pub fn resolve_host(base: &Path, written: &str) -> PathBuf {
             .map_or_else(|| PathBuf::from(written), |home| PathBuf::from(home).join(rest)),
         None => PathBuf::from(written),
     };
-    if expanded.is_absolute() {
+    // `components()` drops the `.` parts (`./certs` reads as `certs`).
+    let joined = if expanded.is_absolute() {
         expanded
     } else {
         base.join(expanded)
-    }
+    };
+    joined.components().collect()
 }
 
 #[cfg(test)]
@@ -159,8 +276,7 @@ mod tests {
             image: None,
             role: Some(Role::Superlink),
             profile: None,
-            uid: None,
-            gid: None,
+            user: None,
             working_dir: "/app".into(),
             mounts,
             args: args.iter().map(ToString::to_string).collect(),
@@ -170,7 +286,7 @@ mod tests {
     fn bind(source: &str, target: &str) -> MountSpec {
         MountSpec {
             source: source.into(),
-            written_relative: false,
+            written: None,
             target: target.into(),
             read_only: true,
             kind: MountKind::Bind,
@@ -199,6 +315,55 @@ mod tests {
             spec(vec![bind("/x", "/app/cert")], &[])
                 .host_path("/app/certificates")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn users_resolve_by_number_root_and_image_names() {
+        let flower = crate::deploy::Profile::find("1.42.0");
+        let who = |user: Option<&str>, profile| {
+            let mut s = spec(Vec::new(), &[]);
+            s.user = user.map(str::to_string);
+            s.profile = profile;
+            let id = s.identity(49_999, 49_999);
+            (id.uid, id.gid, id.unresolved)
+        };
+        assert_eq!(who(None, flower), (49_999, 49_999, None));
+        assert_eq!(who(Some("root"), flower), (0, 0, None));
+        assert_eq!(who(Some("0"), None), (0, 0, None));
+        assert_eq!(who(Some("app"), flower), (49_999, 49_999, None));
+        assert_eq!(who(Some("app:root"), flower), (49_999, 0, None));
+        assert_eq!(who(Some("1000:1000"), None), (1000, 1000, None));
+        assert_eq!(who(Some("1000"), flower), (1000, 0, None));
+        assert_eq!(who(Some("49999"), flower), (49_999, 49_999, None));
+        assert_eq!(who(Some("app"), None), (49_999, 49_999, Some("app".into())));
+        assert_eq!(
+            who(Some("bob:staff"), flower),
+            (49_999, 49_999, Some("bob".into()))
+        );
+    }
+
+    #[test]
+    fn absolute_options_keep_every_other_part() {
+        let mut mount = bind("/srv/site/certs", "/app/certificates");
+        mount.written = Some(WrittenMount {
+            flag: "-v",
+            value: "./certs:/app/certificates:ro,z".into(),
+            source: "./certs".into(),
+        });
+        assert!(mount.written_relative());
+        assert_eq!(
+            mount.absolute_option().unwrap(),
+            "-v '/srv/site/certs:/app/certificates:ro,z'"
+        );
+        mount.written = Some(WrittenMount {
+            flag: "--mount",
+            value: "type=bind,src=certs,dst=/app/certificates,readonly".into(),
+            source: "certs".into(),
+        });
+        assert_eq!(
+            mount.absolute_option().unwrap(),
+            "--mount 'type=bind,src=/srv/site/certs,dst=/app/certificates,readonly'"
         );
     }
 

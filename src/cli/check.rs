@@ -11,7 +11,11 @@ readable by the container's UID through every parent directory (mode bits, group
 ACLs); the state folder is writable; private keys are not open to others; the CA key is not
 mounted; certificate and key match, chain to the CA the clients trust, are in date, and
 cover the names clients dial (and 127.0.0.1 in subprocess isolation); TLS is on for both
-sides or neither; SELinux labels when enforcing. Across hosts (a folder made with --role):
+sides of each link that the release lets be TLS (1.13's serverapp/clientapp and 1.21's
+superexec have none); CA files hold a certificate; SELinux labels when enforcing.
+Compose files are normalized by Docker Compose v2 when it is on PATH (else by flowerbed's
+own reader, which says so); scripts are parsed as shell, with $PWD and $(pwd) meaning
+--workdir. Every rule: flowerbed check --list-rules. Across hosts (a folder made with --role):
 the server certificate covers every --public-address (superlink), and the names a bundle
 recorded for it cover the address the supernodes dial, issued by the CA they trust
 (supernode).
@@ -22,6 +26,7 @@ Examples:
   flowerbed check deploy
   flowerbed check site-b                                         # unpacked supernode bundle
   flowerbed check --compose compose.yaml --format sarif > flowerbed.sarif
+  flowerbed check --compose compose.yml --compose with-tls.yml    # merged in order
   flowerbed check --run-script deploy/run.sh --json
   flowerbed check --compose compose.yaml --id-shift 100000     # rootless Docker
   flowerbed check --live                                         # every Flower container
@@ -32,6 +37,9 @@ pub enum Format {
     Text,
     Json,
     Sarif,
+    /// The rule list as Markdown (with --list-rules; README's list is this).
+    #[value(hide = true)]
+    Markdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,13 +57,19 @@ pub struct CheckArgs {
     #[arg(value_name = "DIR", conflicts_with_all = ["compose", "run_script"])]
     pub dir: Option<PathBuf>,
 
-    /// Check this compose file (ours or hand-written) instead.
+    /// Check this compose file (ours or hand-written) instead; repeat to merge several in
+    /// order, as `docker compose -f A -f B` does.
     #[arg(long, value_name = "FILE", conflicts_with = "run_script")]
-    pub compose: Option<PathBuf>,
+    pub compose: Vec<PathBuf>,
 
     /// Check the `docker run` commands of this script instead.
     #[arg(long, value_name = "FILE")]
     pub run_script: Option<PathBuf>,
+
+    /// With --run-script: the directory the script runs in, for relative mount sources and
+    /// `$PWD` / `$(pwd)` (default: the script's folder).
+    #[arg(long, value_name = "DIR", requires = "run_script")]
+    pub workdir: Option<PathBuf>,
 
     /// Container UID for services that state no user.
     #[arg(long, default_value_t = crate::FLOWER_UID)]
@@ -99,6 +113,10 @@ pub struct CheckArgs {
     /// Same as --format json.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
+
+    /// Print every rule (id, severity, one line) and exit.
+    #[arg(long, hide = true, conflicts_with_all = ["dir", "compose", "run_script", "live"])]
+    pub list_rules: bool,
 }
 
 #[derive(Debug, Args)]

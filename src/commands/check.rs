@@ -28,7 +28,11 @@ fn parse_id_shift(text: &str, remap: bool) -> Result<IdShift> {
 }
 
 /// Turn `check` flags into rule settings.
-pub fn settings(args: &CheckArgs, relative_sources_fail: bool) -> Result<CheckSettings> {
+pub fn settings(args: &CheckArgs, from_script: bool) -> Result<CheckSettings> {
+    // Docker's CLI resolves relative `-v` sources from 23 on; only an older client here
+    // refuses them (asked only for scripts: Compose always resolved them).
+    let relative_sources_fail =
+        from_script && super::doctor::docker_client_version().is_some_and(|version| version.major < 23);
     Ok(CheckSettings {
         default_uid: args.uid,
         default_gid: args.gid,
@@ -48,9 +52,44 @@ pub fn settings(args: &CheckArgs, relative_sources_fail: bool) -> Result<CheckSe
     })
 }
 
-/// The containers of a deployment folder, whether they come from a `docker run` script,
-/// and flowerbed's model when the folder has one.
-fn folder_specs(dir: &Path) -> Result<(Vec<ContainerSpec>, bool, Option<Deployment>)> {
+/// Compose's own default file names, in the order it looks for them.
+const COMPOSE_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// What `check` reads: the containers, whether they come from a `docker run` script,
+/// flowerbed's model when there is one, and notes on how it was read.
+struct Input {
+    specs: Vec<ContainerSpec>,
+    from_script: bool,
+    deployment: Option<Deployment>,
+    notes: Vec<String>,
+}
+
+fn compose_input(files: &[PathBuf]) -> Result<Input> {
+    let (specs, note) = check::compose::read(files)?;
+    Ok(Input {
+        specs,
+        from_script: false,
+        deployment: None,
+        notes: note.into_iter().collect(),
+    })
+}
+
+fn script_input(file: &Path, workdir: Option<&Path>) -> Result<Input> {
+    Ok(Input {
+        specs: check::script::read(file, workdir)?,
+        from_script: true,
+        deployment: None,
+        notes: Vec::new(),
+    })
+}
+
+/// The containers of a deployment folder.
+fn folder_input(dir: &Path) -> Result<Input> {
     if !dir.is_dir() {
         bail!("{}: not a directory", dir.display());
     }
@@ -60,49 +99,79 @@ fn folder_specs(dir: &Path) -> Result<(Vec<ContainerSpec>, bool, Option<Deployme
     // A folder made by quickstart/render: rebuild the very model the renderers used.
     if present(&dir.join(crate::deploy::SETTINGS_FILE)) {
         let deployment = crate::deploy::load(dir)?;
-        return Ok((check::model::specs(&deployment), false, Some(deployment)));
+        return Ok(Input {
+            specs: check::model::specs(&deployment),
+            from_script: false,
+            deployment: Some(deployment),
+            notes: Vec::new(),
+        });
     }
-    let compose = dir.join("compose.yaml");
-    if present(&compose) {
-        return Ok((check::compose::read(&compose)?, false, None));
+    if let Some(compose) = COMPOSE_FILES
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|f| present(f))
+    {
+        return compose_input(&[compose]);
     }
     let script = dir.join("run.sh");
     if present(&script) {
-        return Ok((check::script::read(&script)?, true, None));
+        return script_input(&script, None);
     }
     bail!(
-        "{}: no deployment found (no compose.yaml or run.sh; make one with `flowerbed quickstart {}`)",
+        "{}: no deployment found (no compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml or run.sh; make one with `flowerbed quickstart {}`)",
         dir.display(),
         dir.display()
     )
 }
 
+/// `check --list-rules`: the rule table in the chosen format.
+fn list_rules(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
+    let format = if args.json { Format::Json } else { args.format };
+    match format {
+        Format::Json | Format::Sarif => printer.json(&check::rules::RULES)?,
+        Format::Markdown => {
+            let text = check::rules::table::markdown();
+            printer.result(text.trim_end())?;
+        }
+        Format::Text => {
+            for rule in check::rules::RULES {
+                let label = printer.severity_label(rule.severity);
+                printer.result(&format!("{:<32}{label:<8} {}", rule.id, rule.summary))?;
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
 pub fn run(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
+    if args.list_rules {
+        return list_rules(args, printer);
+    }
     if let Some(targets) = &args.live {
         return run_live(args, targets, printer);
     }
-    let (source, specs, from_script, deployment) = if let Some(file) = &args.compose {
+    let (source, input) = if !args.compose.is_empty() {
+        let names: Vec<String> = args.compose.iter().map(|f| f.display().to_string()).collect();
+        (names.join(" + "), compose_input(&args.compose)?)
+    } else if let Some(file) = &args.run_script {
+        if let Some(workdir) = args.workdir.as_deref().filter(|dir| !dir.is_dir()) {
+            bail!("--workdir {}: not a directory", workdir.display());
+        }
         (
             file.display().to_string(),
-            check::compose::read(file)?,
-            false,
-            None,
+            script_input(file, args.workdir.as_deref())?,
         )
-    } else if let Some(file) = &args.run_script {
-        (file.display().to_string(), check::script::read(file)?, true, None)
     } else {
         let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-        let (specs, from_script, deployment) = folder_specs(&dir)?;
-        (dir.display().to_string(), specs, from_script, deployment)
+        (dir.display().to_string(), folder_input(&dir)?)
     };
-    let settings = settings(args, from_script)?;
-    let mut report = check::run(source, &specs, &settings);
-    if let Some(deployment) = &deployment {
-        // Across hosts: public addresses (superlink) and the address dialed (supernode).
-        let mut findings = report.findings;
-        check::cross_host::check(deployment, &mut findings);
-        report = check::CheckReport::new(report.source, report.services, findings);
-    }
+    let settings = settings(args, input.from_script)?;
+    let extra = check::Extra {
+        deployment: input.deployment.as_ref(),
+        live: &[],
+    };
+    let mut report = check::run(source, &input.specs, extra, &settings);
+    report.notes = input.notes;
     print(&report, args, printer)?;
     Ok(if report.ok {
         Outcome::Success
@@ -114,7 +183,7 @@ pub fn run(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
 pub fn print(report: &check::CheckReport, args: &CheckArgs, printer: &Printer) -> std::io::Result<()> {
     let format = if args.json { Format::Json } else { args.format };
     match format {
-        Format::Text => check::report::print_text(report, printer),
+        Format::Text | Format::Markdown => check::report::print_text(report, printer),
         Format::Json => printer.json(report),
         Format::Sarif => printer.json(&check::report::sarif(report)),
     }
@@ -140,15 +209,16 @@ fn run_live(args: &CheckArgs, targets: &[String], printer: &Printer) -> Result<O
         }
     }
     let specs: Vec<ContainerSpec> = containers.iter().map(check::live::to_spec).collect();
-    let mut report = check::run(
+    let extra = check::Extra {
+        deployment: None,
+        live: &containers,
+    };
+    let report = check::run(
         format!("live containers on {}", crate::docker::docker_host()),
         &specs,
+        extra,
         &settings,
     );
-    for container in &containers {
-        check::live::state_findings(container, &mut report.findings);
-    }
-    report = check::CheckReport::new(report.source, report.services, report.findings);
     print(&report, args, printer)?;
     Ok(if report.ok {
         Outcome::Success

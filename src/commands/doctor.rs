@@ -39,6 +39,8 @@ struct DoctorReport {
     daemon: Option<DaemonReport>,
     daemon_error: Option<String>,
     selinux_enforcing: bool,
+    /// The Docker client's version (`docker --version`; no daemon needed).
+    docker_client: Option<String>,
     compose: Option<String>,
     ownership: OwnershipReport,
     problems: Vec<String>,
@@ -54,6 +56,25 @@ fn compose_version() -> Option<String> {
             .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
     try_command("docker", &["compose", "version"]).or_else(|| try_command("docker-compose", &["version"]))
+}
+
+/// The version of the `docker` client on PATH, read without a daemon.
+pub fn docker_client_version() -> Option<semver::Version> {
+    let out = Command::new("docker").arg("--version").output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    // "Docker version 24.0.7, build afdd53b"; old releases print "20.10.24+dfsg1".
+    let text = String::from_utf8_lossy(&out.stdout);
+    let word = text.split_whitespace().nth(2)?.trim_end_matches(',');
+    let core = word.split(['+', '-']).next().unwrap_or(word);
+    let mut parts = core.split('.').map(str::parse::<u64>);
+    let (major, minor, patch) = (
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next().unwrap_or(Ok(0)).ok()?,
+    );
+    Some(semver::Version::new(major, minor, patch))
 }
 
 fn on_path(program: &str) -> bool {
@@ -136,6 +157,7 @@ pub fn run(args: &DoctorArgs, printer: &Printer) -> Result<Outcome> {
         daemon,
         daemon_error,
         selinux_enforcing: crate::check::selinux_enforcing(),
+        docker_client: docker_client_version().map(|v| v.to_string()),
         compose,
         ownership: OwnershipReport {
             root,
@@ -161,6 +183,10 @@ pub fn run(args: &DoctorArgs, printer: &Printer) -> Result<Outcome> {
 fn print_text(report: &DoctorReport, uid: u32, printer: &Printer) -> std::io::Result<()> {
     let line = |label: &str, value: &str| printer.result(&format!("{:<22}{value}", format!("{label}:")));
     line("docker host", &report.docker_host)?;
+    line(
+        "docker client",
+        report.docker_client.as_deref().unwrap_or("not found"),
+    )?;
     match &report.daemon {
         Some(daemon) => {
             line(

@@ -89,6 +89,28 @@ pub enum AppIoListen {
     HostAndPort,
 }
 
+/// A user Flower's images define in their `/etc/passwd` and `/etc/group`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ImageUser {
+    pub name: &'static str,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The users of every Flower image (`app` is what the images run as).
+const FLOWER_IMAGE_USERS: [ImageUser; 2] = [
+    ImageUser {
+        name: "root",
+        uid: 0,
+        gid: 0,
+    },
+    ImageUser {
+        name: "app",
+        uid: crate::FLOWER_UID,
+        gid: crate::FLOWER_GID,
+    },
+];
+
 /// The supernode's Runtime (ClientAppIo) API port, the same in every release.
 pub const SUPERNODE_APPIO_PORT: u16 = 9094;
 
@@ -200,6 +222,11 @@ impl Profile {
             semver::Version::parse(profile.version)
                 .is_ok_and(|known| (known.major, known.minor) == (version.major, version.minor))
         })
+    }
+
+    /// The users this release's images define, for `user: app` and the like.
+    pub fn image_users(&self) -> &'static [ImageUser] {
+        &FLOWER_IMAGE_USERS
     }
 
     /// Whether runtime installation of app dependencies exists (1.35+: on by default in the

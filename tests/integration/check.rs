@@ -355,20 +355,6 @@ fn rule_rootless_shift_changes_who_reads() {
 }
 
 #[test]
-fn run_scripts_with_relative_sources_are_flagged() {
-    let env = TestEnv::new();
-    let dir = deployment(&env, "process");
-    std::fs::write(
-        dir.join("run.sh"),
-        "docker run -d --name superlink -v ./superlink-certificates:/app/certificates:ro flwr/superlink:1.42.0 --insecure\n",
-    )
-    .unwrap();
-    let (code, ids, _) = check(&env, &["--run-script", "deploy/run.sh"]);
-    assert_eq!(code, 1);
-    assert!(ids.contains(&"mount-source-relative".to_string()), "{ids:?}");
-}
-
-#[test]
 fn sarif_output_names_rules_and_results() {
     let env = TestEnv::new();
     let dir = deployment(&env, "process");

@@ -53,7 +53,7 @@ fn settings_strategy() -> impl Strategy<Value = Settings> {
 /// One mount as both sides must agree on it: source, target, read-only, SELinux label.
 type MountView = (PathBuf, String, bool, bool);
 /// One container: name, uid, gid, arguments, mounts.
-type ContainerView = (String, Option<u32>, Option<u32>, Vec<String>, Vec<MountView>);
+type ContainerView = (String, u32, u32, Vec<String>, Vec<MountView>);
 
 /// What both sides must agree on, per container, in a comparable form.
 fn comparable(specs: &[ContainerSpec]) -> Vec<ContainerView> {
@@ -66,7 +66,9 @@ fn comparable(specs: &[ContainerSpec]) -> Vec<ContainerView> {
                 .map(|m| (m.source.clone(), m.target.clone(), m.read_only, m.selinux_label))
                 .collect();
             mounts.sort();
-            (spec.name.clone(), spec.uid, spec.gid, spec.args.clone(), mounts)
+            // A default no side uses, so a user left out shows.
+            let id = spec.identity(1, 1);
+            (spec.name.clone(), id.uid, id.gid, spec.args.clone(), mounts)
         })
         .collect();
     out.sort();
@@ -88,7 +90,7 @@ proptest! {
     fn run_script_round_trips_the_model(settings in settings_strategy()) {
         let deployment = deploy::build(&settings).unwrap();
         let text = script::render_run(&deployment).unwrap();
-        let mut read = check::script::parse(&text).unwrap();
+        let mut read = check::script::parse(&text, &settings.dir).unwrap();
         // The script names containers PROJECT-SERVICE.
         for spec in &mut read {
             spec.name = spec.name.trim_start_matches(&format!("{}-", deployment.project)).to_string();

@@ -1,0 +1,349 @@
+//! TLS rules over the whole deployment: both sides of each link agree on TLS (per
+//! release: which links can be TLS at all), CA files hold a certificate, and the superlink's
+//! certificate chains to the CA its clients trust, matches its key, is in date and covers
+//! the names they dial.
+
+use std::path::{Path, PathBuf};
+
+use super::super::spec::{ContainerSpec, Role};
+use super::{CheckSettings, Finding, Out, deployment_root, quote};
+use crate::tls::names::SubjectName;
+use crate::tls::verify::Severity;
+
+/// Of those, the ones naming the CA certificate a component trusts.
+pub(super) const CA_FLAGS: [&str; 2] = ["--root-certificates", "--ssl-ca-certfile"];
+/// A CA file must hold a certificate: garbage, an empty file, a private key or a file far
+/// too large for one makes every TLS handshake fail. Unreadable to us (after `own` it may
+/// be the container's alone) is left to the TLS rules, which say so.
+pub(super) fn ca_certificate(out: &mut Out<'_>, host: &Path, flag: &str) {
+    if std::fs::File::open(host).is_err() {
+        return;
+    }
+    if let Err(err) = crate::tls::material::read_certificate(host) {
+        let message = format!("{err:#}");
+        let reason = message
+            .strip_prefix(&format!("{}: ", host.display()))
+            .unwrap_or(&message)
+            .to_string();
+        out.add(
+            "ca-unreadable",
+            Severity::Error,
+            Some(host),
+            format!("{flag} names this file as the CA certificate, but it is not one: {reason}"),
+            Some("copy the CA's ca.crt here (flowerbed certs generate writes it)".into()),
+        );
+    }
+}
+
+/// The address a component dials for the superlink, and the host part of it.
+pub(crate) fn dial_host(address: &str) -> Option<String> {
+    let without_scheme = address.split("://").last().unwrap_or(address);
+    if let Some(rest) = without_scheme.strip_prefix('[') {
+        return rest.split(']').next().map(str::to_string);
+    }
+    Some(
+        without_scheme
+            .rsplit_once(':')
+            .map_or(without_scheme, |(host, _)| host)
+            .to_string(),
+    )
+}
+
+fn uses_tls(spec: &ContainerSpec) -> bool {
+    !spec.has_flag("--insecure")
+}
+
+/// Deployment-wide TLS rules: both sides agree on TLS, and the superlink's certificate is
+/// one every client would accept under the name it dials.
+pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &mut Vec<Finding>) {
+    let Some(superlink) = specs.iter().find(|s| s.role == Some(Role::Superlink)) else {
+        return;
+    };
+    let clients: Vec<(&ContainerSpec, String)> = specs
+        .iter()
+        .filter_map(|spec| {
+            let address = match spec.role? {
+                Role::Supernode => spec.flag_value("--superlink"),
+                Role::Superexec | Role::Serverapp => [
+                    "--runtime-api-address",
+                    "--appio-api-address",
+                    "--serverappio-api-address",
+                ]
+                .into_iter()
+                .find_map(|flag| spec.flag_value(flag)),
+                _ => None,
+            }?;
+            let host = dial_host(address)?;
+            let dials_superlink =
+                spec.role == Some(Role::Supernode) || host == superlink.name || superlink_aliases(&host);
+            dials_superlink.then_some((spec, host))
+        })
+        .collect();
+    let superlink_tls = uses_tls(superlink);
+    for (client, _) in &clients {
+        if let Some(finding) = tls_mismatch(superlink, client) {
+            findings.push(finding);
+        }
+    }
+    if !superlink_tls {
+        return;
+    }
+    let (Some(cert), Some(key)) = (
+        superlink
+            .flag_value("--ssl-certfile")
+            .and_then(|v| superlink.host_path(v))
+            .map(|(_, p)| p),
+        superlink
+            .flag_value("--ssl-keyfile")
+            .and_then(|v| superlink.host_path(v))
+            .map(|(_, p)| p),
+    ) else {
+        return;
+    };
+    let mut names: Vec<SubjectName> = clients
+        .iter()
+        .filter(|(client, _)| uses_tls(client))
+        .filter_map(|(_, host)| SubjectName::parse(host).ok())
+        .collect();
+    let subprocess = superlink
+        .flag_value("--isolation")
+        .is_none_or(|mode| mode == "subprocess");
+    if subprocess {
+        // The superlink's own superexec children dial 127.0.0.1.
+        names.push(SubjectName::parse("127.0.0.1").expect("valid"));
+    }
+    names.dedup();
+    // Check against every CA a client trusts (one per distinct file).
+    let mut cas: Vec<(String, PathBuf)> = clients
+        .iter()
+        .filter_map(|(client, _)| {
+            let ca = client.flag_value("--root-certificates")?;
+            Some((client.name.clone(), client.host_path(ca)?.1))
+        })
+        .collect();
+    if cas.is_empty() {
+        if let Some(ca) = superlink
+            .flag_value("--ssl-ca-certfile")
+            .and_then(|v| superlink.host_path(v))
+        {
+            cas.push((superlink.name.clone(), ca.1));
+        }
+    }
+    cas.sort_by(|a, b| a.1.cmp(&b.1));
+    cas.dedup_by(|a, b| a.1 == b.1);
+    for (client, ca) in cas {
+        if !(ca.is_file() && cert.is_file() && key.is_file()) {
+            continue; // missing files are their own findings
+        }
+        // After `own`, only the container's UID (and root) may read the key: that is right,
+        // and not a finding, but it means we cannot look inside.
+        let unreadable = [&ca, &cert, &key]
+            .into_iter()
+            .find(|path| nix::unistd::access(path.as_path(), nix::unistd::AccessFlags::R_OK).is_err());
+        if let Some(path) = unreadable {
+            findings.push(Finding::new(
+                "tls-not-verified",
+                Some(Severity::Warning),
+                &superlink.name,
+                Some(path.as_path()),
+                format!(
+                    "not readable by UID {}, so chain, key match, expiry and names were not checked",
+                    nix::unistd::geteuid()
+                ),
+                Some("run the check as root (sudo flowerbed check ...)".into()),
+            ));
+            continue;
+        }
+        let verify_settings = crate::tls::verify::VerifySettings {
+            ca_path: ca.clone(),
+            cert_path: cert.clone(),
+            key_path: Some(key.clone()),
+            ca_copies: Vec::new(),
+            names: names.clone(),
+            warn_days: settings.warn_days,
+        };
+        match crate::tls::verify::verify(&verify_settings) {
+            Ok(report) => {
+                for finding in report.findings {
+                    let fix = match finding.id {
+                        "name-not-covered" | "expired" | "expiring" => Some(renew_fix(&cert, &names)),
+                        "chain-issuer" | "chain-signature" => trusted_ca_fix(&cert, &ca, superlink),
+                        _ => None,
+                    };
+                    findings.push(Finding::new(
+                        finding.id,
+                        Some(finding.severity),
+                        &superlink.name,
+                        Some(finding.path.as_path()),
+                        format!("{} (as trusted by {client})", finding.message),
+                        fix,
+                    ));
+                }
+            }
+            Err(err) => findings.push(Finding::new(
+                "tls-unreadable",
+                Some(Severity::Error),
+                &superlink.name,
+                Some(cert.as_path()),
+                format!("{err:#}"),
+                None,
+            )),
+        }
+    }
+}
+
+/// Whether `client` and the superlink agree on TLS for the link between them. Supernodes
+/// dial the Fleet API, which can always be TLS. App runners dial the ServerAppIo / Runtime
+/// API, whose TLS depends on the release: none in 1.13 and 1.21, `--appio-ssl-*` in 1.35,
+/// the `--ssl-*` flags from 1.41 on.
+fn tls_mismatch(superlink: &ContainerSpec, client: &ContainerSpec) -> Option<Finding> {
+    let client_tls = uses_tls(client);
+    let finding = |severity, message: String, fix: &str| {
+        Finding::new(
+            "tls-mismatch",
+            Some(severity),
+            &client.name,
+            None,
+            message,
+            Some(fix.to_string()),
+        )
+    };
+    if client.role == Some(Role::Supernode) {
+        let superlink_tls = uses_tls(superlink);
+        return (client_tls != superlink_tls).then(|| {
+            if superlink_tls {
+                finding(
+                    Severity::Error,
+                    "runs with --insecure but the superlink serves TLS: it will retry forever".into(),
+                    "replace --insecure with --root-certificates pointing at the CA",
+                )
+            } else {
+                finding(
+                    Severity::Error,
+                    "expects TLS but the superlink runs with --insecure: it will retry forever".into(),
+                    "use --insecure on both sides, or TLS on both",
+                )
+            }
+        });
+    }
+    let Some(profile) = client.profile.or(superlink.profile) else {
+        // A release we cannot name: whether this link can be TLS at all is unknown (it
+        // cannot before 1.35), so a difference is worth a look but not a failure.
+        let superlink_tls = uses_tls(superlink);
+        return (client_tls != superlink_tls).then(|| {
+            finding(
+                Severity::Warning,
+                format!(
+                    "{} but the superlink {}; whether this release's ServerApp link can use TLS is unknown (it cannot before Flower 1.35), so this may be right",
+                    if client_tls { "expects TLS" } else { "runs with --insecure" },
+                    if superlink_tls { "serves TLS" } else { "runs with --insecure" },
+                ),
+                "name the release in the image tag (flwr/superexec:1.42.0) to have this checked",
+            )
+        });
+    };
+    let served_tls = uses_tls(superlink)
+        && profile
+            .superlink_app_io_tls_flag()
+            .is_some_and(|flag| superlink.has_flag(flag));
+    if client_tls == served_tls {
+        return None;
+    }
+    let version = profile.version;
+    Some(if !profile.app_io_can_be_tls() {
+        finding(
+            Severity::Error,
+            format!(
+                "expects TLS, but in Flower {version} the ServerApp link has no TLS: the component refuses to start without --insecure"
+            ),
+            "add --insecure (and drop --root-certificates)",
+        )
+    } else if client_tls {
+        finding(
+            Severity::Error,
+            format!(
+                "expects TLS but the superlink serves its ServerApp API (Flower {version}) in plain text: it will retry forever"
+            ),
+            if profile.superlink_app_io_tls_flag() == Some("--appio-ssl-certfile") {
+                "give the superlink --appio-ssl-ca-certfile, --appio-ssl-certfile and --appio-ssl-keyfile, or use --insecure on both sides"
+            } else {
+                "use --insecure on both sides, or TLS on both"
+            },
+        )
+    } else {
+        finding(
+            Severity::Error,
+            format!(
+                "runs with --insecure but the superlink serves its ServerApp API (Flower {version}) over TLS: it will retry forever"
+            ),
+            "replace --insecure with --root-certificates pointing at the CA",
+        )
+    })
+}
+
+fn superlink_aliases(host: &str) -> bool {
+    host.contains("superlink")
+}
+
+/// A client trusts a CA that did not issue the server certificate: copy over the one that
+/// did, when the deployment holds it (the superlink's copy, or the CA folder).
+fn trusted_ca_fix(cert: &Path, trusted: &Path, superlink: &ContainerSpec) -> Option<String> {
+    use crate::tls::material::{parse_certificate, read_certificate};
+    let cert_der = read_certificate(cert).ok()?;
+    let server = parse_certificate(&cert_der).ok()?;
+    let folder = cert.parent().unwrap_or(Path::new("."));
+    let candidates = [
+        superlink
+            .flag_value("--ssl-ca-certfile")
+            .and_then(|v| superlink.host_path(v))
+            .map(|(_, path)| path),
+        Some(super::deployment_root(folder).join("ca/ca.crt")),
+    ];
+    let issuer = candidates.into_iter().flatten().find(|path| {
+        path != trusted
+            && read_certificate(path).is_ok_and(|der| {
+                parse_certificate(&der).is_ok_and(|ca| {
+                    server.issuer() == ca.subject() && server.verify_signature(Some(ca.public_key())).is_ok()
+                })
+            })
+    })?;
+    Some(format!("cp {} {}", super::quote(&issuer), super::quote(trusted)))
+}
+
+pub fn renew_fix(cert: &Path, names: &[SubjectName]) -> String {
+    let folder = cert.parent().unwrap_or(Path::new("."));
+    let root = deployment_root(folder);
+    // The CA lives in ca/ in flowerbed's layout, beside the server certificate in Flower's.
+    let (layout_flag, ca) = if root.join("ca/ca.key").is_file() {
+        ("", root.join("ca"))
+    } else {
+        (" --flat", folder.to_path_buf())
+    };
+    let extra = names
+        .iter()
+        .filter(|n| !crate::tls::layout::DEFAULT_NAMES.contains(&n.to_string().as_str()))
+        .fold(String::new(), |mut out, n| {
+            out.push_str(" --name ");
+            out.push_str(&shlex::try_quote(&n.to_string()).unwrap_or_default());
+            out
+        });
+    let target = if layout_flag.is_empty() { root } else { folder };
+    format!(
+        "flowerbed certs generate {}{layout_flag} --force --ca-cert {} --ca-key {}{extra}",
+        quote(target),
+        quote(&ca.join("ca.crt")),
+        quote(&ca.join("ca.key"))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dial_hosts() {
+        assert_eq!(dial_host("superlink:9092").as_deref(), Some("superlink"));
+        assert_eq!(dial_host("https://[::1]:8000").as_deref(), Some("::1"));
+        assert_eq!(dial_host("10.0.0.1").as_deref(), Some("10.0.0.1"));
+    }
+}
