@@ -7,31 +7,29 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use flowerbed::ownership::journal::{
-    self, Frame, MAGIC, Record, SessionEnd, SessionInfo, crc32, encode_frame,
-};
+use flowerbed::ownership::journal::{self, Frame, MAGIC, encode_frame};
 
 use crate::testenv::{Snapshot, TestEnv, snapshot};
 
 /// A test folder; journals go to `state/`.
-struct Env {
-    env: TestEnv,
+pub(crate) struct Env {
+    pub(crate) env: TestEnv,
 }
 
 impl Env {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { env: TestEnv::new() }
     }
 
-    fn join(&self, rel: &str) -> PathBuf {
+    pub(crate) fn join(&self, rel: &str) -> PathBuf {
         self.env.join(rel)
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.env.join("state")
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.env
             .flowerbed(args)
             .env("FLOWERBED_STATE_DIR", self.state())
@@ -42,7 +40,7 @@ impl Env {
     }
 
     /// A folder with one file, both owned by `uid:uid`.
-    fn folder(&self, name: &str, uid: u32) -> PathBuf {
+    pub(crate) fn folder(&self, name: &str, uid: u32) -> PathBuf {
         let dir = self.join(name);
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join("f"), name).unwrap();
@@ -51,7 +49,7 @@ impl Env {
         dir
     }
 
-    fn journals(&self) -> Vec<PathBuf> {
+    pub(crate) fn journals(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = std::fs::read_dir(self.state())
             .map(|entries| entries.map(|e| e.unwrap().path()).collect())
             .unwrap_or_default();
@@ -60,24 +58,24 @@ impl Env {
         out
     }
 
-    fn journal_of(&self, path: &Path) -> PathBuf {
+    pub(crate) fn journal_of(&self, path: &Path) -> PathBuf {
         let meta = std::fs::symlink_metadata(path).unwrap();
         self.state()
             .join(format!("own-{:x}-{:x}.journal", meta.dev(), meta.ino()))
     }
 
     /// Everything: the test folder (the state folder included), bytes, owners and modes.
-    fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         snapshot(self.env.path())
     }
 }
 
-fn owner(path: &Path) -> (u32, u32) {
+pub(crate) fn owner(path: &Path) -> (u32, u32) {
     let meta = std::fs::symlink_metadata(path).unwrap();
     (meta.uid(), meta.gid())
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout: {}\nstderr: {}",
         out.status.code(),
@@ -87,7 +85,7 @@ fn text(out: &Output) -> String {
 }
 
 /// Exit 2 with one `flowerbed:` line naming `culprit`.
-fn assert_refused(out: &Output, culprit: &str) {
+pub(crate) fn assert_refused(out: &Output, culprit: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{}", text(out));
     assert_eq!(stderr.trim_end().lines().count(), 1, "{}", text(out));
@@ -260,136 +258,6 @@ fn a_folder_replaced_by_a_copy_does_not_get_its_journal() {
     assert!(!old_journal.with_extension("lock").exists());
 }
 
-/// Bytes of a journal as an earlier version wrote it: no identity in its session frame;
-/// version 1 with its fixed-size records frame, or version 2 with a compact one.
-fn older_journal(version: u8, root: &Path, records: &[Record], target: (u32, u32)) -> Vec<u8> {
-    let meta = std::fs::symlink_metadata(root).unwrap();
-    let mut bytes = MAGIC.to_vec();
-    bytes[15] = version;
-    let session = SessionInfo {
-        tool: "flowerbed 0.1.0".into(),
-        command: "own".into(),
-        started: 1,
-        root: root.display().to_string(),
-        root_dev: meta.dev(),
-        root_ino: meta.ino(),
-        uid: target.0,
-        gid: target.1,
-        identity: None,
-    };
-    bytes.extend(encode_frame(&Frame::Session(session)));
-    if version == 1 {
-        let mut payload = u32::try_from(records.len()).unwrap().to_le_bytes().to_vec();
-        for r in records {
-            payload.extend(r.dev.to_le_bytes());
-            payload.extend(r.ino.to_le_bytes());
-            payload.extend(r.uid.to_le_bytes());
-            payload.extend(r.gid.to_le_bytes());
-            payload.extend(r.mode.to_le_bytes());
-            payload.extend(u32::try_from(r.path.len()).unwrap().to_le_bytes());
-            payload.extend(&r.path);
-        }
-        bytes.extend(frame(b'R', &payload));
-    } else {
-        bytes.extend(encode_frame(&Frame::Records(records.to_vec())));
-    }
-    bytes.extend(encode_frame(&Frame::End(SessionEnd {
-        changed: records.len() as u64,
-        finished: 2,
-    })));
-    bytes
-}
-
-/// A frame around `payload`, its checksum recomputed.
-fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![kind];
-    out.extend(u32::try_from(payload.len()).unwrap().to_le_bytes());
-    out.extend(payload);
-    let crc = crc32(&out);
-    out.extend(crc.to_le_bytes());
-    out
-}
-
-fn record_of(root: &Path, rel: &str, uid: u32) -> Record {
-    let path = if rel.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(rel)
-    };
-    let meta = std::fs::symlink_metadata(path).unwrap();
-    Record {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        uid,
-        gid: uid,
-        mode: meta.mode(),
-        path: rel.as_bytes().to_vec(),
-    }
-}
-
-fn write_journal(env: &Env, root: &Path, bytes: &[u8]) -> PathBuf {
-    journal::ensure_state_dir(&env.state(), None).unwrap();
-    let path = env.journal_of(root);
-    std::fs::write(&path, bytes).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-#[test]
-fn older_journals_are_judged_by_the_root_entrys_facts() {
-    for version in [1_u8, 2] {
-        let env = Env::new();
-        // As an earlier own left it: 49999, the journal holding the owners before (1000).
-        let tree = env.folder("tree", 49_999);
-        let records = [record_of(&tree, "", 1000), record_of(&tree, "f", 1000)];
-        let bytes = older_journal(version, &tree, &records, (49_999, 49_999));
-        write_journal(&env, &tree, &bytes);
-        let out = env.run(&["undo", "tree"]);
-        assert_eq!(out.status.code(), Some(0), "version {version}: {}", text(&out));
-        assert!(
-            text(&out).contains("no identity recorded: matched by the root entry's owner and mode"),
-            "{}",
-            text(&out)
-        );
-        assert_eq!(owner(&tree), (1000, 1000));
-        assert_eq!(owner(&tree.join("f")), (1000, 1000));
-
-        // The same journal beside a folder the last own did not leave that way (2222):
-        // another folder's. undo refuses, own sets it aside.
-        let env = Env::new();
-        let tree = env.folder("tree", 2222);
-        let records = [record_of(&tree, "", 1000), record_of(&tree, "f", 1000)];
-        let journal = write_journal(
-            &env,
-            &tree,
-            &older_journal(version, &tree, &records, (49_999, 49_999)),
-        );
-        let before = env.snapshot();
-        let out = env.run(&["undo", "tree"]);
-        assert_refused(&out, &journal.display().to_string());
-        assert!(text(&out).contains("not 49999:49999"), "{}", text(&out));
-        assert_eq!(env.snapshot(), before);
-        let out = env.run(&["own", "tree"]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        assert!(text(&out).contains("set aside journal"), "{}", text(&out));
-        let out = env.run(&["undo", "tree"]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        assert_eq!(owner(&tree), (2222, 2222));
-
-        // A root entry whose mode disagrees is another folder's too.
-        let env = Env::new();
-        let tree = env.folder("tree", 49_999);
-        let mut root_entry = record_of(&tree, "", 1000);
-        root_entry.mode ^= 0o070;
-        let journal = write_journal(
-            &env,
-            &tree,
-            &older_journal(version, &tree, &[root_entry], (49_999, 49_999)),
-        );
-        assert_refused(&env.run(&["undo", "tree"]), &journal.display().to_string());
-    }
-}
-
 #[test]
 fn a_second_run_on_a_locked_folder_waits_or_exits_2_with_no_wait() {
     use nix::fcntl::{Flock, FlockArg};
@@ -544,24 +412,6 @@ fn build_tree(root: &Path, root_uid: u32, entries: &[(u32, u32, u32)]) {
         // Folders stay enterable by root whatever their bits.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
-}
-
-/// `release` of a folder whose inode's journal is another folder's does not retire it as
-/// the tree's: it removes it as stale, and restores nothing from it.
-#[test]
-fn release_removes_a_journal_of_another_folder_as_stale() {
-    let env = Env::new();
-    let tree = env.folder("tree", 2222);
-    let records = [record_of(&tree, "", 1000), record_of(&tree, "f", 1000)];
-    let journal = write_journal(&env, &tree, &older_journal(2, &tree, &records, (49_999, 49_999)));
-    let out = env.run(&["release", "--to", "3333:3333", "tree"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("removed 1 journal(s)"), "{}", text(&out));
-    assert!(!stdout.contains("journal retired"), "{}", text(&out));
-    assert!(!journal.exists());
-    assert_eq!(owner(&tree), (3333, 3333));
-    assert_eq!(owner(&tree.join("f")), (3333, 3333));
 }
 
 /// A later run that crashed before its first records frame was complete changed nothing:

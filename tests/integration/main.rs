@@ -15,6 +15,7 @@ mod deploy;
 mod deploy_flwr;
 mod flower;
 mod journal;
+mod journal_older;
 mod journal_refusals;
 mod orchestrators;
 mod ownership;
