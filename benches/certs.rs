@@ -115,14 +115,20 @@ fn flowerbed(args: &[&str], dir: &Path) {
 struct Series {
     times: Vec<Duration>,
     steal_ms: u64,
+    /// CPU time (user + system) of the commands, all runs together.
+    cpu: Duration,
+    runs: u32,
 }
 
 impl Series {
     fn time(&mut self, work: impl FnOnce()) -> Duration {
         let steal_before = steal_ms();
+        let cpu_before = children_cpu();
         let started = Instant::now();
         work();
         let wall = started.elapsed();
+        self.cpu += children_cpu().saturating_sub(cpu_before);
+        self.runs += 1;
         self.steal_ms += steal_ms().saturating_sub(steal_before);
         wall
     }
@@ -134,6 +140,11 @@ impl Series {
     }
 
     /// Time `work` SMALL_RUNS times and record the median.
+    /// Mean CPU time per command run.
+    fn cpu_per_run(&self) -> Duration {
+        self.cpu / self.runs.max(1)
+    }
+
     fn small(&mut self, mut work: impl FnMut(usize)) {
         let mut runs: Vec<Duration> = (0..SMALL_RUNS).map(|run| self.time(|| work(run))).collect();
         runs.sort();
@@ -177,8 +188,9 @@ fn main() {
         "certs generate against Flower's openssl recipe ({rounds} rounds, whole commands, paired ratios)"
     );
     println!(
-        "  openssl recipe (RSA-4096, Flower's script)  {:>10.2?}   baseline",
-        median(&recipe.times)
+        "  openssl recipe (RSA-4096, Flower's script)  {:>10.2?}   baseline (cpu {:.2?} per run)",
+        median(&recipe.times),
+        recipe.cpu_per_run()
     );
     let faster = |series: &Series| {
         let ratios: Vec<f64> = recipe
@@ -193,14 +205,16 @@ fn main() {
     };
     let default_median = median(&default_set.times);
     println!(
-        "  flowerbed ecdsa-p256 (default set)          {default_median:>10.2?}   {} target >= 300x and <= 5 ms: {}",
+        "  flowerbed ecdsa-p256 (default set)          {default_median:>10.2?}   {} target >= 300x and <= 5 ms: {} (cpu {:.2?} per run)",
         faster(&default_set),
-        verdict(default_median, 5)
+        verdict(default_median, 5),
+        default_set.cpu_per_run()
     );
     println!(
-        "  flowerbed rsa-4096                          {:>10.2?}   {}",
+        "  flowerbed rsa-4096                          {:>10.2?}   {} (cpu {:.2?} per run)",
         median(&rsa_set.times),
-        faster(&rsa_set)
+        faster(&rsa_set),
+        rsa_set.cpu_per_run()
     );
     println!("whole folders (target <= 10 ms each)");
     for (label, series) in [
@@ -212,8 +226,9 @@ fn main() {
         let low = series.times.iter().min().unwrap();
         let high = series.times.iter().max().unwrap();
         println!(
-            "  {label:<42}{time:>10.2?}   (rounds {low:.2?}..{high:.2?}) {}",
-            verdict(time, 10)
+            "  {label:<42}{time:>10.2?}   (rounds {low:.2?}..{high:.2?}) {} (cpu {:.2?} per run)",
+            verdict(time, 10),
+            series.cpu_per_run()
         );
     }
     println!(
@@ -244,6 +259,18 @@ fn median(values: &[Duration]) -> Duration {
 fn median_f64(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// User plus system CPU time of every finished (reaped) child of this process so far.
+fn children_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { nix::libc::getrusage(nix::libc::RUSAGE_CHILDREN, &raw mut usage) };
+    let time = |t: nix::libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// Time the host has taken from this (virtual) machine's CPUs so far, all CPUs together, in
