@@ -2,7 +2,8 @@
 //! isolation (both sides subprocess, both process, and both mixed orders) × TLS/insecure,
 //! `quickstart` (as root: it hands folders to 49999) then `check` exits 0. Then each fault
 //! that applies is injected into that deployment; `check` must report exactly the expected
-//! rule, and the fix it prints, run for real, must make `check` exit 0 again.
+//! rule, and the fix it prints, run for real, must make `check` exit 0 again. The folder
+//! (flowerbed's model), its compose.yaml and its run.sh must each come to the same verdict.
 //!
 //! No Flower process starts: every variant lives in its own temp folder, a few run at once.
 
@@ -18,6 +19,12 @@ use flowerbed::deploy::PROFILES;
 use crate::testenv::TestEnv;
 
 const APP: u32 = 49_999;
+
+/// The files quickstart renders, each read by `check` on its own.
+const READINGS: [&[&str]; 2] = [
+    &["--compose", "deploy/compose.yaml"],
+    &["--run-script", "deploy/run.sh"],
+];
 
 /// One cell of the matrix.
 #[derive(Debug, Clone)]
@@ -150,19 +157,44 @@ impl<'a> Cell<'a> {
         Ok(())
     }
 
-    /// `check --json` on the folder: exit code and findings.
-    fn check(&self) -> Result<(i32, Vec<serde_json::Value>), String> {
-        let out = self
-            .env
-            .flowerbed(["check", "deploy", "--selinux", "off", "--json"])
-            .output()
-            .unwrap();
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .map_err(|_| format!("check printed no JSON: {}", String::from_utf8_lossy(&out.stderr)))?;
+    /// `check --json` on one reading of the deployment: exit code and findings.
+    fn check_reading(&self, reading: &[&str]) -> Result<(i32, Vec<serde_json::Value>), String> {
+        let mut args = vec!["check", "--selinux", "off", "--json"];
+        args.extend_from_slice(reading);
+        let out = self.env.flowerbed(&args).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|_| {
+            format!(
+                "check {reading:?} printed no JSON: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
         Ok((
             out.status.code().unwrap_or(-1),
             report["findings"].as_array().cloned().unwrap_or_default(),
         ))
+    }
+
+    /// `check` on flowerbed's model (the folder); the rendered compose file and run.sh must
+    /// come to the same rule ids.
+    fn check(&self) -> Result<(i32, Vec<serde_json::Value>), String> {
+        let ids = |findings: &[serde_json::Value]| -> BTreeSet<String> {
+            findings
+                .iter()
+                .filter_map(|f| f["id"].as_str().map(str::to_string))
+                .collect()
+        };
+        let (code, findings) = self.check_reading(&["deploy"])?;
+        for reading in READINGS {
+            let (other_code, other) = self.check_reading(reading)?;
+            if (other_code, ids(&other)) != (code, ids(&findings)) {
+                return Err(format!(
+                    "check {reading:?} disagrees with check deploy: exit {other_code} {} against exit {code} {}",
+                    serde_json::Value::from(other),
+                    serde_json::Value::from(findings)
+                ));
+            }
+        }
+        Ok((code, findings))
     }
 
     fn expect_clean(&self, after: &str) -> Outcome {
