@@ -23,6 +23,8 @@ fn parse_id_shift(text: &str, remap: bool) -> Result<IdShift> {
         uid_start: Some(parse(uid)?),
         gid_start: Some(parse(gid)?),
         remap,
+        root_uid: None,
+        root_gid: None,
     })
 }
 
@@ -126,10 +128,16 @@ pub fn daemon_id_shift(facts: &crate::docker::DaemonFacts) -> Option<IdShift> {
 
 /// `check`'s form of the daemon's mapping: where the ranges start, and how they count.
 pub fn id_shift(map: &subid::DaemonIdMap) -> IdShift {
+    let (remap, root_uid, root_gid) = match map.mode {
+        subid::Userns::Remap => (true, None, None),
+        subid::Userns::Rootless { uid, gid } => (false, Some(uid), Some(gid)),
+    };
     IdShift {
         uid_start: map.uid_range.as_ref().map(|range| range.start),
         gid_start: map.gid_range.as_ref().map(|range| range.start),
-        remap: map.mode == subid::Userns::Remap,
+        remap,
+        root_uid,
+        root_gid,
     }
 }
 
@@ -194,6 +202,9 @@ mod tests {
             assert_eq!(map.host_uid(49_999).unwrap(), expected);
             assert_eq!(shift.host_uid(49_999), expected);
             assert_eq!(shift.host_gid(49_999), map.host_gid(49_999).unwrap());
+            // Container root too: under rootless it is the daemon user (the sudo caller).
+            assert_eq!(shift.host_uid(0), map.host_uid(0).unwrap());
+            assert_eq!(shift.host_gid(0), map.host_gid(0).unwrap());
         }
     }
 }
