@@ -1,9 +1,10 @@
 //! The `check` matrix: for every supported release (the profile table, not a hand list) ×
 //! isolation (both sides subprocess, both process, and both mixed orders) × TLS/insecure,
-//! `quickstart` (as root: it hands folders to 49999) then `check` exits 0. Then each fault
-//! that applies is injected into that deployment; `check` must report exactly the expected
-//! rule, and the fix it prints, run for real, must make `check` exit 0 again. The folder
-//! (flowerbed's model), its compose.yaml and its run.sh must each come to the same verdict.
+//! `quickstart` (as root: it hands folders to 49999; TLS variants with supernode
+//! authentication keys) then `check` exits 0. Then each fault that applies is injected into
+//! that deployment; `check` must report exactly the expected rule, and the fix it prints,
+//! run for real, must make `check` exit 0 again. The folder (flowerbed's model), its
+//! compose.yaml and its run.sh must each come to the same verdict.
 //!
 //! No Flower process starts: every variant lives in its own temp folder, a few run at once.
 
@@ -144,7 +145,10 @@ impl<'a> Cell<'a> {
             "--supernode-isolation",
             v.supernode,
         ];
-        if !v.tls {
+        if v.tls {
+            // Supernode authentication needs TLS: its keys join the TLS variants.
+            args.push("--supernode-auth");
+        } else {
             args.push("--insecure");
         }
         let out = self.env.flowerbed(&args).output().unwrap();
@@ -283,6 +287,17 @@ impl<'a> Cell<'a> {
         })?;
         self.fault("name not covered", "name-not-covered", |dir| {
             localhost_only_certificate(dir);
+        })?;
+        let auth_key = self.dir.join("supernode-auth/supernode-1/auth.key");
+        self.fault("world-readable auth key", "key-too-open", |_| {
+            std::fs::set_permissions(&auth_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        })?;
+        self.fault("auth key readable by another group", "key-too-open", |_| {
+            std::os::unix::fs::lchown(&auth_key, Some(APP), Some(0)).unwrap();
+            std::fs::set_permissions(&auth_key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        })?;
+        self.fault("root-owned auth key", "not-readable", |_| {
+            std::os::unix::fs::lchown(&auth_key, Some(0), Some(0)).unwrap();
         })?;
         let foreign_ca = &self.shared.foreign_ca;
         self.fault("wrong CA", "chain-issuer", |dir| {
