@@ -128,16 +128,17 @@ pub fn daemon_id_shift(facts: &crate::docker::DaemonFacts) -> Option<IdShift> {
 
 /// `check`'s form of the daemon's mapping: where the ranges start, and how they count.
 pub fn id_shift(map: &subid::DaemonIdMap) -> IdShift {
-    let (remap, root_uid, root_gid) = match map.mode {
-        subid::Userns::Remap => (true, None, None),
-        subid::Userns::Rootless { uid, gid } => (false, Some(uid), Some(gid)),
+    // Rootless: container root is the daemon user itself.
+    let (remap, daemon_user) = match map.mode {
+        subid::Userns::Remap => (true, None),
+        subid::Userns::Rootless { uid, gid } => (false, Some((uid, gid))),
     };
     IdShift {
         uid_start: map.uid_range.as_ref().map(|range| range.start),
         gid_start: map.gid_range.as_ref().map(|range| range.start),
         remap,
-        root_uid,
-        root_gid,
+        root_uid: daemon_user.map(|(uid, _)| uid),
+        root_gid: daemon_user.map(|(_, gid)| gid),
     }
 }
 
