@@ -445,7 +445,11 @@ fn every_bad_input_exits_2_names_the_culprit_and_changes_nothing() {
         if first.starts_with("flowerbed: ") {
             // One error line; a parser's excerpt of the input may follow, indented under it.
             assert!(
-                stderr.trim_end().lines().skip(1).all(|line| line.starts_with("  ")),
+                stderr
+                    .trim_end()
+                    .lines()
+                    .skip(1)
+                    .all(|line| line.starts_with("  ")),
                 "{:?}: not one error line: {stderr}",
                 row.args
             );
