@@ -24,6 +24,8 @@ fn parse_id_shift(text: &str, remap: bool) -> Result<IdShift> {
         uid_start: Some(parse(uid)?),
         gid_start: Some(parse(gid)?),
         remap,
+        root_uid: None,
+        root_gid: None,
     })
 }
 

@@ -181,7 +181,7 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
     if up_to_date {
-        printer.result(&format!("{}: up to date, nothing changed", dir.display()))?;
+        printer.info(&format!("{}: up to date, nothing changed", dir.display()))?;
         return Ok(Outcome::Success);
     }
     printer.plan_steps(&steps, args.dry_run)?;

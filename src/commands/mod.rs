@@ -25,10 +25,17 @@ pub(crate) fn daemon_id_shift(facts: &crate::docker::DaemonFacts) -> Option<IdSh
 
 /// `check`'s form of the daemon's mapping: where the ranges start, and how they count.
 pub(crate) fn id_shift(map: &subid::DaemonIdMap) -> IdShift {
+    // Rootless: container root is the daemon user itself.
+    let (remap, daemon_user) = match map.mode {
+        subid::Userns::Remap => (true, None),
+        subid::Userns::Rootless { uid, gid } => (false, Some((uid, gid))),
+    };
     IdShift {
         uid_start: map.uid_range.as_ref().map(|range| range.start),
         gid_start: map.gid_range.as_ref().map(|range| range.start),
-        remap: map.mode == subid::Userns::Remap,
+        remap,
+        root_uid: daemon_user.map(|(uid, _)| uid),
+        root_gid: daemon_user.map(|(_, gid)| gid),
     }
 }
 
@@ -56,6 +63,9 @@ mod tests {
             assert_eq!(map.host_uid(49_999).unwrap(), expected);
             assert_eq!(shift.host_uid(49_999), expected);
             assert_eq!(shift.host_gid(49_999), map.host_gid(49_999).unwrap());
+            // Container root too: under rootless it is the daemon user (the sudo caller).
+            assert_eq!(shift.host_uid(0), map.host_uid(0).unwrap());
+            assert_eq!(shift.host_gid(0), map.host_gid(0).unwrap());
         }
     }
 }

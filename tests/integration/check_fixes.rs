@@ -336,6 +336,12 @@ fn quickstart_quiet_prints_nothing() {
     assert!(out.status.success());
     assert_eq!((stdout(&out).as_str(), stderr(&out).as_str()), ("", ""));
     assert!(env.join("deploy/compose.yaml").is_file());
+    // A second run has nothing to do, and -q does not say so either.
+    let out = env.flowerbed(["quickstart", "deploy", "-q"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!((stdout(&out).as_str(), stderr(&out).as_str()), ("", ""));
+    let out = env.flowerbed(["quickstart", "deploy"]).output().unwrap();
+    assert!(stdout(&out).contains("up to date"), "{}", stdout(&out));
     // Without -q the same run lists what it wrote.
     let out = env.flowerbed(["quickstart", "other"]).output().unwrap();
     assert!(stdout(&out).contains("write "), "{}", stdout(&out));

@@ -1,8 +1,10 @@
 //! The `check` matrix: for every supported release (the profile table, not a hand list) ×
 //! isolation (both sides subprocess, both process, and both mixed orders) × TLS/insecure,
-//! `quickstart` (as root: it hands folders to 49999) then `check` exits 0. Then each fault
-//! that applies is injected into that deployment; `check` must report exactly the expected
-//! rule, and the fix it prints, run for real, must make `check` exit 0 again.
+//! `quickstart` (as root: it hands folders to 49999; TLS variants with supernode
+//! authentication keys) then `check` exits 0. Then each fault that applies is injected into
+//! that deployment; `check` must report exactly the expected rule, and the fix it prints,
+//! run for real, must make `check` exit 0 again. The folder (flowerbed's model), its
+//! compose.yaml and its run.sh must each come to the same verdict.
 //!
 //! No Flower process starts: every variant lives in its own temp folder, a few run at once.
 
@@ -18,6 +20,12 @@ use flowerbed::deploy::PROFILES;
 use crate::testenv::TestEnv;
 
 const APP: u32 = 49_999;
+
+/// The files quickstart renders, each read by `check` on its own.
+const READINGS: [&[&str]; 2] = [
+    &["--compose", "deploy/compose.yaml"],
+    &["--run-script", "deploy/run.sh"],
+];
 
 /// One cell of the matrix.
 #[derive(Debug, Clone)]
@@ -137,7 +145,10 @@ impl<'a> Cell<'a> {
             "--supernode-isolation",
             v.supernode,
         ];
-        if !v.tls {
+        if v.tls {
+            // Supernode authentication needs TLS: its keys join the TLS variants.
+            args.push("--supernode-auth");
+        } else {
             args.push("--insecure");
         }
         let out = self.env.flowerbed(&args).output().unwrap();
@@ -150,19 +161,44 @@ impl<'a> Cell<'a> {
         Ok(())
     }
 
-    /// `check --json` on the folder: exit code and findings.
-    fn check(&self) -> Result<(i32, Vec<serde_json::Value>), String> {
-        let out = self
-            .env
-            .flowerbed(["check", "deploy", "--selinux", "off", "--json"])
-            .output()
-            .unwrap();
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .map_err(|_| format!("check printed no JSON: {}", String::from_utf8_lossy(&out.stderr)))?;
+    /// `check --json` on one reading of the deployment: exit code and findings.
+    fn check_reading(&self, reading: &[&str]) -> Result<(i32, Vec<serde_json::Value>), String> {
+        let mut args = vec!["check", "--selinux", "off", "--json"];
+        args.extend_from_slice(reading);
+        let out = self.env.flowerbed(&args).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|_| {
+            format!(
+                "check {reading:?} printed no JSON: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
         Ok((
             out.status.code().unwrap_or(-1),
             report["findings"].as_array().cloned().unwrap_or_default(),
         ))
+    }
+
+    /// `check` on flowerbed's model (the folder); the rendered compose file and run.sh must
+    /// come to the same rule ids.
+    fn check(&self) -> Result<(i32, Vec<serde_json::Value>), String> {
+        let ids = |findings: &[serde_json::Value]| -> BTreeSet<String> {
+            findings
+                .iter()
+                .filter_map(|f| f["id"].as_str().map(str::to_string))
+                .collect()
+        };
+        let (code, findings) = self.check_reading(&["deploy"])?;
+        for reading in READINGS {
+            let (other_code, other) = self.check_reading(reading)?;
+            if (other_code, ids(&other)) != (code, ids(&findings)) {
+                return Err(format!(
+                    "check {reading:?} disagrees with check deploy: exit {other_code} {} against exit {code} {}",
+                    serde_json::Value::from(other),
+                    serde_json::Value::from(findings)
+                ));
+            }
+        }
+        Ok((code, findings))
     }
 
     fn expect_clean(&self, after: &str) -> Outcome {
@@ -251,6 +287,17 @@ impl<'a> Cell<'a> {
         })?;
         self.fault("name not covered", "name-not-covered", |dir| {
             localhost_only_certificate(dir);
+        })?;
+        let auth_key = self.dir.join("supernode-auth/supernode-1/auth.key");
+        self.fault("world-readable auth key", "key-too-open", |_| {
+            std::fs::set_permissions(&auth_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        })?;
+        self.fault("auth key readable by another group", "key-too-open", |_| {
+            std::os::unix::fs::lchown(&auth_key, Some(APP), Some(0)).unwrap();
+            std::fs::set_permissions(&auth_key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        })?;
+        self.fault("root-owned auth key", "not-readable", |_| {
+            std::os::unix::fs::lchown(&auth_key, Some(0), Some(0)).unwrap();
         })?;
         let foreign_ca = &self.shared.foreign_ca;
         self.fault("wrong CA", "chain-issuer", |dir| {

@@ -69,18 +69,24 @@ pub struct IdShift {
     /// userns-remap maps n to `start + n`; rootless Docker maps n >= 1 to `start + n - 1`
     /// (its container root is the daemon user itself).
     pub remap: bool,
+    /// Rootless: the daemon user's host UID and GID, which container root is (when known).
+    pub root_uid: Option<u32>,
+    pub root_gid: Option<u32>,
 }
 
 impl IdShift {
     pub fn host_uid(&self, container_uid: u32) -> u32 {
-        shift(self.uid_start, container_uid, self.remap)
+        shift(self.uid_start, container_uid, self.remap, self.root_uid)
     }
     pub fn host_gid(&self, container_gid: u32) -> u32 {
-        shift(self.gid_start, container_gid, self.remap)
+        shift(self.gid_start, container_gid, self.remap, self.root_gid)
     }
 }
 
-fn shift(start: Option<u32>, id: u32, remap: bool) -> u32 {
+fn shift(start: Option<u32>, id: u32, remap: bool, root: Option<u32>) -> u32 {
+    if let (Some(root), 0, false) = (root, id, remap) {
+        return root;
+    }
     match (start, id, remap) {
         (Some(start), _, true) => start.saturating_add(id),
         (Some(start), 1.., false) => start.saturating_add(id - 1),
@@ -255,8 +261,16 @@ mod tests {
             uid_start: Some(100_000),
             gid_start: Some(200_000),
             remap: false,
+            root_uid: None,
+            root_gid: None,
         };
         assert_eq!(shift.host_uid(0), 0);
+        let known_root = IdShift {
+            root_uid: Some(1000),
+            ..shift
+        };
+        assert_eq!(known_root.host_uid(0), 1000);
+        assert_eq!(known_root.host_uid(49_999), 149_998);
         assert_eq!(shift.host_uid(1), 100_000);
         assert_eq!(shift.host_uid(49_999), 149_998);
         assert_eq!(shift.host_gid(49_999), 249_998);

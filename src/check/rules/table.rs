@@ -67,9 +67,9 @@ pub const RULES: &[Rule] = &[
         "A folder holding certificates or keys is mounted read-write.",
     ),
     // keys
-    warning(
+    error(
         "key-too-open",
-        "A private key or secret is readable by group or others.",
+        "A private key or secret is readable by others or by a group that is not the container's (its own group: a warning).",
     ),
     warning(
         "key-owner",
