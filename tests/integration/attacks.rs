@@ -2,7 +2,7 @@
 //! kernel reads as "leave unchanged". Each test performs the attack and checks that nothing
 //! outside the tree changed.
 
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -459,4 +459,48 @@ fn device_nodes_handed_over_get_a_warning() {
         );
     }
     assert_eq!(owner(&env.tree().join("null-copy")), (49_999, 49_999));
+}
+
+#[test]
+fn programs_with_file_capabilities_are_left_alone_not_stripped() {
+    let env = OwnEnv::new();
+    let program = env.tree().join("ping-like");
+    std::fs::write(&program, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let set = std::process::Command::new("setcap")
+        .args(["cap_net_bind_service+ep"])
+        .arg(&program)
+        .status()
+        .expect("setcap is installed");
+    assert!(set.success());
+    let caps = || {
+        let out = std::process::Command::new("getcap")
+            .arg(&program)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(caps().contains("cap_net_bind_service"), "{}", caps());
+    for args in [
+        &["own", "--dry-run", "tree"][..],
+        &["own", "tree"],
+        &["release", "--to=4242:4242", "tree"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("skipped ping-like: has file capabilities"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            caps().contains("cap_net_bind_service"),
+            "{args:?} cleared them: {}",
+            caps()
+        );
+        assert_eq!(owner(&program), (0, 0));
+    }
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(caps().contains("cap_net_bind_service"), "{}", caps());
 }
