@@ -32,7 +32,7 @@ use nix::sys::stat::Mode;
 use serde::Serialize;
 
 pub use self::journal::LockWait;
-use self::journal::identity::{self, Observed, Recorded, Verdict};
+use self::journal::identity::{self, Observed, Proof, Recorded, Verdict};
 use self::journal::status::{self, Status};
 use self::journal::{JournalLock, JournalSummary, JournalWriter, RootIdentity, SessionInfo};
 use self::report::{Progress, WalkReport};
@@ -127,15 +127,19 @@ fn observe(root: &Root) -> Result<Observed> {
         .with_context(|| format!("{}: cannot stat", root.path.display()))
 }
 
-/// Whether the journal at `path` is this root's, reading only its first run when that
-/// recorded an identity (every later run was appended after the same check).
+/// Whether the journal at `path` is this root's: its first run's identity proving it is
+/// enough (every later run was appended after the same check); anything else is judged
+/// on every run.
 fn judge_existing(path: &Path, root_fd: &OwnedFd, observed: &Observed) -> Result<Verdict> {
     if let Some(info) = journal::first_session(path)?.filter(|i| i.identity.is_some()) {
         let run = Recorded {
             info: &info,
             root_entry: None,
         };
-        return Ok(identity::judge(&[run], observed, Some(root_fd.as_fd())));
+        let verdict = identity::judge(&[run], observed, Some(root_fd.as_fd()));
+        if matches!(verdict, Verdict::Belongs(Proof::Identity(_))) {
+            return Ok(verdict);
+        }
     }
     let summary = journal::summarize(path)?;
     Ok(identity::judge(

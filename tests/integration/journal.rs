@@ -7,31 +7,29 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use flowerbed::ownership::journal::{
-    self, Frame, MAGIC, Record, SessionEnd, SessionInfo, crc32, encode_frame,
-};
+use flowerbed::ownership::journal::{self, Frame, MAGIC, encode_frame};
 
 use crate::testenv::{Snapshot, TestEnv, snapshot};
 
 /// A test folder; journals go to `state/`.
-struct Env {
-    env: TestEnv,
+pub(crate) struct Env {
+    pub(crate) env: TestEnv,
 }
 
 impl Env {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { env: TestEnv::new() }
     }
 
-    fn join(&self, rel: &str) -> PathBuf {
+    pub(crate) fn join(&self, rel: &str) -> PathBuf {
         self.env.join(rel)
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.env.join("state")
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.env
             .flowerbed(args)
             .env("FLOWERBED_STATE_DIR", self.state())
@@ -42,7 +40,7 @@ impl Env {
     }
 
     /// A folder with one file, both owned by `uid:uid`.
-    fn folder(&self, name: &str, uid: u32) -> PathBuf {
+    pub(crate) fn folder(&self, name: &str, uid: u32) -> PathBuf {
         let dir = self.join(name);
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join("f"), name).unwrap();
@@ -51,7 +49,7 @@ impl Env {
         dir
     }
 
-    fn journals(&self) -> Vec<PathBuf> {
+    pub(crate) fn journals(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = std::fs::read_dir(self.state())
             .map(|entries| entries.map(|e| e.unwrap().path()).collect())
             .unwrap_or_default();
@@ -60,24 +58,24 @@ impl Env {
         out
     }
 
-    fn journal_of(&self, path: &Path) -> PathBuf {
+    pub(crate) fn journal_of(&self, path: &Path) -> PathBuf {
         let meta = std::fs::symlink_metadata(path).unwrap();
         self.state()
             .join(format!("own-{:x}-{:x}.journal", meta.dev(), meta.ino()))
     }
 
     /// Everything: the test folder (the state folder included), bytes, owners and modes.
-    fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         snapshot(self.env.path())
     }
 }
 
-fn owner(path: &Path) -> (u32, u32) {
+pub(crate) fn owner(path: &Path) -> (u32, u32) {
     let meta = std::fs::symlink_metadata(path).unwrap();
     (meta.uid(), meta.gid())
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout: {}\nstderr: {}",
         out.status.code(),
@@ -87,7 +85,7 @@ fn text(out: &Output) -> String {
 }
 
 /// Exit 2 with one `flowerbed:` line naming `culprit`.
-fn assert_refused(out: &Output, culprit: &str) {
+pub(crate) fn assert_refused(out: &Output, culprit: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{}", text(out));
     assert_eq!(stderr.trim_end().lines().count(), 1, "{}", text(out));
@@ -193,11 +191,28 @@ fn a_folder_moved_on_the_same_filesystem_keeps_its_journal() {
         list.contains(&format!("live (moved to {})", moved.display())),
         "{list}"
     );
-    // Neither prune nor another own of a folder on the device removes it.
+    // Neither prune nor another own of a folder on the device removes it; that own does
+    // remove the journal of a folder deleted without release.
     let out = env.run(&["journal", "prune"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let gone = env.folder("gone", 7);
+    assert_eq!(env.run(&["own", "gone"]).status.code(), Some(0));
+    let gone_journal = env.journal_of(&gone);
+    // Made before the deletion, so it cannot get the deleted folder's inode.
     env.folder("other", 5);
-    assert_eq!(env.run(&["own", "other"]).status.code(), Some(0));
+    std::fs::remove_dir_all(&gone).unwrap();
+    let out = env.run(&["own", "other"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "removed 1 journal(s) of folders since deleted: {}",
+            gone_journal.display()
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(!gone_journal.exists());
+    assert!(env.journal_of(&moved).exists());
     let out = env.run(&["undo", "elsewhere/moved"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(owner(&moved), (1000, 1000));
@@ -241,136 +256,6 @@ fn a_folder_replaced_by_a_copy_does_not_get_its_journal() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!old_journal.exists());
     assert!(!old_journal.with_extension("lock").exists());
-}
-
-/// Bytes of a journal as an earlier version wrote it: no identity in its session frame;
-/// version 1 with its fixed-size records frame, or version 2 with a compact one.
-fn older_journal(version: u8, root: &Path, records: &[Record], target: (u32, u32)) -> Vec<u8> {
-    let meta = std::fs::symlink_metadata(root).unwrap();
-    let mut bytes = MAGIC.to_vec();
-    bytes[15] = version;
-    let session = SessionInfo {
-        tool: "flowerbed 0.1.0".into(),
-        command: "own".into(),
-        started: 1,
-        root: root.display().to_string(),
-        root_dev: meta.dev(),
-        root_ino: meta.ino(),
-        uid: target.0,
-        gid: target.1,
-        identity: None,
-    };
-    bytes.extend(encode_frame(&Frame::Session(session)));
-    if version == 1 {
-        let mut payload = u32::try_from(records.len()).unwrap().to_le_bytes().to_vec();
-        for r in records {
-            payload.extend(r.dev.to_le_bytes());
-            payload.extend(r.ino.to_le_bytes());
-            payload.extend(r.uid.to_le_bytes());
-            payload.extend(r.gid.to_le_bytes());
-            payload.extend(r.mode.to_le_bytes());
-            payload.extend(u32::try_from(r.path.len()).unwrap().to_le_bytes());
-            payload.extend(&r.path);
-        }
-        bytes.extend(frame(b'R', &payload));
-    } else {
-        bytes.extend(encode_frame(&Frame::Records(records.to_vec())));
-    }
-    bytes.extend(encode_frame(&Frame::End(SessionEnd {
-        changed: records.len() as u64,
-        finished: 2,
-    })));
-    bytes
-}
-
-/// A frame around `payload`, its checksum recomputed.
-fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![kind];
-    out.extend(u32::try_from(payload.len()).unwrap().to_le_bytes());
-    out.extend(payload);
-    let crc = crc32(&out);
-    out.extend(crc.to_le_bytes());
-    out
-}
-
-fn record_of(root: &Path, rel: &str, uid: u32) -> Record {
-    let path = if rel.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(rel)
-    };
-    let meta = std::fs::symlink_metadata(path).unwrap();
-    Record {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        uid,
-        gid: uid,
-        mode: meta.mode(),
-        path: rel.as_bytes().to_vec(),
-    }
-}
-
-fn write_journal(env: &Env, root: &Path, bytes: &[u8]) -> PathBuf {
-    journal::ensure_state_dir(&env.state(), None).unwrap();
-    let path = env.journal_of(root);
-    std::fs::write(&path, bytes).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-#[test]
-fn older_journals_are_judged_by_the_root_entrys_facts() {
-    for version in [1_u8, 2] {
-        let env = Env::new();
-        // As an earlier own left it: 49999, the journal holding the owners before (1000).
-        let tree = env.folder("tree", 49_999);
-        let records = [record_of(&tree, "", 1000), record_of(&tree, "f", 1000)];
-        let bytes = older_journal(version, &tree, &records, (49_999, 49_999));
-        write_journal(&env, &tree, &bytes);
-        let out = env.run(&["undo", "tree"]);
-        assert_eq!(out.status.code(), Some(0), "version {version}: {}", text(&out));
-        assert!(
-            text(&out).contains("no identity recorded: matched by the root entry's owner and mode"),
-            "{}",
-            text(&out)
-        );
-        assert_eq!(owner(&tree), (1000, 1000));
-        assert_eq!(owner(&tree.join("f")), (1000, 1000));
-
-        // The same journal beside a folder the last own did not leave that way (2222):
-        // another folder's. undo refuses, own sets it aside.
-        let env = Env::new();
-        let tree = env.folder("tree", 2222);
-        let records = [record_of(&tree, "", 1000), record_of(&tree, "f", 1000)];
-        let journal = write_journal(
-            &env,
-            &tree,
-            &older_journal(version, &tree, &records, (49_999, 49_999)),
-        );
-        let before = env.snapshot();
-        let out = env.run(&["undo", "tree"]);
-        assert_refused(&out, &journal.display().to_string());
-        assert!(text(&out).contains("not 49999:49999"), "{}", text(&out));
-        assert_eq!(env.snapshot(), before);
-        let out = env.run(&["own", "tree"]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        assert!(text(&out).contains("set aside journal"), "{}", text(&out));
-        let out = env.run(&["undo", "tree"]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        assert_eq!(owner(&tree), (2222, 2222));
-
-        // A root entry whose mode disagrees is another folder's too.
-        let env = Env::new();
-        let tree = env.folder("tree", 49_999);
-        let mut root_entry = record_of(&tree, "", 1000);
-        root_entry.mode ^= 0o070;
-        let journal = write_journal(
-            &env,
-            &tree,
-            &older_journal(version, &tree, &[root_entry], (49_999, 49_999)),
-        );
-        assert_refused(&env.run(&["undo", "tree"]), &journal.display().to_string());
-    }
 }
 
 #[test]
@@ -519,7 +404,7 @@ fn build_tree(root: &Path, root_uid: u32, entries: &[(u32, u32, u32)]) {
         };
         if kind == 1 {
             std::fs::create_dir(&path).unwrap();
-            last_dir = path.clone();
+            last_dir.clone_from(&path);
         } else {
             std::fs::write(&path, format!("{i}")).unwrap();
         }
@@ -527,4 +412,71 @@ fn build_tree(root: &Path, root_uid: u32, entries: &[(u32, u32, u32)]) {
         // Folders stay enterable by root whatever their bits.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
+}
+
+/// A later run that crashed before its first records frame was complete changed nothing:
+/// undo passes over it (after the next own cut its torn frame, too) and restores the
+/// earlier runs exactly.
+#[test]
+fn a_run_cut_before_its_first_records_frame_does_not_block_undo() {
+    let env = Env::new();
+    let tree = env.folder("tree", 1000);
+    let before = snapshot(&tree);
+    assert_eq!(env.run(&["own", "tree"]).status.code(), Some(0));
+    let journal = env.journal_of(&tree);
+    let bytes = std::fs::read(&journal).unwrap();
+    let (frames, _) = journal::parse(&bytes).unwrap();
+    let mut torn = bytes.clone();
+    torn.extend(encode_frame(&frames[0]));
+    let records = encode_frame(&frames[1]);
+    torn.extend(&records[..records.len() / 2]);
+    for own_again in [false, true] {
+        std::fs::write(&journal, &torn).unwrap();
+        if own_again {
+            // Nothing left to change; the torn frame is cut, the run's session frame stays.
+            let out = env.run(&["own", "tree"]);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+            assert!(std::fs::read(&journal).unwrap().len() < torn.len());
+        }
+        let out = env.run(&["undo", "tree"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(snapshot(&tree), before);
+        assert_eq!(env.run(&["own", "tree"]).status.code(), Some(0));
+        let bytes_now = std::fs::read(&journal).unwrap();
+        torn = bytes_now.clone();
+        let (frames, _) = journal::parse(&bytes_now).unwrap();
+        torn.extend(encode_frame(&frames[0]));
+        let records = encode_frame(&frames[1]);
+        torn.extend(&records[..records.len() / 2]);
+    }
+}
+
+/// A journal recorded on another filesystem that had the same device number is not
+/// pruned: its file handle means nothing here.
+#[test]
+fn journals_of_another_filesystem_with_the_same_device_number_are_not_pruned() {
+    let env = Env::new();
+    let gone = env.folder("gone", 7);
+    assert_eq!(env.run(&["own", "gone"]).status.code(), Some(0));
+    let gone_journal = env.journal_of(&gone);
+    // Rewrite its run as if recorded on another filesystem (checksums recomputed).
+    let (frames, _) = journal::parse(&std::fs::read(&gone_journal).unwrap()).unwrap();
+    let mut bytes = MAGIC.to_vec();
+    for mut frame in frames {
+        if let Frame::Session(info) = &mut frame {
+            let identity = info.identity.as_mut().expect("an identity recorded");
+            assert!(identity.fsid.is_some(), "no filesystem id recorded");
+            identity.fsid = identity.fsid.map(|id| id ^ 1);
+        }
+        bytes.extend(encode_frame(&frame));
+    }
+    std::fs::write(&gone_journal, &bytes).unwrap();
+    env.folder("other", 5);
+    std::fs::remove_dir_all(&gone).unwrap();
+    let out = env.run(&["own", "other"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("removed 1 journal"), "{}", text(&out));
+    assert_eq!(std::fs::read(&gone_journal).unwrap(), bytes);
+    let list = text(&env.run(&["journal", "list"]));
+    assert!(list.contains("gone: unknown ("), "{list}");
 }

@@ -10,6 +10,8 @@ mod deploy;
 mod deploy_flwr;
 mod flower;
 mod journal;
+mod journal_older;
+mod journal_refusals;
 mod orchestrators;
 mod ownership;
 mod roundtrip;

@@ -22,6 +22,8 @@ use super::format::{Birth, FileHandle, Record, RootIdentity, SessionInfo};
 
 /// The largest handle the kernel hands out (`MAX_HANDLE_SZ`).
 const MAX_HANDLE_BYTES: usize = 128;
+#[allow(clippy::cast_possible_truncation)]
+const MAX_HANDLE_BYTES_U32: u32 = MAX_HANDLE_BYTES as u32;
 
 /// `struct file_handle` with room for the largest handle.
 #[repr(C)]
@@ -44,11 +46,11 @@ pub struct Observed {
 pub fn identify(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<Observed> {
     let stx = statx(parent, name, libc::AT_SYMLINK_NOFOLLOW)?;
     let kind = u32::from(stx.stx_mode) & libc::S_IFMT;
-    let generation = if kind == libc::S_IFDIR || kind == libc::S_IFREG {
-        open_plain(parent, name).ok().and_then(|fd| generation(&fd))
-    } else {
-        None
-    };
+    let plain = (kind == libc::S_IFDIR || kind == libc::S_IFREG)
+        .then(|| open_plain(parent, name).ok())
+        .flatten();
+    let generation = plain.as_ref().and_then(generation);
+    let fsid = filesystem_id(plain.as_ref().map_or(parent, AsFd::as_fd));
     Ok(Observed {
         identity: RootIdentity {
             dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
@@ -56,6 +58,7 @@ pub fn identify(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<Observed> {
             birth: birth(&stx),
             generation,
             handle: handle_at(parent, name).ok(),
+            fsid,
         },
         uid: stx.stx_uid,
         gid: stx.stx_gid,
@@ -72,7 +75,17 @@ pub fn identify_fd(fd: BorrowedFd<'_>) -> io::Result<RootIdentity> {
         birth: birth(&stx),
         generation: None,
         handle: None,
+        fsid: filesystem_id(fd),
     })
+}
+
+/// The id of the filesystem `fd` is on (`statfs` `f_fsid`).
+pub fn filesystem_id(fd: BorrowedFd<'_>) -> Option<u64> {
+    let stat = nix::sys::statfs::fstatfs(fd).ok()?;
+    // SAFETY: `fsid_t` is two C ints (8 bytes) on Linux, with no invalid bit patterns;
+    // only its bytes are read.
+    let bytes: [u8; 8] = unsafe { std::mem::transmute(stat.filesystem_id()) };
+    Some(u64::from_ne_bytes(bytes)).filter(|&id| id != 0)
 }
 
 /// How a recorded identity was checked against the folder now there.
@@ -263,13 +276,13 @@ fn generation(fd: &OwnedFd) -> Option<u64> {
     let mut value: libc::c_long = 0;
     // SAFETY: FS_IOC_GETVERSION writes one `long` through the pointer.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETVERSION, &raw mut value) };
-    // The ioctl fills an `int` on most filesystems: keep its 32 bits.
-    (rc == 0).then(|| u64::from(value as u32))
+    // The ioctl fills an `int` on most filesystems: keep its low 32 bits.
+    (rc == 0).then(|| u64::from_ne_bytes(value.to_ne_bytes()) & u64::from(u32::MAX))
 }
 
 fn handle_at(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<FileHandle> {
     let mut raw = RawHandle {
-        handle_bytes: MAX_HANDLE_BYTES as u32,
+        handle_bytes: MAX_HANDLE_BYTES_U32,
         handle_type: 0,
         f_handle: [0; MAX_HANDLE_BYTES],
     };
@@ -299,11 +312,12 @@ fn handle_at(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<FileHandle> {
 /// read; `mount` itself must not be an `O_PATH` descriptor). Needs CAP_DAC_READ_SEARCH;
 /// `ESTALE` means the entry is gone.
 pub fn open_by_handle(mount: BorrowedFd<'_>, handle: &FileHandle) -> io::Result<OwnedFd> {
-    if handle.bytes.len() > MAX_HANDLE_BYTES {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
+    let len = u32::try_from(handle.bytes.len())
+        .ok()
+        .filter(|&len| len <= MAX_HANDLE_BYTES_U32)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     let mut raw = RawHandle {
-        handle_bytes: handle.bytes.len() as u32,
+        handle_bytes: len,
         handle_type: handle.kind,
         f_handle: [0; MAX_HANDLE_BYTES],
     };
@@ -321,4 +335,87 @@ pub fn open_by_handle(mount: BorrowedFd<'_>, handle: &FileHandle) -> io::Result<
     }
     // SAFETY: `fd` is a new descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ownership::journal::testdata::{record, session};
+
+    fn observed(birth: Option<Birth>, generation: Option<u64>, uid: u32, mode: u32) -> Observed {
+        Observed {
+            identity: RootIdentity {
+                dev: 7,
+                ino: 9,
+                birth,
+                generation,
+                handle: None,
+                fsid: None,
+            },
+            uid,
+            gid: uid,
+            mode,
+        }
+    }
+
+    const BORN: Birth = Birth { secs: 10, nanos: 5 };
+    const LATER: Birth = Birth { secs: 10, nanos: 6 };
+
+    #[test]
+    fn birth_time_then_generation_tell_a_reused_inode_apart() {
+        let mut info = session();
+        let now = observed(Some(BORN), Some(1), 49_999, 0o40_755);
+        info.identity = Some(now.identity.clone());
+        let run = [Recorded {
+            info: &info,
+            root_entry: None,
+        }];
+        assert_eq!(
+            judge(&run, &now, None),
+            Verdict::Belongs(Proof::Identity(Rule::BirthTime))
+        );
+        // Same inode, born later: another folder, whatever its generation says.
+        let reused = observed(Some(LATER), Some(1), 49_999, 0o40_755);
+        assert!(matches!(judge(&run, &reused, None), Verdict::Foreign(why) if why.contains("birth time")));
+        // No birth time on this filesystem: the generation decides.
+        info.identity = Some(observed(None, Some(1), 0, 0).identity);
+        let run = [Recorded {
+            info: &info,
+            root_entry: None,
+        }];
+        let same = observed(None, Some(1), 49_999, 0o40_755);
+        assert_eq!(
+            judge(&run, &same, None),
+            Verdict::Belongs(Proof::Identity(Rule::Generation))
+        );
+        let other = observed(None, Some(2), 49_999, 0o40_755);
+        assert!(matches!(judge(&run, &other, None), Verdict::Foreign(why) if why.contains("generation")));
+    }
+
+    #[test]
+    fn without_an_identity_the_root_entrys_facts_decide() {
+        let info = session();
+        let mut root = record(b"");
+        root.mode = 0o40_750;
+        let run = [Recorded {
+            info: &info,
+            root_entry: Some(&root),
+        }];
+        // Owned as the last own left it (49999), type and permission bits as recorded;
+        // setuid/setgid bits may differ (chown clears them on files).
+        let now = observed(None, None, 49_999, 0o42_750);
+        assert_eq!(judge(&run, &now, None), Verdict::Belongs(Proof::RootFacts));
+        let chowned = observed(None, None, 2222, 0o40_750);
+        assert!(matches!(judge(&run, &chowned, None), Verdict::Foreign(why) if why.contains("2222:2222")));
+        let chmodded = observed(None, None, 49_999, 0o40_755);
+        assert!(matches!(judge(&run, &chmodded, None), Verdict::Foreign(why) if why.contains("mode")));
+        // A run recorded for another inode is never this folder's.
+        let mut elsewhere = session();
+        elsewhere.root_ino = 10;
+        let run = [Recorded {
+            info: &elsewhere,
+            root_entry: None,
+        }];
+        assert!(matches!(judge(&run, &now, None), Verdict::Foreign(why) if why.contains("another folder")));
+    }
 }

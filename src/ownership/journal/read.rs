@@ -133,9 +133,11 @@ fn check_paths(path: &Path, offset: u64, records: &[Record]) -> Result<()> {
 }
 
 impl JournalSummary {
-    /// What `undo` needs beyond well-formed frames: at least one complete run, and every
+    /// What `undo` needs beyond well-formed frames: at least one records frame, and every
     /// run that got to its end frame holding as many entries as that frame says. A journal
-    /// cut before its first complete records frame, or missing frames, is refused (and kept).
+    /// cut before its first complete records frame, or missing frames, is refused (and
+    /// kept). A run cut short before its first records frame, after earlier complete ones,
+    /// is the trace of a crash before that run changed anything: it is passed over.
     pub fn check_complete(&self) -> Result<()> {
         let file = self.file.display();
         if self.sessions.is_empty() {
@@ -145,13 +147,17 @@ impl JournalSummary {
                 MAGIC.len()
             );
         }
+        if let Some(first) = self
+            .sessions
+            .first()
+            .filter(|_| self.sessions.iter().all(|s| s.records == 0))
+        {
+            bail!(
+                "{file}: journal ends inside the first records frame of the run started at byte {}; it is kept",
+                first.offset
+            );
+        }
         for session in &self.sessions {
-            if session.records == 0 {
-                bail!(
-                    "{file}: journal ends inside the first records frame of the run started at byte {}; it is kept",
-                    session.offset
-                );
-            }
             if let Some(declared) = session.declared.filter(|&d| d != session.records) {
                 bail!(
                     "{file}: journal frames do not cover the run started at byte {}: {} of {declared} entries recorded; it is kept",

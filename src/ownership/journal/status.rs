@@ -10,7 +10,9 @@ use nix::fcntl::{OFlag, open};
 use nix::sys::stat::{Mode, fstat};
 use serde::Serialize;
 
-use super::identity::{Observed, Recorded, Verdict, identify, identify_fd, is_gone, judge, open_by_handle};
+use super::identity::{
+    Observed, Recorded, Verdict, filesystem_id, identify, identify_fd, is_gone, judge, open_by_handle,
+};
 use super::read::{JournalSummary, first_session};
 use super::store::{JournalLock, is_set_aside, journal_files, journal_name_root};
 
@@ -89,11 +91,15 @@ pub fn status(summary: &JournalSummary) -> Status {
         };
     }
     let root = Path::new(&last.info.root);
-    let handle = summary
-        .sessions
-        .iter()
-        .find_map(|s| s.info.identity.as_ref()?.handle.as_ref());
-    if let (Some(handle), Some(mount)) = (handle, mount_fd(root, dev)) {
+    let identity = summary.sessions.iter().find_map(|s| s.info.identity.as_ref());
+    let handle = identity.and_then(|i| i.handle.as_ref());
+    // Only on the filesystem the handle came from (a device number can be reused).
+    let mount = mount_fd(root, dev).filter(|fd| {
+        identity
+            .and_then(|i| i.fsid)
+            .is_none_or(|id| filesystem_id(fd.as_fd()) == Some(id))
+    });
+    if let (Some(handle), Some(mount)) = (handle, mount) {
         match open_by_handle(mount.as_fd(), handle) {
             Ok(fd) => {
                 if identify_fd(fd.as_fd()).is_ok_and(|id| (id.dev, id.ino) == (dev, ino)) {
@@ -175,18 +181,25 @@ pub fn remove_journal(file: &Path) -> std::io::Result<bool> {
 }
 
 /// Remove the journals in `dir` of folders on device `dev` that are provably gone: their
-/// file handle no longer opens on that filesystem (`mount` is on it). `keep` is the
+/// file handle no longer opens on that filesystem (`mount` is on it; the journal must
+/// record the same filesystem id). `keep` is the
 /// journal in use. Best effort: whatever cannot be proven or removed stays.
 pub fn prune_device(dir: &Path, mount: BorrowedFd<'_>, dev: u64, keep: &Path) -> Vec<PathBuf> {
     let mut pruned = Vec::new();
+    let Some(fsid) = filesystem_id(mount) else {
+        return pruned;
+    };
     for file in journal_files(dir).unwrap_or_default() {
         if file == keep || journal_name_root(&file).is_none_or(|(d, _)| d != dev) {
             continue;
         }
+        // Only journals recorded on this very filesystem, not one that had its number.
         let Some(handle) = first_session(&file)
             .ok()
             .flatten()
-            .and_then(|info| info.identity?.handle)
+            .and_then(|info| info.identity)
+            .filter(|identity| identity.fsid == Some(fsid))
+            .and_then(|identity| identity.handle)
         else {
             continue;
         };

@@ -153,6 +153,11 @@ pub struct RootIdentity {
     /// filesystem, and fails once it is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handle: Option<FileHandle>,
+    /// The filesystem's id (`statfs` `f_fsid`, from its UUID on ext4, xfs, btrfs): a
+    /// handle is only tried on the filesystem it came from, not on another one that got
+    /// the same device number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsid: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -493,6 +498,25 @@ mod tests {
     #[test]
     fn crc_matches_the_standard_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn recorded_paths_that_could_leave_the_root_are_named() {
+        for (path, problem) in [
+            (&b"../victim"[..], Some("has a `..` component")),
+            (b"a/../../b", Some("has a `..` component")),
+            (b"..", Some("has a `..` component")),
+            (b"/etc/passwd", Some("is absolute")),
+            (b"a//b", Some("has an empty component")),
+            (b"a/", Some("has an empty component")),
+            (b"./a", Some("has a `.` component")),
+            (b"a\x00b", Some("holds a NUL byte")),
+            (b"", None),
+            (b"a/b/...", None),
+            (b"..hidden/x", None),
+        ] {
+            assert_eq!(path_problem(path), problem, "{}", String::from_utf8_lossy(path));
+        }
     }
 
     proptest::proptest! {
