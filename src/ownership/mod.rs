@@ -41,8 +41,7 @@ use self::undo::ChangedEntry;
 pub use self::walk::Target;
 use self::walk::WalkOptions;
 
-/// The ID `chown` reads as "leave unchanged": never a target (it would change nothing while
-/// reporting changes).
+/// The ID `chown` reads as "leave unchanged": never a target (it changes nothing).
 pub const UNCHANGED_ID: u32 = u32::MAX;
 
 pub use self::subid::sudo_caller;

@@ -18,6 +18,8 @@ pub enum SkipReason {
     HardLinked {
         links: u64,
     },
+    /// An executable with file capabilities, which a change of owner would clear.
+    FileCapabilities,
     /// The entry was replaced (for example by a symlink) while the walk looked at it.
     ChangedDuringWalk,
     /// The entry disappeared while the walk looked at it.
@@ -35,6 +37,7 @@ impl SkipReason {
         match self {
             SkipReason::MountPoint => "mount_point",
             SkipReason::HardLinked { .. } => "hard_linked",
+            SkipReason::FileCapabilities => "file_capabilities",
             SkipReason::ChangedDuringWalk => "changed_during_walk",
             SkipReason::Vanished => "vanished",
             SkipReason::TooDeep { .. } => "too_deep",
@@ -47,6 +50,10 @@ impl SkipReason {
             SkipReason::MountPoint => "mount point (another filesystem; not entered)".into(),
             SkipReason::HardLinked { links } => {
                 format!("regular file with {links} hard links (pass --allow-hardlinks to include it)")
+            }
+            SkipReason::FileCapabilities => {
+                "has file capabilities (security.capability), which a change of owner clears; left alone"
+                    .into()
             }
             SkipReason::ChangedDuringWalk => "replaced while being walked; left alone".into(),
             SkipReason::Vanished => "disappeared while being walked".into(),

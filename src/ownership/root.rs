@@ -172,7 +172,11 @@ pub fn resolve(path: &Path, state_dir: Option<&Path>) -> Result<Root> {
         ) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => bail!("{}: no such file or directory", path.display()),
-            Err(errno) => bail!("{}: cannot open {}: {errno}", path.display(), name.display()),
+            Err(errno) => bail!(
+                "{}: cannot open {}: {errno}",
+                path.display(),
+                Path::new(name).display()
+            ),
         };
         let stat = fstat(&fd)?;
         stack.push(Step {

@@ -2,7 +2,8 @@
 //! kernel reads as "leave unchanged". Each test performs the attack and checks that nothing
 //! outside the tree changed.
 
-use std::os::unix::fs::symlink;
+use std::fmt::Write as _;
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -202,17 +203,21 @@ fn a_parent_exchanged_with_a_symlink_never_steers_own() {
     assert_eq!(owner(&env.state()), (0, 0));
 }
 
+/// `mount --bind FROM TO` pairs.
+type Binds<'a> = &'a [(&'a Path, &'a Path)];
+
 /// Run flowerbed with `args` in a private mount namespace (`unshare -m`), after
 /// `mount --bind FROM TO` for each pair: the mounts vanish with the namespace.
 fn in_namespace(env: &OwnEnv, binds: &[(&Path, &Path)], args: &[&str]) -> std::process::Output {
     let quote = |p: &str| shlex::try_quote(p).unwrap().into_owned();
     let mut script = String::from("set -e\n");
     for (from, to) in binds {
-        script.push_str(&format!(
-            "mount --bind {} {}\n",
+        let _ = writeln!(
+            script,
+            "mount --bind {} {}",
             quote(&from.to_string_lossy()),
             quote(&to.to_string_lossy())
-        ));
+        );
     }
     script.push_str("exec \"$FLOWERBED\"");
     for arg in args {
@@ -275,13 +280,14 @@ fn refusals_hold_by_identity_through_bind_mounts() {
     std::fs::write(tree.join("home/fake/.profile"), "").unwrap();
     let passwd = env.env.join("passwd");
     let mut users = std::fs::read_to_string("/etc/passwd").unwrap();
-    users.push_str(&format!(
-        "fake:x:4321:4321::{}:/bin/sh\n",
+    let _ = writeln!(
+        users,
+        "fake:x:4321:4321::{}:/bin/sh",
         tree.join("home/fake").display()
-    ));
+    );
     std::fs::write(&passwd, users).unwrap();
     let state = env.state();
-    let cases: &[(&[(&Path, &Path)], &[&str], &str)] = &[
+    let cases: &[(Binds, &[&str], &str)] = &[
         (
             &[(&state, &tree.join("alias"))],
             &["own", "tree/alias"],
@@ -459,4 +465,48 @@ fn device_nodes_handed_over_get_a_warning() {
         );
     }
     assert_eq!(owner(&env.tree().join("null-copy")), (49_999, 49_999));
+}
+
+#[test]
+fn programs_with_file_capabilities_are_left_alone_not_stripped() {
+    let env = OwnEnv::new();
+    let program = env.tree().join("ping-like");
+    std::fs::write(&program, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let set = std::process::Command::new("setcap")
+        .args(["cap_net_bind_service+ep"])
+        .arg(&program)
+        .status()
+        .expect("setcap is installed");
+    assert!(set.success());
+    let caps = || {
+        let out = std::process::Command::new("getcap")
+            .arg(&program)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(caps().contains("cap_net_bind_service"), "{}", caps());
+    for args in [
+        &["own", "--dry-run", "tree"][..],
+        &["own", "tree"],
+        &["release", "--to=4242:4242", "tree"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("skipped ping-like: has file capabilities"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            caps().contains("cap_net_bind_service"),
+            "{args:?} cleared them: {}",
+            caps()
+        );
+        assert_eq!(owner(&program), (0, 0));
+    }
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(caps().contains("cap_net_bind_service"), "{}", caps());
 }

@@ -27,20 +27,26 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ffi::CStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use anyhow::{Result, bail};
-use nix::dir::{Dir, OwningIter, Type};
+use nix::dir::{Dir, Type};
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
-use nix::unistd::{Gid, Uid, fchown, fchownat};
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{FileStat, Mode, SFlag};
 
+mod batch;
+mod commit;
+mod queue;
+
+use self::batch::{Batch, Handle, InFlight, Level, Listing, OpenDir, ParentDir};
+use self::commit::Committer;
+use self::queue::{Handoff, Queue};
 use super::interrupt;
-use super::journal::{JournalWriter, RecordBatch, RecordRef, SealedBatch};
+use super::journal::JournalWriter;
 use super::report::{Progress, SkipReason, WalkReport, display_bytes};
 use super::root::{Root, file_type, stat_at};
 
@@ -194,122 +200,6 @@ struct Shared<'a> {
     watch: &'a [(u64, u64)],
 }
 
-/// Group commit for the journal: walkers queue sealed batches and walk on; one thread
-/// appends whatever is queued with a single write and sync, then marks it durable. A walker
-/// changes the entries of a batch only once it is durable.
-#[derive(Default)]
-struct Committer {
-    state: Mutex<CommitState>,
-    /// `CommitState::durable`, readable without the lock: walkers look at it between entries.
-    durable_now: AtomicU64,
-    queued: Condvar,
-    durable: Condvar,
-}
-
-#[derive(Default)]
-struct CommitState {
-    batches: Vec<SealedBatch>,
-    /// Batches handed in so far; a batch's ticket is the count after it.
-    submitted: u64,
-    /// Batches on disk so far.
-    durable: u64,
-    failed: Option<String>,
-    closed: bool,
-}
-
-impl Committer {
-    fn submit(&self, batch: SealedBatch) -> u64 {
-        let mut state = self.state.lock().expect("journal lock");
-        state.batches.push(batch);
-        state.submitted += 1;
-        let ticket = state.submitted;
-        drop(state);
-        self.queued.notify_one();
-        ticket
-    }
-
-    fn is_durable(&self, ticket: u64) -> bool {
-        self.durable_now.load(Ordering::Acquire) >= ticket
-    }
-
-    /// Block until the batch with `ticket` is on disk.
-    fn wait(&self, ticket: u64) -> Result<()> {
-        let mut state = self.state.lock().expect("journal lock");
-        loop {
-            if state.durable >= ticket {
-                return Ok(());
-            }
-            if let Some(reason) = &state.failed {
-                bail!("{reason}");
-            }
-            state = self.durable.wait(state).expect("journal lock");
-        }
-    }
-
-    /// No more batches: the syncing thread ends once the queue is written.
-    fn close(&self) {
-        self.state.lock().expect("journal lock").closed = true;
-        self.queued.notify_all();
-    }
-
-    fn failure(&self) -> Option<String> {
-        self.state.lock().expect("journal lock").failed.clone()
-    }
-
-    fn fail(&self, err: &anyhow::Error, stop_walk: impl Fn()) {
-        self.state.lock().expect("journal lock").failed = Some(format!("{err:#}"));
-        self.durable.notify_all();
-        stop_walk();
-    }
-
-    /// The syncing thread. It first makes the journal ready (reading an existing one back
-    /// takes a few milliseconds, which the walk no longer waits for: nothing is changed
-    /// before the first sync anyway). After a failure it stops the walk: the writer refuses
-    /// more frames, and every batch still waiting reports the failure instead of being
-    /// applied.
-    fn run(&self, writer: &mut JournalWriter, stop_walk: impl Fn()) {
-        if let Err(err) = writer.prepare() {
-            return self.fail(&err, stop_walk);
-        }
-        let mut state = self.state.lock().expect("journal lock");
-        loop {
-            if state.batches.is_empty() {
-                if state.closed {
-                    return;
-                }
-                state = self.queued.wait(state).expect("journal lock");
-                continue;
-            }
-            let batches = std::mem::take(&mut state.batches);
-            let upto = state.submitted;
-            drop(state);
-            if let Err(err) = writer.commit_sealed(&batches) {
-                return self.fail(&err, stop_walk);
-            }
-            state = self.state.lock().expect("journal lock");
-            state.durable = upto;
-            self.durable_now.store(upto, Ordering::Release);
-            self.durable.notify_all();
-        }
-    }
-}
-
-#[derive(Default)]
-struct Queue {
-    items: VecDeque<Handoff>,
-    /// Workers currently walking (not waiting): the walk is over when none is and no
-    /// directory is queued.
-    busy: usize,
-}
-
-/// An opened, checked directory handed to another worker, which changes and walks it.
-struct Handoff {
-    fd: OwnedFd,
-    stat: FileStat,
-    path: Vec<u8>,
-    depth: usize,
-}
-
 impl Shared<'_> {
     fn on_another_mount(&self, stat: &FileStat, mnt_id: u64) -> bool {
         stat.st_dev != self.root_dev || (self.root_mnt != 0 && mnt_id != 0 && mnt_id != self.root_mnt)
@@ -319,212 +209,6 @@ impl Shared<'_> {
         self.failed.store(true, Ordering::SeqCst);
         self.wake.notify_all();
     }
-
-    /// Queue `item` for another worker; gives it back when the queue already holds enough
-    /// (a few directories per worker keep everyone busy without piling up descriptors).
-    fn offer(&self, item: Handoff) -> Option<Handoff> {
-        if self.workers == 1 {
-            return Some(item);
-        }
-        let mut queue = self.queue.lock().expect("queue lock");
-        if queue.items.len() >= self.queue_cap {
-            return Some(item);
-        }
-        queue.items.push_back(item);
-        drop(queue);
-        self.wake.notify_one();
-        None
-    }
-
-    /// A queued directory, if one is waiting right now.
-    fn try_next_item(&self) -> Option<Handoff> {
-        if self.failed.load(Ordering::SeqCst) {
-            return None;
-        }
-        self.queue.lock().expect("queue lock").items.pop_front()
-    }
-
-    /// Block until a directory is queued (`Some`) or the walk is over (`None`).
-    fn next_item(&self) -> Option<Handoff> {
-        let mut queue = self.queue.lock().expect("queue lock");
-        queue.busy -= 1;
-        if queue.busy == 0 && queue.items.is_empty() {
-            self.wake.notify_all();
-            return None;
-        }
-        loop {
-            if self.failed.load(Ordering::SeqCst) {
-                return None;
-            }
-            if let Some(item) = queue.items.pop_front() {
-                queue.busy += 1;
-                return Some(item);
-            }
-            if queue.busy == 0 {
-                self.wake.notify_all();
-                return None;
-            }
-            queue = self.wake.wait(queue).expect("queue lock");
-        }
-    }
-}
-
-/// An open directory of the walk: its entry stream and the descriptor changes go through.
-struct OpenDir {
-    entries: RefCell<OwningIter>,
-    /// Length of the relative path buffer up to and including this directory's name.
-    path_len: usize,
-    depth: usize,
-}
-
-impl OpenDir {
-    fn fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: the descriptor belongs to `entries`, which lives as long as `self`.
-        unsafe { BorrowedFd::borrow_raw(self.entries.borrow().as_raw_fd()) }
-    }
-}
-
-/// One level of a worker's walk: the directory, and the same as the parent of its entries
-/// (made once per directory, not per entry).
-#[derive(Clone)]
-struct Level {
-    dir: Rc<OpenDir>,
-    as_parent: Rc<ParentDir>,
-}
-
-impl Level {
-    fn new(dir: Rc<OpenDir>) -> Self {
-        Self {
-            as_parent: Rc::new(ParentDir::Walked(dir.clone())),
-            dir,
-        }
-    }
-}
-
-/// Where a pending change is applied.
-enum Handle {
-    /// The directory itself, through its own descriptor.
-    Dir(Rc<OpenDir>),
-    /// A non-directory: a name (kept in the batch's bytes) in a directory.
-    Child {
-        parent: Rc<ParentDir>,
-        dev: u64,
-        ino: u64,
-    },
-}
-
-/// A directory descriptor shared by the entries that sit in it.
-enum ParentDir {
-    Walked(Rc<OpenDir>),
-    /// The directory holding the root entry.
-    Base(OwnedFd),
-}
-
-impl ParentDir {
-    fn fd(&self) -> BorrowedFd<'_> {
-        match self {
-            ParentDir::Walked(dir) => dir.fd(),
-            ParentDir::Base(fd) => fd.as_fd(),
-        }
-    }
-}
-
-/// One change to make once its record is on disk.
-struct Pending {
-    handle: Handle,
-    /// Where, in the batch's bytes, its relative path starts; the path is followed by the
-    /// entry's name and a NUL (for a child), up to `end`.
-    start: usize,
-    path_end: usize,
-    end: usize,
-}
-
-/// A walker's changes in one journal frame, with the bytes their names and paths need:
-/// one buffer for all of them, reused from batch to batch, so an entry costs no allocation.
-#[derive(Default)]
-struct Batch {
-    records: RecordBatch,
-    entries: Vec<Pending>,
-    bytes: Vec<u8>,
-    /// Directories its entries keep open.
-    dirs: usize,
-}
-
-impl Batch {
-    fn push(&mut self, handle: Handle, path: &[u8], name: Option<&CStr>) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(path);
-        let path_end = self.bytes.len();
-        if let Some(name) = name {
-            self.bytes.extend_from_slice(name.to_bytes_with_nul());
-        }
-        if matches!(handle, Handle::Dir(_)) {
-            self.dirs += 1;
-        }
-        self.entries.push(Pending {
-            handle,
-            start,
-            path_end,
-            end: self.bytes.len(),
-        });
-    }
-
-    /// The name (for a child) and relative path that [`Self::push`] stored for `entry`.
-    fn name_and_path(&self, entry: &Pending) -> (Option<&CStr>, &[u8]) {
-        let name = (entry.end > entry.path_end).then(|| {
-            CStr::from_bytes_with_nul(&self.bytes[entry.path_end..entry.end]).expect("a name and its NUL")
-        });
-        (name, &self.bytes[entry.start..entry.path_end])
-    }
-
-    fn clear(&mut self) {
-        self.entries.clear();
-        self.bytes.clear();
-        self.dirs = 0;
-    }
-}
-
-/// Non-directory entries of one directory as it listed them, names in one reused buffer.
-#[derive(Default)]
-struct Listing {
-    entries: Vec<Listed>,
-    names: Vec<u8>,
-}
-
-struct Listed {
-    ino: u64,
-    kind: Type,
-    /// The name and its NUL in `Listing::names`.
-    start: usize,
-    end: usize,
-}
-
-impl Listing {
-    fn push(&mut self, ino: u64, name: &CStr, kind: Type) {
-        let start = self.names.len();
-        self.names.extend_from_slice(name.to_bytes_with_nul());
-        self.entries.push(Listed {
-            ino,
-            kind,
-            start,
-            end: self.names.len(),
-        });
-    }
-
-    fn name(&self, listed: &Listed) -> &CStr {
-        CStr::from_bytes_with_nul(&self.names[listed.start..listed.end]).expect("a name and its NUL")
-    }
-
-    fn clear(&mut self) {
-        self.entries.clear();
-        self.names.clear();
-    }
-}
-
-/// A batch whose records are queued for the journal; its entries change once it is synced.
-struct InFlight {
-    ticket: u64,
-    batch: Batch,
 }
 
 /// Entries a walker counts before it reports them to the shared progress counter.
@@ -782,6 +466,15 @@ impl<'s, 'a> Worker<'s, 'a> {
         if self.already_right(&stat) {
             return Ok(None);
         }
+        // chown clears file capabilities, and the journal does not hold them: leave such
+        // a program alone rather than lose them (only executables can carry any).
+        if file_type(&stat) == SFlag::S_IFREG
+            && stat.st_mode & 0o111 != 0
+            && has_capabilities(parent.fd(), name)
+        {
+            self.skip(&SkipReason::FileCapabilities);
+            return Ok(None);
+        }
         let handle = Handle::Child {
             parent: parent.clone(),
             dev: stat.st_dev,
@@ -884,156 +577,17 @@ impl<'s, 'a> Worker<'s, 'a> {
         }
         false
     }
-
-    /// Journal the entry's current state and change it (now, or with its batch).
-    fn change(&mut self, handle: Handle, name: Option<&CStr>, stat: &FileStat) {
-        if matches!(file_type(stat), SFlag::S_IFCHR | SFlag::S_IFBLK) {
-            // Whoever owns a device node can read or write the device: say so.
-            self.report.device(&self.path);
-        }
-        if self.shared.options.dry_run {
-            self.report
-                .plan(&self.path, stat.st_uid, stat.st_gid, stat.st_mode);
-            return;
-        }
-        if self.shared.committer.is_none() {
-            apply(self.shared, &mut self.report, &handle, name, &self.path);
-            return;
-        }
-        self.batch.records.push(RecordRef {
-            dev: stat.st_dev,
-            ino: stat.st_ino,
-            uid: stat.st_uid,
-            gid: stat.st_gid,
-            mode: stat.st_mode,
-            path: &self.path,
-        });
-        self.batch.push(handle, &self.path, name);
-    }
-
-    fn batch_full(&self) -> bool {
-        self.batch.entries.len() >= BATCH_RECORDS
-            || self.batch.dirs >= self.shared.batch_dirs
-            || self.batch.bytes.len() >= BATCH_BYTES
-            || self.batch.records.byte_len() >= BATCH_BYTES
-    }
-
-    /// Queue the batch for the journal, then change the entries of the oldest batches in
-    /// flight (once synced) until at most [`LAG`] are left.
-    fn seal_batch(&mut self) -> Result<()> {
-        let Some(committer) = &self.shared.committer else {
-            return Ok(());
-        };
-        if !self.batch.entries.is_empty() {
-            let ticket = committer.submit(self.batch.records.seal());
-            let next = self.spare.pop().unwrap_or_default();
-            let batch = std::mem::replace(&mut self.batch, next);
-            self.in_flight.push_back(InFlight { ticket, batch });
-        }
-        while self.in_flight.len() > LAG {
-            self.apply_oldest(committer)?;
-        }
-        Ok(())
-    }
-
-    /// Journal and change everything still pending (before waiting for work, and at the end).
-    fn drain(&mut self) -> Result<()> {
-        self.seal_batch()?;
-        if let Some(committer) = &self.shared.committer {
-            while !self.in_flight.is_empty() {
-                self.apply_oldest(committer)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Change the entries of batches already on disk, without waiting for any.
-    fn apply_durable(&mut self) -> Result<()> {
-        if let (Some(committer), Some(oldest)) = (&self.shared.committer, self.in_flight.front()) {
-            if committer.is_durable(oldest.ticket) {
-                self.apply_oldest(committer)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn apply_oldest(&mut self, committer: &Committer) -> Result<()> {
-        let InFlight { ticket, mut batch } = self.in_flight.pop_front().expect("a batch in flight");
-        committer.wait(ticket)?;
-        for entry in &batch.entries {
-            // Stopping here leaves journaled entries unchanged, which undo handles.
-            interrupt::check()?;
-            let (name, path) = batch.name_and_path(entry);
-            apply(self.shared, &mut self.report, &entry.handle, name, path);
-        }
-        batch.clear();
-        self.spare.push(batch);
-        Ok(())
-    }
 }
 
-/// Change one entry. A child is opened (without following it) and changed through that
-/// descriptor, once the descriptor is checked to be the inode that was stat'ed and journaled
-/// (still with no other hard links): what is checked is what is changed, whatever is
-/// renamed over the name meanwhile.
-fn apply(shared: &Shared<'_>, report: &mut WalkReport, handle: &Handle, name: Option<&CStr>, path: &[u8]) {
-    let target = shared.options.target;
-    let uid = Some(Uid::from_raw(target.uid));
-    let gid = Some(Gid::from_raw(target.gid));
-    let result = match handle {
-        Handle::Dir(dir) => fchown(dir.fd(), uid, gid),
-        Handle::Child { parent, dev, ino } => {
-            let name = name.expect("a child has a name");
-            let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-            let fd = match openat(parent.fd(), name, flags, Mode::empty()) {
-                Ok(fd) => fd,
-                Err(Errno::ENOENT) => {
-                    report.skip(path, &SkipReason::Vanished);
-                    return;
-                }
-                Err(errno) => {
-                    report.skip(path, &SkipReason::Error(format!("cannot open: {errno}")));
-                    return;
-                }
-            };
-            match fstat(&fd) {
-                Ok(now)
-                    if now.st_dev == *dev
-                        && now.st_ino == *ino
-                        && (shared.options.allow_hardlinks
-                            || file_type(&now) != SFlag::S_IFREG
-                            || now.st_nlink == 1) => {}
-                _ => {
-                    report.skip(path, &SkipReason::ChangedDuringWalk);
-                    return;
-                }
-            }
-            fchownat(
-                &fd,
-                c"",
-                uid,
-                gid,
-                AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-        }
+/// Whether `name` in `dir` carries a `security.capability` attribute (read through a
+/// descriptor of the entry, never following it).
+fn has_capabilities(dir: std::os::fd::BorrowedFd<'_>, name: &CStr) -> bool {
+    use std::os::fd::AsRawFd;
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let Ok(fd) = openat(dir, name, flags, Mode::empty()) else {
+        return false;
     };
-    match result {
-        Ok(()) => {
-            report.changed += 1;
-            if let Some(pause_after) = shared.pause_after {
-                if shared.changed.fetch_add(1, Ordering::SeqCst) + 1 >= pause_after {
-                    // Test hook: wait for a real signal (see `interrupt::check`).
-                    interrupt::pause_for_test();
-                }
-            }
-            if let Some(kill_after) = shared.kill_after {
-                if shared.changed.fetch_add(1, Ordering::SeqCst) + 1 >= kill_after {
-                    // Test hook: die the hardest way, mid-batch, with no cleanup.
-                    // SAFETY: raise has no memory-safety preconditions.
-                    unsafe { nix::libc::raise(nix::libc::SIGKILL) };
-                }
-            }
-        }
-        Err(errno) => report.skip(path, &SkipReason::Error(format!("cannot change owner: {errno}"))),
-    }
+    // The /proc link of an O_PATH descriptor names exactly that inode.
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    matches!(xattr::get_deref(&link, "security.capability"), Ok(Some(_)))
 }
