@@ -445,6 +445,8 @@ fn via_docker(
         binds,
         env: vec![
             format!("{}={}", journal::STATE_DIR_ENV, state_dir.display()),
+            // The state folder is ours (checked above); the helper runs as root.
+            format!("{}={}", journal::STATE_OWNER_ENV, nix::unistd::geteuid().as_raw()),
             "NO_COLOR=1".into(),
         ],
     };

@@ -520,7 +520,7 @@ fn an_unreadable_ca_is_an_error_naming_the_file() {
         ("garbage", b"not a certificate at all".to_vec(), "neither PEM nor"),
         ("empty", Vec::new(), "empty file"),
         ("a private key", private_key, "holds no certificate"),
-        ("too large", vec![b'A'; 2 << 20], "too large"),
+        ("too large", vec![b'A'; 2 << 20], "over the 1.0 MiB limit"),
     ] {
         std::fs::write(&ca, &bytes).unwrap();
         let (code, ids, report) = check_json(&env, &["--compose", "compose.yaml"]);

@@ -45,7 +45,7 @@ fn open_journal(path: &Path) -> Result<File> {
         .with_context(|| format!("{}: cannot open the journal", path.display()))?;
     let meta = file.metadata()?;
     let euid = nix::unistd::geteuid().as_raw();
-    if !meta.is_file() || (meta.uid() != 0 && meta.uid() != euid) || meta.mode() & 0o022 != 0 {
+    if !meta.is_file() || !super::store::trusted_owner(meta.uid()) || meta.mode() & 0o022 != 0 {
         bail!(
             "{}: journal is not a regular file owned by UID {euid} (or root) and writable by it alone (UID {}, mode {:o}); refusing to trust it",
             path.display(),

@@ -8,6 +8,10 @@ use anyhow::{Context, Result, bail};
 
 /// Environment variable that overrides the state directory (tests, the Docker helper).
 pub const STATE_DIR_ENV: &str = "FLOWERBED_STATE_DIR";
+/// The UID that owns the state directory besides root and the caller: `own --via-docker`
+/// runs flowerbed as root in a helper container over the invoking user's own state folder,
+/// which the invoking user's flowerbed checked before starting it.
+pub const STATE_OWNER_ENV: &str = "FLOWERBED_STATE_OWNER";
 
 /// The directory journals are kept in.
 ///
@@ -80,6 +84,15 @@ pub fn check_state_dir(dir: &Path) -> Result<bool> {
     }
 }
 
+/// Whether journals and their folder may belong to `uid`: root, the caller, or the invoking
+/// user of `own --via-docker` (named by [`STATE_OWNER_ENV`]).
+pub fn trusted_owner(uid: u32) -> bool {
+    let delegated = std::env::var(STATE_OWNER_ENV)
+        .ok()
+        .and_then(|text| text.parse::<u32>().ok());
+    uid == 0 || uid == nix::unistd::geteuid().as_raw() || Some(uid) == delegated
+}
+
 fn check_private(path: &Path, forbidden_uid: Option<u32>) -> Result<()> {
     let meta = fs::symlink_metadata(path).with_context(|| format!("{}: cannot stat", path.display()))?;
     if meta.file_type().is_symlink() {
@@ -97,7 +110,7 @@ fn check_private(path: &Path, forbidden_uid: Option<u32>) -> Result<()> {
         );
     }
     let euid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != euid {
+    if !trusted_owner(meta.uid()) {
         bail!(
             "{}: journal location is owned by UID {}, not by root or UID {euid}; refusing to trust it",
             path.display(),
