@@ -18,6 +18,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::steal_ms;
+
 const FLOWERBED: &str = env!("CARGO_BIN_EXE_flowerbed");
 /// Runs per round of each command that takes milliseconds.
 const SMALL_RUNS: usize = 5;
@@ -271,25 +274,4 @@ fn children_cpu() -> Duration {
             + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
     };
     time(usage.ru_utime) + time(usage.ru_stime)
-}
-
-/// Time the host has taken from this (virtual) machine's CPUs so far, all CPUs together, in
-/// milliseconds: the `steal` column of /proc/stat (0 where there is none).
-fn steal_ms() -> u64 {
-    let ticks = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|stat| {
-            stat.lines()
-                .next()?
-                .split_whitespace()
-                .nth(8)?
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap_or(0);
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let per_second = u64::try_from(unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) })
-        .unwrap_or(100)
-        .max(1);
-    ticks * 1000 / per_second
 }

@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::steal_ms;
+
 const FLOWERBED: &str = env!("CARGO_BIN_EXE_flowerbed");
 const FILES_PER_DIR: usize = 100;
 
@@ -209,27 +212,6 @@ fn run(command: &mut Command) -> Timed {
         rss_kib: usage.ru_maxrss,
         steal_ms,
     }
-}
-
-/// Time the host has taken from this (virtual) machine's CPUs so far, all CPUs together, in
-/// milliseconds: the `steal` column of /proc/stat (0 where there is none).
-fn steal_ms() -> u64 {
-    let ticks = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|stat| {
-            stat.lines()
-                .next()?
-                .split_whitespace()
-                .nth(8)?
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap_or(0);
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let per_second = u64::try_from(unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) })
-        .unwrap_or(100)
-        .max(1);
-    ticks * 1000 / per_second
 }
 
 /// `entries` entries: directories of FILES_PER_DIR empty files, two levels deep.
