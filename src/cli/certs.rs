@@ -37,7 +37,23 @@ pub enum CertsCommand {
         after_help = "Examples:\n  flowerbed certs verify deploy\n  flowerbed certs verify deploy --name superlink --name flower.example.org\n  flowerbed certs verify --ca ca.crt --cert server.pem --key server.key --json\n  flowerbed certs verify --ca ca.crt --cert server.pem --name flower.example.org"
     )]
     Verify(VerifyArgs),
+
+    /// Issue a new server certificate from the folder's own CA (same names, same key type),
+    /// keeping the owner and mode of the files it replaces: supernodes need nothing new.
+    #[command(after_help = RENEW_HELP)]
+    Renew(RenewArgs),
 }
+
+const RENEW_HELP: &str = "\
+The CA (DIR/ca/ in flowerbed's layout, beside server.pem in Flower's) signs the new
+certificate; every ca.crt stays as it is. Refused (nothing written) when the CA key is
+absent, when that CA did not sign the current certificate, or when the CA ends before the
+new certificate would. Restart the superlink afterwards so that it loads the new files.
+
+Examples:
+  flowerbed certs renew deploy
+  flowerbed certs renew deploy --days 90 --name flower.example.org
+  flowerbed certs renew deploy --dry-run";
 
 fn key_type_parser() -> impl TypedValueParser<Value = KeyType> {
     PossibleValuesParser::new(KeyType::NAMES).map(|name| name.parse::<KeyType>().expect("listed names parse"))
@@ -84,6 +100,34 @@ pub struct GenerateArgs {
     pub dry_run: bool,
 
     /// Print the written paths, fingerprints, names and expiry as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// The deployment folder (or Flower's single certificate folder) to renew in.
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// A further DNS name or IP address to cover (repeatable); the current names stay.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// Validity of the new certificate, in days from now; refused if the CA ends sooner.
+    /// Default: 365, or as long as the CA has left when that is less.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub days: Option<u32>,
+
+    /// Key algorithm of the new server key. Default: the current key's.
+    #[arg(long, value_parser = key_type_parser())]
+    pub key_type: Option<KeyType>,
+
+    /// Print what would be written, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the renewal (new and previous fingerprint, expiry, files) as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,15 +1,16 @@
-//! `flowerbed certs generate|inspect|verify`
+//! `flowerbed certs generate|inspect|verify|renew`
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::cli::certs::{CertsCommand, GenerateArgs, InspectArgs, VerifyArgs};
+use crate::cli::certs::{CertsCommand, GenerateArgs, InspectArgs, RenewArgs, VerifyArgs};
 use crate::error::Outcome;
 use crate::output::{Printer, Style};
 use crate::tls::generate::{ExistingCa, GenerateSettings};
 use crate::tls::inspect::Inspected;
+use crate::tls::renew::{self, RenewSettings, ReplacedFile};
 use crate::tls::verify::{Severity, VerifySettings};
 use crate::tls::{KeyType, Layout, LayoutKind, SubjectName, generate, inspect, material, names, verify};
 
@@ -18,6 +19,7 @@ pub fn run(command: CertsCommand, printer: &Printer) -> Result<Outcome> {
         CertsCommand::Generate(args) => run_generate(&args, printer),
         CertsCommand::Inspect(args) => run_inspect(&args, printer),
         CertsCommand::Verify(args) => run_verify(&args, printer),
+        CertsCommand::Renew(args) => run_renew(&args, printer),
     }
 }
 
@@ -101,8 +103,12 @@ fn keep_folder_owners(files: &[PathBuf], printer: &Printer) -> Result<Vec<(PathB
             ));
             continue;
         }
+        // Inside a tree that `own` already journaled for this owner, that journal gets a
+        // new run (one `undo` of the tree restores everything); otherwise the folder gets
+        // a journal of its own.
+        let root = journaled_ancestor(&folder, (uid, gid)).unwrap_or_else(|| folder.clone());
         crate::ownership::own(&crate::ownership::ReownSettings {
-            paths: vec![folder.clone()],
+            paths: vec![root.clone()],
             target: crate::ownership::Target { uid, gid },
             allow_hardlinks: false,
             dry_run: false,
@@ -115,9 +121,166 @@ fn keep_folder_owners(files: &[PathBuf], printer: &Printer) -> Result<Vec<(PathB
                 folder.display()
             )
         })?;
-        kept.push((folder, uid, gid));
+        kept.push((root, uid, gid));
     }
     Ok(kept)
+}
+
+/// The nearest folder holding `folder` (itself included) that has an ownership journal and
+/// belongs to `owner`.
+fn journaled_ancestor(folder: &Path, owner: (u32, u32)) -> Option<PathBuf> {
+    let absolute = std::path::absolute(folder).ok()?;
+    absolute
+        .ancestors()
+        .take_while(|dir| std::fs::symlink_metadata(dir).is_ok_and(|m| (m.uid(), m.gid()) == owner))
+        .find(|dir| crate::ownership::journal_for(dir).is_ok())
+        .map(|dir| {
+            // Keep the caller's spelling where the journaled folder is the one it named.
+            if dir == absolute {
+                folder.to_path_buf()
+            } else {
+                dir.to_path_buf()
+            }
+        })
+}
+
+fn run_renew(args: &RenewArgs, printer: &Printer) -> Result<Outcome> {
+    let renewal = renew::plan(&RenewSettings {
+        dir: args.dir.clone(),
+        extra_names: parse_names(&args.names)?,
+        days: args.days,
+        key_type: args.key_type,
+    })?;
+    let generated = &renewal.generated;
+    for warning in &generated.report.warnings {
+        printer.warn(warning);
+    }
+    generated.plan.preflight()?;
+    if args.dry_run {
+        let steps = generated.plan.steps();
+        if args.json {
+            printer.json(&serde_json::json!({
+                "dry_run": true,
+                "steps": steps,
+                "previous": renewal.previous,
+                "replaced": renewal.replaced,
+            }))?;
+        } else {
+            printer.plan_steps(&steps, true)?;
+        }
+        return Ok(Outcome::Success);
+    }
+    generated.plan.apply()?;
+    restore_modes(&renewal.replaced, printer)?;
+    let kept = keep_folder_owners(&generated.report.files, printer)?;
+    keep_file_owners(&renewal.replaced, printer)?;
+    let report = &generated.report;
+    if args.json {
+        printer.json(&serde_json::json!({
+            "renewed": report.server,
+            "previous": renewal.previous,
+            "names": report.names,
+            "key_type": report.key_type,
+            "ca": report.ca,
+            "replaced": renewal.replaced,
+        }))?;
+        return Ok(Outcome::Success);
+    }
+    for file in &report.files {
+        printer.info(&format!("wrote {}", file.display()))?;
+    }
+    for (folder, uid, gid) in &kept {
+        printer.info(&format!(
+            "ownership: the new files belong to {uid}:{gid} again, like the rest of {} (journaled; `sudo flowerbed undo {}` puts it back)",
+            folder.display(),
+            quote(folder)
+        ))?;
+    }
+    let names = report
+        .names
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    printer.result(&format!(
+        "renewed the server certificate for {names} ({}): valid until {} (was {}), sha256 {}; signed by the same CA, so supernodes need nothing new",
+        report.key_type, report.server.not_after, renewal.previous.not_after, report.server.sha256
+    ))?;
+    printer.info("next: restart the superlink so that it loads the new certificate (for a compose deployment: `docker compose restart superlink` in its folder)")?;
+    Ok(Outcome::Success)
+}
+
+/// Each renewed file gets the mode of the file it replaced (a key never readable by others).
+fn restore_modes(replaced: &[ReplacedFile], printer: &Printer) -> Result<()> {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::{Mode, fchmod};
+    for file in replaced {
+        let (mode, tightened) = renew::kept_mode(&file.path, file.mode);
+        if tightened {
+            printer.warn(&format!(
+                "{}: was readable by every user (mode {:04o}); the renewed key is {mode:04o}",
+                file.path.display(),
+                file.mode
+            ));
+        }
+        // The file was just renamed into place by us; opened without following a link, so
+        // a link swapped in since is refused rather than followed.
+        let fd = open(
+            &file.path,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("{}: cannot open to set its mode", file.path.display()))?;
+        fchmod(&fd, Mode::from_bits_truncate(mode))
+            .with_context(|| format!("{}: cannot set mode {mode:04o}", file.path.display()))?;
+    }
+    Ok(())
+}
+
+/// A replaced file whose owner was not its folder's (so the folder hand-over did not
+/// cover it) is given back to its own previous owner, journaled like `own`.
+fn keep_file_owners(replaced: &[ReplacedFile], printer: &Printer) -> Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    for file in replaced {
+        let Ok(meta) = std::fs::symlink_metadata(&file.path) else {
+            continue;
+        };
+        if (meta.uid(), meta.gid()) == (file.uid, file.gid) {
+            continue;
+        }
+        if me != 0 {
+            printer.warn(&format!(
+                "{}: belonged to {}:{}, but the renewed file is yours; run `sudo flowerbed own --uid {} --gid {} {}`",
+                file.path.display(),
+                file.uid,
+                file.gid,
+                file.uid,
+                file.gid,
+                quote(&file.path)
+            ));
+            continue;
+        }
+        crate::ownership::own(&crate::ownership::ReownSettings {
+            paths: vec![file.path.clone()],
+            target: crate::ownership::Target {
+                uid: file.uid,
+                gid: file.gid,
+            },
+            allow_hardlinks: false,
+            dry_run: false,
+            progress: false,
+            wait: crate::ownership::LockWait::Wait,
+        })
+        .with_context(|| {
+            format!(
+                "{}: the renewed file could not be given to its owner {}:{}",
+                file.path.display(),
+                file.uid,
+                file.gid
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn quote(path: &Path) -> String {

@@ -221,9 +221,10 @@ fn warn_uncovered_public_addresses(settings: &Settings, layout: &Layout, printer
     for address in &settings.public_addresses {
         if !covered.iter().any(|name| name.covers(&address.host)) {
             printer.warn(&format!(
-                "--public-address {address}: the existing server certificate {} does not cover {}; `flowerbed check` will report it (renew it with `flowerbed certs generate ... --force --ca-cert ... --ca-key ... --name {}`)",
+                "--public-address {address}: the existing server certificate {} does not cover {}; `flowerbed check` will report it (renew it with `flowerbed certs renew {} --name {}`)",
                 layout.server_cert().display(),
                 address.host,
+                layout.root.display(),
                 address.host
             ));
         }

@@ -260,10 +260,37 @@ fn workers() -> usize {
         .clamp(1, 4)
 }
 
+/// For each path a run after the first recorded, the newest run (session index) that did.
+///
+/// A later run records a path again when the entry there was replaced and handed over anew
+/// (a renewed certificate renamed into place, then `own` again). The older record's inode
+/// is gone from that path, but not behind the journal's back: the later record restores
+/// the path, so the older one is superseded, not "changed since own". Only runs after the
+/// first are collected: they record what they changed, usually a handful of entries.
+fn later_paths(journal: &JournalSummary) -> Result<HashMap<Vec<u8>, usize>> {
+    let mut newest = HashMap::new();
+    for (index, session) in journal.sessions.iter().enumerate().skip(1) {
+        journal::for_each_batch(&journal.file, session.offset, |batch| {
+            for record in batch {
+                newest.insert(record.path.clone(), index);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(newest)
+}
+
+/// Whether the record of session `index` at `path` was superseded by a later run's record.
+fn superseded(later: &HashMap<Vec<u8>, usize>, index: usize, path: &[u8]) -> bool {
+    later.get(path).is_some_and(|&newest| newest > index)
+}
+
 /// Check every record of every session against the tree without changing anything.
 pub fn preflight(root: &Root, journal: &JournalSummary) -> Result<Preflight> {
     let mut result = Preflight::default();
-    for session in &journal.sessions {
+    let later = later_paths(journal)?;
+    for (index, session) in journal.sessions.iter().enumerate() {
+        let later = &later;
         let states = journal::par_for_each_batch(
             &journal.file,
             session.offset,
@@ -279,6 +306,9 @@ pub fn preflight(root: &Root, journal: &JournalSummary) -> Result<Preflight> {
                         continue;
                     }
                     if let Located::Gone(detail) = locator.locate(record)? {
+                        if superseded(later, index, &record.path) {
+                            continue;
+                        }
                         found.changed += 1;
                         if found.first_changed.is_none() {
                             found.first_changed = Some(ChangedEntry {
@@ -307,7 +337,9 @@ pub fn preflight(root: &Root, journal: &JournalSummary) -> Result<Preflight> {
 /// Sessions go newest first, one after the other; the batches of one session in parallel.
 pub fn restore(root: &Root, journal: &JournalSummary, progress: &Progress) -> Result<WalkReport> {
     let mut report = WalkReport::default();
-    for session in journal.sessions.iter().rev() {
+    let later = later_paths(journal)?;
+    for (index, session) in journal.sessions.iter().enumerate().rev() {
+        let later = &later;
         let states = journal::par_for_each_batch(
             &journal.file,
             session.offset,
@@ -317,7 +349,7 @@ pub fn restore(root: &Root, journal: &JournalSummary, progress: &Progress) -> Re
                 for record in batch {
                     super::interrupt::check()?;
                     progress.tick();
-                    restore_one(locator, record, report)?;
+                    restore_one(locator, record, report, superseded(later, index, &record.path))?;
                 }
                 Ok(())
             },
@@ -329,9 +361,16 @@ pub fn restore(root: &Root, journal: &JournalSummary, progress: &Progress) -> Re
     Ok(report)
 }
 
-fn restore_one(locator: &mut Locator<'_>, record: &Record, report: &mut WalkReport) -> Result<()> {
+fn restore_one(
+    locator: &mut Locator<'_>,
+    record: &Record,
+    report: &mut WalkReport,
+    superseded: bool,
+) -> Result<()> {
     let (parent, name) = match locator.locate(record)? {
         Located::Found { parent, name } => (parent, name),
+        // A later run's record of this path restored it already.
+        Located::Gone(_) if superseded => return Ok(()),
         Located::Gone(detail) => {
             report.skip(
                 &record.path,

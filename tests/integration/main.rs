@@ -6,6 +6,7 @@ mod bounded_reads;
 mod bundle;
 mod certs;
 mod certs_keys;
+mod certs_renew;
 mod check;
 mod check_fixes;
 mod check_inputs;

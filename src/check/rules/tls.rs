@@ -166,6 +166,7 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
             Ok(report) => {
                 for finding in report.findings {
                     let fix = match finding.id {
+                        "expired" | "expiring" if finding.path == ca => Some(new_ca_fix(&cert, &names)),
                         "name-not-covered" | "expired" | "expiring" => Some(renew_fix(&cert, &names)),
                         "chain-issuer" | "chain-signature" => trusted_ca_fix(&cert, &ca, superlink),
                         _ => None,
@@ -310,30 +311,54 @@ fn trusted_ca_fix(cert: &Path, trusted: &Path, superlink: &ContainerSpec) -> Opt
     Some(format!("cp {} {}", super::quote(&issuer), super::quote(trusted)))
 }
 
+/// The command that gives `cert` a fresh certificate covering `names`: `certs renew` (same
+/// CA, current names kept, so supernodes need nothing new) where the CA is at hand, which is
+/// flowerbed's layout (`ca/` beside the certificate folders) or Flower's own (`ca.key` beside
+/// `server.pem`).
 pub fn renew_fix(cert: &Path, names: &[SubjectName]) -> String {
     let folder = cert.parent().unwrap_or(Path::new("."));
     let root = deployment_root(folder);
-    // The CA lives in ca/ in flowerbed's layout, beside the server certificate in Flower's.
-    let (layout_flag, ca) = if root.join("ca/ca.key").is_file() {
-        ("", root.join("ca"))
+    let target = if root.join("ca/ca.key").is_file() {
+        root
     } else {
-        (" --flat", folder.to_path_buf())
+        folder
     };
-    let extra = names
+    format!(
+        "flowerbed certs renew {}{}",
+        quote(target),
+        extra_name_flags(names)
+    )
+}
+
+/// For a CA that has expired (or soon will): a new CA and certificate, which every
+/// supernode must then be given.
+fn new_ca_fix(cert: &Path, names: &[SubjectName]) -> String {
+    let folder = cert.parent().unwrap_or(Path::new("."));
+    let root = deployment_root(folder);
+    if root.join("ca/ca.key").is_file() {
+        format!(
+            "flowerbed certs generate {} --force{} (a new CA: give every supernode the new ca.crt)",
+            quote(root),
+            extra_name_flags(names)
+        )
+    } else {
+        format!(
+            "flowerbed certs generate {} --flat --force{} (a new CA: give every supernode the new ca.crt)",
+            quote(folder),
+            extra_name_flags(names)
+        )
+    }
+}
+
+fn extra_name_flags(names: &[SubjectName]) -> String {
+    names
         .iter()
         .filter(|n| !crate::tls::layout::DEFAULT_NAMES.contains(&n.to_string().as_str()))
         .fold(String::new(), |mut out, n| {
             out.push_str(" --name ");
             out.push_str(&shlex::try_quote(&n.to_string()).unwrap_or_default());
             out
-        });
-    let target = if layout_flag.is_empty() { root } else { folder };
-    format!(
-        "flowerbed certs generate {}{layout_flag} --force --ca-cert {} --ca-key {}{extra}",
-        quote(target),
-        quote(&ca.join("ca.crt")),
-        quote(&ca.join("ca.key"))
-    )
+        })
 }
 
 #[cfg(test)]
