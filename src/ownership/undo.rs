@@ -3,7 +3,8 @@
 //! Sessions are replayed newest first, so an entry `own` changed twice ends with the state
 //! recorded by the first run: the state before flowerbed ever touched it. Each entry is
 //! found by its recorded path without following symlinks, and only changed when its device
-//! and inode are still the recorded ones.
+//! and inode are still the recorded ones. The file capabilities a session journaled go back
+//! after its owners and modes (a change of owner clears them).
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -18,7 +19,7 @@ use nix::sys::stat::{Mode, SFlag, fchmod, fstat, fstatat};
 use nix::unistd::{Gid, Uid, fchownat};
 use serde::Serialize;
 
-use super::journal::{self, JournalSummary, Record};
+use super::journal::{self, Capability, JournalSummary, Record};
 use super::report::{Progress, SkipReason, WalkReport, display_bytes};
 use super::root::{Root, file_type};
 
@@ -325,8 +326,74 @@ pub fn restore(root: &Root, journal: &JournalSummary, progress: &Progress) -> Re
         for (_, part) in states {
             report.merge(part);
         }
+        if session.capabilities > 0 {
+            let mut locator = Locator::new(root);
+            journal::for_each_capability(&journal.file, session.offset, |capability| {
+                super::interrupt::check()?;
+                restore_capability(&mut locator, capability, &mut report)
+            })?;
+        }
     }
     Ok(report)
+}
+
+/// Put back a file's capabilities, once it is checked to be the file journaled, if it has
+/// none now (the change of owner cleared them); capabilities set since are left as they are.
+fn restore_capability(
+    locator: &mut Locator<'_>,
+    capability: &Capability,
+    report: &mut WalkReport,
+) -> Result<()> {
+    let path = &capability.path;
+    let record = Record {
+        dev: capability.dev,
+        ino: capability.ino,
+        uid: 0,
+        gid: 0,
+        mode: SFlag::S_IFREG.bits(),
+        path: path.clone(),
+    };
+    let not_back = |detail: String| SkipReason::Error(format!("capabilities not put back: {detail}"));
+    let (parent, name) = match locator.locate(&record)? {
+        Located::Found { parent, name } => (parent, name),
+        Located::Gone(detail) => {
+            report.skip(path, &not_back(format!("identity changed since own: {detail}")));
+            return Ok(());
+        }
+    };
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match openat(parent, name.as_c_str(), flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(errno) => {
+            report.skip(path, &not_back(format!("cannot open: {errno}")));
+            return Ok(());
+        }
+    };
+    if !fstat(&fd).is_ok_and(|now| (now.st_dev, now.st_ino) == (capability.dev, capability.ino)) {
+        report.skip(path, &SkipReason::ChangedDuringWalk);
+        return Ok(());
+    }
+    match super::walk::capability::read_fd(fd.as_raw_fd()) {
+        Ok(None) => {}
+        Ok(Some(now)) if now == capability.value => return Ok(()),
+        Ok(Some(_)) => {
+            report.skip(
+                path,
+                &not_back("it has other capabilities now; left as they are".into()),
+            );
+            return Ok(());
+        }
+        Err(reason) => {
+            report.skip(path, &reason);
+            return Ok(());
+        }
+    }
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match xattr::set_deref(&link, super::walk::capability::ATTRIBUTE, &capability.value) {
+        Ok(()) => report.capabilities += 1,
+        Err(err) => report.skip(path, &not_back(err.to_string())),
+    }
+    Ok(())
 }
 
 fn restore_one(locator: &mut Locator<'_>, record: &Record, report: &mut WalkReport) -> Result<()> {

@@ -4,6 +4,7 @@ mod attacks;
 mod bad_input;
 mod bounded_reads;
 mod bundle;
+mod capabilities;
 mod certs;
 mod certs_keys;
 mod check;
