@@ -71,6 +71,9 @@ pub struct RootOutcome {
     /// `release` only: journals of paths inside the tree, retired with it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inner_journals: Vec<PathBuf>,
+    /// `release` only: journals of paths inside that another run holds (kept, not retired).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inner_busy: Vec<PathBuf>,
     /// `undo` only: entries whose identity changed since `own`, left alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_changed: Option<u64>,
@@ -99,6 +102,7 @@ impl RootOutcome {
             report,
             journal,
             inner_journals: Vec::new(),
+            inner_busy: Vec::new(),
             identity_changed: None,
             set_aside: None,
             pruned: Vec::new(),
@@ -340,21 +344,35 @@ fn release_one(root: &Root, settings: &ReownSettings, state_dir: Option<&Path>) 
     } else {
         (own_journal, None)
     };
-    let inner_journals: Vec<PathBuf> = report
+    let mut inner_journals: Vec<PathBuf> = report
         .watched
         .iter()
         .filter(|&&entry| entry != (root.dev, root.ino))
         .filter_map(|&entry| existing(entry))
         .collect();
+    inner_journals.sort_unstable();
+    inner_journals.dedup();
     let mut pruned = Vec::new();
+    let mut inner_busy = Vec::new();
     if !settings.dry_run {
         if let Some(path) = stale {
             retire(&path)?;
             pruned.push(path);
         }
         if report.skipped == 0 {
-            for path in journal_path.iter().chain(&inner_journals) {
+            if let Some(path) = &journal_path {
                 retire(path)?;
+            }
+            // Each under its own lock: a run still writing one (`own` of that folder) keeps it.
+            for path in std::mem::take(&mut inner_journals) {
+                match JournalLock::try_acquire(&path) {
+                    Some(lock) => {
+                        retire(&path)?;
+                        lock.remove();
+                        inner_journals.push(path);
+                    }
+                    None => inner_busy.push(path),
+                }
             }
         }
         if let Some(dir) = state_dir {
@@ -364,6 +382,7 @@ fn release_one(root: &Root, settings: &ReownSettings, state_dir: Option<&Path>) 
     }
     let mut outcome = RootOutcome::new(root, report, journal_path);
     outcome.inner_journals = inner_journals;
+    outcome.inner_busy = inner_busy;
     outcome.pruned = pruned;
     Ok(outcome)
 }

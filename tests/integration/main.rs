@@ -20,6 +20,7 @@ mod journal_older;
 mod journal_refusals;
 mod orchestrators;
 mod ownership;
+mod release_journals;
 mod roundtrip;
 mod supernode_auth;
 mod testenv;
