@@ -5,11 +5,11 @@ use flowerbed::ownership::journal::{self, Decoded, Frame, FrameReader, MAGIC};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    // The frame decoder on raw bytes: a decoded records frame, encoded again (compact, as
-    // this version writes), decodes to the same records. The bytes may differ: a version 1
-    // frame becomes a compact one, and a compact one may have spelled a field out where the
-    // encoder marks it as repeated.
-    if let Decoded::Frame(frame @ Frame::Records(_), _) = journal::decode_frame(data) {
+    // The frame decoder on raw bytes: a decoded records (or capabilities) frame, encoded
+    // again (compact, as this version writes), decodes to the same records. The bytes may
+    // differ: a version 1 frame becomes a compact one, and a compact one may have spelled a
+    // field out where the encoder marks it as repeated.
+    if let Decoded::Frame(frame @ (Frame::Records(_) | Frame::Capabilities(_)), _) = journal::decode_frame(data) {
         let again = journal::encode_frame(&frame);
         assert_eq!(journal::decode_frame(&again), Decoded::Frame(frame, again.len()));
     }

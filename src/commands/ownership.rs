@@ -262,6 +262,13 @@ fn report(
                     .collect();
                 let _ = write!(line, "; journals of paths inside {what}: {}", paths.join(", "));
             }
+            for busy in &outcome.inner_busy {
+                printer.warn(&format!(
+                    "{}: journal {} of a path inside is in use by another run; kept (release again once that run is over)",
+                    outcome.path.display(),
+                    busy.display()
+                ));
+            }
             if let Some(aside) = &outcome.set_aside {
                 printer.warn(&format!(
                     "{}: set aside journal {} and started a new one: {}",

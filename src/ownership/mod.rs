@@ -15,6 +15,7 @@
 
 pub mod interrupt;
 pub mod journal;
+mod listing;
 mod nested;
 pub mod report;
 pub mod root;
@@ -33,8 +34,9 @@ use serde::Serialize;
 
 pub use self::journal::LockWait;
 use self::journal::identity::{self, Observed, Proof, Recorded, Verdict};
-use self::journal::status::{self, Status};
+use self::journal::status;
 use self::journal::{JournalLock, JournalSummary, JournalWriter, RootIdentity, SessionInfo};
+pub use self::listing::{Listed, Pruned, journal_for, list_journals, prune_journals};
 use self::report::{Progress, WalkReport};
 use self::root::Root;
 use self::undo::ChangedEntry;
@@ -69,6 +71,9 @@ pub struct RootOutcome {
     /// `release` only: journals of paths inside the tree, retired with it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inner_journals: Vec<PathBuf>,
+    /// `release` only: journals of paths inside that another run holds (kept, not retired).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inner_busy: Vec<PathBuf>,
     /// `undo` only: entries whose identity changed since `own`, left alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_changed: Option<u64>,
@@ -97,6 +102,7 @@ impl RootOutcome {
             report,
             journal,
             inner_journals: Vec::new(),
+            inner_busy: Vec::new(),
             identity_changed: None,
             set_aside: None,
             pruned: Vec::new(),
@@ -162,11 +168,12 @@ fn resolve_all(paths: &[PathBuf], state_dir: Option<&Path>) -> Result<Vec<Root>>
 }
 
 impl ReownSettings {
-    fn walk_options(&self) -> WalkOptions {
+    fn walk_options(&self, journal_capabilities: bool) -> WalkOptions {
         WalkOptions {
             target: self.target,
             allow_hardlinks: self.allow_hardlinks,
             dry_run: self.dry_run,
+            journal_capabilities,
         }
     }
 }
@@ -178,7 +185,7 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     if !settings.dry_run {
         journal::ensure_state_dir(&state_dir, Some(settings.target.uid))?;
     }
-    let options = settings.walk_options();
+    let options = settings.walk_options(true);
     let mut outcomes = Vec::new();
     for root in &roots {
         let progress = Progress::new(settings.progress, &format!("own {}", root.path.display()));
@@ -227,7 +234,13 @@ fn own_one(
         session_info("own", root, settings.target, Some(observed.identity)),
         Some(settings.target.uid),
     )?;
-    let walked = walk::reown(root, settings.walk_options(), Some(&mut writer), progress, &[]);
+    let walked = walk::reown(
+        root,
+        settings.walk_options(true),
+        Some(&mut writer),
+        progress,
+        &[],
+    );
     // A journal that cannot be appended to (damaged, or its new file cannot be synced)
     // stopped the walk before any change: report it as it is.
     writer.prepare()?;
@@ -312,12 +325,13 @@ fn release_one(root: &Root, settings: &ReownSettings, state_dir: Option<&Path>) 
     // tree is handed over they are retired too, or they would outlive what they name and
     // be picked up by whatever later gets the same inode.
     let watch = state_dir.map(journal::journal_roots).unwrap_or_default();
-    let report = walk::reown(root, settings.walk_options(), None, &progress, &watch).with_context(|| {
-        format!(
-            "release {}: stopped before the end (run it again to finish)",
-            root.path.display()
-        )
-    })?;
+    let report =
+        walk::reown(root, settings.walk_options(false), None, &progress, &watch).with_context(|| {
+            format!(
+                "release {}: stopped before the end (run it again to finish)",
+                root.path.display()
+            )
+        })?;
     progress.finish();
     let existing = |(dev, ino): (u64, u64)| {
         state_dir
@@ -330,21 +344,35 @@ fn release_one(root: &Root, settings: &ReownSettings, state_dir: Option<&Path>) 
     } else {
         (own_journal, None)
     };
-    let inner_journals: Vec<PathBuf> = report
+    let mut inner_journals: Vec<PathBuf> = report
         .watched
         .iter()
         .filter(|&&entry| entry != (root.dev, root.ino))
         .filter_map(|&entry| existing(entry))
         .collect();
+    inner_journals.sort_unstable();
+    inner_journals.dedup();
     let mut pruned = Vec::new();
+    let mut inner_busy = Vec::new();
     if !settings.dry_run {
         if let Some(path) = stale {
             retire(&path)?;
             pruned.push(path);
         }
         if report.skipped == 0 {
-            for path in journal_path.iter().chain(&inner_journals) {
+            if let Some(path) = &journal_path {
                 retire(path)?;
+            }
+            // Each under its own lock: a run still writing one (`own` of that folder) keeps it.
+            for path in std::mem::take(&mut inner_journals) {
+                match JournalLock::try_acquire(&path) {
+                    Some(lock) => {
+                        retire(&path)?;
+                        lock.remove();
+                        inner_journals.push(path);
+                    }
+                    None => inner_busy.push(path),
+                }
             }
         }
         if let Some(dir) = state_dir {
@@ -354,6 +382,7 @@ fn release_one(root: &Root, settings: &ReownSettings, state_dir: Option<&Path>) 
     }
     let mut outcome = RootOutcome::new(root, report, journal_path);
     outcome.inner_journals = inner_journals;
+    outcome.inner_busy = inner_busy;
     outcome.pruned = pruned;
     Ok(outcome)
 }
@@ -467,6 +496,7 @@ fn undo_locked(settings: &UndoSettings, roots: &[Root], state_dir: &Path) -> Res
         let report = if settings.dry_run {
             WalkReport {
                 changed: preflight.records - preflight.changed,
+                capabilities: summary.sessions.iter().map(|s| s.capabilities).sum(),
                 ..WalkReport::default()
             }
         } else {
@@ -505,96 +535,4 @@ fn belongs(root: &Root, summary: &JournalSummary) -> Result<String> {
             summary.file.display()
         ),
     }
-}
-
-/// A journal listed: its summary, what became of its folder, its size in bytes.
-#[derive(Debug, Clone, Serialize)]
-pub struct Listed {
-    #[serde(flatten)]
-    pub summary: JournalSummary,
-    #[serde(flatten)]
-    pub status: Status,
-    pub bytes: u64,
-}
-
-/// Every journal in the state directory, with its sessions and status.
-pub fn list_journals() -> Result<(PathBuf, Vec<Result<Listed, String>>)> {
-    let dir = journal::state_dir()?;
-    if !journal::check_state_dir(&dir)? {
-        return Ok((dir, Vec::new()));
-    }
-    let out = journal::journal_files(&dir)?
-        .into_iter()
-        .map(|path| {
-            let bytes = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
-            journal::summarize(&path)
-                .map(|summary| Listed {
-                    status: status::status(&summary),
-                    summary,
-                    bytes,
-                })
-                .map_err(|e| format!("{e:#}"))
-        })
-        .collect();
-    Ok((dir, out))
-}
-
-/// One journal `journal prune` looked at.
-#[derive(Debug, Clone, Serialize)]
-pub struct Pruned {
-    pub file: PathBuf,
-    /// The folder it recorded, if it could be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub root: Option<String>,
-    #[serde(flatten)]
-    pub status: Status,
-    pub bytes: u64,
-    /// Removed (or, with --dry-run, would be).
-    pub removed: bool,
-}
-
-/// `journal prune`: remove the journals of folders that are gone (stale) or whose inode
-/// another folder holds (mismatched); keep live, unknown, unreadable and locked ones.
-pub fn prune_journals(dry_run: bool) -> Result<(PathBuf, Vec<Pruned>)> {
-    let (dir, listed) = list_journals()?;
-    let files = journal::journal_files(&dir)?;
-    let mut out = Vec::new();
-    for (file, entry) in files.into_iter().zip(listed) {
-        let Ok(listed) = entry else {
-            out.push(Pruned {
-                file,
-                root: None,
-                status: Status::Unknown {
-                    reason: "unreadable; kept".into(),
-                },
-                bytes: 0,
-                removed: false,
-            });
-            continue;
-        };
-        let removed = listed.status.prunable()
-            && (dry_run
-                || status::remove_journal(&file)
-                    .with_context(|| format!("{}: cannot remove the journal", file.display()))?);
-        out.push(Pruned {
-            root: listed.summary.sessions.last().map(|s| s.info.root.clone()),
-            file,
-            status: listed.status,
-            bytes: listed.bytes,
-            removed,
-        });
-    }
-    Ok((dir, out))
-}
-
-/// The journal recorded for PATH.
-pub fn journal_for(path: &Path) -> Result<PathBuf> {
-    let dir = journal::state_dir()?;
-    journal::check_state_dir(&dir)?;
-    let root = root::resolve(path, None)?;
-    let file = journal::journal_path(&dir, root.dev, root.ino);
-    if !file.exists() {
-        bail!("{}: no journal (looked for {})", path.display(), file.display());
-    }
-    Ok(file)
 }

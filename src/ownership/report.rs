@@ -18,7 +18,8 @@ pub enum SkipReason {
     HardLinked {
         links: u64,
     },
-    /// An executable with file capabilities, which a change of owner would clear.
+    /// An executable with file capabilities, which a change of owner would clear (`release`,
+    /// which keeps no journal to put them back from).
     FileCapabilities,
     /// The entry was replaced (for example by a symlink) while the walk looked at it.
     ChangedDuringWalk,
@@ -90,6 +91,10 @@ pub struct WalkReport {
     pub devices: Vec<String>,
     #[serde(skip_serializing_if = "is_zero")]
     pub devices_total: u64,
+    /// Files whose capabilities (`security.capability`) were journaled before the change of
+    /// owner cleared them (`own`), or put back (`undo`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub capabilities: u64,
     /// Entries met whose (device, inode) the walk was asked to watch for.
     #[serde(skip)]
     pub watched: Vec<(u64, u64)>,
@@ -122,6 +127,7 @@ impl WalkReport {
         let room = LISTED_SKIPS.saturating_sub(self.devices.len());
         self.devices.extend(other.devices.into_iter().take(room));
         self.devices_total += other.devices_total;
+        self.capabilities += other.capabilities;
     }
 
     /// Note a device node that is (or would be) handed over.
@@ -159,9 +165,31 @@ impl WalkReport {
 
     /// `3 changed, 10 already right, 2 skipped (1 hard_linked, 1 mount_point)`.
     pub fn summary_line(&self, changed_word: &str) -> String {
-        let mut line = format!(
-            "{} {changed_word}, {} already right, {} skipped",
-            self.changed, self.already_right, self.skipped
+        let mut line = format!("{} {changed_word}", self.changed);
+        if self.capabilities > 0 {
+            let count = self.capabilities;
+            let (files, files_own) = if count == 1 {
+                ("file", "file's")
+            } else {
+                ("files", "files'")
+            };
+            let _ = match changed_word {
+                "restored" => write!(line, " ({count} {files_own} capabilities put back)"),
+                "to restore" => write!(line, " ({count} {files_own} capabilities to put back)"),
+                "to change" => write!(
+                    line,
+                    " ({count} {files} with capabilities, to be journaled; the change of owner clears them, undo puts them back)"
+                ),
+                _ => write!(
+                    line,
+                    " ({count} {files} with capabilities, journaled; the change of owner cleared them, undo puts them back)"
+                ),
+            };
+        }
+        let _ = write!(
+            line,
+            ", {} already right, {} skipped",
+            self.already_right, self.skipped
         );
         if self.skipped > 0 {
             let reasons: Vec<String> = self

@@ -55,7 +55,14 @@ pub fn stat_at(dirfd: BorrowedFd<'_>, name: &CStr, follow: bool) -> nix::Result<
     if name.is_empty() {
         flags |= nix::libc::AT_EMPTY_PATH;
     }
-    let mask = nix::libc::STATX_BASIC_STATS | nix::libc::STATX_MNT_ID;
+    // Only what the walk and the refusals read: no times, sizes or blocks to fill in.
+    let mask = nix::libc::STATX_TYPE
+        | nix::libc::STATX_MODE
+        | nix::libc::STATX_NLINK
+        | nix::libc::STATX_UID
+        | nix::libc::STATX_GID
+        | nix::libc::STATX_INO
+        | nix::libc::STATX_MNT_ID;
     let mut buf = std::mem::MaybeUninit::<nix::libc::statx>::zeroed();
     // SAFETY: statx writes at most one `struct statx` into `buf`; `name` is NUL-terminated.
     let rc = unsafe { nix::libc::statx(dirfd.as_raw_fd(), name.as_ptr(), flags, mask, buf.as_mut_ptr()) };
@@ -70,8 +77,6 @@ pub fn stat_at(dirfd: BorrowedFd<'_>, name: &CStr, follow: bool) -> nix::Result<
     stat.st_nlink = sx.stx_nlink.into();
     stat.st_uid = sx.stx_uid;
     stat.st_gid = sx.stx_gid;
-    stat.st_rdev = nix::libc::makedev(sx.stx_rdev_major, sx.stx_rdev_minor);
-    stat.st_size = i64::try_from(sx.stx_size).unwrap_or(i64::MAX);
     let mnt_id = if sx.stx_mask & nix::libc::STATX_MNT_ID == 0 {
         0
     } else {

@@ -3,7 +3,8 @@
 //! Sessions are replayed newest first, so an entry `own` changed twice ends with the state
 //! recorded by the first run: the state before flowerbed ever touched it. Each entry is
 //! found by its recorded path without following symlinks, and only changed when its device
-//! and inode are still the recorded ones.
+//! and inode are still the recorded ones. The file capabilities a session journaled go back
+//! after its owners and modes (a change of owner clears them).
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -14,11 +15,11 @@ use anyhow::{Context, Result, bail};
 use nix::dir::{Dir, Type};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{Mode, SFlag, fchmod, fstat, fstatat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
 use nix::unistd::{Gid, Uid, fchownat};
 use serde::Serialize;
 
-use super::journal::{self, JournalSummary, Record};
+use super::journal::{self, Capability, JournalSummary, Record};
 use super::report::{Progress, SkipReason, WalkReport, display_bytes};
 use super::root::{Root, file_type};
 
@@ -251,6 +252,40 @@ impl<'r> Locator<'r> {
             Err(errno) => Ok(Located::Gone(format!("cannot stat: {errno}"))),
         }
     }
+
+    /// [`Self::locate`] and open: a descriptor of the record's entry (`O_PATH`, never
+    /// following it) and its stat, checked to be the recorded device, inode and file type;
+    /// otherwise why not. One system call fewer than a stat by name and then one of the
+    /// descriptor: what is checked is the descriptor that is changed.
+    fn open_entry(&mut self, record: &Record) -> Result<Result<(OwnedFd, FileStat), String>> {
+        if let Err(detail) = self.open_parents(record)? {
+            return Ok(Err(detail));
+        }
+        let parent = self
+            .open
+            .last()
+            .map_or(self.root.parent.as_fd(), |(_, fd)| fd.as_fd());
+        let name = CString::new(self.entry_name(record)).context("journal path holds a NUL byte")?;
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match openat(parent, name.as_c_str(), flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(Err("no longer exists".into())),
+            Err(errno) => return Ok(Err(format!("cannot open: {errno}"))),
+        };
+        let stat = match fstat(&fd) {
+            Ok(stat) => stat,
+            Err(errno) => return Ok(Err(format!("cannot stat: {errno}"))),
+        };
+        let kind = SFlag::S_IFMT.bits();
+        if stat.st_dev != record.dev || stat.st_ino != record.ino || stat.st_mode & kind != record.mode & kind
+        {
+            return Ok(Err(format!(
+                "now inode {} on device {:x} (journal: inode {} on device {:x})",
+                stat.st_ino, stat.st_dev, record.ino, record.dev
+            )));
+        }
+        Ok(Ok((fd, stat)))
+    }
 }
 
 /// Threads replaying a journal (restoring is mostly kernel time, like the walk).
@@ -357,8 +392,77 @@ pub fn restore(root: &Root, journal: &JournalSummary, progress: &Progress) -> Re
         for (_, part) in states {
             report.merge(part);
         }
+        if session.capabilities > 0 {
+            let mut locator = Locator::new(root);
+            journal::for_each_capability(&journal.file, session.offset, |capability| {
+                super::interrupt::check()?;
+                if superseded(later, index, &capability.path) {
+                    return Ok(()); // the path holds a later run's file now
+                }
+                restore_capability(&mut locator, capability, &mut report)
+            })?;
+        }
     }
     Ok(report)
+}
+
+/// Put back a file's capabilities, once it is checked to be the file journaled, if it has
+/// none now (the change of owner cleared them); capabilities set since are left as they are.
+fn restore_capability(
+    locator: &mut Locator<'_>,
+    capability: &Capability,
+    report: &mut WalkReport,
+) -> Result<()> {
+    let path = &capability.path;
+    let record = Record {
+        dev: capability.dev,
+        ino: capability.ino,
+        uid: 0,
+        gid: 0,
+        mode: SFlag::S_IFREG.bits(),
+        path: path.clone(),
+    };
+    let not_back = |detail: String| SkipReason::Error(format!("capabilities not put back: {detail}"));
+    let (parent, name) = match locator.locate(&record)? {
+        Located::Found { parent, name } => (parent, name),
+        Located::Gone(detail) => {
+            report.skip(path, &not_back(format!("identity changed since own: {detail}")));
+            return Ok(());
+        }
+    };
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match openat(parent, name.as_c_str(), flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(errno) => {
+            report.skip(path, &not_back(format!("cannot open: {errno}")));
+            return Ok(());
+        }
+    };
+    if !fstat(&fd).is_ok_and(|now| (now.st_dev, now.st_ino) == (capability.dev, capability.ino)) {
+        report.skip(path, &SkipReason::ChangedDuringWalk);
+        return Ok(());
+    }
+    match super::walk::capability::read_fd(fd.as_raw_fd()) {
+        Ok(None) => {}
+        Ok(Some(now)) if now == capability.value => return Ok(()),
+        Ok(Some(_)) => {
+            report.skip(
+                path,
+                &not_back("it has other capabilities now; left as they are".into()),
+            );
+            return Ok(());
+        }
+        Err(reason) => {
+            report.skip(path, &reason);
+            return Ok(());
+        }
+    }
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match xattr::set_deref(&link, super::walk::capability::ATTRIBUTE, &capability.value) {
+        Ok(()) => report.capabilities += 1,
+        Err(err) => report.skip(path, &not_back(err.to_string())),
+    }
+    Ok(())
 }
 
 fn restore_one(
@@ -367,36 +471,17 @@ fn restore_one(
     report: &mut WalkReport,
     superseded: bool,
 ) -> Result<()> {
-    let (parent, name) = match locator.locate(record)? {
-        Located::Found { parent, name } => (parent, name),
+    // Changed through the descriptor of the inode checked, never by name again: a swap
+    // between the check and the change cannot redirect it.
+    let (fd, stat) = match locator.open_entry(record)? {
+        Ok(found) => found,
         // A later run's record of this path restored it already.
-        Located::Gone(_) if superseded => return Ok(()),
-        Located::Gone(detail) => {
+        Err(_) if superseded => return Ok(()),
+        Err(detail) => {
             report.skip(
                 &record.path,
                 &SkipReason::Error(format!("identity changed since own: {detail}")),
             );
-            return Ok(());
-        }
-    };
-    // Changed through a descriptor of the inode checked, never by name again: a swap
-    // between the check and the change cannot redirect it.
-    let fd = match openat(
-        parent,
-        name.as_c_str(),
-        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(errno) => {
-            report.skip(&record.path, &SkipReason::Error(format!("cannot open: {errno}")));
-            return Ok(());
-        }
-    };
-    let stat = match fstat(&fd) {
-        Ok(stat) if stat.st_dev == record.dev && stat.st_ino == record.ino => stat,
-        _ => {
-            report.skip(&record.path, &SkipReason::ChangedDuringWalk);
             return Ok(());
         }
     };

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::format::{Frame, FrameReader, MAGIC, Record, SessionInfo, Tail, path_problem};
+use super::format::{Capability, Frame, FrameReader, MAGIC, Record, SessionInfo, Tail, path_problem};
 
 /// A summary of one journal file, streamed (memory does not grow with the journal).
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +25,9 @@ pub struct SessionSummary {
     #[serde(skip)]
     pub offset: u64,
     pub records: u64,
+    /// Files whose capabilities it journaled.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub capabilities: u64,
     /// Whether the run got to its end frame (false after a crash or kill).
     pub finished: bool,
     /// The entries its end frame says the run changed.
@@ -73,6 +76,7 @@ pub fn summarize(path: &Path) -> Result<JournalSummary> {
                 info,
                 offset,
                 records: 0,
+                capabilities: 0,
                 finished: false,
                 declared: None,
                 root_entry: None,
@@ -89,6 +93,16 @@ pub fn summarize(path: &Path) -> Result<JournalSummary> {
                 if session.root_entry.is_none() {
                     session.root_entry = records.iter().find(|r| r.path.is_empty()).cloned();
                 }
+            }
+            Some(Frame::Capabilities(capabilities)) => {
+                check_capability_paths(path, offset, &capabilities)?;
+                let Some(session) = sessions.last_mut() else {
+                    bail!(
+                        "{}: journal corrupt at byte {offset}: capabilities before any session",
+                        path.display()
+                    )
+                };
+                session.capabilities += capabilities.len() as u64;
             }
             Some(Frame::End(end)) => {
                 if let Some(session) = sessions.last_mut() {
@@ -130,6 +144,24 @@ fn check_paths(path: &Path, offset: u64, records: &[Record]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn check_capability_paths(path: &Path, offset: u64, capabilities: &[Capability]) -> Result<()> {
+    for capability in capabilities {
+        if let Some(problem) = path_problem(&capability.path) {
+            bail!(
+                "{}: journal corrupt at byte {offset}: capability path {:?} {problem}",
+                path.display(),
+                String::from_utf8_lossy(&capability.path[..capability.path.len().min(64)])
+            );
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl JournalSummary {
@@ -191,6 +223,35 @@ pub fn for_each_batch(
                 check_paths(path, reader.offset(), &records)?;
                 visit(&records)?;
             }
+            Frame::Capabilities(_) => {}
+            Frame::End(_) => break,
+        }
+    }
+    Ok(())
+}
+
+/// Stream the file capabilities the session starting at `offset` journaled.
+pub fn for_each_capability(
+    path: &Path,
+    offset: u64,
+    mut visit: impl FnMut(&Capability) -> Result<()>,
+) -> Result<()> {
+    let mut file = open_journal(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = FrameReader::resume(io::BufReader::new(file), offset).checking_only();
+    let mut started = false;
+    while let Some(frame) = reader
+        .next_frame()
+        .map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?
+    {
+        match frame {
+            Frame::Session(_) if started => break,
+            Frame::Session(_) => started = true,
+            Frame::Capabilities(capabilities) => {
+                check_capability_paths(path, reader.offset(), &capabilities)?;
+                capabilities.iter().try_for_each(&mut visit)?;
+            }
+            Frame::Records(_) => {}
             Frame::End(_) => break,
         }
     }
@@ -243,6 +304,7 @@ pub fn par_for_each_batch<S: Send>(
                     check_paths(path, reader.offset(), &records)?;
                     rest.extend(records);
                 }
+                Some(Frame::Capabilities(_)) => {}
             }
         }
     };

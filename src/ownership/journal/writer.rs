@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::format::{
-    CompactEncoder, FORMAT_VERSION, FRAME_HEAD, FRAME_TAIL, Frame, FrameReader, KIND_COMPACT, MAGIC,
-    MAX_FRAME_PATHS, MAX_FRAME_RECORDS, MAX_PAYLOAD, Record, RecordRef, SessionEnd, SessionInfo, Tail, crc32,
-    encode_frame,
+    CompactEncoder, FORMAT_VERSION, FRAME_HEAD, FRAME_TAIL, Frame, FrameReader, KIND_CAPABILITIES,
+    KIND_COMPACT, MAGIC, MAX_CAPABILITY, MAX_FRAME_PATHS, MAX_FRAME_RECORDS, MAX_PAYLOAD, Record, RecordRef,
+    SessionEnd, SessionInfo, Tail, crc32, encode_frame, push_capability,
 };
 
 /// Records waiting to be written as one compact records frame (each walker thread fills
@@ -24,6 +24,10 @@ pub struct RecordBatch {
     encoder: CompactEncoder,
     /// Its paths' bytes, spelled out (what decoding the frame will allocate for them).
     spelled: usize,
+    /// The capability frame of its records' files that have one (head, count, entries),
+    /// empty while there is none: rare, so it costs nothing on the walk's hot path.
+    capabilities: Vec<u8>,
+    capability_count: u32,
 }
 
 impl RecordBatch {
@@ -41,6 +45,19 @@ impl RecordBatch {
         self.encoder.push(record, &mut self.bytes);
         self.spelled += record.path.len();
         self.count += 1;
+    }
+
+    /// [`Self::push`] for a file whose `security.capability` attribute is `value`: the
+    /// attribute goes into a capability frame written, and synced, with the records frame.
+    pub fn push_with_capability(&mut self, record: RecordRef<'_>, value: &[u8]) {
+        debug_assert!(!value.is_empty() && value.len() <= MAX_CAPABILITY);
+        if self.capabilities.is_empty() {
+            self.capabilities
+                .extend_from_slice(&[KIND_CAPABILITIES, 0, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        push_capability(&mut self.capabilities, record.dev, record.ino, record.path, value);
+        self.capability_count += 1;
+        self.push(record);
     }
 
     pub fn len(&self) -> usize {
@@ -71,12 +88,26 @@ impl RecordBatch {
         let spelled = std::mem::take(&mut self.spelled);
         // Every frame stands alone: the next one starts from zeros and an empty path.
         self.encoder.restart();
+        let mut capabilities = std::mem::take(&mut self.capabilities);
+        if !capabilities.is_empty() {
+            seal_frame(&mut capabilities, std::mem::take(&mut self.capability_count));
+        }
         SealedBatch {
             frame,
             records,
             spelled,
+            capabilities,
         }
     }
+}
+
+/// Patch a frame's payload length and count (bytes 1 to 9) and append its checksum.
+fn seal_frame(frame: &mut Vec<u8>, count: u32) {
+    let payload_len = u32::try_from(frame.len() - FRAME_HEAD).expect("frame under 4 GiB");
+    frame[1..5].copy_from_slice(&payload_len.to_le_bytes());
+    frame[5..9].copy_from_slice(&count.to_le_bytes());
+    let crc = crc32(frame);
+    frame.extend_from_slice(&crc.to_le_bytes());
 }
 
 /// A finished records frame, ready to be appended.
@@ -85,6 +116,8 @@ pub struct SealedBatch {
     records: u32,
     /// Its paths' bytes, spelled out.
     spelled: usize,
+    /// The capability frame to write before the records frame (empty: none).
+    capabilities: Vec<u8>,
 }
 
 #[cfg(test)]
@@ -289,6 +322,7 @@ impl JournalWriter {
         for batch in batches {
             let payload = batch.frame.len() - FRAME_HEAD - FRAME_TAIL;
             if payload > MAX_PAYLOAD as usize
+                || batch.capabilities.len() > MAX_PAYLOAD as usize
                 || batch.records > MAX_FRAME_RECORDS
                 || batch.spelled > MAX_FRAME_PATHS
             {
@@ -300,11 +334,20 @@ impl JournalWriter {
                 );
             }
         }
-        let mut out = Vec::with_capacity(batches.iter().map(|b| b.frame.len()).sum::<usize>() + 256);
+        let mut out = Vec::with_capacity(
+            batches
+                .iter()
+                .map(|b| b.frame.len() + b.capabilities.len())
+                .sum::<usize>()
+                + 256,
+        );
         if let Some(session) = self.session.take() {
             out.extend_from_slice(&encode_frame(&Frame::Session(session)));
         }
         for batch in batches {
+            // Capabilities first: after a crash, a records frame is never on disk without
+            // the capabilities of its files.
+            out.extend_from_slice(&batch.capabilities);
             out.extend_from_slice(&batch.frame);
         }
         self.append(&out)?;
@@ -402,7 +445,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_journal_is_marked_version_2_before_compact_frames_join_it() {
+    fn a_version_1_journal_is_marked_current_before_compact_frames_join_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let old = vec![record(b"before")];
@@ -426,6 +469,48 @@ mod tests {
         assert_eq!(tail, Tail::Clean);
         assert_eq!(frames[1], Frame::Records(old));
         assert_eq!(frames[3], Frame::Records(vec![record(b"after")]));
+    }
+
+    #[test]
+    fn a_version_2_journal_is_marked_version_3_and_capabilities_precede_their_records() {
+        use crate::ownership::journal::Capability;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut bytes = sample();
+        bytes[15] = 2;
+        fs::write(&path, &bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let mut writer = JournalWriter::open(&path, session(), None).unwrap();
+        let mut batch = RecordBatch::default();
+        let capable = record(b"bin/ping");
+        batch.add(&record(b"bin"));
+        batch.push_with_capability(capable.borrowed(), b"\x01\x00\x00\x02");
+        writer.commit_batch(&mut batch).unwrap();
+        // A batch without capabilities writes no capability frame.
+        batch.add(&record(b"later"));
+        writer.commit_batch(&mut batch).unwrap();
+        let marked = fs::read(&path).unwrap();
+        assert_eq!(marked[15], 3);
+        assert_eq!(marked[16..bytes.len()], bytes[16..]);
+        let (frames, tail) = parse(&marked).unwrap();
+        assert_eq!(tail, Tail::Clean);
+        let old = parse(&bytes).unwrap().0.len();
+        assert_eq!(
+            frames[old + 1..],
+            [
+                Frame::Capabilities(vec![Capability {
+                    dev: capable.dev,
+                    ino: capable.ino,
+                    path: capable.path.clone(),
+                    value: b"\x01\x00\x00\x02".to_vec(),
+                }]),
+                Frame::Records(vec![record(b"bin"), capable]),
+                Frame::Records(vec![record(b"later")]),
+            ]
+        );
+        let summary = summarize(&path).unwrap();
+        assert_eq!(summary.sessions.last().unwrap().capabilities, 1);
+        assert_eq!(summary.sessions.last().unwrap().records, 3);
     }
 
     #[test]

@@ -120,10 +120,19 @@ impl Committer {
 
 impl Worker<'_, '_> {
     /// Journal the entry's current state and change it (now, or with its batch).
-    pub(super) fn change(&mut self, handle: Handle, name: Option<&CStr>, stat: &FileStat) {
+    pub(super) fn change(
+        &mut self,
+        handle: Handle,
+        name: Option<&CStr>,
+        stat: &FileStat,
+        capability: Option<&[u8]>,
+    ) {
         if matches!(file_type(stat), SFlag::S_IFCHR | SFlag::S_IFBLK) {
             // Whoever owns a device node can read or write the device: say so.
             self.report.device(&self.path);
+        }
+        if capability.is_some() {
+            self.report.capabilities += 1;
         }
         if self.shared.options.dry_run {
             self.report
@@ -134,14 +143,18 @@ impl Worker<'_, '_> {
             apply(self.shared, &mut self.report, &handle, name, &self.path);
             return;
         }
-        self.batch.records.push(RecordRef {
+        let record = RecordRef {
             dev: stat.st_dev,
             ino: stat.st_ino,
             uid: stat.st_uid,
             gid: stat.st_gid,
             mode: stat.st_mode,
             path: &self.path,
-        });
+        };
+        match capability {
+            Some(value) => self.batch.records.push_with_capability(record, value),
+            None => self.batch.records.push(record),
+        }
         self.batch.push(handle, &self.path, name);
     }
 

@@ -39,6 +39,7 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 
 mod batch;
+pub(crate) mod capability;
 mod commit;
 mod queue;
 
@@ -93,6 +94,9 @@ pub struct WalkOptions {
     pub allow_hardlinks: bool,
     /// Look only: change nothing, journal nothing.
     pub dry_run: bool,
+    /// Journal the capabilities of files that have some (`own`), rather than leave such
+    /// files alone (`release`, which has no journal to put them back from).
+    pub journal_capabilities: bool,
 }
 
 /// Walk `root` and give every entry to `options.target`, journaling first when `journal`
@@ -203,6 +207,11 @@ struct Shared<'a> {
 impl Shared<'_> {
     fn on_another_mount(&self, stat: &FileStat, mnt_id: u64) -> bool {
         stat.st_dev != self.root_dev || (self.root_mnt != 0 && mnt_id != 0 && mnt_id != self.root_mnt)
+    }
+
+    /// Whether a file's capabilities are journaled (or, in a dry run, would be).
+    fn keeps_capabilities(&self) -> bool {
+        self.options.journal_capabilities && (self.options.dry_run || self.committer.is_some())
     }
 
     fn fail(&self) {
@@ -466,21 +475,30 @@ impl<'s, 'a> Worker<'s, 'a> {
         if self.already_right(&stat) {
             return Ok(None);
         }
-        // chown clears file capabilities, and the journal does not hold them: leave such
-        // a program alone rather than lose them (only executables can carry any).
-        if file_type(&stat) == SFlag::S_IFREG
-            && stat.st_mode & 0o111 != 0
-            && has_capabilities(parent.fd(), name)
-        {
-            self.skip(&SkipReason::FileCapabilities);
-            return Ok(None);
+        // chown clears file capabilities: `own` journals them first, `release` leaves such a
+        // program alone. Only executables are looked at: the kernel grants a file's
+        // capabilities when it is executed, and a look costs two system calls.
+        let mut capability = None;
+        if file_type(&stat) == SFlag::S_IFREG && stat.st_mode & 0o111 != 0 {
+            match capability::read(parent.fd(), name, &stat) {
+                Ok(None) => {}
+                Ok(Some(_)) if !self.shared.keeps_capabilities() => {
+                    self.skip(&SkipReason::FileCapabilities);
+                    return Ok(None);
+                }
+                Ok(found) => capability = found,
+                Err(reason) => {
+                    self.skip(&reason);
+                    return Ok(None);
+                }
+            }
         }
         let handle = Handle::Child {
             parent: parent.clone(),
             dev: stat.st_dev,
             ino: stat.st_ino,
         };
-        self.change(handle, Some(name), &stat);
+        self.change(handle, Some(name), &stat, capability.as_deref());
         Ok(None)
     }
 
@@ -550,7 +568,7 @@ impl<'s, 'a> Worker<'s, 'a> {
         });
         self.note_if_watched(stat);
         if !self.already_right(stat) {
-            self.change(Handle::Dir(dir.clone()), None, stat);
+            self.change(Handle::Dir(dir.clone()), None, stat, None);
         }
         if depth >= self.shared.max_depth {
             // Its own change (if any) still holds it open; its entries are not walked.
@@ -577,17 +595,4 @@ impl<'s, 'a> Worker<'s, 'a> {
         }
         false
     }
-}
-
-/// Whether `name` in `dir` carries a `security.capability` attribute (read through a
-/// descriptor of the entry, never following it).
-fn has_capabilities(dir: std::os::fd::BorrowedFd<'_>, name: &CStr) -> bool {
-    use std::os::fd::AsRawFd;
-    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let Ok(fd) = openat(dir, name, flags, Mode::empty()) else {
-        return false;
-    };
-    // The /proc link of an O_PATH descriptor names exactly that inode.
-    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    matches!(xattr::get_deref(&link, "security.capability"), Ok(Some(_)))
 }

@@ -1,6 +1,6 @@
 //! The journal's byte format: pure functions over bytes, so that they can be fuzzed.
 //!
-//! # Format (version 2; version 1 is still read)
+//! # Format (version 3; versions 1 and 2 are still read)
 //!
 //! A journal file starts with the 16-byte [`MAGIC`] (`flowerbed-jrnl` + `\n` + the format
 //! version byte), followed by frames:
@@ -19,11 +19,15 @@
 //! * `R` a batch of records, as version 1 wrote them (still read): `count: u32 LE`, then per
 //!   record `dev: u64, ino: u64, uid: u32, gid: u32, mode: u32, path length: u32` (all LE)
 //!   and the path bytes.
+//! * `X` (version 3) the capability attributes (`security.capability`) of files the next
+//!   records frame lists, which a change of owner clears: `count: u32 LE`, then per file its
+//!   device, inode, path length, path, value length and value (numbers unsigned LEB128).
+//!   It is written with its records frame, in the same synced write, before it.
 //! * `E` session end: JSON [`SessionEnd`].
 //!
-//! This version appends compact frames to a version 1 journal too, after setting its
-//! header's version byte to 2: an older flowerbed then refuses the file as a whole, rather
-//! than take a compact frame at its end for a torn write.
+//! This version appends to a journal of an older version too, after setting its header's
+//! version byte to 3: an older flowerbed then refuses the file as a whole, rather than take
+//! a frame kind it does not know at its end for a torn write (and cut it off).
 //!
 //! Paths are relative to the root, raw bytes (names may be invalid UTF-8 or contain
 //! newlines), empty for the root itself. A records frame of the walk takes about 5 to 10
@@ -37,18 +41,22 @@
 
 use serde::{Deserialize, Serialize};
 
+mod capabilities;
 mod reader;
 mod records;
 
+pub use self::capabilities::Capability;
+pub(crate) use self::capabilities::push_capability;
+use self::capabilities::{decode_capabilities, encode_capabilities};
 pub use self::reader::FrameReader;
 pub(crate) use self::records::CompactEncoder;
 use self::records::{decode_compact, decode_records, encode_records};
 
 /// The first bytes of every journal file this build creates; the last byte is the format
 /// version.
-pub const MAGIC: &[u8; 16] = b"flowerbed-jrnl\n\x02";
+pub const MAGIC: &[u8; 16] = b"flowerbed-jrnl\n\x03";
 /// The format version this build writes.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 /// The oldest format version this build reads (and appends to, with compact frames).
 pub const OLDEST_VERSION: u8 = 1;
 /// No frame is larger than this; a larger length means corruption, not a big batch.
@@ -59,7 +67,11 @@ pub(crate) const KIND_SESSION: u8 = b'S';
 pub(crate) const KIND_RECORDS: u8 = b'R';
 /// Records, compact.
 pub(crate) const KIND_COMPACT: u8 = b'C';
+/// File capabilities (version 3).
+pub(crate) const KIND_CAPABILITIES: u8 = b'X';
 pub(crate) const KIND_END: u8 = b'E';
+/// The largest capability value kept (a `vfs_cap_data` is 20 or 24 bytes).
+pub(crate) const MAX_CAPABILITY: usize = 256;
 /// kind + length.
 pub(crate) const FRAME_HEAD: usize = 5;
 pub(crate) const FRAME_TAIL: usize = 4;
@@ -204,6 +216,7 @@ pub struct SessionEnd {
 pub enum Frame {
     Session(SessionInfo),
     Records(Vec<Record>),
+    Capabilities(Vec<Capability>),
     End(SessionEnd),
 }
 
@@ -253,6 +266,7 @@ pub(crate) fn decode_frame_keeping(bytes: &[u8], keep_records: bool) -> Decoded 
             .map_err(|e| e.to_string()),
         KIND_RECORDS => decode_records(payload, keep_records).map(Frame::Records),
         KIND_COMPACT => decode_compact(payload, keep_records).map(Frame::Records),
+        KIND_CAPABILITIES => decode_capabilities(payload).map(Frame::Capabilities),
         other => Err(format!("unknown frame kind 0x{other:02x}")),
     };
     match frame {
@@ -267,6 +281,7 @@ pub fn encode_frame(frame: &Frame) -> Vec<u8> {
         Frame::Session(info) => (KIND_SESSION, serde_json::to_vec(info).expect("plain struct")),
         Frame::End(end) => (KIND_END, serde_json::to_vec(end).expect("plain struct")),
         Frame::Records(records) => (KIND_COMPACT, encode_records(records)),
+        Frame::Capabilities(capabilities) => (KIND_CAPABILITIES, encode_capabilities(capabilities)),
     };
     frame_of(kind, &payload)
 }

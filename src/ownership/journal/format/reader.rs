@@ -143,7 +143,7 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 mod tests {
     use super::*;
     use crate::ownership::journal::testdata::*;
-    use crate::ownership::journal::{KIND_END, KIND_RECORDS, KIND_SESSION, parse};
+    use crate::ownership::journal::{KIND_CAPABILITIES, KIND_END, KIND_RECORDS, KIND_SESSION, parse};
 
     /// Found by the `journal_reader` fuzz target: a frame length over the maximum with
     /// bytes after it was a torn tail for `parse` but corruption for the streaming reader
@@ -205,6 +205,7 @@ mod tests {
                     );
                     KIND_RECORDS
                 }
+                Frame::Capabilities(_) => KIND_CAPABILITIES,
                 Frame::End(_) => KIND_END,
             });
         }

@@ -111,7 +111,7 @@ fn unzigzag(encoded: u64) -> u64 {
 }
 
 /// Unsigned LEB128: seven bits per byte, low bits first, the top bit set on all but the last.
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push(value.to_le_bytes()[0] | 0x80);
         value >>= 7;
@@ -184,12 +184,12 @@ impl CompactEncoder {
     }
 }
 
-struct ByteCursor<'a> {
-    bytes: &'a [u8],
+pub(super) struct ByteCursor<'a> {
+    pub(super) bytes: &'a [u8],
 }
 
 impl<'a> ByteCursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.bytes.len() < n {
             return Err("record runs past the end of its frame".into());
         }
@@ -197,14 +197,14 @@ impl<'a> ByteCursor<'a> {
         self.bytes = rest;
         Ok(head)
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    pub(super) fn u32(&mut self) -> Result<u32, String> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
     fn u64(&mut self) -> Result<u64, String> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
     /// An unsigned LEB128 number (see [`put_varint`]).
-    fn varint(&mut self) -> Result<u64, String> {
+    pub(super) fn varint(&mut self) -> Result<u64, String> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.take(1)?[0];
@@ -222,7 +222,7 @@ impl<'a> ByteCursor<'a> {
     fn varint_u32(&mut self) -> Result<u32, String> {
         u32::try_from(self.varint()?).map_err(|_| "number over 32 bits".to_string())
     }
-    fn varint_len(&mut self) -> Result<usize, String> {
+    pub(super) fn varint_len(&mut self) -> Result<usize, String> {
         usize::try_from(self.varint()?).map_err(|_| "length too large".to_string())
     }
 }
