@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod layout;
 pub mod material;
 pub mod names;
+pub mod runtime;
 pub mod verify;
 
 pub use layout::{Layout, LayoutKind};
