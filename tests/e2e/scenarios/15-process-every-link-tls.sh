@@ -61,9 +61,10 @@ for target in targets:
     with socket.create_connection((host, int(port)), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname=host) as tls:
             subject = dict(pair[0] for pair in tls.getpeercert()["subject"])
-            print(f"{target} TLS {tls.version()} {tls.cipher()[0]} CN={subject.get(\"commonName\")}")
+            name = subject.get("commonName")
+            print(f"{target} TLS {tls.version()} {tls.cipher()[0]} CN={name}")
     with socket.create_connection((host, int(port)), timeout=10) as raw:
-        raw.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        raw.sendall(b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n")
         raw.settimeout(5)
         try:
             answer = raw.recv(64)
