@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod output;
 pub mod ownership;
 pub mod render;
+pub mod superexec_auth;
 pub mod tls;
 
 /// The UID and GID that Flower's official images run as (user `app`).

@@ -43,6 +43,7 @@ pub fn run(
         rules::check_container(spec, settings, &mut findings);
     }
     rules::check_tls(specs, settings, &mut findings);
+    rules::check_runtime_links(specs, &mut findings);
     if let Some(deployment) = extra.deployment {
         // Across hosts: public addresses (superlink) and the address dialed (supernode).
         cross_host::check(deployment, &mut findings);

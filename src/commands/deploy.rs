@@ -9,12 +9,15 @@ use serde::Serialize;
 use crate::auth;
 use crate::cli::deploy::{QuickstartArgs, RenderCommand};
 use crate::config;
-use crate::deploy::{self, Deployment, DeploymentRole, SETTINGS_FILE, STATE_DIR, Security, Settings};
+use crate::deploy::{
+    self, Deployment, DeploymentRole, MountPurpose, SETTINGS_FILE, STATE_DIR, Security, Settings,
+};
 use crate::error::Outcome;
 use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PUBLIC, PlanStep, WritePlan};
 use crate::output::Printer;
 use crate::render::{self, text};
-use crate::tls::generate::{self, GenerateSettings};
+use crate::superexec_auth;
+use crate::tls::generate::{self, ExistingCa, GenerateSettings, SigningCa};
 use crate::tls::{KeyType, Layout, LayoutKind, SubjectName, names};
 
 pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
@@ -31,6 +34,9 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
             settings.profile()?.supernode_auth(),
             &mut plan,
         )?;
+    }
+    if args.out.is_some() {
+        plan_runtime_material(&deployment, &settings, None, &mut plan)?;
     }
     let planned: Vec<PathBuf> = plan.files().iter().map(|file| file.path.clone()).collect();
     deploy::require_sources_planned(&deployment, &settings.dir, &planned)?;
@@ -49,6 +55,49 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
         printer.info(&format!("wrote {}", path.display()))?;
     }
     Ok(Outcome::Success)
+}
+
+/// Add what the runner links need and lack: each link's superexec secret, and each
+/// supernode's Runtime API certificate, signed by `ca` (just generated) or else by the CA
+/// in the deployment folder. Whatever is there already is kept.
+fn plan_runtime_material(
+    deployment: &Deployment,
+    settings: &Settings,
+    ca: Option<&SigningCa>,
+    plan: &mut WritePlan,
+) -> Result<()> {
+    let mounts = || deployment.services.iter().flat_map(|service| &service.mounts);
+    let mut secrets: Vec<PathBuf> = Vec::new();
+    for mount in mounts().filter(|m| m.purpose == MountPurpose::SuperexecAuthSecret) {
+        if !secrets.contains(&mount.source) {
+            secrets.push(mount.source.clone());
+        }
+    }
+    superexec_auth::plan_secrets(&secrets, plan)?;
+    if !mounts().any(|m| m.purpose == MountPurpose::RuntimeServerCertificates) {
+        return Ok(());
+    }
+    let layout = Layout::new(&settings.dir, LayoutKind::from(settings.cert_layout));
+    let loaded;
+    let ca = match ca {
+        Some(ca) => ca,
+        None => {
+            let existing = ExistingCa {
+                cert_path: layout.ca_cert(),
+                key_path: layout.ca_key(),
+            };
+            if existing.key_path.symlink_metadata().is_err() {
+                return Err(anyhow!(
+                    "{}: no CA key to issue the supernodes' Runtime API certificates with; run `flowerbed certs generate {}` first, or pass --insecure",
+                    existing.key_path.display(),
+                    settings.dir.display()
+                ));
+            }
+            loaded = SigningCa::load(&existing)?;
+            &loaded
+        }
+    };
+    crate::tls::runtime::plan_supernode_certificates(&layout, settings.supernodes, ca, plan)
 }
 
 /// Names the server certificate covers: the defaults, a specific publish address (the
@@ -124,10 +173,13 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         for warning in &generated.report.warnings {
             printer.warn(warning);
         }
-        generated.plan
+        let mut plan = generated.plan;
+        plan_runtime_material(&deployment, &settings, Some(&generated.ca), &mut plan)?;
+        plan
     } else {
         let mut plan = WritePlan::new(args.force);
         plan.dir(&dir, MODE_DIR_PUBLIC);
+        plan_runtime_material(&deployment, &settings, None, &mut plan)?;
         plan
     };
     if !args.names.is_empty() && (certificates_reused || !tls || supernode_only) {

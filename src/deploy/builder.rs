@@ -6,13 +6,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use crate::auth;
+use crate::superexec_auth;
 use crate::tls::{Layout, LayoutKind, layout};
 
 use super::address::Address;
 use super::model::{
     CERT_MOUNT, CONTAINER_WORKDIR, Connection, DATABASE_PATH, Deployment, Flag, Identity, Mount,
-    MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY, Role, SERVICE_LABEL, Service,
-    SourceKind, node_config,
+    MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY, RUNTIME_CERT_MOUNT, Role,
+    SERVICE_LABEL, Service, SourceKind, node_config,
 };
 use super::profile::{AppIoListen, Profile, SUPERNODE_APPIO_PORT, SupernodeAuth};
 use super::settings::{DeploymentRole, Isolation, STATE_DIR, Security, Settings};
@@ -82,6 +83,8 @@ struct AppRunner {
     /// The app API it dials (`host:port`).
     address: String,
     runtime_tls: bool,
+    /// The link's superexec secret folder, when the link uses one.
+    secret: Option<PathBuf>,
     /// The service it dials, started first.
     component: String,
 }
@@ -105,9 +108,55 @@ fn auth_path(file: &str) -> String {
     format!("{}/{file}", auth::AUTH_MOUNT)
 }
 
+fn runtime_cert_path(file: &str) -> String {
+    format!("{RUNTIME_CERT_MOUNT}/{file}")
+}
+
 impl Builder<'_> {
     fn tls(&self) -> bool {
         self.settings.security == Security::Tls
+    }
+
+    /// The superexec secret folder of the superlink's link (`None`) or supernode `index`'s,
+    /// when that side runs its apps in process isolation on a release with the flag. Part
+    /// of a TLS deployment: `--insecure` deployments stay the plain debugging setup.
+    fn superexec_secret(&self, supernode: Option<u32>) -> Option<PathBuf> {
+        let isolation = match supernode {
+            None => self.settings.superlink_isolation,
+            Some(_) => self.settings.supernode_isolation,
+        };
+        (self.tls() && isolation == Isolation::Process && self.profile.superexec_auth_secret_flag().is_some())
+            .then(|| superexec_auth::secret_dir(&self.settings.dir, supernode))
+    }
+
+    /// Whether supernode `index`'s Runtime API gets a server certificate of its own: TLS,
+    /// process isolation (a runner dials it across the network), a release that can, and
+    /// the CA's host (a supernode-only deployment has no CA key to issue one with).
+    fn supernode_runtime_tls(&self) -> bool {
+        self.tls()
+            && self.settings.supernode_isolation == Isolation::Process
+            && self.profile.supernode_runtime_can_be_tls()
+            && self.settings.role.has_superlink()
+    }
+
+    /// Mount a link's secret folder and name its file with the release's flag.
+    fn use_superexec_secret(&self, service: &mut Service, dir: PathBuf) {
+        let Some(flag_name) = self.profile.superexec_auth_secret_flag() else {
+            return;
+        };
+        service.flags.push(valued(
+            flag_name,
+            format!("{}/{}", superexec_auth::SECRET_MOUNT, superexec_auth::SECRET),
+        ));
+        // Read-only: no release deletes the file for the runners we render.
+        let mut mount = self.mount(
+            MountPurpose::SuperexecAuthSecret,
+            dir,
+            superexec_auth::SECRET_MOUNT,
+            SourceKind::Directory,
+        );
+        mount.read_only = !self.profile.superexec_deletes_auth_secret();
+        service.mounts.push(mount);
     }
 
     fn user(&self) -> Identity {
@@ -236,6 +285,9 @@ impl Builder<'_> {
             service.flags.push(flag("--insecure"));
         }
         self.superlink_auth(&mut service);
+        if let Some(dir) = self.superexec_secret(None) {
+            self.use_superexec_secret(&mut service, dir);
+        }
         service
             .flags
             .push(valued("--isolation", self.settings.superlink_isolation.name()));
@@ -368,6 +420,7 @@ impl Builder<'_> {
             // The Runtime API speaks TLS from 1.35 on when we give it certificates (always
             // in 1.41+, with the `--appio-ssl-*` flags in 1.35); 1.21's superexec has no TLS.
             runtime_tls: self.tls() && self.profile.runtime_api_has_tls(),
+            secret: self.superexec_secret(None),
             component: "superlink".into(),
         })
     }
@@ -408,6 +461,9 @@ impl Builder<'_> {
                 service.flags.push(valued("--plugin-type", runner.app));
                 service.flags.push(valued("--appio-api-address", runner.address));
             }
+            if let Some(dir) = runner.secret {
+                self.use_superexec_secret(&mut service, dir);
+            }
             self.allow_dependency_install(&mut service);
             service
         };
@@ -434,6 +490,9 @@ impl Builder<'_> {
             service.flags.push(flag("--insecure"));
         }
         self.supernode_auth(&mut service, index);
+        if let Some(dir) = self.superexec_secret(Some(index)) {
+            self.use_superexec_secret(&mut service, dir);
+        }
         service
             .flags
             .push(valued("--isolation", self.settings.supernode_isolation.name()));
@@ -454,6 +513,23 @@ impl Builder<'_> {
                 }
             }
         }
+        if let Some([ca, cert, key]) = self
+            .profile
+            .supernode_runtime_tls_flags()
+            .filter(|_| self.supernode_runtime_tls())
+        {
+            service.flags.extend([
+                valued(ca, runtime_cert_path(layout::CA_CERT)),
+                valued(cert, runtime_cert_path(layout::SERVER_CERT)),
+                valued(key, runtime_cert_path(layout::SERVER_KEY)),
+            ]);
+            service.mounts.push(self.mount(
+                MountPurpose::RuntimeServerCertificates,
+                self.layout.supernode_runtime_dir(index),
+                RUNTIME_CERT_MOUNT,
+                SourceKind::Directory,
+            ));
+        }
         service.flags.push(valued(
             NODE_CONFIG_FLAG,
             node_config(index - 1, self.settings.supernodes),
@@ -473,8 +549,9 @@ impl Builder<'_> {
             separate_name: format!("clientapp-{index}"),
             superexec_name: format!("superexec-clientapp-{index}"),
             address: format!("{supernode}:{SUPERNODE_APPIO_PORT}"),
-            // The supernode's Runtime API stays plain HTTP: it gets no server certificate.
-            runtime_tls: false,
+            // TLS when the supernode got a Runtime API server certificate of its own.
+            runtime_tls: self.supernode_runtime_tls(),
+            secret: self.superexec_secret(Some(index)),
             component: supernode,
         })
     }

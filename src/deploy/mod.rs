@@ -72,6 +72,13 @@ pub fn require_sources_planned(deployment: &Deployment, dir: &Path, planned: &[P
         format!(
             "run `flowerbed quickstart {quoted_dir} --supernode-auth`, or render with --out (both generate the missing keys)"
         )
+    } else if matches!(
+        mount.purpose,
+        MountPurpose::RuntimeServerCertificates | MountPurpose::SuperexecAuthSecret
+    ) {
+        format!(
+            "run `flowerbed quickstart {quoted_dir}`, or render with --out (both generate what is missing)"
+        )
     } else if mount.purpose == MountPurpose::State {
         let quoted = shlex::try_quote(&mount.source.to_string_lossy())
             .unwrap_or_default()
@@ -92,7 +99,7 @@ pub fn require_sources_planned(deployment: &Deployment, dir: &Path, planned: &[P
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     use super::*;
 
@@ -146,9 +153,47 @@ mod tests {
                 "--root-certificates",
                 "certificates/ca.crt",
                 "--runtime-api-address",
-                "superlink:8000"
+                "superlink:8000",
+                "--superexec-auth-secret-file",
+                "superexec-auth/secret"
             ]
         );
+        // Every link TLS: the supernode serves its Runtime API with its own certificate,
+        // its runner trusts the CA; each link has its own secret folder.
+        let supernode = newest.service("supernode-1").unwrap();
+        assert_eq!(
+            supernode.flag("--ssl-certfile").unwrap().value.as_deref(),
+            Some("runtime-certificates/server.pem")
+        );
+        let clientapp = newest.service("superexec-clientapp-1").unwrap();
+        assert!(clientapp.flag("--insecure").is_none());
+        assert!(clientapp.flag("--root-certificates").is_some());
+        let secret_dirs = |name: &str| -> Vec<PathBuf> {
+            newest
+                .service(name)
+                .unwrap()
+                .mounts
+                .iter()
+                .filter(|m| m.purpose == MountPurpose::SuperexecAuthSecret)
+                .map(|m| m.source.clone())
+                .collect()
+        };
+        assert_eq!(secret_dirs("supernode-1"), secret_dirs("superexec-clientapp-1"));
+        assert_eq!(secret_dirs("superlink"), secret_dirs("superexec-serverapp"));
+        assert_ne!(secret_dirs("superlink"), secret_dirs("supernode-1"));
+        s.flower_version = "1.35.0".into();
+        let mid = build(&s).unwrap();
+        assert!(
+            mid.service("supernode-1")
+                .unwrap()
+                .flag("--appio-ssl-certfile")
+                .is_some()
+        );
+        s.flower_version = "1.21.0".into();
+        let appio = build(&s).unwrap();
+        let runner = appio.service("superexec-clientapp-1").unwrap();
+        assert!(runner.flag("--insecure").is_some());
+        assert!(runner.flag("--superexec-auth-secret-file").is_none());
         s.flower_version = "1.13.1".into();
         let seed = build(&s).unwrap();
         let serverapp = seed.service("serverapp").unwrap();
@@ -248,7 +293,13 @@ mod tests {
         );
         assert!(supernode.depends_on.is_empty());
         assert!(node.connection.is_none());
-        assert!(node.owned_paths().is_empty());
+        // No CA key on a supernode's host: its Runtime API stays plain (check warns), but
+        // the link still gets its secret, which the containers must own.
+        assert!(supernode.flag("--ssl-certfile").is_none());
+        assert_eq!(
+            node.owned_paths(),
+            [Path::new("/srv/flower/superexec-auth/supernode-1")]
+        );
     }
 
     #[test]
@@ -286,7 +337,7 @@ mod tests {
                     .flags
                     .iter()
                     .map(|flag| flag.name)
-                    .filter(|name| name.contains("-auth"))
+                    .filter(|name| name.contains("-auth") && !name.contains("superexec"))
                     .collect()
             };
             assert_eq!(auth_flags(&deployment.services[0]), superlink_flags, "{version}");

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::auth;
+use crate::superexec_auth;
 use crate::tls::layout;
 
 use super::address::Address;
@@ -23,6 +24,8 @@ use super::settings::{DeploymentRole, Isolation, Security};
 pub const CONTAINER_WORKDIR: &str = "/app";
 /// Where certificates are mounted, relative to the working directory (as Flower's docs do).
 pub const CERT_MOUNT: &str = "certificates";
+/// Where a supernode finds its own Runtime API server certificate.
+pub const RUNTIME_CERT_MOUNT: &str = "runtime-certificates";
 /// The superlink's database with `--state`, relative to the working directory.
 pub const DATABASE_PATH: &str = "state/state.db";
 /// Restart policy of every service: come back after a crash or a daemon restart.
@@ -150,6 +153,10 @@ pub enum MountPurpose {
     KnownSupernodeKeys,
     /// The supernodes' public keys and the superlink's own key pair (1.13).
     SuperlinkAuthKeys,
+    /// A supernode's own Runtime API server certificate and key, and the CA beside them.
+    RuntimeServerCertificates,
+    /// The secret a superexec and the component it dials share (`--superexec-auth-secret-file`).
+    SuperexecAuthSecret,
 }
 
 impl MountPurpose {
@@ -162,6 +169,8 @@ impl MountPurpose {
                 | MountPurpose::State
                 | MountPurpose::SupernodeAuthKey
                 | MountPurpose::SuperlinkAuthKeys
+                | MountPurpose::RuntimeServerCertificates
+                | MountPurpose::SuperexecAuthSecret
         )
     }
 }
@@ -337,10 +346,20 @@ impl Mount {
                 auth::SUPERLINK_PRIVATE_KEY,
                 auth::SUPERLINK_PUBLIC_KEY,
             ],
+            MountPurpose::RuntimeServerCertificates => {
+                &[layout::CA_CERT, layout::SERVER_CERT, layout::SERVER_KEY]
+            }
+            MountPurpose::SuperexecAuthSecret => &[superexec_auth::SECRET],
             MountPurpose::State => return None,
         };
         let file = |name: &'static str, source: PathBuf, target: String| MountedFile {
-            private: [layout::SERVER_KEY, auth::PRIVATE_KEY, auth::SUPERLINK_PRIVATE_KEY].contains(&name),
+            private: [
+                layout::SERVER_KEY,
+                auth::PRIVATE_KEY,
+                auth::SUPERLINK_PRIVATE_KEY,
+                superexec_auth::SECRET,
+            ]
+            .contains(&name),
             name,
             source,
             target,

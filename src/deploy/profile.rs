@@ -209,6 +209,46 @@ impl Profile {
         }
     }
 
+    /// The TLS flags (CA, certificate, key) of a supernode's own Runtime (ClientAppIo)
+    /// server, the link its ClientApp runner dials. 1.13 and 1.21: none (`flower-supernode
+    /// --help` has only the client-side `--root-certificates`); 1.35: `--appio-ssl-*`
+    /// (`supercore/tls.py` wants all three or none); 1.41+: `--ssl-*`, with `--appio-ssl-*`
+    /// left as hidden aliases that warn (`supernode/cli/flower_supernode.py`).
+    pub fn supernode_runtime_tls_flags(&self) -> Option<[&'static str; 3]> {
+        match self.generation {
+            Generation::Seed | Generation::AppIo => None,
+            Generation::HostPort => Some([
+                "--appio-ssl-ca-certfile",
+                "--appio-ssl-certfile",
+                "--appio-ssl-keyfile",
+            ]),
+            Generation::Runtime => Some(["--ssl-ca-certfile", "--ssl-certfile", "--ssl-keyfile"]),
+        }
+    }
+
+    /// Whether both ends of the supernode's Runtime link can be TLS: the server flags above
+    /// and the runner's `--root-certificates` (`flower-superexec --help`, 1.35+).
+    pub fn supernode_runtime_can_be_tls(&self) -> bool {
+        self.app_io_can_be_tls() && self.supernode_runtime_tls_flags().is_some()
+    }
+
+    /// The flag naming the shared secret the superexecs sign their Runtime API calls with,
+    /// the same on `flower-superlink`, `flower-supernode` and `flower-superexec`: 1.35+
+    /// (`supercore/auth/superexec_secret.py`), absent before. Only process isolation uses
+    /// it: in subprocess mode the superlink and supernode warn and ignore it.
+    pub fn superexec_auth_secret_flag(&self) -> Option<&'static str> {
+        (self.generation >= Generation::HostPort).then_some("--superexec-auth-secret-file")
+    }
+
+    /// How the release reads that secret: `Path.read_bytes()`, exact raw bytes (a trailing
+    /// newline is part of the secret), an empty file refused (`load_superexec_auth_secret`).
+    /// It is never deleted for the runners we render: 1.35's `flower_superexec.py` zeroes
+    /// and unlinks it only for `--plugin-type serverapp-ephemeral`, 1.41+ never, so a
+    /// read-only mount is enough.
+    pub fn superexec_deletes_auth_secret(&self) -> bool {
+        false
+    }
+
     /// The supported release an image tag names (`1.13.1`, `1.21.0-py3.11-ubuntu24.04`),
     /// when it parses as a version with the major and minor of a supported release.
     pub fn from_image(image: &str) -> Option<&'static Profile> {
@@ -335,6 +375,47 @@ mod tests {
         assert_eq!(version("flwr/superlink:latest"), None);
         assert_eq!(version("flwr/superlink:1.30.0"), None);
         assert_eq!(version("flwr/superlink"), None);
+    }
+
+    #[test]
+    fn runtime_link_tls_and_superexec_secret_follow_the_release() {
+        let facts: Vec<_> = PROFILES
+            .iter()
+            .map(|p| {
+                (
+                    p.version,
+                    p.supernode_runtime_can_be_tls(),
+                    p.supernode_runtime_tls_flags().map(|[_, cert, _]| cert),
+                    p.superexec_auth_secret_flag(),
+                    p.superexec_deletes_auth_secret(),
+                )
+            })
+            .collect();
+        let secret = Some("--superexec-auth-secret-file");
+        assert_eq!(
+            facts,
+            [
+                ("1.13.1", false, None, None, false),
+                ("1.21.0", false, None, None, false),
+                ("1.35.0", true, Some("--appio-ssl-certfile"), secret, false),
+                ("1.41.0", true, Some("--ssl-certfile"), secret, false),
+                ("1.42.0", true, Some("--ssl-certfile"), secret, false),
+            ]
+        );
+        // The supernode's server flags are one family: CA, certificate, key.
+        for profile in PROFILES {
+            if let Some(flags) = profile.supernode_runtime_tls_flags() {
+                let prefix = flags[1].trim_end_matches("certfile");
+                assert_eq!(
+                    flags,
+                    [
+                        format!("{prefix}ca-certfile").as_str(),
+                        flags[1],
+                        format!("{prefix}keyfile").as_str()
+                    ]
+                );
+            }
+        }
     }
 
     #[test]

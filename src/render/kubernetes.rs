@@ -105,6 +105,10 @@ fn secret_for(purpose: MountPurpose) -> Option<&'static str> {
     match purpose {
         MountPurpose::ServerCertificates => Some(SERVER_SECRET),
         MountPurpose::CaCertificate => Some(CA_SECRET),
+        // One pod template serves every supernode and its runner dials it on loopback
+        // (which each supernode's certificate covers), so one Secret serves them all.
+        MountPurpose::RuntimeServerCertificates => Some("supernode-runtime-tls"),
+        MountPurpose::SuperexecAuthSecret => Some("superexec-auth"),
         MountPurpose::State
         | MountPurpose::SupernodeAuthKey
         | MountPurpose::KnownSupernodeKeys

@@ -67,6 +67,27 @@ pub struct GenerateReport {
 pub struct Generated {
     pub plan: WritePlan,
     pub report: GenerateReport,
+    /// The CA that signed them, to issue further server certificates in the same plan.
+    pub ca: SigningCa,
+}
+
+/// A CA able to sign: its issuer, certificate (PEM) and end of validity.
+pub struct SigningCa {
+    pub(super) issuer: Issuer<'static, KeyPair>,
+    pub(super) pem: String,
+    pub(super) not_after: OffsetDateTime,
+}
+
+impl SigningCa {
+    /// Load a CA from disk (`--ca-cert` / `--ca-key` rules: a CA, unexpired, key matching).
+    pub fn load(existing: &ExistingCa) -> Result<Self> {
+        let (issuer, pem, _, not_after) = load_existing_ca(existing, OffsetDateTime::now_utc())?;
+        Ok(Self {
+            issuer,
+            pem,
+            not_after,
+        })
+    }
 }
 
 /// The names every server certificate covers, then `extra` (duplicates dropped).
@@ -197,7 +218,15 @@ pub fn generate(settings: &GenerateSettings) -> Result<Generated> {
         files: plan.files().iter().map(|f| f.path.clone()).collect(),
         warnings,
     };
-    Ok(Generated { plan, report })
+    Ok(Generated {
+        plan,
+        report,
+        ca: SigningCa {
+            issuer: ca_issuer,
+            pem: ca_cert_pem,
+            not_after: ca_not_after,
+        },
+    })
 }
 
 /// A copy of the CA certificate, skipped when an identical one is already there.
@@ -270,7 +299,7 @@ fn rsa_key(alg: &'static SignatureAlgorithm, size: aws_lc_rs::rsa::KeySize) -> R
 /// Ed25519 keys come out of the crypto library as PKCS#8 v2 (RFC 5958, with the public
 /// key attached), which OpenSSL 3.0 and BoringSSL refuse to load; they get the v1 form
 /// (RFC 8410), which carries the same 32-byte private key.
-fn private_key_pem(key: &KeyPair, key_type: KeyType) -> Result<String> {
+pub(super) fn private_key_pem(key: &KeyPair, key_type: KeyType) -> Result<String> {
     use x509_parser::der_parser::ber::BerObjectContent;
     if key_type != KeyType::Ed25519 {
         return Ok(key.serialize_pem());
@@ -333,7 +362,7 @@ fn ca_params(now: OffsetDateTime, days: u32) -> Result<CertificateParams> {
     Ok(params)
 }
 
-fn server_params(
+pub(super) fn server_params(
     names: &[SubjectName],
     key_type: KeyType,
     now: OffsetDateTime,

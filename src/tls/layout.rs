@@ -6,7 +6,11 @@
 //! DIR/superlink-certificates/{ca.crt,server.pem,server.key}   -> superlink, read-only
 //! DIR/supernode-certificates/ca.crt                          -> each supernode, read-only
 //! DIR/ca/{ca.crt,ca.key}                                     -> stays on the host
+//! DIR/supernode-runtime-certificates/supernode-N/{ca.crt,server.pem,server.key}
+//!                                                            -> supernode-N, read-only
 //! ```
+//! The last is each supernode's own Runtime API server certificate (process isolation on
+//! releases whose supernode serves that API over TLS), the same in both layouts.
 //! Flat layout (`--flat`): Flower's own script output in one folder:
 //! `ca.crt ca.key server.csr server.key server.pem`.
 
@@ -15,6 +19,7 @@ use std::path::{Path, PathBuf};
 pub const SUPERLINK_DIR: &str = "superlink-certificates";
 pub const SUPERNODE_DIR: &str = "supernode-certificates";
 pub const CA_DIR: &str = "ca";
+pub const SUPERNODE_RUNTIME_DIR: &str = "supernode-runtime-certificates";
 
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
@@ -105,6 +110,14 @@ impl Layout {
 
     pub fn ca_key(&self) -> PathBuf {
         self.ca_dir().join(CA_KEY)
+    }
+
+    /// Supernode `index`'s Runtime API server certificate folder (from 1), mounted into
+    /// that supernode only.
+    pub fn supernode_runtime_dir(&self, index: u32) -> PathBuf {
+        self.root
+            .join(SUPERNODE_RUNTIME_DIR)
+            .join(format!("supernode-{index}"))
     }
 
     pub fn server_csr(&self) -> PathBuf {

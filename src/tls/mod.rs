@@ -11,6 +11,7 @@ pub mod layout;
 pub mod material;
 pub mod names;
 pub mod renew;
+pub mod runtime;
 pub mod verify;
 
 pub use layout::{Layout, LayoutKind};

@@ -373,6 +373,19 @@ fn check_profile(version: &str) {
         .assert()
         .success();
     auth_files(profile, &workdir.join("auth"));
+    // The supernode's own Runtime API certificate and the runner links' shared secret.
+    let runtime = workdir.join(flowerbed::deploy::model::RUNTIME_CERT_MOUNT);
+    std::fs::create_dir_all(&runtime).unwrap();
+    for file in ["ca.crt", "server.pem", "server.key"] {
+        std::fs::copy(workdir.join("certificates").join(file), runtime.join(file)).unwrap();
+    }
+    let secret = workdir.join(flowerbed::superexec_auth::SECRET_MOUNT);
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(
+        secret.join(flowerbed::superexec_auth::SECRET),
+        flowerbed::superexec_auth::generate().unwrap(),
+    )
+    .unwrap();
 
     let mut helps: BTreeMap<&str, String> = BTreeMap::new();
     let mut failures = Vec::new();

@@ -12,6 +12,7 @@ mod check;
 mod check_fixes;
 mod check_inputs;
 mod check_matrix;
+mod check_runtime_tls;
 mod cli;
 mod deploy;
 mod deploy_flwr;

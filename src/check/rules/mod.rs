@@ -9,11 +9,13 @@ use serde::Serialize;
 
 mod keys;
 mod mounts;
+mod runtime_tls;
 mod selinux;
 mod state;
 pub mod table;
 mod tls;
 
+pub use runtime_tls::check_runtime_links;
 pub(crate) use tls::dial_host;
 pub use tls::{check_tls, renew_fix};
 

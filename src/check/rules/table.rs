@@ -101,7 +101,15 @@ pub const RULES: &[Rule] = &[
     // tls
     error(
         "tls-mismatch",
-        "A component and the superlink disagree on TLS for a link that, in that release, can be TLS (a warning when the release is unknown).",
+        "A component and the server it dials (superlink, or a supernode's Runtime API) disagree on TLS for a link that, in that release, can be TLS (a warning when the release is unknown).",
+    ),
+    error(
+        "tls-unsupported",
+        "TLS is asked on a link the release cannot encrypt (the message names the release).",
+    ),
+    warning(
+        "link-left-plain",
+        "In a TLS deployment, an app runner's link is plain text though the release can encrypt it.",
     ),
     warning(
         "tls-not-verified",
