@@ -129,6 +129,16 @@ pub fn merge_settings(dir: PathBuf, args: &DeployArgs, saved: Option<Settings>) 
     if let Some(text) = &args.superlink_address {
         settings.superlink_address = Some(parse_address("--superlink-address", text)?);
     }
+    if let Some(app) = &args.app {
+        let absolute = std::path::absolute(app).map_err(|err| Error::InvalidFlag {
+            flag: "--app",
+            message: format!("{}: {err}", app.display()),
+        })?;
+        settings.app = Some(absolute);
+    }
+    if args.push_to.is_some() {
+        settings.push_to.clone_from(&args.push_to);
+    }
     Ok(settings)
 }
 

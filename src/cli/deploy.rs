@@ -125,6 +125,17 @@ pub struct DeployArgs {
     /// (1.35+: --enable-supernode-auth, then register-supernodes.sh registers the keys).
     #[arg(long)]
     pub supernode_auth: bool,
+
+    /// Your Flower app's project folder (with pyproject.toml): the components that run its
+    /// code get images of their own with its [project].dependencies (flwr excepted), built
+    /// FROM the deployment's images; one Dockerfile each in DIR/app-images/.
+    #[arg(long, value_name = "PROJECT_DIR")]
+    pub app: Option<PathBuf>,
+
+    /// With --app: the registry the app images are pushed to, for swarm and kubernetes
+    /// (image names REGISTRY/PROJECT/COMPONENT-app:TAG).
+    #[arg(long, value_name = "REGISTRY")]
+    pub push_to: Option<String>,
 }
 
 const RENDER_HELP: &str = "\
