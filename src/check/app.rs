@@ -24,8 +24,7 @@ pub struct AppFacts {
 
 fn quoted(path: &std::path::Path) -> String {
     shlex::try_quote(&path.to_string_lossy())
-        .map(std::borrow::Cow::into_owned)
-        .unwrap_or_else(|_| path.display().to_string())
+        .map_or_else(|_| path.display().to_string(), std::borrow::Cow::into_owned)
 }
 
 /// The service a finding about `image` belongs to: the first that runs it.

@@ -128,23 +128,17 @@ pub fn run(args: &WheelsArgs, printer: &Printer) -> Result<Outcome> {
         .first()
         .map(|image| image.base.clone())
         .ok_or_else(|| Error::Usage(format!("{}: no service runs app code here", dir.display())))?;
-    let target = match &request.python_version {
-        Some(version) => Target {
+    let mut target = if let Some(version) = &request.python_version {
+        Target {
             python_version: version.clone(),
-            platforms: if request.platforms.is_empty() {
-                manylinux_tags(std::env::consts::ARCH, OLDEST_GLIBC_MINOR)
-            } else {
-                request.platforms.clone()
-            },
-        },
-        None => {
-            let mut asked = ask_image(&base)?;
-            if !request.platforms.is_empty() {
-                asked.platforms.clone_from(&request.platforms);
-            }
-            asked
+            platforms: manylinux_tags(std::env::consts::ARCH, OLDEST_GLIBC_MINOR),
         }
+    } else {
+        ask_image(&base)?
     };
+    if !request.platforms.is_empty() {
+        target.platforms.clone_from(&request.platforms);
+    }
 
     // Download beside the folder, then move it into place whole.
     let staging = tempfile::Builder::new()

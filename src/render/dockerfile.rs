@@ -106,7 +106,7 @@ pub fn render(
         .collect::<Result<Vec<_>>>()?
         .join(" ");
     if wheels {
-        command.push_str(&format!(" && rm -rf {WHEELS_IN_BUILD}"));
+        let _ = write!(command, " && rm -rf {WHEELS_IN_BUILD}");
     }
     let _ = writeln!(out, "RUN {command}");
     let _ = writeln!(out, "USER {}:{}", crate::FLOWER_UID, crate::FLOWER_GID);

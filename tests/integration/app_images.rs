@@ -2,6 +2,7 @@
 //! (snapshots), which components get an app image, Compose v2 accepting `build:`
 //! sections, quickstart writing it all, and `wheels` with a stand-in pip.
 
+use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -38,7 +39,7 @@ fn renders(settings: &Settings, wheels: bool) -> String {
     let project = app::parse(Path::new(FAKE_APP), PYPROJECT, deployment.profile).unwrap();
     let mut out = String::new();
     for (path, contents, _) in dockerfile::app_files(&deployment, &project, wheels).unwrap() {
-        out.push_str(&format!("==> {} <==\n{contents}\n", path.display()));
+        let _ = write!(out, "==> {} <==\n{contents}\n", path.display());
     }
     out.push_str("==> compose.yaml <==\n");
     out.push_str(&compose::render(&deployment).unwrap());
