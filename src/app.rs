@@ -56,6 +56,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             Some(archive) => commands::bundle::quickstart_from_bundle(&args, archive, &printer),
             None => commands::deploy::quickstart(&args, &printer),
         },
+        Command::Wheels(args) => commands::wheels::run(&args, &printer),
         Command::Bundle(command) => commands::bundle::run(&command, &printer),
         Command::Check(args) => commands::check::run(&args, &printer),
         Command::Doctor(args) => commands::doctor::run(&args, &printer),

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 
 use crate::cli::ColorArg;
-use crate::cli::deploy::{BundleArgs, DeployArgs, IsolationArg, RenderArgs, RenderCommand, RoleArg};
+use crate::cli::deploy::{
+    BundleArgs, DeployArgs, IsolationArg, RenderArgs, RenderCommand, RoleArg, WheelsArgs,
+};
 use crate::deploy::{Address, CertLayout, DeploymentRole, Isolation, Security, Settings};
 use crate::error::Error;
 use crate::output::ColorChoice;
@@ -129,6 +131,16 @@ pub fn merge_settings(dir: PathBuf, args: &DeployArgs, saved: Option<Settings>) 
     if let Some(text) = &args.superlink_address {
         settings.superlink_address = Some(parse_address("--superlink-address", text)?);
     }
+    if let Some(app) = &args.app {
+        let absolute = std::path::absolute(app).map_err(|err| Error::InvalidFlag {
+            flag: "--app",
+            message: format!("{}: {err}", app.display()),
+        })?;
+        settings.app = Some(absolute);
+    }
+    if args.push_to.is_some() {
+        settings.push_to.clone_from(&args.push_to);
+    }
     Ok(settings)
 }
 
@@ -221,4 +233,74 @@ pub fn render_request(command: &RenderCommand) -> Result<(&RenderArgs, &'static 
     }
     let format = render::format(name).expect("every render subcommand names a format");
     Ok((args, format, options))
+}
+
+/// What `wheels` was asked for: the deployment's settings (with `--app` over the saved
+/// project) and the wheels' target when given.
+pub struct WheelsRequest {
+    pub settings: Settings,
+    /// `MAJOR.MINOR`.
+    pub python_version: Option<String>,
+    pub platforms: Vec<String>,
+}
+
+/// `wheels DIR [--app P] [--python-version X.Y] [--platform TAG]...`.
+pub fn wheels_request(args: &WheelsArgs) -> Result<WheelsRequest> {
+    let dir = deployment_dir(&args.dir, true)?;
+    let mut settings = Settings::read(&dir)?.ok_or_else(|| {
+        anyhow!(
+            "{}: no {} (make the deployment first: `flowerbed quickstart DIR --app PROJECT_DIR`)",
+            dir.display(),
+            crate::deploy::SETTINGS_FILE
+        )
+    })?;
+    settings.dir = dir;
+    if let Some(app) = &args.app {
+        settings.app = Some(std::path::absolute(app).map_err(|err| Error::InvalidFlag {
+            flag: "--app",
+            message: format!("{}: {err}", app.display()),
+        })?);
+    }
+    if settings.app.is_none() {
+        return Err(Error::InvalidFlag {
+            flag: "--app",
+            message: format!(
+                "{}: the deployment has no app (pass --app PROJECT_DIR, or make it with `quickstart --app`)",
+                settings.dir.display()
+            ),
+        }
+        .into());
+    }
+    if let Some(version) = &args.python_version {
+        let valid = version.split_once('.').is_some_and(|(major, minor)| {
+            [major, minor]
+                .iter()
+                .all(|part| !part.is_empty() && part.len() <= 3 && part.chars().all(|c| c.is_ascii_digit()))
+        });
+        if !valid {
+            return Err(Error::InvalidFlag {
+                flag: "--python-version",
+                message: format!("{version:?} is not MAJOR.MINOR (e.g. 3.11)"),
+            }
+            .into());
+        }
+    }
+    for platform in &args.platforms {
+        if platform.is_empty()
+            || !platform
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(Error::InvalidFlag {
+                flag: "--platform",
+                message: format!("{platform:?} is not a wheel platform tag (e.g. manylinux_2_17_x86_64)"),
+            }
+            .into());
+        }
+    }
+    Ok(WheelsRequest {
+        settings,
+        python_version: args.python_version.clone(),
+        platforms: args.platforms.clone(),
+    })
 }

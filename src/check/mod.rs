@@ -2,6 +2,7 @@
 //! runs, read from flowerbed's own model, a compose file, a `docker run` script, or live
 //! containers.
 
+pub mod app;
 pub mod compose;
 pub mod compose_files;
 pub mod cross_host;
@@ -29,6 +30,8 @@ pub struct Extra<'a> {
     pub deployment: Option<&'a crate::deploy::Deployment>,
     /// Live containers, for their state and logs.
     pub live: &'a [crate::docker::LiveContainer],
+    /// With `--app`: the app's project, Dockerfiles, wheels and images as found now.
+    pub app: Option<&'a app::AppFacts>,
 }
 
 /// Run every rule (per container, TLS, cross-host, live) and sort the findings once.
@@ -47,6 +50,9 @@ pub fn run(
     if let Some(deployment) = extra.deployment {
         // Across hosts: public addresses (superlink) and the address dialed (supernode).
         cross_host::check(deployment, &mut findings);
+        if let Some(facts) = extra.app {
+            app::check(deployment, facts, &mut findings);
+        }
     }
     for container in extra.live {
         live::state_findings(container, &mut findings);

@@ -125,6 +125,17 @@ pub struct DeployArgs {
     /// (1.35+: --enable-supernode-auth, then register-supernodes.sh registers the keys).
     #[arg(long)]
     pub supernode_auth: bool,
+
+    /// Your Flower app's project folder (with pyproject.toml): the components that run its
+    /// code get images of their own with its [project].dependencies (flwr excepted), built
+    /// FROM the deployment's images; one Dockerfile each in DIR/app-images/.
+    #[arg(long, value_name = "PROJECT_DIR")]
+    pub app: Option<PathBuf>,
+
+    /// With --app: the registry the app images are pushed to, for swarm and kubernetes
+    /// (image names REGISTRY/PROJECT/COMPONENT-app:TAG).
+    #[arg(long, value_name = "REGISTRY")]
+    pub push_to: Option<String>,
 }
 
 const RENDER_HELP: &str = "\
@@ -348,4 +359,39 @@ pub struct BundleArgs {
     /// Replace FILE if it exists.
     #[arg(long)]
     pub force: bool,
+}
+
+const WHEELS_HELP: &str = "\
+Downloads the app's [project].dependencies (flwr excepted) with `pip download` on this host
+into DIR/app-wheels/, as wheels for the Python and platform of the deployment's images
+(asked of the image itself with `docker run`, unless --python-version is given), then
+rewrites the Dockerfiles in DIR/app-images/ to install with --no-index --find-links from
+that folder: the builds need no network. The folder is filled in a staging folder and moved
+into place whole; an existing one is replaced.
+
+Examples:
+  flowerbed wheels deploy                       # the app saved by quickstart --app
+  flowerbed wheels deploy --app ../my-app --python-version 3.11
+  docker compose -f deploy/compose.yaml build   # then: up -d";
+
+/// `flowerbed wheels DIR`.
+#[derive(Debug, Args)]
+#[command(after_help = WHEELS_HELP)]
+pub struct WheelsArgs {
+    /// The deployment folder (made with quickstart --app or render --app --out).
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The app's project folder [default: the one DIR/flowerbed.json records].
+    #[arg(long, value_name = "PROJECT_DIR")]
+    pub app: Option<PathBuf>,
+
+    /// The images' Python as MAJOR.MINOR [default: asked of the image].
+    #[arg(long, value_name = "X.Y")]
+    pub python_version: Option<String>,
+
+    /// A wheel platform tag the images accept, e.g. manylinux_2_17_x86_64 (repeatable)
+    /// [default: the manylinux tags of the image's architecture and glibc].
+    #[arg(long = "platform", value_name = "TAG")]
+    pub platforms: Vec<String>,
 }

@@ -80,6 +80,9 @@ pub enum Command {
     #[command(after_help = deploy::QUICKSTART_HELP)]
     Quickstart(deploy::QuickstartArgs),
 
+    /// Download the app's dependencies as wheels into DIR/app-wheels/, for offline image builds.
+    Wheels(deploy::WheelsArgs),
+
     /// Pack a deployment for another host (a supernode operator's bundle).
     #[command(subcommand)]
     Bundle(deploy::BundleCommand),

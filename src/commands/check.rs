@@ -126,6 +126,60 @@ fn folder_input(dir: &Path) -> Result<Input> {
     )
 }
 
+/// What the app rules read: the project and Dockerfiles as rendered now, the wheel
+/// folder's distributions, and which app images the Docker daemon has (when one answers).
+fn app_facts(deployment: &Deployment) -> Option<check::app::AppFacts> {
+    let images = deployment.app.as_ref()?;
+    let project =
+        crate::deploy::app::read(&images.project, deployment.profile).map_err(|err| format!("{err:#}"));
+    let wheels_dir = deployment.dir.join(crate::deploy::app::WHEELS_DIR);
+    let wheels = wheels_dir.is_dir().then(|| {
+        std::fs::read_dir(&wheels_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|entry| {
+                        crate::deploy::app::wheel_distribution(&entry.file_name().to_string_lossy())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    let expected_files = match &project {
+        Ok(project) => crate::render::dockerfile::app_files(deployment, project, wheels.is_some())
+            .map(|files| {
+                files
+                    .into_iter()
+                    .map(|(path, contents, _)| (path, contents))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let names: Vec<String> = images.images.iter().map(|image| image.image.clone()).collect();
+    let images_built = crate::docker::daemon_configured()
+        .then(|| {
+            crate::docker::block_on(async {
+                let daemon = crate::docker::Daemon::connect().await?;
+                let mut built = Vec::new();
+                for name in names {
+                    let present = daemon.has_image(&name).await;
+                    built.push((name, present));
+                }
+                anyhow::Ok(built)
+            })
+            .ok()
+            .and_then(Result::ok)
+        })
+        .flatten();
+    Some(check::app::AppFacts {
+        project,
+        expected_files,
+        wheels,
+        images_built,
+    })
+}
+
 /// `check --list-rules`: the rule table in the chosen format.
 fn list_rules(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
     let format = if args.json { Format::Json } else { args.format };
@@ -168,9 +222,11 @@ pub fn run(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
         (dir.display().to_string(), folder_input(&dir)?)
     };
     let settings = settings(args, input.from_script)?;
+    let app_facts = input.deployment.as_ref().and_then(app_facts);
     let extra = check::Extra {
         deployment: input.deployment.as_ref(),
         live: &[],
+        app: app_facts.as_ref(),
     };
     let mut report = check::run(source, &input.specs, extra, &settings);
     report.notes = input.notes;
@@ -214,6 +270,7 @@ fn run_live(args: &CheckArgs, targets: &[String], printer: &Printer) -> Result<O
     let extra = check::Extra {
         deployment: None,
         live: &containers,
+        app: None,
     };
     let report = check::run(
         format!("live containers on {}", crate::docker::docker_host()),

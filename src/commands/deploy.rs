@@ -40,12 +40,19 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
     }
     let planned: Vec<PathBuf> = plan.files().iter().map(|file| file.path.clone()).collect();
     deploy::require_sources_planned(&deployment, &settings.dir, &planned)?;
+    // The app's project is read (and refused) before anything is written or printed.
+    let app_files = render::dockerfile::read_app_files(&deployment)?;
     let rendered = format.render(&deployment, &options)?;
+    print_image_commands(&deployment, format, printer)?;
     let Some(out) = &args.out else {
         std::io::stdout().lock().write_all(rendered.as_bytes())?;
         return Ok(Outcome::Success);
     };
     plan.file(out, rendered, format.mode(&deployment));
+    if !app_files.is_empty() {
+        plan.dir(settings.dir.join(deploy::app::DOCKERFILES_DIR), MODE_DIR_PUBLIC);
+    }
+    plan_unchanged_skipped(&mut plan, app_files);
     let settings_path = settings.dir.join(SETTINGS_FILE);
     let settings_json = settings.to_json();
     if std::fs::read_to_string(&settings_path).ok().as_deref() != Some(settings_json.as_str()) {
@@ -100,6 +107,36 @@ fn plan_runtime_material(
     crate::tls::runtime::plan_supernode_certificates(&layout, settings.supernodes, ca, plan)
 }
 
+/// Plan `files`, leaving out those that already hold exactly these bytes; returns how
+/// many were planned.
+fn plan_unchanged_skipped(plan: &mut WritePlan, files: Vec<(PathBuf, String, u32)>) -> usize {
+    let mut planned = 0;
+    for (path, contents, mode) in files {
+        if std::fs::read(&path).ok().as_deref() != Some(contents.as_bytes()) {
+            plan.file(path, contents, mode);
+            planned += 1;
+        }
+    }
+    planned
+}
+
+/// Orchestrators pull images, so a swarm or kubernetes rendering with app images says how
+/// to build and push them (on stderr: stdout is the rendered file).
+fn print_image_commands(deployment: &Deployment, format: &render::Format, printer: &Printer) -> Result<()> {
+    if deployment.app.is_none() || !matches!(format.name, "swarm" | "kubernetes") {
+        return Ok(());
+    }
+    let lines = render::dockerfile::command_lines(deployment)?;
+    if deployment.app.as_ref().is_some_and(|app| app.registry.is_none()) {
+        printer.warn("the app images stay on this host: pass --push-to REGISTRY so every node can pull them");
+    }
+    printer.info("build (and push) the app images first:")?;
+    for line in lines {
+        printer.info(&format!("  {line}"))?;
+    }
+    Ok(())
+}
+
 /// Names the server certificate covers: the defaults, a specific publish address (the
 /// flwr CLI dials it), the public addresses (supernodes on other hosts dial them), and the
 /// user's own.
@@ -147,6 +184,7 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         .map_or(LayoutKind::Split, |layout| layout.kind)
         .into();
     let deployment = deploy::build(&settings)?;
+    let app_files = render::dockerfile::read_app_files(&deployment)?;
     let tls = settings.security == Security::Tls;
     // A supernode deployment trusts the superlink's CA; it never makes certificates.
     let supernode_only = settings.role == DeploymentRole::Supernode;
@@ -196,16 +234,16 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
             &mut plan,
         )?;
     }
-    let files = render::deployment_files(&deployment, &settings)?;
-    // A file that already holds exactly what we would write is not a change.
-    let mut pending = 0;
-    for (name, contents, mode) in files {
-        let path = dir.join(name);
-        if std::fs::read(&path).ok().as_deref() != Some(contents.as_bytes()) {
-            plan.file(path, contents, mode);
-            pending += 1;
-        }
+    let mut files: Vec<(PathBuf, String, u32)> = render::deployment_files(&deployment, &settings)?
+        .into_iter()
+        .map(|(name, contents, mode)| (dir.join(name), contents, mode))
+        .collect();
+    if !app_files.is_empty() {
+        plan.dir(dir.join(deploy::app::DOCKERFILES_DIR), MODE_DIR_PUBLIC);
     }
+    files.extend(app_files);
+    // A file that already holds exactly what we would write is not a change.
+    let pending = plan_unchanged_skipped(&mut plan, files);
     let up_to_date = pending == 0 && plan.files().is_empty() && plan.steps().is_empty();
     plan.preflight()?;
     let steps = plan.steps();

@@ -10,9 +10,11 @@ use crate::superexec_auth;
 use crate::tls::{Layout, LayoutKind, layout};
 
 use super::address::Address;
+use super::app;
 use super::model::{
-    CERT_MOUNT, CONTAINER_WORKDIR, Connection, DATABASE_PATH, Deployment, Flag, Identity, Mount,
-    MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY, RUNTIME_CERT_MOUNT, Role,
+    AppImage, AppImages, CERT_MOUNT, CONTAINER_WORKDIR, Connection, DATABASE_PATH, Deployment, Flag,
+    Identity, Mount, MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY,
+    RUNTIME_CERT_MOUNT, Role,
     SERVICE_LABEL, Service, SourceKind, node_config,
 };
 use super::profile::{AppIoListen, Profile, SUPERNODE_APPIO_PORT, SupernodeAuth};
@@ -46,6 +48,7 @@ pub fn build(settings: &Settings, profile: &'static Profile) -> Deployment {
             }
         }
     }
+    let app = builder.app_images(&mut services);
     let connection = services
         .iter()
         .find(|service| service.role == Role::Superlink)
@@ -69,6 +72,7 @@ pub fn build(settings: &Settings, profile: &'static Profile) -> Deployment {
             .then(|| builder.superlink_address()),
         services,
         connection,
+        app,
     }
 }
 
@@ -577,6 +581,62 @@ impl Builder<'_> {
         }
     }
 }
+
+impl Builder<'_> {
+    /// With `--app`, the services that run app code (the app runners in process
+    /// isolation, the superlink/supernodes themselves in subprocess isolation) switch to
+    /// an image of the app's own, one per component, built `FROM` the image they had.
+    fn app_images(&self, services: &mut [Service]) -> Option<AppImages> {
+        let project = self.settings.app.clone()?;
+        let mut images: Vec<AppImage> = Vec::new();
+        for service in services.iter_mut() {
+            let runs_app_code = match service.role {
+                Role::Superlink => self.settings.superlink_isolation == Isolation::Subprocess,
+                Role::Supernode(_) => self.settings.supernode_isolation == Isolation::Subprocess,
+                Role::ServerAppRunner | Role::ClientAppRunner(_) => true,
+            };
+            let component = APP_COMPONENTS
+                .into_iter()
+                .find(|component| service.image == self.image(component));
+            let (true, Some(component)) = (runs_app_code, component) else {
+                continue;
+            };
+            let registry = self
+                .settings
+                .push_to
+                .as_ref()
+                .map(|registry| format!("{registry}/"))
+                .unwrap_or_default();
+            let image = format!(
+                "{registry}{}/{component}-app:{}",
+                self.settings.project_name,
+                self.settings.tag()
+            );
+            if !images.iter().any(|known| known.image == image) {
+                images.push(AppImage {
+                    component,
+                    base: service.image.clone(),
+                    image: image.clone(),
+                    dockerfile: self
+                        .settings
+                        .dir
+                        .join(app::DOCKERFILES_DIR)
+                        .join(format!("{component}.Dockerfile")),
+                });
+            }
+            service.image = image;
+        }
+        Some(AppImages {
+            project,
+            context: self.settings.dir.clone(),
+            registry: self.settings.push_to.clone(),
+            images,
+        })
+    }
+}
+
+/// The components whose image can carry app code, as the image names spell them.
+const APP_COMPONENTS: [&str; 5] = ["superlink", "supernode", "superexec", "serverapp", "clientapp"];
 
 /// The CA the host's `flwr` CLI trusts: the copy beside the supernodes' mount, readable by
 /// the user even after the superlink's folder is handed to UID 49999.

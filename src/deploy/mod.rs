@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 pub mod address;
+pub mod app;
 pub mod builder;
 pub mod component;
 pub mod model;
@@ -15,7 +16,8 @@ pub mod settings;
 pub use address::Address;
 pub use component::Component;
 pub use model::{
-    Connection, Deployment, Flag, Identity, Mount, MountPurpose, MountedFile, Port, Role, Service, SourceKind,
+    AppImage, AppImages, Connection, Deployment, Flag, Identity, Mount, MountPurpose, MountedFile, Port,
+    Role, Service, SourceKind,
 };
 pub use profile::{Generation, PROFILES, Profile};
 pub use settings::{CertLayout, DeploymentRole, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings};

@@ -64,6 +64,42 @@ pub struct Deployment {
     pub services: Vec<Service>,
     /// How the `flwr` CLI on the host reaches the superlink; `None` without a superlink.
     pub connection: Option<Connection>,
+    /// With `--app`: the images built for the user's app, which the services that run its
+    /// code use instead of Flower's.
+    pub app: Option<AppImages>,
+}
+
+/// The images of the user's app: one per Flower component that runs app code here.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppImages {
+    /// The app's project folder (absolute), whose `pyproject.toml` lists the dependencies.
+    pub project: PathBuf,
+    /// The build context: the deployment folder (its `.dockerignore` lets only the wheel
+    /// folder through).
+    pub context: PathBuf,
+    /// Registry the images are pushed to, for orchestrators that pull.
+    pub registry: Option<String>,
+    pub images: Vec<AppImage>,
+}
+
+/// One app image: `FROM` the image the component would run, plus the app's dependencies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppImage {
+    /// The Flower component (`superexec`, `supernode`, ...), the Dockerfile's name.
+    pub component: &'static str,
+    /// The image it is built on: what the deployment would run without `--app`.
+    pub base: String,
+    /// `[REGISTRY/]PROJECT/COMPONENT-app:TAG`.
+    pub image: String,
+    /// Absolute path of its Dockerfile.
+    pub dockerfile: PathBuf,
+}
+
+impl AppImages {
+    /// The app image a service runs, if it runs one.
+    pub fn for_service(&self, service: &Service) -> Option<&AppImage> {
+        self.images.iter().find(|image| image.image == service.image)
+    }
 }
 
 /// A numeric `UID:GID`, as containers run and files are owned.

@@ -151,6 +151,13 @@ pub struct Settings {
     /// `flowerbed.json` when off, so folders made before it existed read the same.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub supernode_auth: bool,
+    /// The user's Flower app project (absolute): the components that run its code get an
+    /// image of their own with its dependencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<PathBuf>,
+    /// Registry the app images are pushed to (orchestrators pull them from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_to: Option<String>,
 }
 
 impl Settings {
@@ -177,6 +184,8 @@ impl Settings {
             public_addresses: Vec::new(),
             superlink_address: None,
             supernode_auth: false,
+            app: None,
+            push_to: None,
         }
     }
 
@@ -236,6 +245,32 @@ impl Settings {
             .into());
         }
         validate_dir_path(&self.dir)?;
+        self.validate_app()?;
+        Ok(())
+    }
+
+    /// `--app` and `--push-to`: the project path goes into build contexts and scripts
+    /// like the folder's own; a registry is an image repository prefix.
+    fn validate_app(&self) -> Result<()> {
+        if let Some(app) = &self.app {
+            validate_dir_path(app).map_err(|err| Error::InvalidFlag {
+                flag: "--app",
+                message: err.to_string(),
+            })?;
+        }
+        if let Some(registry) = &self.push_to {
+            if self.app.is_none() {
+                return Err(Error::InvalidFlag {
+                    flag: "--push-to",
+                    message: "names where the app images go; there are none without --app PROJECT_DIR".into(),
+                }
+                .into());
+            }
+            validate_image_repo(registry).map_err(|err| Error::InvalidFlag {
+                flag: "--push-to",
+                message: err.to_string().replacen("--image-repo: ", "", 1),
+            })?;
+        }
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use crate::deploy::{Deployment, Service};
+use crate::deploy::{AppImages, Deployment, Service};
 
 use super::text;
 
@@ -22,13 +22,15 @@ struct ComposeFile<'a> {
 
 /// Services in the model's order (superlink first), which a map type would lose; with a
 /// base folder, mount sources below it are written relative to the compose file.
-struct Services<'a>(&'a [Service], Option<&'a Path>);
+struct Services<'a>(&'a [Service], Option<&'a Path>, Option<&'a AppImages>);
 
 impl Serialize for Services<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
         for service in self.0 {
-            map.serialize_entry(&service.name, &ComposeService::new(service, self.1))?;
+            let mut entry = ComposeService::new(service, self.1);
+            entry.build = self.2.and_then(|app| ComposeBuild::new(app, service, self.1));
+            map.serialize_entry(&service.name, &entry)?;
         }
         map.end()
     }
@@ -57,6 +59,10 @@ pub(crate) fn literal_map(map: &BTreeMap<String, String>) -> BTreeMap<&str, Cow<
 #[derive(Serialize)]
 struct ComposeService<'a> {
     image: &'a str,
+    /// With `--app`: how Compose builds the image (`docker compose build`, or `up` when
+    /// the image is missing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    build: Option<ComposeBuild<'a>>,
     command: Vec<Cow<'a, str>>,
     user: String,
     restart: &'a str,
@@ -69,6 +75,33 @@ struct ComposeService<'a> {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     environment: BTreeMap<&'a str, Cow<'a, str>>,
     labels: BTreeMap<&'a str, Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct ComposeBuild<'a> {
+    context: Cow<'a, str>,
+    /// Relative to the context.
+    dockerfile: Cow<'a, str>,
+}
+
+impl<'a> ComposeBuild<'a> {
+    fn new(app: &'a AppImages, service: &Service, base: Option<&Path>) -> Option<Self> {
+        let image = app.for_service(service)?;
+        let dockerfile = image
+            .dockerfile
+            .strip_prefix(&app.context)
+            .unwrap_or(&image.dockerfile)
+            .to_str()
+            .unwrap_or_default();
+        let context = match base.filter(|base| *base == app.context) {
+            Some(_) => Cow::Borrowed("."),
+            None => source_text(&app.context, base),
+        };
+        Some(Self {
+            context: Cow::Owned(literal(&context).into_owned()),
+            dockerfile: Cow::Owned(literal(dockerfile).into_owned()),
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -111,6 +144,7 @@ impl<'a> ComposeService<'a> {
     fn new(service: &'a Service, base: Option<&Path>) -> Self {
         Self {
             image: &service.image,
+            build: None,
             command: service
                 .flags
                 .iter()
@@ -173,7 +207,7 @@ pub fn render_relocatable(deployment: &Deployment) -> Result<String> {
 fn render_with_base(deployment: &Deployment, base: Option<&Path>) -> Result<String> {
     let file = ComposeFile {
         name: &deployment.project,
-        services: Services(&deployment.services, base),
+        services: Services(&deployment.services, base, deployment.app.as_ref()),
         networks: BTreeMap::from([(
             "default",
             Network {

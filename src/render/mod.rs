@@ -14,6 +14,7 @@ use crate::deploy::{Deployment, SETTINGS_FILE, Settings};
 use crate::fsutil::{MODE_PRIVATE, MODE_PUBLIC};
 
 pub mod compose;
+pub mod dockerfile;
 pub mod flwr_config;
 pub mod kubernetes;
 pub mod script;

@@ -177,6 +177,16 @@ fn render_run_with_base(deployment: &Deployment, base: Option<&str>) -> Result<S
         );
     }
     out.push('\n');
+    let builds = super::dockerfile::build_commands(deployment);
+    if !builds.is_empty() {
+        out.push_str(
+            "# The app's images (Dockerfiles in app-images/; `flowerbed wheels` makes the builds offline)\n",
+        );
+        for build in builds {
+            out.push_str(&command_text_with_base("docker", &[build], base)?);
+        }
+        out.push('\n');
+    }
     out.push_str(&command_text("docker", &[network_create(deployment)])?);
     for service in &deployment.services {
         out.push('\n');

@@ -316,7 +316,28 @@ pub fn flwr_config_header(deployment: &Deployment) -> Result<String> {
 
 /// The deployment folder's README.md.
 pub fn readme(deployment: &Deployment) -> Result<String> {
-    render("readme", deployment)
+    /// With `--app`: its project and the commands that build (and push) its images.
+    #[derive(Serialize)]
+    struct AppView {
+        project: String,
+        components: Vec<&'static str>,
+        commands: Vec<String>,
+        pushes: bool,
+    }
+    #[derive(Serialize)]
+    struct App {
+        app: Option<AppView>,
+    }
+    let app = match &deployment.app {
+        Some(images) => Some(AppView {
+            project: images.project.display().to_string(),
+            components: images.images.iter().map(|image| image.component).collect(),
+            commands: super::dockerfile::command_lines(deployment)?,
+            pushes: images.registry.is_some(),
+        }),
+        None => None,
+    };
+    render_with("readme", deployment, App { app })
 }
 
 /// The README.md of a supernode bundle: what it is and the one command to run.

@@ -94,6 +94,7 @@ e2e_cleanup() {
                 ;;
             container) docker rm -f "$name" >/dev/null 2>&1 || true ;;
             network) docker network rm "$name" >/dev/null 2>&1 || true ;;
+            image) docker image rm --force "$name" >/dev/null 2>&1 || true ;;
             dir) rm -rf "$name" ;;
             user) userdel --remove "$name" >/dev/null 2>&1 || true ;;
         esac
@@ -114,6 +115,8 @@ e2e_image() { echo "$E2E_IMAGE_REPO/$1:$FLWR_VERSION"; }
 # Register names before creating, so a half-made resource is still cleaned up.
 e2e_track_container() { echo "container $1" >>"$E2E_REGISTRY"; }
 e2e_track_network() { echo "network $1" >>"$E2E_REGISTRY"; }
+# An image the scenario builds (removed at the end, after the containers).
+e2e_track_image() { echo "image $1" >>"$E2E_REGISTRY"; }
 
 # e2e_network SUFFIX: create a user-defined bridge network; prints its name.
 e2e_network() {
@@ -338,4 +341,73 @@ e2e_as() {
     local user="$1"
     shift
     (cd / && runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" "$@")
+}
+
+# e2e_move_published_port DEPLOY PORT: quickstart publishes the release's fixed Control port
+# on 127.0.0.1; other tests on this machine may hold it, so move it to PORT in the rendered
+# run.sh, compose.yaml and flwr connection (same port inside the container).
+e2e_move_published_port() {
+    local deploy="$1" port="$2" fixed
+    fixed="$(sed -n 's/.*--publish 127\.0\.0\.1:\([0-9]*\):\1.*/\1/p' "$deploy/run.sh" | sed -n 1p)"
+    [ -n "$fixed" ] || e2e_fail "run.sh publishes no port on 127.0.0.1"
+    sed -i "s/127\.0\.0\.1:$fixed:$fixed/127.0.0.1:$port:$fixed/" "$deploy/run.sh"
+    grep -F "published: \"$fixed\"" "$deploy/compose.yaml" >/dev/null ||
+        e2e_fail "compose.yaml does not publish port $fixed"
+    sed -i "s/published: \"$fixed\"/published: \"$port\"/" "$deploy/compose.yaml"
+    sed -i "s/127\.0\.0\.1:$fixed\"/127.0.0.1:$port\"/" "$deploy"/flwr-*.toml
+}
+
+# e2e_start_deployment DEPLOY PROJECT ISOLATION: subprocess with the rendered run.sh,
+# process with the rendered compose.yaml (its containers tracked either way).
+e2e_start_deployment() {
+    local deploy="$1" project="$2" isolation="$3" container
+    if [ "$isolation" = subprocess ]; then
+        e2e_track_network "$project"
+        for container in $(sed -n "s/^  --name \(${project}-[a-z0-9-]*\).*/\1/p" "$deploy/run.sh"); do
+            e2e_track_container "$container"
+        done
+        sh "$deploy/run.sh" >/dev/null
+    else
+        E2E_PREFIX="$project" e2e_compose "$deploy/compose.yaml" up -d --quiet-pull >/dev/null 2>&1 ||
+            { E2E_PREFIX="$project" e2e_compose "$deploy/compose.yaml" logs --tail 20 >&2 || true
+              e2e_fail "docker-compose up failed"; }
+    fi
+}
+
+# e2e_stop_deployment DEPLOY PROJECT ISOLATION: the matching stop.sh or compose down.
+e2e_stop_deployment() {
+    local deploy="$1" project="$2" isolation="$3"
+    if [ "$isolation" = subprocess ]; then
+        sh "$deploy/stop.sh" >/dev/null 2>&1
+    else
+        E2E_PREFIX="$project" e2e_compose "$deploy/compose.yaml" down >/dev/null 2>&1
+    fi
+}
+
+# e2e_connect DEPLOY PROJECT APP FLWR_HOME: point the flwr CLI at the deployment through its
+# rendered connection (FLWR_HOME/config.toml, or the app's pyproject before 1.35), wait for
+# both SuperNodes, and print the connection name.
+e2e_connect() {
+    local deploy="$1" project="$2" app="$3" home="$4" federation superlink
+    mkdir -p "$home"
+    if e2e_flwr_uses_pyproject_federations; then
+        federation="$(sed -n 's/^\[tool\.flwr\.federations\.\([a-z0-9_-]*\)\]$/\1/p' "$deploy/flwr-federation.toml")"
+        [ -n "$federation" ] || e2e_fail "no federation table in flwr-federation.toml"
+        {
+            printf '\n[tool.flwr.federations]\ndefault = "%s"\n\n' "$federation"
+            grep -v '^#' "$deploy/flwr-federation.toml"
+        } >>"$app/pyproject.toml"
+        superlink="$(docker ps --filter "label=org.flowerbed.project=$project" \
+            --filter "label=org.flowerbed.service=superlink" --format '{{.Names}}' | sed -n 1p)"
+        [ -n "$superlink" ] || e2e_fail "no running superlink container for $project"
+        e2e_wait_log_count "$superlink" 'Created node_id=[0-9]+' 2 120
+        echo "$federation"
+    else
+        {
+            printf '[superlink]\ndefault = "%s"\n\n' "$project"
+            cat "$deploy/flwr-config.toml"
+        } >"$home/config.toml"
+        e2e_wait_supernodes "$home" "$project" 2 120
+        echo "$project"
+    fi
 }

@@ -160,6 +160,29 @@ const MATRIX: &[Row] = &[
         culprit: "needs root",
         who: As::Nobody,
     },
+    // --app and wheels
+    row(
+        &["quickstart", "new", "--app", "app-none"],
+        "app-none/pyproject.toml: missing",
+    ),
+    row(
+        &["quickstart", "new", "--app", "app-broken"],
+        "app-broken/pyproject.toml: not valid TOML",
+    ),
+    row(&["quickstart", "new", "--app", "app-pin"], "Flower 1.42.0"),
+    row(&["quickstart", "new", "--app", "a-file"], "a-file: not a folder"),
+    row(
+        &["render", "compose", "qs", "--push-to", "registry.example.org"],
+        "--push-to",
+    ),
+    row(
+        &["render", "compose", "app-qs", "--out", "app-qs/c.yaml"],
+        "app-wheels: not a folder",
+    ),
+    row(&["wheels", "app-qs"], "app-wheels: not a folder"),
+    row(&["wheels", "qs"], "--app"),
+    row(&["wheels", "app-qs", "--python-version", "3"], "--python-version"),
+    row(&["wheels", "app-qs", "--platform", "Any Linux"], "--platform"),
     // quickstart / render
     row(&["quickstart", "a-file"], "a-file: not a directory"),
     row(&["quickstart", "new", "--supernodes", "0"], "--supernodes"),
@@ -405,6 +428,23 @@ fn fixture(env: &TestEnv, elsewhere: &std::path::Path) {
     std::fs::write(env.join("empty.yaml"), "name: x\n").unwrap();
     std::fs::write(env.join("ok.yaml"), "services:\n  a:\n    image: nginx\n").unwrap();
     std::fs::write(env.join("no-docker.sh"), "echo hi\n").unwrap();
+    // Apps: none, broken, pinning another flwr, and a deployment whose wheel folder is a file.
+    let app_toml = |deps: &str| format!("[project]\nname = \"x\"\ndependencies = {deps}\n[tool.flwr.app]\n");
+    std::fs::create_dir(env.join("app-none")).unwrap();
+    std::fs::create_dir(env.join("app-broken")).unwrap();
+    std::fs::write(env.join("app-broken/pyproject.toml"), "[project\n").unwrap();
+    std::fs::create_dir(env.join("app-pin")).unwrap();
+    std::fs::write(env.join("app-pin/pyproject.toml"), app_toml("[\"flwr==1.13.1\"]")).unwrap();
+    std::fs::create_dir(env.join("app-good")).unwrap();
+    std::fs::write(
+        env.join("app-good/pyproject.toml"),
+        app_toml("[\"sortedcontainers\"]"),
+    )
+    .unwrap();
+    env.flowerbed(["quickstart", "app-qs", "--no-own", "--app", "app-good"])
+        .assert()
+        .success();
+    std::fs::write(env.join("app-qs/app-wheels"), "not a folder").unwrap();
     // A supernode key folder holding only the private half of its pair.
     std::fs::create_dir_all(env.join("half-pair/supernode-auth/supernode-1")).unwrap();
     std::fs::write(env.join("half-pair/supernode-auth/supernode-1/auth.key"), "x").unwrap();

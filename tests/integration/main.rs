@@ -1,5 +1,6 @@
 //! One integration test binary (links once); each area is a module.
 
+mod app_images;
 mod attacks;
 mod bad_input;
 mod bounded_reads;

@@ -181,6 +181,23 @@ pub const RULES: &[Rule] = &[
         "ca-mismatch",
         "The CA the supernodes trust is not the one that issued the superlink's certificate.",
     ),
+    // app images (--app)
+    error(
+        "app-project-unreadable",
+        "The app's pyproject.toml cannot be read, is not a Flower app, or pins another flwr than the release.",
+    ),
+    error(
+        "app-dockerfile-stale",
+        "An app image's Dockerfile is missing or does not install what the app's pyproject.toml lists today.",
+    ),
+    error(
+        "app-wheel-missing",
+        "The wheel folder has no wheel of a dependency the offline build installs.",
+    ),
+    error(
+        "app-image-not-built",
+        "An app image the deployment runs is not on the Docker daemon.",
+    ),
     // live
     error(
         "container-exited",

@@ -1,0 +1,124 @@
+//! The app images of a deployment made with `--app`: is each Dockerfile what the app's
+//! pyproject.toml gives today, does the wheel folder hold every dependency, and (with a
+//! Docker daemon) is each image built?
+
+use std::path::PathBuf;
+
+use crate::deploy::Deployment;
+use crate::deploy::app::{self, AppProject};
+
+use super::Finding;
+
+/// What the command layer gathered about the app for the rules.
+#[derive(Debug, Clone)]
+pub struct AppFacts {
+    /// The app project as read now, or why it could not be.
+    pub project: Result<AppProject, String>,
+    /// Each app file as it would be rendered now (path, contents).
+    pub expected_files: Vec<(PathBuf, String)>,
+    /// The distributions the wheel folder holds, when there is one.
+    pub wheels: Option<Vec<String>>,
+    /// Each app image and whether the Docker daemon has it; `None` without a daemon.
+    pub images_built: Option<Vec<(String, bool)>>,
+}
+
+fn quoted(path: &std::path::Path) -> String {
+    shlex::try_quote(&path.to_string_lossy())
+        .map_or_else(|_| path.display().to_string(), std::borrow::Cow::into_owned)
+}
+
+/// The service a finding about `image` belongs to: the first that runs it.
+fn service_of<'a>(deployment: &'a Deployment, image: &str) -> &'a str {
+    deployment
+        .services
+        .iter()
+        .find(|service| service.image == image)
+        .map_or("app", |service| service.name.as_str())
+}
+
+pub fn check(deployment: &Deployment, facts: &AppFacts, findings: &mut Vec<Finding>) {
+    let Some(images) = &deployment.app else {
+        return;
+    };
+    let dir = quoted(&deployment.dir);
+    let project = match &facts.project {
+        Ok(project) => project,
+        Err(message) => {
+            findings.push(Finding::new(
+                "app-project-unreadable",
+                None,
+                "app",
+                Some(&images.project.join(app::PYPROJECT)),
+                message.clone(),
+                Some(
+                    "fix the app's pyproject.toml, or point the deployment at it with `--app PROJECT_DIR`"
+                        .into(),
+                ),
+            ));
+            return;
+        }
+    };
+    for image in &images.images {
+        let expected = facts
+            .expected_files
+            .iter()
+            .find(|(path, _)| *path == image.dockerfile)
+            .map(|(_, contents)| contents.as_str());
+        let on_disk = std::fs::read_to_string(&image.dockerfile).ok();
+        if expected.is_some() && on_disk.as_deref() != expected {
+            let what = if on_disk.is_none() {
+                "is missing"
+            } else {
+                "is stale: it does not install what the app's pyproject.toml lists today"
+            };
+            findings.push(Finding::new(
+                "app-dockerfile-stale",
+                None,
+                service_of(deployment, &image.image),
+                Some(&image.dockerfile),
+                format!("the Dockerfile of {} {what}", image.image),
+                Some(format!(
+                    "re-render it: `flowerbed render compose {dir} --out {} --force`, then rebuild the image",
+                    quoted(&deployment.dir.join("compose.yaml"))
+                )),
+            ));
+        }
+        if let Some(built) = &facts.images_built {
+            if built
+                .iter()
+                .any(|(name, present)| *name == image.image && !present)
+            {
+                findings.push(Finding::new(
+                    "app-image-not-built",
+                    None,
+                    service_of(deployment, &image.image),
+                    Some(&image.dockerfile),
+                    format!("the app image {} is not on the Docker daemon", image.image),
+                    Some(format!(
+                        "docker build --file {} --tag {} {}",
+                        quoted(&image.dockerfile),
+                        image.image,
+                        quoted(&images.context)
+                    )),
+                ));
+            }
+        }
+    }
+    if let Some(wheels) = &facts.wheels {
+        for dependency in &project.dependencies {
+            if !wheels.contains(&dependency.name) {
+                findings.push(Finding::new(
+                    "app-wheel-missing",
+                    None,
+                    "app",
+                    Some(&deployment.dir.join(app::WHEELS_DIR)),
+                    format!(
+                        "the wheel folder has no wheel of {:?}, which the offline build installs",
+                        dependency.requirement
+                    ),
+                    Some(format!("flowerbed wheels {dir}")),
+                ));
+            }
+        }
+    }
+}

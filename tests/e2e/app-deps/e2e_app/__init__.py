@@ -1,0 +1,1 @@
+"""flowerbed's end-to-end test app."""
