@@ -4,7 +4,6 @@
 
 pub mod compose;
 pub mod compose_files;
-pub mod cross_host;
 pub mod live;
 pub mod model;
 pub mod perm;
@@ -14,7 +13,7 @@ pub mod script;
 pub mod spec;
 
 pub use report::CheckReport;
-pub use rules::{CheckSettings, Finding, IdShift};
+pub use rules::{CheckSettings, Finding, Findings, IdShift};
 pub use spec::ContainerSpec;
 
 use std::path::Path;
@@ -38,20 +37,23 @@ pub fn run(
     extra: Extra<'_>,
     settings: &CheckSettings,
 ) -> CheckReport {
-    let mut findings = Vec::new();
+    let mut findings = Findings::default();
     for spec in specs {
         rules::check_container(spec, settings, &mut findings);
     }
     rules::check_tls(specs, settings, &mut findings);
     if let Some(deployment) = extra.deployment {
         // Across hosts: public addresses (superlink) and the address dialed (supernode).
-        cross_host::check(deployment, &mut findings);
+        rules::cross_host::check(deployment, &mut findings);
     }
     for container in extra.live {
-        live::state_findings(container, &mut findings);
+        rules::live::state_findings(container, &mut findings);
     }
-    findings.sort_by(|a, b| a.service.cmp(&b.service).then(b.severity.cmp(&a.severity)));
-    CheckReport::new(source, specs.iter().map(|s| s.name.clone()).collect(), findings)
+    CheckReport::new(
+        source,
+        specs.iter().map(|s| s.name.clone()).collect(),
+        findings.into_sorted(),
+    )
 }
 
 /// Whether SELinux is enforcing on this host.

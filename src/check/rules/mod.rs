@@ -1,13 +1,16 @@
-//! The host-side rules, one module per concern (mounts, keys, state, selinux, tls; the
-//! cross-host rules live in `check::cross_host`). Each is a small function over one
-//! container (or the whole deployment, for TLS) that adds findings through [`Out`] or
-//! [`Finding::new`]; none of them changes anything on disk.
+//! Every rule `check` runs, one module per concern (mounts, keys, state, selinux, tls,
+//! cross-host, live). Each is a small function over one container, the whole deployment
+//! (TLS), flowerbed's own model (cross-host) or a live container, and adds what it finds to
+//! the one sink, [`Findings`] (per container through [`Out`]); `check::run` calls them all
+//! and sorts the findings once. None of them changes anything on disk.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub mod cross_host;
 mod keys;
+pub mod live;
 mod mounts;
 mod selinux;
 mod state;
@@ -57,6 +60,43 @@ impl Finding {
             message,
             fix,
         }
+    }
+}
+
+/// Where every rule puts what it found; [`Findings::into_sorted`] orders them once, after
+/// the last rule ran.
+#[derive(Debug, Default)]
+pub struct Findings(Vec<Finding>);
+
+impl Findings {
+    /// Add a finding of rule `id` (see [`Finding::new`]).
+    pub fn add(
+        &mut self,
+        id: &'static str,
+        severity: Option<Severity>,
+        service: &str,
+        path: Option<&Path>,
+        message: String,
+        fix: Option<String>,
+    ) {
+        self.push(Finding::new(id, severity, service, path, message, fix));
+    }
+
+    /// Add a finding a rule made ahead (one it may or may not report).
+    pub fn push(&mut self, finding: Finding) {
+        self.0.push(finding);
+    }
+
+    /// What was found so far, in the order the rules found it.
+    pub fn list(&self) -> &[Finding] {
+        &self.0
+    }
+
+    /// Every finding, by service, the most severe first within one.
+    pub fn into_sorted(mut self) -> Vec<Finding> {
+        self.0
+            .sort_by(|a, b| a.service.cmp(&b.service).then(b.severity.cmp(&a.severity)));
+        self.0
     }
 }
 
@@ -169,7 +209,7 @@ pub(super) fn quote(path: &Path) -> String {
 
 pub(super) struct Out<'a> {
     pub(super) spec: &'a ContainerSpec,
-    pub(super) findings: &'a mut Vec<Finding>,
+    pub(super) findings: &'a mut Findings,
 }
 
 impl Out<'_> {
@@ -181,19 +221,13 @@ impl Out<'_> {
         message: String,
         fix: Option<String>,
     ) {
-        self.findings.push(Finding::new(
-            id,
-            Some(severity),
-            &self.spec.name,
-            path,
-            message,
-            fix,
-        ));
+        self.findings
+            .add(id, Some(severity), &self.spec.name, path, message, fix);
     }
 }
 
 /// Every rule over one container.
-pub fn check_container(spec: &ContainerSpec, settings: &CheckSettings, findings: &mut Vec<Finding>) {
+pub fn check_container(spec: &ContainerSpec, settings: &CheckSettings, findings: &mut Findings) {
     let mut out = Out { spec, findings };
     mounts::user_resolved(&mut out, settings);
     mounts::mount_sources(&mut out, settings);

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::super::spec::{ContainerSpec, Role};
-use super::{CheckSettings, Finding, Out, deployment_root, quote};
+use super::{CheckSettings, Finding, Findings, Out, deployment_root, quote};
 use crate::tls::names::SubjectName;
 use crate::tls::verify::Severity;
 
@@ -55,7 +55,7 @@ fn uses_tls(spec: &ContainerSpec) -> bool {
 
 /// Deployment-wide TLS rules: both sides agree on TLS, and the superlink's certificate is
 /// one every client would accept under the name it dials.
-pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &mut Vec<Finding>) {
+pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &mut Findings) {
     let Some(superlink) = specs.iter().find(|s| s.role == Some(Role::Superlink)) else {
         return;
     };
@@ -141,7 +141,7 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
             .into_iter()
             .find(|path| nix::unistd::access(path.as_path(), nix::unistd::AccessFlags::R_OK).is_err());
         if let Some(path) = unreadable {
-            findings.push(Finding::new(
+            findings.add(
                 "tls-not-verified",
                 Some(Severity::Warning),
                 &superlink.name,
@@ -151,7 +151,7 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
                     nix::unistd::geteuid()
                 ),
                 Some("run the check as root (sudo flowerbed check ...)".into()),
-            ));
+            );
             continue;
         }
         let verify_settings = crate::tls::verify::VerifySettings {
@@ -170,24 +170,24 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
                         "chain-issuer" | "chain-signature" => trusted_ca_fix(&cert, &ca, superlink),
                         _ => None,
                     };
-                    findings.push(Finding::new(
+                    findings.add(
                         finding.id,
                         Some(finding.severity),
                         &superlink.name,
                         Some(finding.path.as_path()),
                         format!("{} (as trusted by {client})", finding.message),
                         fix,
-                    ));
+                    );
                 }
             }
-            Err(err) => findings.push(Finding::new(
+            Err(err) => findings.add(
                 "tls-unreadable",
                 Some(Severity::Error),
                 &superlink.name,
                 Some(cert.as_path()),
                 format!("{err:#}"),
                 None,
-            )),
+            ),
         }
     }
 }
