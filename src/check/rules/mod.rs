@@ -17,8 +17,8 @@ mod state;
 pub mod table;
 mod tls;
 
-pub(crate) use tls::dial_host;
 pub use tls::{check_tls, renew_fix};
+pub(crate) use tls::{dialed_names, superlink_clients, uses_tls};
 
 pub use table::{RULES, Rule};
 
