@@ -88,7 +88,7 @@ fn check_json(env: &TestEnv, args: &[&str]) -> (i32, Vec<String>, serde_json::Va
 fn process_mode_app_runners_of_releases_without_app_tls_are_clean() {
     // 1.13's flwr-serverapp/flwr-clientapp and 1.21's superexec refuse TLS: --insecure on
     // them is right even though the superlink serves TLS on the Fleet API.
-    for version in ["1.13.1", "1.21.0", "1.35.0", "1.42.0"] {
+    for version in flowerbed::deploy::PROFILES.iter().map(|profile| profile.version) {
         let env = TestEnv::new();
         set_mode(env.path(), 0o755);
         env.flowerbed([
