@@ -4,9 +4,8 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, meta};
 use crate::commands;
 use crate::error::Outcome;
 use crate::output::Printer;
@@ -14,22 +13,15 @@ use crate::ownership::interrupt::Interrupted;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match meta::parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            // Help and version are successes; usage errors exit 2 with clap's message.
-            let _ = err.print();
-            return if err.use_stderr() {
-                Outcome::BadInput.into()
-            } else {
-                Outcome::Success.into()
-            };
-        }
+        Err(outcome) => return outcome.into(),
     };
     match run(cli) {
         Ok(outcome) => outcome.into(),
         Err(err) if is_broken_pipe(&err) => Outcome::Success.into(),
         Err(err) => {
+            let err = crate::config::in_flag_terms(err);
             let message = indent_continuation(&format!("{err:#}"));
             let _ = writeln!(io::stderr().lock(), "flowerbed: {message}");
             // Stopped by SIGINT/SIGTERM: the shell convention, 128 + the signal number.
@@ -65,12 +57,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Release(args) => commands::ownership::run_release(&args, &printer),
         Command::Journal(command) => commands::journal::run_journal(&command, &printer),
         Command::Completions { shell } => {
-            let mut command = Cli::command();
-            // clap_complete panics on a write error: render first, so a closed pipe is an
-            // ordinary BrokenPipe error (quiet exit 0).
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut command, "flowerbed", &mut script);
-            io::stdout().lock().write_all(&script)?;
+            // Rendered first, so a closed pipe is an ordinary BrokenPipe error (quiet exit 0).
+            io::stdout().lock().write_all(&meta::completions(shell))?;
             Ok(Outcome::Success)
         }
         Command::Man { out_dir } => commands::man::run(out_dir.as_deref(), &printer),

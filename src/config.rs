@@ -12,7 +12,9 @@ use crate::cli::ColorArg;
 use crate::cli::deploy::{
     BundleArgs, DeployArgs, IsolationArg, RenderArgs, RenderCommand, RoleArg, WheelsArgs,
 };
-use crate::deploy::{Address, CertLayout, DeploymentRole, Isolation, Security, Settings};
+use crate::deploy::{
+    Address, CertLayout, DeploymentRole, Isolation, MAX_SUPERNODES, Profile, Refusal, Security, Settings,
+};
 use crate::error::Error;
 use crate::output::ColorChoice;
 use crate::render::kubernetes::KubernetesOptions;
@@ -57,6 +59,60 @@ pub fn parse_address(flag: &'static str, text: &str) -> Result<Address> {
         }
         .into()
     })
+}
+
+/// A refused setting, worded for the user in terms of the flag that sets it (every other
+/// error passes through unchanged).
+pub fn in_flag_terms(err: anyhow::Error) -> anyhow::Error {
+    match err.chain().next().and_then(|top| top.downcast_ref::<Refusal>()) {
+        Some(refusal) => flag_error(refusal).into(),
+        None => err,
+    }
+}
+
+fn flag_error(refusal: &Refusal) -> Error {
+    let (flag, message) = match refusal {
+        Refusal::UnsupportedRelease { given } => (
+            "--flower-version",
+            format!("unsupported Flower release {given:?} (supported: {})", Profile::supported_list()),
+        ),
+        Refusal::SupernodeCount { count } => ("--supernodes", format!("{count} is out of range (1 to {MAX_SUPERNODES})")),
+        Refusal::NoAppDependencyInstall { version } => (
+            "--install-app-dependencies",
+            format!("Flower {version} has no runtime installation of app dependencies (1.35.0 and later do)"),
+        ),
+        Refusal::AuthNeedsTls => (
+            "--supernode-auth",
+            "needs TLS (Flower refuses supernode authentication over plain text); drop --insecure".into(),
+        ),
+        Refusal::PublicAddressesOutsideSuperlink { role } => (
+            "--public-address",
+            format!("only a superlink deployment (--role superlink) has public addresses; this one has role {role}"),
+        ),
+        Refusal::SuperlinkAddressOutsideSupernode { role } => (
+            "--superlink-address",
+            format!(
+                "only a supernode deployment (--role supernode) dials a superlink address; this one has role {role}"
+            ),
+        ),
+        Refusal::NoPublicAddress => (
+            "--public-address",
+            "a superlink deployment needs the address supernodes on other hosts dial (--public-address HOST[:PORT], repeatable)".into(),
+        ),
+        Refusal::NoSuperlinkAddress => (
+            "--superlink-address",
+            "a supernode deployment needs the superlink's public address (--superlink-address HOST[:PORT], or --from-bundle)".into(),
+        ),
+        Refusal::ProjectName { name } => (
+            "--project-name",
+            format!(
+                "{name:?} is not a valid project name (lower-case letters, digits, '-' and '_', starting with a letter or digit)"
+            ),
+        ),
+        Refusal::ImageRepo { repo, why } => ("--image-repo", format!("{repo:?}: {why}")),
+        Refusal::ImageTag { tag } => ("--image-tag", format!("{tag:?} is not a valid image tag")),
+    };
+    Error::InvalidFlag { flag, message }
 }
 
 /// The deployment folder as an absolute path; it must be a folder if it exists.
@@ -303,4 +359,40 @@ pub fn wheels_request(args: &WheelsArgs) -> Result<WheelsRequest> {
         python_version: args.python_version.clone(),
         platforms: args.platforms.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::PROFILES;
+
+    fn worded(refusal: Refusal) -> String {
+        in_flag_terms(refusal.into()).to_string()
+    }
+
+    #[test]
+    fn refused_settings_name_their_flag() {
+        let err = worded(Refusal::UnsupportedRelease {
+            given: "1.0.0".into(),
+        });
+        assert!(
+            err.starts_with("--flower-version: unsupported Flower release \"1.0.0\"")
+                && err.contains(&format!("{}, {}", PROFILES[0].version, PROFILES[1].version)),
+            "{err}"
+        );
+        let err = worded(Refusal::AuthNeedsTls);
+        assert!(
+            err.starts_with("--supernode-auth: needs TLS") && err.ends_with("drop --insecure"),
+            "{err}"
+        );
+        let err = worded(Refusal::PublicAddressesOutsideSuperlink { role: "supernode" });
+        assert!(
+            err.starts_with("--public-address") && err.contains("role supernode"),
+            "{err}"
+        );
+        assert!(worded(Refusal::NoSuperlinkAddress).starts_with("--superlink-address"));
+        assert!(worded(Refusal::NoPublicAddress).starts_with("--public-address"));
+        // Anything else passes through as it was.
+        assert_eq!(in_flag_terms(anyhow!("other")).to_string(), "other");
+    }
 }

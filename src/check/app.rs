@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::deploy::Deployment;
 use crate::deploy::app::{self, AppProject};
 
+use super::rules::Findings;
 use super::Finding;
 
 /// What the command layer gathered about the app for the rules.
@@ -36,7 +37,7 @@ fn service_of<'a>(deployment: &'a Deployment, image: &str) -> &'a str {
         .map_or("app", |service| service.name.as_str())
 }
 
-pub fn check(deployment: &Deployment, facts: &AppFacts, findings: &mut Vec<Finding>) {
+pub fn check(deployment: &Deployment, facts: &AppFacts, findings: &mut Findings) {
     let Some(images) = &deployment.app else {
         return;
     };

@@ -1,21 +1,11 @@
-//! `check --live`: the same host-side rules over real containers' mounts, plus what only a
-//! running (or dead) container can tell: its state, exit code and last log lines.
+//! `check --live`: real containers as specs, so the same host-side rules read their mounts
+//! (what only a running or dead container can tell, its state and log, is judged by
+//! `rules::live`).
 
 use std::path::PathBuf;
 
-use super::rules::Finding;
 use super::spec::{ContainerSpec, MountKind, MountSpec, Role};
 use crate::docker::LiveContainer;
-use crate::tls::verify::Severity;
-
-/// Log lines that name the problems flowerbed exists for.
-const PERMISSION_MARKERS: [&str; 2] = ["Permission denied", "PermissionError"];
-const TLS_MARKERS: [&str; 4] = [
-    "CERTIFICATE_VERIFY_FAILED",
-    "certificate verify failed",
-    "SSLError",
-    "hostname mismatch",
-];
 
 /// A live container as a spec (its `user` is resolved by the rules, like any other).
 pub fn to_spec(container: &LiveContainer) -> ContainerSpec {
@@ -47,62 +37,18 @@ pub fn to_spec(container: &LiveContainer) -> ContainerSpec {
     }
 }
 
-/// What the container's state and log say.
-pub fn state_findings(container: &LiveContainer, findings: &mut Vec<Finding>) {
-    let mut add = |id: &'static str, severity: Severity, message: String| {
-        findings.push(Finding::new(
-            id,
-            Some(severity),
-            &container.name,
-            None,
-            message,
-            None,
-        ));
-    };
-    let failed = !container.running && container.exit_code.is_some_and(|code| code != 0);
-    if failed {
-        add(
-            "container-exited",
-            Severity::Error,
-            format!(
-                "{} with exit code {}",
-                container.status,
-                container.exit_code.unwrap_or_default()
-            ),
-        );
-    }
-    if let Some(line) = container
-        .log_tail
-        .iter()
-        .rev()
-        .find(|l| PERMISSION_MARKERS.iter().any(|m| l.contains(m)))
-    {
-        add(
-            "log-permission-denied",
-            Severity::Error,
-            format!("its log says: {}", line.trim()),
-        );
-    }
-    if let Some(line) = container
-        .log_tail
-        .iter()
-        .rev()
-        .find(|l| TLS_MARKERS.iter().any(|m| l.contains(m)))
-    {
-        add(
-            "log-tls-failure",
-            Severity::Error,
-            format!("its log says: {}", line.trim()),
-        );
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::docker::LiveMount;
 
-    fn container(user: Option<&str>, running: bool, exit_code: i64, log: &[&str]) -> LiveContainer {
+    /// A live container for the tests here and of the state rules.
+    pub(crate) fn container(
+        user: Option<&str>,
+        running: bool,
+        exit_code: i64,
+        log: &[&str],
+    ) -> LiveContainer {
         LiveContainer {
             id: "abc".into(),
             name: "flower-superlink-1".into(),
@@ -158,24 +104,5 @@ mod tests {
             to_spec(&container(Some("app"), true, 0, &[])).identity(1, 1).uid,
             49_999
         );
-    }
-
-    #[test]
-    fn exit_codes_and_logs_become_findings() {
-        let mut findings = Vec::new();
-        state_findings(
-            &container(
-                None,
-                false,
-                1,
-                &["PermissionError: [Errno 13] Permission denied: 'certificates/server.key'"],
-            ),
-            &mut findings,
-        );
-        let ids: Vec<_> = findings.iter().map(|f| f.id).collect();
-        assert_eq!(ids, ["container-exited", "log-permission-denied"]);
-        let mut clean = Vec::new();
-        state_findings(&container(None, true, 0, &["INFO all good"]), &mut clean);
-        assert!(clean.is_empty());
     }
 }

@@ -5,7 +5,6 @@
 pub mod app;
 pub mod compose;
 pub mod compose_files;
-pub mod cross_host;
 pub mod live;
 pub mod model;
 pub mod perm;
@@ -15,13 +14,12 @@ pub mod script;
 pub mod spec;
 
 pub use report::CheckReport;
-pub use rules::{CheckSettings, Finding, IdShift};
+pub use rules::{CheckSettings, Finding, Findings, IdShift};
 pub use spec::ContainerSpec;
 
 use std::path::Path;
 
 use crate::tls::SubjectName;
-use spec::Role;
 
 /// What the rules read besides the containers' specs.
 #[derive(Debug, Default, Clone, Copy)]
@@ -41,7 +39,7 @@ pub fn run(
     extra: Extra<'_>,
     settings: &CheckSettings,
 ) -> CheckReport {
-    let mut findings = Vec::new();
+    let mut findings = Findings::default();
     for spec in specs {
         rules::check_container(spec, settings, &mut findings);
     }
@@ -49,16 +47,19 @@ pub fn run(
     rules::check_runtime_links(specs, &mut findings);
     if let Some(deployment) = extra.deployment {
         // Across hosts: public addresses (superlink) and the address dialed (supernode).
-        cross_host::check(deployment, &mut findings);
+        rules::cross_host::check(deployment, &mut findings);
         if let Some(facts) = extra.app {
             app::check(deployment, facts, &mut findings);
         }
     }
     for container in extra.live {
-        live::state_findings(container, &mut findings);
+        rules::live::state_findings(container, &mut findings);
     }
-    findings.sort_by(|a, b| a.service.cmp(&b.service).then(b.severity.cmp(&a.severity)));
-    CheckReport::new(source, specs.iter().map(|s| s.name.clone()).collect(), findings)
+    CheckReport::new(
+        source,
+        specs.iter().map(|s| s.name.clone()).collect(),
+        findings.into_sorted(),
+    )
 }
 
 /// Whether SELinux is enforcing on this host.
@@ -90,47 +91,10 @@ pub fn deployment_specs(dir: &Path) -> Option<Vec<ContainerSpec>> {
 }
 
 /// The names the deployment's TLS clients dial the superlink by, which its certificate
-/// must cover: the supernodes' `--superlink` host, app runners dialing the superlink over
-/// TLS, and 127.0.0.1 for a superlink's own subprocesses.
+/// must cover (the same selection the TLS rules judge it by).
 pub fn superlink_names(specs: &[ContainerSpec]) -> Vec<SubjectName> {
-    let Some(superlink) = specs.iter().find(|s| s.role == Some(Role::Superlink)) else {
-        return Vec::new();
-    };
-    if superlink.has_flag("--insecure") {
-        return Vec::new();
+    match rules::superlink_clients(specs) {
+        Some((superlink, clients)) if rules::uses_tls(superlink) => rules::dialed_names(superlink, &clients),
+        _ => Vec::new(),
     }
-    let mut names = Vec::new();
-    for spec in specs.iter().filter(|spec| !spec.has_flag("--insecure")) {
-        let address = match spec.role {
-            Some(Role::Supernode) => spec.flag_value("--superlink"),
-            Some(Role::Superexec | Role::Serverapp) => [
-                "--runtime-api-address",
-                "--appio-api-address",
-                "--serverappio-api-address",
-            ]
-            .into_iter()
-            .find_map(|flag| spec.flag_value(flag)),
-            _ => None,
-        };
-        let Some(host) = address.and_then(rules::dial_host) else {
-            continue;
-        };
-        let dials_superlink =
-            spec.role == Some(Role::Supernode) || host == superlink.name || host.contains("superlink");
-        if let Ok(name) = SubjectName::parse(&host) {
-            if dials_superlink && !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
-    if superlink
-        .flag_value("--isolation")
-        .is_none_or(|mode| mode == "subprocess")
-    {
-        let loopback = SubjectName::parse("127.0.0.1").expect("valid");
-        if !names.contains(&loopback) {
-            names.push(loopback);
-        }
-    }
-    names
 }

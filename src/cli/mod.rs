@@ -8,6 +8,7 @@ use clap_complete::Shell;
 pub mod certs;
 pub mod check;
 pub mod deploy;
+pub mod meta;
 pub mod ownership;
 
 const AFTER_HELP: &str = "\

@@ -20,7 +20,10 @@ pub use model::{
     Role, Service, SourceKind,
 };
 pub use profile::{Generation, PROFILES, Profile};
-pub use settings::{CertLayout, DeploymentRole, Isolation, SETTINGS_FILE, STATE_DIR, Security, Settings};
+pub use settings::{
+    CertLayout, DeploymentRole, Isolation, MAX_SUPERNODES, Refusal, SETTINGS_FILE, STATE_DIR, Security,
+    Settings,
+};
 
 /// Validate `settings` and build its deployment (nothing on disk is looked at).
 pub fn build(settings: &Settings) -> Result<Deployment> {
@@ -365,8 +368,12 @@ mod tests {
             }
         }
         s.security = Security::Insecure;
-        let err = build(&s).unwrap_err().to_string();
-        assert!(err.starts_with("--supernode-auth: needs TLS"), "{err}");
+        let err = build(&s).unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<Refusal>(),
+            Some(&Refusal::AuthNeedsTls),
+            "{err}"
+        );
     }
 
     #[test]

@@ -192,13 +192,8 @@ impl Settings {
     /// The profile of `flower_version`, or the error listing the supported ones.
     pub fn profile(&self) -> Result<&'static Profile> {
         Profile::find(&self.flower_version).ok_or_else(|| {
-            Error::InvalidFlag {
-                flag: "--flower-version",
-                message: format!(
-                    "unsupported Flower release {:?} (supported: {})",
-                    self.flower_version,
-                    Profile::supported_list()
-                ),
+            Refusal::UnsupportedRelease {
+                given: self.flower_version.clone(),
             }
             .into()
         })
@@ -213,9 +208,8 @@ impl Settings {
     pub fn validate(&self) -> Result<()> {
         let profile = self.profile()?;
         if self.supernodes == 0 || self.supernodes > MAX_SUPERNODES {
-            return Err(Error::InvalidFlag {
-                flag: "--supernodes",
-                message: format!("{} is out of range (1 to {MAX_SUPERNODES})", self.supernodes),
+            return Err(Refusal::SupernodeCount {
+                count: self.supernodes,
             }
             .into());
         }
@@ -225,24 +219,14 @@ impl Settings {
             validate_image_tag(tag)?;
         }
         if self.install_app_dependencies && !profile.has_runtime_dependency_installation() {
-            return Err(Error::InvalidFlag {
-                flag: "--install-app-dependencies",
-                message: format!(
-                    "Flower {} has no runtime installation of app dependencies (1.35.0 and later do)",
-                    profile.version
-                ),
+            return Err(Refusal::NoAppDependencyInstall {
+                version: profile.version,
             }
             .into());
         }
         self.validate_role()?;
         if self.supernode_auth && self.security == Security::Insecure {
-            return Err(Error::InvalidFlag {
-                flag: "--supernode-auth",
-                message:
-                    "needs TLS (Flower refuses supernode authentication over plain text); drop --insecure"
-                        .into(),
-            }
-            .into());
+            return Err(Refusal::AuthNeedsTls.into());
         }
         validate_dir_path(&self.dir)?;
         self.validate_app()?;
@@ -277,34 +261,19 @@ impl Settings {
     /// Each role has what it needs and nothing that belongs to another role.
     fn validate_role(&self) -> Result<()> {
         let role = self.role.name();
-        let refuse = |flag: &'static str, message: String| -> Result<()> {
-            Err(Error::InvalidFlag { flag, message }.into())
-        };
         if self.role != DeploymentRole::Superlink && !self.public_addresses.is_empty() {
-            return refuse(
-                "--public-address",
-                format!(
-                    "only a superlink deployment (--role superlink) has public addresses; this one has role {role}"
-                ),
-            );
+            return Err(Refusal::PublicAddressesOutsideSuperlink { role }.into());
         }
         if self.role != DeploymentRole::Supernode && self.superlink_address.is_some() {
-            return refuse(
-                "--superlink-address",
-                format!(
-                    "only a supernode deployment (--role supernode) dials a superlink address; this one has role {role}"
-                ),
-            );
+            return Err(Refusal::SuperlinkAddressOutsideSupernode { role }.into());
         }
         match self.role {
-            DeploymentRole::Superlink if self.public_addresses.is_empty() => refuse(
-                "--public-address",
-                "a superlink deployment needs the address supernodes on other hosts dial (--public-address HOST[:PORT], repeatable)".into(),
-            ),
-            DeploymentRole::Supernode if self.superlink_address.is_none() => refuse(
-                "--superlink-address",
-                "a supernode deployment needs the superlink's public address (--superlink-address HOST[:PORT], or --from-bundle)".into(),
-            ),
+            DeploymentRole::Superlink if self.public_addresses.is_empty() => {
+                Err(Refusal::NoPublicAddress.into())
+            }
+            DeploymentRole::Supernode if self.superlink_address.is_none() => {
+                Err(Refusal::NoSuperlinkAddress.into())
+            }
             _ => Ok(()),
         }
     }
@@ -331,6 +300,34 @@ impl Settings {
     }
 }
 
+/// A settings value refused before anything is built, as a fact about the deployment;
+/// `config` words it for the user in terms of the flag that sets it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("unsupported Flower release {given:?}")]
+    UnsupportedRelease { given: String },
+    #[error("{count} supernodes is out of range (1 to {MAX_SUPERNODES})")]
+    SupernodeCount { count: u32 },
+    #[error("Flower {version} has no runtime installation of app dependencies")]
+    NoAppDependencyInstall { version: &'static str },
+    #[error("supernode authentication needs TLS")]
+    AuthNeedsTls,
+    #[error("only a superlink deployment has public addresses; this one has role {role}")]
+    PublicAddressesOutsideSuperlink { role: &'static str },
+    #[error("only a supernode deployment dials a superlink address; this one has role {role}")]
+    SuperlinkAddressOutsideSupernode { role: &'static str },
+    #[error("a superlink deployment needs the address supernodes on other hosts dial")]
+    NoPublicAddress,
+    #[error("a supernode deployment needs the superlink's public address")]
+    NoSuperlinkAddress,
+    #[error("{name:?} is not a valid project name")]
+    ProjectName { name: String },
+    #[error("{repo:?}: {why}")]
+    ImageRepo { repo: String, why: &'static str },
+    #[error("{tag:?} is not a valid image tag")]
+    ImageTag { tag: String },
+}
+
 /// Compose's rule for project names: lower-case letters, digits, `-` and `_`, starting with
 /// a letter or digit. It also keeps the name usable as a `flwr` connection name (no dots).
 pub fn validate_project_name(name: &str) -> Result<()> {
@@ -344,11 +341,8 @@ pub fn validate_project_name(name: &str) -> Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(Error::InvalidFlag {
-            flag: "--project-name",
-            message: format!(
-                "{name:?} is not a valid project name (lower-case letters, digits, '-' and '_', starting with a letter or digit)"
-            ),
+        Err(Refusal::ProjectName {
+            name: name.to_string(),
         }
         .into())
     }
@@ -357,10 +351,10 @@ pub fn validate_project_name(name: &str) -> Result<()> {
 /// An image repository prefix such as `flwr`, `registry.example.org:5000/mirror/flwr` or
 /// `flowerbed-local`: Docker reference path components joined by `/`.
 fn validate_image_repo(repo: &str) -> Result<()> {
-    let invalid = |why: &str| -> anyhow::Error {
-        Error::InvalidFlag {
-            flag: "--image-repo",
-            message: format!("{repo:?}: {why}"),
+    let invalid = |why: &'static str| -> anyhow::Error {
+        Refusal::ImageRepo {
+            repo: repo.to_string(),
+            why,
         }
         .into()
     };
@@ -405,11 +399,7 @@ fn validate_image_tag(tag: &str) -> Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(Error::InvalidFlag {
-            flag: "--image-tag",
-            message: format!("{tag:?} is not a valid image tag"),
-        }
-        .into())
+        Err(Refusal::ImageTag { tag: tag.to_string() }.into())
     }
 }
 
@@ -497,24 +487,24 @@ mod tests {
         let mut settings = Settings::defaults(PathBuf::from("/srv/x"));
         settings.validate().unwrap();
         settings.role = DeploymentRole::Superlink;
-        let err = settings.validate().unwrap_err().to_string();
-        assert!(err.starts_with("--public-address"), "{err}");
+        let refusal = |settings: &Settings| settings.validate().unwrap_err().downcast::<Refusal>().unwrap();
+        assert_eq!(refusal(&settings), Refusal::NoPublicAddress);
         settings.public_addresses = vec![address("flower.example.org")];
         settings.validate().unwrap();
         settings.superlink_address = Some(address("flower.example.org"));
-        let err = settings.validate().unwrap_err().to_string();
-        assert!(err.starts_with("--superlink-address"), "{err}");
+        assert_eq!(
+            refusal(&settings),
+            Refusal::SuperlinkAddressOutsideSupernode { role: "superlink" }
+        );
         settings.role = DeploymentRole::Supernode;
-        let err = settings.validate().unwrap_err().to_string();
-        assert!(
-            err.starts_with("--public-address") && err.contains("role supernode"),
-            "{err}"
+        assert_eq!(
+            refusal(&settings),
+            Refusal::PublicAddressesOutsideSuperlink { role: "supernode" }
         );
         settings.public_addresses.clear();
         settings.validate().unwrap();
         settings.superlink_address = None;
-        let err = settings.validate().unwrap_err().to_string();
-        assert!(err.starts_with("--superlink-address"), "{err}");
+        assert_eq!(refusal(&settings), Refusal::NoSuperlinkAddress);
     }
 
     #[test]
@@ -532,10 +522,12 @@ mod tests {
     fn unsupported_version_lists_supported_ones() {
         let mut settings = Settings::defaults(PathBuf::from("/srv/x"));
         settings.flower_version = "1.0.0".into();
-        let err = settings.validate().unwrap_err().to_string();
-        assert!(
-            err.contains("--flower-version") && err.contains("1.13.1, 1.21.0"),
-            "{err}"
+        let refusal = settings.validate().unwrap_err().downcast::<Refusal>().unwrap();
+        assert_eq!(
+            refusal,
+            Refusal::UnsupportedRelease {
+                given: "1.0.0".into()
+            }
         );
     }
 }

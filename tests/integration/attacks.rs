@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{RenameFlags, renameat2};
 
-use crate::ownership::{OwnEnv, assert_command_refused, assert_refused, owner, stderr, stdout};
+use crate::ownership::{OwnEnv, assert_command_refused, assert_refused, owner};
 use crate::testenv::snapshot;
+use crate::testenv::{stderr, stdout};
 
 #[test]
 fn the_leave_unchanged_id_is_refused_everywhere() {

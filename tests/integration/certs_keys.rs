@@ -3,23 +3,8 @@
 //! with such a key signs a server certificate that openssl accepts.
 
 use std::path::Path;
-use std::process::Command as Process;
 
-use crate::testenv::TestEnv;
-
-fn openssl(args: &[&str], cwd: &Path) -> Vec<u8> {
-    let out = Process::new("openssl")
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use crate::testenv::{TestEnv, openssl};
 
 /// The public key's SHA-256 as `certs inspect` prints it, computed by openssl.
 fn public_key_sha256(key: &str, cwd: &Path) -> String {

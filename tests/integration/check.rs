@@ -1,23 +1,9 @@
 //! `check`: each rule passes on a good tree and fails on a broken one; the seed's failure
 //! is predicted with its fix, and the fix makes the check clean.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::testenv::{TestEnv, assert_bad_input};
-
-const APP: u32 = 49_999;
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    for entry in walkdir::WalkDir::new(path) {
-        let entry = entry.unwrap();
-        std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid)).unwrap();
-    }
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
+use crate::testenv::{APP, TestEnv, assert_bad_input, chown_tree, set_mode};
 
 /// A TLS deployment in `deploy/`: certificates, a state folder, and a compose file with
 /// a superlink (process isolation, SQLite state) and two supernodes.

@@ -6,21 +6,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command as Process, Stdio};
 
-use crate::testenv::TestEnv;
-
-const APP: u32 = 49_999;
+use crate::testenv::{APP, TestEnv, stderr, stdout};
 
 fn owner(path: &Path) -> (u32, u32, u32) {
     let meta = std::fs::metadata(path).unwrap();
     (meta.uid(), meta.gid(), meta.mode() & 0o7777)
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The key algorithm `certs inspect --json` reports for `file`.

@@ -2,23 +2,11 @@
 //! and files in the shapes Flower publishes (compose plus TLS overlay, `docker run`
 //! snippets), each read with Docker Compose v2 on PATH and with it hidden.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::testenv::TestEnv;
+use crate::testenv::{APP, TestEnv, chown_tree, set_mode};
 
-const APP: u32 = 49_999;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/check");
-
-fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    for entry in walkdir::WalkDir::new(path) {
-        std::os::unix::fs::lchown(entry.unwrap().path(), Some(uid), Some(gid)).unwrap();
-    }
-}
 
 /// Copy fixture folder `name` (dot files too) into the env's folder.
 fn fixture(env: &TestEnv, name: &str) -> PathBuf {
@@ -100,7 +88,7 @@ fn check_json(env: &TestEnv, args: &[&str]) -> (i32, Vec<String>, serde_json::Va
 fn process_mode_app_runners_of_releases_without_app_tls_are_clean() {
     // 1.13's flwr-serverapp/flwr-clientapp and 1.21's superexec refuse TLS: --insecure on
     // them is right even though the superlink serves TLS on the Fleet API.
-    for version in ["1.13.1", "1.21.0", "1.35.0", "1.42.0"] {
+    for version in flowerbed::deploy::PROFILES.iter().map(|profile| profile.version) {
         let env = TestEnv::new();
         set_mode(env.path(), 0o755);
         env.flowerbed([

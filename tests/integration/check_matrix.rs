@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flowerbed::deploy::PROFILES;
 
-use crate::testenv::TestEnv;
-
-const APP: u32 = 49_999;
+use crate::testenv::{APP, TestEnv};
 
 /// The files quickstart renders, each read by `check` on its own.
 const READINGS: [&[&str]; 2] = [

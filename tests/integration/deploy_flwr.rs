@@ -44,7 +44,7 @@ sys.exit(entry.load()())
 /// The venv of `version`, made (once, cached) by the project's script. In CI a venv that
 /// cannot be made is a failure; elsewhere (offline) the test says it skipped.
 fn venv(version: &str) -> Option<PathBuf> {
-    if version == "1.42.0" {
+    if version == Profile::newest().version {
         if let Some(pinned) = std::env::var_os("FLOWERBED_FLWR_VENV") {
             return Some(PathBuf::from(pinned));
         }

@@ -27,7 +27,10 @@ pub(crate) fn release_venv(version: &str) -> PathBuf {
 /// The venv holding the pinned flwr release; missing means the test setup is broken.
 fn flwr_venv() -> PathBuf {
     let venv = std::env::var_os("FLOWERBED_FLWR_VENV").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/flwr-1.42.0"),
+        || {
+            let newest = flowerbed::deploy::Profile::newest().version;
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(".venv/flwr-{newest}"))
+        },
         PathBuf::from,
     );
     assert!(

@@ -1,10 +1,12 @@
-//! Shared helpers: a temp tree, the flowerbed binary, snapshots of a tree's bytes and modes.
+//! Shared helpers: a temp tree, the flowerbed binary, snapshots of a tree's bytes and modes,
+//! owners and modes set and read, openssl, YAML, a command's output as text.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::Command as Process;
 
 use assert_cmd::Command;
 
@@ -118,4 +120,56 @@ pub fn assert_bad_input(output: &std::process::Output, culprit: &str) {
         error_line.contains(culprit),
         "error line does not name {culprit:?}: {stderr}"
     );
+}
+
+/// The UID and GID Flower's images run as.
+pub const APP: u32 = 49_999;
+
+/// Give everything under `path` (and `path` itself, never through a link) to `uid:gid`.
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    for entry in walkdir::WalkDir::new(path) {
+        std::os::unix::fs::lchown(entry.unwrap().path(), Some(uid), Some(gid)).unwrap();
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The permission bits of `path` (through a link).
+pub fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Run openssl with `args` in `cwd`; panic with its stderr on failure; its stdout.
+pub fn openssl(args: &[&str], cwd: &Path) -> Vec<u8> {
+    let out = Process::new("openssl")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// [`openssl`]'s stdout as text.
+pub fn openssl_text(args: &[&str], cwd: &Path) -> String {
+    String::from_utf8_lossy(&openssl(args, cwd)).into_owned()
+}
+
+/// Parse YAML (one document) into JSON values, for comparisons.
+pub fn yaml(text: &str) -> serde_json::Value {
+    serde_saphyr::from_str(text).unwrap()
+}
+
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }

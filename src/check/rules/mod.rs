@@ -1,13 +1,16 @@
-//! The host-side rules, one module per concern (mounts, keys, state, selinux, tls; the
-//! cross-host rules live in `check::cross_host`). Each is a small function over one
-//! container (or the whole deployment, for TLS) that adds findings through [`Out`] or
-//! [`Finding::new`]; none of them changes anything on disk.
+//! Every rule `check` runs, one module per concern (mounts, keys, state, selinux, tls,
+//! cross-host, live). Each is a small function over one container, the whole deployment
+//! (TLS), flowerbed's own model (cross-host) or a live container, and adds what it finds to
+//! the one sink, [`Findings`] (per container through [`Out`]); `check::run` calls them all
+//! and sorts the findings once. None of them changes anything on disk.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub mod cross_host;
 mod keys;
+pub mod live;
 mod mounts;
 mod runtime_tls;
 mod selinux;
@@ -18,6 +21,7 @@ mod tls;
 pub use runtime_tls::check_runtime_links;
 pub(crate) use tls::dial_host;
 pub use tls::{check_tls, renew_fix};
+pub(crate) use tls::{dialed_names, superlink_clients, uses_tls};
 
 pub use table::{RULES, Rule};
 
@@ -59,6 +63,43 @@ impl Finding {
             message,
             fix,
         }
+    }
+}
+
+/// Where every rule puts what it found; [`Findings::into_sorted`] orders them once, after
+/// the last rule ran.
+#[derive(Debug, Default)]
+pub struct Findings(Vec<Finding>);
+
+impl Findings {
+    /// Add a finding of rule `id` (see [`Finding::new`]).
+    pub fn add(
+        &mut self,
+        id: &'static str,
+        severity: Option<Severity>,
+        service: &str,
+        path: Option<&Path>,
+        message: String,
+        fix: Option<String>,
+    ) {
+        self.push(Finding::new(id, severity, service, path, message, fix));
+    }
+
+    /// Add a finding a rule made ahead (one it may or may not report).
+    pub fn push(&mut self, finding: Finding) {
+        self.0.push(finding);
+    }
+
+    /// What was found so far, in the order the rules found it.
+    pub fn list(&self) -> &[Finding] {
+        &self.0
+    }
+
+    /// Every finding, by service, the most severe first within one.
+    pub fn into_sorted(mut self) -> Vec<Finding> {
+        self.0
+            .sort_by(|a, b| a.service.cmp(&b.service).then(b.severity.cmp(&a.severity)));
+        self.0
     }
 }
 
@@ -171,7 +212,7 @@ pub(super) fn quote(path: &Path) -> String {
 
 pub(super) struct Out<'a> {
     pub(super) spec: &'a ContainerSpec,
-    pub(super) findings: &'a mut Vec<Finding>,
+    pub(super) findings: &'a mut Findings,
 }
 
 impl Out<'_> {
@@ -183,19 +224,13 @@ impl Out<'_> {
         message: String,
         fix: Option<String>,
     ) {
-        self.findings.push(Finding::new(
-            id,
-            Some(severity),
-            &self.spec.name,
-            path,
-            message,
-            fix,
-        ));
+        self.findings
+            .add(id, Some(severity), &self.spec.name, path, message, fix);
     }
 }
 
 /// Every rule over one container.
-pub fn check_container(spec: &ContainerSpec, settings: &CheckSettings, findings: &mut Vec<Finding>) {
+pub fn check_container(spec: &ContainerSpec, settings: &CheckSettings, findings: &mut Findings) {
     let mut out = Out { spec, findings };
     mounts::user_resolved(&mut out, settings);
     mounts::mount_sources(&mut out, settings);

@@ -5,7 +5,7 @@
 //! checked for agreement by `tls-mismatch` (tls.rs); here only for being left plain.
 
 use super::super::spec::{ContainerSpec, Role};
-use super::{Finding, dial_host};
+use super::{Finding, Findings, dial_host};
 use crate::deploy::Profile;
 use crate::tls::verify::Severity;
 
@@ -36,7 +36,7 @@ fn runner_address(spec: &ContainerSpec) -> Option<String> {
     .and_then(dial_host)
 }
 
-pub fn check_runtime_links(specs: &[ContainerSpec], findings: &mut Vec<Finding>) {
+pub fn check_runtime_links(specs: &[ContainerSpec], findings: &mut Findings) {
     for runner in specs {
         let Some(host) = runner_address(runner) else {
             continue;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::super::spec::{ContainerSpec, Role};
-use super::{CheckSettings, Finding, Out, deployment_root, quote};
+use super::{CheckSettings, Finding, Findings, Out, deployment_root, quote};
 use crate::tls::names::SubjectName;
 use crate::tls::verify::Severity;
 
@@ -49,17 +49,13 @@ pub(crate) fn dial_host(address: &str) -> Option<String> {
     )
 }
 
-fn uses_tls(spec: &ContainerSpec) -> bool {
-    !spec.has_flag("--insecure")
-}
-
-/// Deployment-wide TLS rules: both sides agree on TLS, and the superlink's certificate is
-/// one every client would accept under the name it dials.
-pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &mut Vec<Finding>) {
-    let Some(superlink) = specs.iter().find(|s| s.role == Some(Role::Superlink)) else {
-        return;
-    };
-    let clients: Vec<(&ContainerSpec, String)> = specs
+/// The superlink and each component that dials it, with the host it dials: supernodes by
+/// `--superlink`, app runners by their API address when that names the superlink.
+pub(crate) fn superlink_clients(
+    specs: &[ContainerSpec],
+) -> Option<(&ContainerSpec, Vec<(&ContainerSpec, String)>)> {
+    let superlink = specs.iter().find(|s| s.role == Some(Role::Superlink))?;
+    let clients = specs
         .iter()
         .filter_map(|spec| {
             let address = match spec.role? {
@@ -79,6 +75,44 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
             dials_superlink.then_some((spec, host))
         })
         .collect();
+    Some((superlink, clients))
+}
+
+/// The names the superlink's certificate must cover: each host a TLS client dials it by,
+/// and 127.0.0.1 when its own subprocesses dial it; each once, in the order found.
+pub(crate) fn dialed_names(
+    superlink: &ContainerSpec,
+    clients: &[(&ContainerSpec, String)],
+) -> Vec<SubjectName> {
+    let mut names: Vec<SubjectName> = Vec::new();
+    let subprocess = superlink
+        .flag_value("--isolation")
+        .is_none_or(|mode| mode == "subprocess");
+    let loopback = subprocess.then(|| SubjectName::parse("127.0.0.1").expect("valid"));
+    let dialed = clients
+        .iter()
+        .filter(|(client, _)| uses_tls(client))
+        .filter_map(|(_, host)| SubjectName::parse(host).ok());
+    // The superlink's own superexec children dial 127.0.0.1.
+    for name in dialed.chain(loopback) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Whether a component speaks TLS (it is not started with `--insecure`).
+pub(crate) fn uses_tls(spec: &ContainerSpec) -> bool {
+    !spec.has_flag("--insecure")
+}
+
+/// Deployment-wide TLS rules: both sides agree on TLS, and the superlink's certificate is
+/// one every client would accept under the name it dials.
+pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &mut Findings) {
+    let Some((superlink, clients)) = superlink_clients(specs) else {
+        return;
+    };
     let superlink_tls = uses_tls(superlink);
     for (client, _) in &clients {
         if let Some(finding) = tls_mismatch(superlink, client) {
@@ -100,19 +134,7 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
     ) else {
         return;
     };
-    let mut names: Vec<SubjectName> = clients
-        .iter()
-        .filter(|(client, _)| uses_tls(client))
-        .filter_map(|(_, host)| SubjectName::parse(host).ok())
-        .collect();
-    let subprocess = superlink
-        .flag_value("--isolation")
-        .is_none_or(|mode| mode == "subprocess");
-    if subprocess {
-        // The superlink's own superexec children dial 127.0.0.1.
-        names.push(SubjectName::parse("127.0.0.1").expect("valid"));
-    }
-    names.dedup();
+    let names = dialed_names(superlink, &clients);
     // Check against every CA a client trusts (one per distinct file).
     let mut cas: Vec<(String, PathBuf)> = clients
         .iter()
@@ -141,7 +163,7 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
             .into_iter()
             .find(|path| nix::unistd::access(path.as_path(), nix::unistd::AccessFlags::R_OK).is_err());
         if let Some(path) = unreadable {
-            findings.push(Finding::new(
+            findings.add(
                 "tls-not-verified",
                 Some(Severity::Warning),
                 &superlink.name,
@@ -151,7 +173,7 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
                     nix::unistd::geteuid()
                 ),
                 Some("run the check as root (sudo flowerbed check ...)".into()),
-            ));
+            );
             continue;
         }
         let verify_settings = crate::tls::verify::VerifySettings {
@@ -171,24 +193,24 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
                         "chain-issuer" | "chain-signature" => trusted_ca_fix(&cert, &ca, superlink),
                         _ => None,
                     };
-                    findings.push(Finding::new(
+                    findings.add(
                         finding.id,
                         Some(finding.severity),
                         &superlink.name,
                         Some(finding.path.as_path()),
                         format!("{} (as trusted by {client})", finding.message),
                         fix,
-                    ));
+                    );
                 }
             }
-            Err(err) => findings.push(Finding::new(
+            Err(err) => findings.add(
                 "tls-unreadable",
                 Some(Severity::Error),
                 &superlink.name,
                 Some(cert.as_path()),
                 format!("{err:#}"),
                 None,
-            )),
+            ),
         }
     }
 }

@@ -1,40 +1,20 @@
-//! Planned, all-or-nothing file writes.
-//!
-//! Every command that creates files (`certs generate`, `render --out`, `quickstart`) first
-//! builds a [`WritePlan`], checks it against the disk ([`WritePlan::preflight`]), and only
-//! then applies it. Files are written to a temporary name beside their target with their
-//! final mode from the first byte, synced, and renamed into place; if anything fails, the
-//! files and directories this plan created are removed and replaced files are put back.
-//!
-//! A plan made with [`WritePlan::new_dir`] creates one new folder as a whole instead: every
-//! directory and file is written into a fresh staging folder beside it, which is renamed
-//! into place as the last step (a missing or empty folder is replaced at once), so the
-//! folder appears complete or not at all.
+//! The write plan: a set of directories and files created together, checked against the
+//! disk first, written under temporary names with their final modes, synced and renamed
+//! into place, and rolled back as a whole if any step fails.
 
-use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::error::Error;
-
-mod bounded;
-pub use bounded::{
-    CERTIFICATE_LIMIT, Links, ReadError, TEXT_LIMIT, human_size, read_regular, read_regular_text,
+use super::MODE_DIR_PUBLIC;
+use super::create::{
+    Undo, create_dir_all_recorded, create_dir_exact, create_file_exact, sibling_name, sync_all, sync_dir,
+    write_temp,
 };
-
-/// Mode for private keys: owner read/write only, from creation on.
-pub const MODE_PRIVATE: u32 = 0o600;
-/// Mode for certificates and other public files.
-pub const MODE_PUBLIC: u32 = 0o644;
-/// Mode for directories that others may traverse.
-pub const MODE_DIR_PUBLIC: u32 = 0o755;
-/// Mode for directories that hold secrets nobody else needs (the CA folder).
-pub const MODE_DIR_PRIVATE: u32 = 0o700;
+use crate::error::Error;
 
 /// One file a plan will write.
 #[derive(Debug, Clone)]
@@ -365,169 +345,11 @@ fn existing_ancestor(path: &Path) -> Result<PathBuf> {
     }
 }
 
-fn create_dir_all_recorded(dir: &Path, mode: u32, undo: &mut Undo) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        if !parent.as_os_str().is_empty() && !parent.is_dir() {
-            create_dir_all_recorded(parent, MODE_DIR_PUBLIC, undo)?;
-        }
-    }
-    create_one_dir(dir, mode)?;
-    undo.created_dirs.push(dir.to_path_buf());
-    Ok(())
-}
-
-/// Create `dir` and its missing parents, each with exactly `mode`.
-fn create_dir_exact(dir: &Path, mode: u32) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        if !parent.as_os_str().is_empty() && !parent.is_dir() {
-            create_dir_exact(parent, MODE_DIR_PUBLIC)?;
-        }
-    }
-    create_one_dir(dir, mode)
-}
-
-fn create_one_dir(dir: &Path, mode: u32) -> Result<()> {
-    fs::DirBuilder::new()
-        .mode(mode)
-        .create(dir)
-        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
-    // The umask may have narrowed the mode; set exactly what the plan says.
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("{}: cannot set mode", dir.display()))
-}
-
-/// Create a file that does not exist yet, with its final mode from the first byte (exact
-/// regardless of umask; a private mode is never widened).
-fn create_file_exact(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    create_file_unsynced(path, contents, mode)?.sync_all()
-}
-
-/// Create `path` (never through a link) with exactly `mode`, whatever the umask, and write
-/// `contents`; the caller syncs it.
-fn create_file_unsynced(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<File> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)?;
-    file.set_permissions(fs::Permissions::from_mode(mode))?;
-    file.write_all(contents)?;
-    Ok(file)
-}
-
-fn sibling_name(target: &Path, tag: &str) -> PathBuf {
-    let mut name = OsString::from(".");
-    name.push(target.file_name().unwrap_or_default());
-    name.push(format!("{tag}-{}-{}", std::process::id(), unique_suffix()));
-    target.with_file_name(name)
-}
-
-fn unique_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()));
-    nanos ^ (COUNTER.fetch_add(1, Ordering::Relaxed) << 32)
-}
-
-/// Write `file` to a temporary name beside its target, with its final mode; not yet synced.
-fn write_temp(file: &PlannedFile) -> Result<(PathBuf, File)> {
-    let temp = sibling_name(&file.path, ".flowerbed-new");
-    match create_file_unsynced(&temp, &file.contents, file.mode) {
-        Ok(handle) => Ok((temp, handle)),
-        Err(err) => {
-            // Opened (ours) but not written, or not created at all.
-            let created = err.kind() != std::io::ErrorKind::AlreadyExists && temp.symlink_metadata().is_ok();
-            if created {
-                let _ = fs::remove_file(&temp);
-            }
-            let what = if created { "cannot write" } else { "cannot create" };
-            Err(anyhow::Error::new(err).context(format!("{}: {what}", file.path.display())))
-        }
-    }
-}
-
-/// fsync every staged file before any is renamed into place, all at once: the filesystem
-/// commits concurrent syncs together (one journal commit instead of one per file).
-fn sync_all(handles: &[(File, &PathBuf)]) -> Result<()> {
-    std::thread::scope(|scope| {
-        let syncs: Vec<_> = handles
-            .iter()
-            .skip(1)
-            .map(|(handle, path)| scope.spawn(move || handle.sync_all().map_err(|err| (err, *path))))
-            .collect();
-        // The first on this thread, the rest on their own.
-        let mut result = handles.first().map_or(Ok(()), |(handle, path)| {
-            handle.sync_all().map_err(|err| (err, *path))
-        });
-        for sync in syncs {
-            let outcome = sync.join().expect("fsync thread");
-            if result.is_ok() {
-                result = outcome;
-            }
-        }
-        result.map_err(|(err, path)| {
-            anyhow::Error::new(err).context(format!("{}: cannot write", path.display()))
-        })
-    })
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(handle) = File::open(if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    }) {
-        let _ = handle.sync_all();
-    }
-}
-
-/// What to put back if a plan fails half-way.
-#[derive(Default)]
-struct Undo {
-    temps: Vec<PathBuf>,
-    created_files: Vec<PathBuf>,
-    backups: Vec<(PathBuf, PathBuf)>,
-    created_dirs: Vec<PathBuf>,
-}
-
-impl Undo {
-    fn commit(self) {
-        for temp in &self.temps {
-            let _ = fs::remove_file(temp);
-        }
-        for (backup, _) in &self.backups {
-            let _ = fs::remove_file(backup);
-        }
-    }
-
-    fn rollback(self) {
-        for temp in &self.temps {
-            let _ = fs::remove_file(temp);
-        }
-        for file in &self.created_files {
-            let _ = fs::remove_file(file);
-        }
-        for (backup, target) in &self.backups {
-            let _ = fs::rename(backup, target);
-        }
-        for dir in self.created_dirs.iter().rev() {
-            let _ = fs::remove_dir(dir);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::{MODE_DIR_PRIVATE, MODE_PRIVATE, MODE_PUBLIC};
+    use std::ffi::OsString;
     use std::os::unix::fs::MetadataExt;
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::rules::{Finding, renew_fix};
+use super::{Findings, renew_fix};
 use crate::bundle::{METADATA_FILE, SuperlinkCertificate};
 use crate::deploy::{Deployment, DeploymentRole, Role, Security};
 use crate::tls::layout::SERVER_CERT;
@@ -14,7 +14,7 @@ use crate::tls::names::SubjectName;
 use crate::tls::verify::Severity;
 
 /// Every cross-host rule that applies to `deployment`'s role.
-pub fn check(deployment: &Deployment, findings: &mut Vec<Finding>) {
+pub fn check(deployment: &Deployment, findings: &mut Findings) {
     if deployment.security != Security::Tls {
         return;
     }
@@ -34,7 +34,7 @@ fn list(names: &[String]) -> String {
 }
 
 /// The superlink's server certificate names every public address.
-fn public_addresses_covered(deployment: &Deployment, findings: &mut Vec<Finding>) {
+fn public_addresses_covered(deployment: &Deployment, findings: &mut Findings) {
     let Some(superlink) = deployment
         .services
         .iter()
@@ -69,7 +69,7 @@ fn public_addresses_covered(deployment: &Deployment, findings: &mut Vec<Finding>
         if covered.iter().any(|name| name.covers(&address.host)) {
             continue;
         }
-        findings.push(Finding::new(
+        findings.add(
             "public-address-not-covered",
             Some(Severity::Error),
             &superlink.name,
@@ -79,13 +79,13 @@ fn public_addresses_covered(deployment: &Deployment, findings: &mut Vec<Finding>
                 list(&shown)
             ),
             Some(renew_fix(&cert_path, &hosts)),
-        ));
+        );
     }
 }
 
 /// The supernodes dial a name the superlink's certificate covers, as the bundle recorded
 /// it, and trust the CA that issued it.
-fn superlink_address_covered(deployment: &Deployment, findings: &mut Vec<Finding>) {
+fn superlink_address_covered(deployment: &Deployment, findings: &mut Findings) {
     let Some(supernode) = deployment
         .services
         .iter()
@@ -105,7 +105,7 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Vec<Finding
     ) {
         Ok(text) => SuperlinkCertificate::from_json(&text),
         Err(err) if err.is_not_found() => {
-            findings.push(Finding::new(
+            findings.add(
                 "superlink-names-unknown",
                 Some(Severity::Warning),
                 &supernode.name,
@@ -116,7 +116,7 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Vec<Finding
                 Some(format!(
                     "on the superlink's host: flowerbed certs verify DIR --name {host} (or make this folder from a bundle: flowerbed bundle supernode)"
                 )),
-            ));
+            );
             return;
         }
         Err(err) => Err(anyhow::Error::new(err)),
@@ -124,14 +124,14 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Vec<Finding
     let metadata = match metadata {
         Ok(metadata) => metadata,
         Err(err) => {
-            findings.push(Finding::new(
+            findings.add(
                 "superlink-names-unreadable",
                 Some(Severity::Error),
                 &supernode.name,
                 Some(metadata_path.as_path()),
                 format!("{err:#}"),
                 Some("make a new bundle on the superlink's host: flowerbed bundle supernode".into()),
-            ));
+            );
             return;
         }
     };
@@ -141,7 +141,7 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Vec<Finding
         .filter_map(|name| SubjectName::parse(name).ok())
         .collect();
     if !covered.iter().any(|name| name.covers(&host)) {
-        findings.push(Finding::new(
+        findings.add(
                 "superlink-address-not-covered",
                 Some(Severity::Error),
                 &supernode.name,
@@ -153,7 +153,7 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Vec<Finding
                 Some(format!(
                 "dial a name it covers (--superlink-address), or on the superlink's host add --public-address {host}, renew the certificate and make a new bundle"
             )),
-            ));
+            );
     }
     ca_matches(
         deployment,
@@ -170,7 +170,7 @@ fn ca_matches(
     service: &str,
     metadata: &SuperlinkCertificate,
     metadata_path: &Path,
-    findings: &mut Vec<Finding>,
+    findings: &mut Findings,
 ) {
     let Some(ca_path) = deployment
         .services
@@ -187,7 +187,7 @@ fn ca_matches(
     };
     let actual = material::fingerprint(&der);
     if actual != metadata.ca_certificate_sha256 {
-        findings.push(Finding::new(
+        findings.add(
             "ca-mismatch",
             Some(Severity::Error),
             service,
@@ -198,6 +198,6 @@ fn ca_matches(
                 metadata.ca_certificate_sha256
             ),
             Some("use the ca.crt from the superlink's bundle".into()),
-        ));
+        );
     }
 }
