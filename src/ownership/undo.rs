@@ -598,7 +598,7 @@ mod tests {
             let mut locator = Locator::new(&root);
             assert!(!locator.listed_as_recorded(&record).unwrap());
             let mut report = WalkReport::default();
-            restore_one(&mut locator, &record, &mut report).unwrap();
+            restore_one(&mut locator, &record, &mut report, false).unwrap();
             assert_eq!(
                 (report.changed, report.skipped),
                 (0, 1),

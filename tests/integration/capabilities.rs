@@ -5,7 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::ownership::{OwnEnv, owner, stderr, stdout};
+use crate::ownership::{OwnEnv, owner};
+use crate::testenv::{stderr, stdout};
 
 /// What `getcap` says of `path` (empty: no capabilities).
 fn getcap(path: &Path) -> String {

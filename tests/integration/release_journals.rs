@@ -3,7 +3,8 @@
 
 use std::os::unix::fs::OpenOptionsExt;
 
-use crate::ownership::{OwnEnv, journal_of, owner, stderr, stdout};
+use crate::ownership::{OwnEnv, journal_of, owner};
+use crate::testenv::{stderr, stdout};
 
 fn text(out: &std::process::Output) -> String {
     format!("{}{}", stdout(out), stderr(out))
