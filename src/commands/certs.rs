@@ -186,22 +186,7 @@ fn run_renew(args: &RenewArgs, printer: &Printer) -> Result<Outcome> {
         }))?;
         return Ok(Outcome::Success);
     }
-    for file in &report.files {
-        printer.info(&format!("wrote {}", file.display()))?;
-    }
-    for (folder, uid, gid) in &kept {
-        printer.info(&format!(
-            "ownership: the new files belong to {uid}:{gid} again, like the rest of {} (journaled; `sudo flowerbed undo {}` puts it back)",
-            folder.display(),
-            quote(folder)
-        ))?;
-    }
-    let names = report
-        .names
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names = print_written(report, &kept, printer)?;
     printer.result(&format!(
         "renewed the server certificate for {names} ({}): valid until {} (was {}), sha256 {}; signed by the same CA, so supernodes need nothing new",
         report.key_type, report.server.not_after, renewal.previous.not_after, report.server.sha256
@@ -283,6 +268,31 @@ fn keep_file_owners(replaced: &[ReplacedFile], printer: &Printer) -> Result<()> 
     Ok(())
 }
 
+/// The files written and the folders given back to their owner; returns the certificate's
+/// names as one line.
+fn print_written(
+    report: &generate::GenerateReport,
+    kept: &[(PathBuf, u32, u32)],
+    printer: &Printer,
+) -> Result<String> {
+    for file in &report.files {
+        printer.info(&format!("wrote {}", file.display()))?;
+    }
+    for (folder, uid, gid) in kept {
+        printer.info(&format!(
+            "ownership: the new files in {} belong to its owner {uid}:{gid} (journaled; `sudo flowerbed undo {}` puts it back)",
+            folder.display(),
+            quote(folder)
+        ))?;
+    }
+    Ok(report
+        .names
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
 fn quote(path: &Path) -> String {
     let text = path.to_string_lossy();
     shlex::try_quote(&text).map_or_else(|_| text.to_string(), std::borrow::Cow::into_owned)
@@ -313,22 +323,7 @@ fn run_generate(args: &GenerateArgs, printer: &Printer) -> Result<Outcome> {
         printer.json(report)?;
         return Ok(Outcome::Success);
     }
-    for file in &report.files {
-        printer.info(&format!("wrote {}", file.display()))?;
-    }
-    for (folder, uid, gid) in &kept {
-        printer.info(&format!(
-            "ownership: the new files in {} belong to its owner {uid}:{gid} (journaled; `sudo flowerbed undo {}` puts it back)",
-            folder.display(),
-            quote(folder)
-        ))?;
-    }
-    let names = report
-        .names
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names = print_written(report, &kept, printer)?;
     printer.result(&format!(
         "server certificate for {names} ({}), valid until {}, sha256 {}",
         report.key_type, report.server.not_after, report.server.sha256
