@@ -86,23 +86,22 @@ fn plan_runtime_material(
     }
     let layout = Layout::new(&settings.dir, LayoutKind::from(settings.cert_layout));
     let loaded;
-    let ca = match ca {
-        Some(ca) => ca,
-        None => {
-            let existing = ExistingCa {
-                cert_path: layout.ca_cert(),
-                key_path: layout.ca_key(),
-            };
-            if existing.key_path.symlink_metadata().is_err() {
-                return Err(anyhow!(
-                    "{}: no CA key to issue the supernodes' Runtime API certificates with; run `flowerbed certs generate {}` first, or pass --insecure",
-                    existing.key_path.display(),
-                    settings.dir.display()
-                ));
-            }
-            loaded = SigningCa::load(&existing)?;
-            &loaded
+    let ca = if let Some(ca) = ca {
+        ca
+    } else {
+        let existing = ExistingCa {
+            cert_path: layout.ca_cert(),
+            key_path: layout.ca_key(),
+        };
+        if existing.key_path.symlink_metadata().is_err() {
+            return Err(anyhow!(
+                "{}: no CA key to issue the supernodes' Runtime API certificates with; run `flowerbed certs generate {}` first, or pass --insecure",
+                existing.key_path.display(),
+                settings.dir.display()
+            ));
         }
+        loaded = SigningCa::load(&existing)?;
+        &loaded
     };
     crate::tls::runtime::plan_supernode_certificates(&layout, settings.supernodes, ca, plan)
 }
