@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use crate::deploy::Deployment;
 use crate::deploy::app::{self, AppProject};
 
-use super::rules::Findings;
 use super::Finding;
+use super::rules::Findings;
 
 /// What the command layer gathered about the app for the rules.
 #[derive(Debug, Clone)]

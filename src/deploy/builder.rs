@@ -13,9 +13,8 @@ use super::address::Address;
 use super::app;
 use super::model::{
     AppImage, AppImages, CERT_MOUNT, CONTAINER_WORKDIR, Connection, DATABASE_PATH, Deployment, Flag,
-    Identity, Mount, MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY,
-    RUNTIME_CERT_MOUNT, Role,
-    SERVICE_LABEL, Service, SourceKind, node_config,
+    Identity, Mount, MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY, RUNTIME_CERT_MOUNT,
+    Role, SERVICE_LABEL, Service, SourceKind, node_config,
 };
 use super::profile::{AppIoListen, Profile, SUPERNODE_APPIO_PORT, SupernodeAuth};
 use super::settings::{DeploymentRole, Isolation, STATE_DIR, Security, Settings};
@@ -129,8 +128,14 @@ impl Builder<'_> {
             None => self.settings.superlink_isolation,
             Some(_) => self.settings.supernode_isolation,
         };
-        (self.tls() && isolation == Isolation::Process && self.profile.superexec_auth_secret_flag().is_some())
-            .then(|| superexec_auth::secret_dir(&self.settings.dir, supernode))
+        // One host only for now: a split deployment's folders come from a bundle, which
+        // does not carry (or make) the secrets yet.
+        let one_host = self.settings.role == super::DeploymentRole::All;
+        (one_host
+            && self.tls()
+            && isolation == Isolation::Process
+            && self.profile.superexec_auth_secret_flag().is_some())
+        .then(|| superexec_auth::secret_dir(&self.settings.dir, supernode))
     }
 
     /// Whether supernode `index`'s Runtime API gets a server certificate of its own: TLS,

@@ -120,7 +120,14 @@ pub fn plan(settings: &RenewSettings) -> Result<Renewal> {
         );
     }
 
+    // The names every flowerbed certificate covers are covered again (as `certs generate`
+    // does), then those asked for.
     let mut names = material::subject_names(&server);
+    for name in generate::names_with_defaults(&settings.extra_names) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
     for name in &settings.extra_names {
         if !names.contains(name) {
             names.push(name.clone());

@@ -130,6 +130,8 @@ fn assert_flags_match_secrets(name: &str, service: &deploy::Service, secrets: &[
         .filter(|value| {
             value.starts_with(&format!("{}/", deploy::model::CERT_MOUNT))
                 || value.starts_with(&format!("{}/", flowerbed::auth::AUTH_MOUNT))
+                || value.starts_with(&format!("{}/", flowerbed::superexec_auth::SECRET_MOUNT))
+                || value.starts_with(&format!("{}/", deploy::model::RUNTIME_CERT_MOUNT))
         })
         .map(|value| format!("{}/{value}", deploy::model::CONTAINER_WORKDIR))
         .collect();
@@ -216,9 +218,14 @@ fn docker_stack_config_accepts_every_stack_file() {
                     (secret["uid"].as_str(), secret["gid"].as_str()),
                     (Some("49999"), Some("49999"))
                 );
-                let key = ["/server.key", "/auth.key", "/superlink.key"]
-                    .iter()
-                    .any(|name| secret["target"].as_str().unwrap().ends_with(name));
+                let key = [
+                    "/server.key",
+                    "/auth.key",
+                    "/superlink.key",
+                    "/superexec-auth/secret",
+                ]
+                .iter()
+                .any(|name| secret["target"].as_str().unwrap().ends_with(name));
                 assert_eq!(
                     secret["mode"].as_u64(),
                     Some(if key { 0o400 } else { 0o444 }),

@@ -65,7 +65,7 @@ done
 e2e_log "   the SuperLink serves the renewed certificate"
 e2e_wait_supernodes "$flwr_home" "$project" 2 120
 e2e_flwr_run_completes "$flwr_home" "$E2E_ROOT/tests/e2e/app" "$project" 2 300 >/dev/null
-for index in 0 1; do
+for index in 1 2; do
     e2e_assert_running "$project-supernode-$index-1"
 done
 
