@@ -298,13 +298,12 @@ mod tests {
         );
         assert!(supernode.depends_on.is_empty());
         assert!(node.connection.is_none());
-        // No CA key on a supernode's host: its Runtime API stays plain (check warns), but
-        // the link still gets its secret, which the containers must own.
+        // No CA key on a supernode's host: its Runtime API stays plain, and a folder made
+        // from a bundle gets no superexec secret yet (bundles do not carry one), so nothing
+        // there needs handing over.
         assert!(supernode.flag("--ssl-certfile").is_none());
-        assert_eq!(
-            node.owned_paths(),
-            [Path::new("/srv/flower/superexec-auth/supernode-1")]
-        );
+        assert!(supernode.flag("--superexec-auth-secret-file").is_none());
+        assert!(node.owned_paths().is_empty());
     }
 
     #[test]
