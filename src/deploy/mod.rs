@@ -104,7 +104,7 @@ pub fn require_sources_planned(deployment: &Deployment, dir: &Path, planned: &[P
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     use super::*;
 
