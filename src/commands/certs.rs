@@ -107,15 +107,7 @@ fn keep_folder_owners(files: &[PathBuf], printer: &Printer) -> Result<Vec<(PathB
         // new run (one `undo` of the tree restores everything); otherwise the folder gets
         // a journal of its own.
         let root = journaled_ancestor(&folder, (uid, gid)).unwrap_or_else(|| folder.clone());
-        crate::ownership::own(&crate::ownership::ReownSettings {
-            paths: vec![root.clone()],
-            target: crate::ownership::Target { uid, gid },
-            allow_hardlinks: false,
-            dry_run: false,
-            progress: false,
-            wait: crate::ownership::LockWait::Wait,
-        })
-        .with_context(|| {
+        hand_over(&root, uid, gid).with_context(|| {
             format!(
                 "{}: the new files could not be given to its owner {uid}:{gid}",
                 folder.display()
@@ -124,6 +116,19 @@ fn keep_folder_owners(files: &[PathBuf], printer: &Printer) -> Result<Vec<(PathB
         kept.push((root, uid, gid));
     }
     Ok(kept)
+}
+
+/// Give `path` to `uid:gid` through `own`, so the change is journaled and `undo` puts it back.
+fn hand_over(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    crate::ownership::own(&crate::ownership::ReownSettings {
+        paths: vec![path.to_path_buf()],
+        target: crate::ownership::Target { uid, gid },
+        allow_hardlinks: false,
+        dry_run: false,
+        progress: false,
+        wait: crate::ownership::LockWait::Wait,
+    })
+    .map(drop)
 }
 
 /// The nearest folder holding `folder` (itself included) that has an ownership journal and
@@ -245,18 +250,7 @@ fn keep_file_owners(replaced: &[ReplacedFile], printer: &Printer) -> Result<()> 
             ));
             continue;
         }
-        crate::ownership::own(&crate::ownership::ReownSettings {
-            paths: vec![file.path.clone()],
-            target: crate::ownership::Target {
-                uid: file.uid,
-                gid: file.gid,
-            },
-            allow_hardlinks: false,
-            dry_run: false,
-            progress: false,
-            wait: crate::ownership::LockWait::Wait,
-        })
-        .with_context(|| {
+        hand_over(&file.path, file.uid, file.gid).with_context(|| {
             format!(
                 "{}: the renewed file could not be given to its owner {}:{}",
                 file.path.display(),
