@@ -13,7 +13,8 @@ use crate::cli::deploy::{
     BundleArgs, DeployArgs, IsolationArg, RenderArgs, RenderCommand, RoleArg, WheelsArgs,
 };
 use crate::deploy::{
-    Address, CertLayout, DeploymentRole, Isolation, MAX_SUPERNODES, Profile, Refusal, Security, Settings,
+    Address, CertLayout, DeploymentRole, Isolation, MAX_SUPERNODES, MIN_MEMORY_LIMIT, MIN_MILLICPUS,
+    MIN_PIDS_LIMIT, Profile, Refusal, Security, Settings,
 };
 use crate::error::Error;
 use crate::output::ColorChoice;
@@ -111,6 +112,19 @@ fn flag_error(refusal: &Refusal) -> Error {
         ),
         Refusal::ImageRepo { repo, why } => ("--image-repo", format!("{repo:?}: {why}")),
         Refusal::ImageTag { tag } => ("--image-tag", format!("{tag:?} is not a valid image tag")),
+        Refusal::MemoryLimit { bytes } => (
+            "--memory-limit",
+            format!("{bytes} bytes is below the minimum of {}m", MIN_MEMORY_LIMIT >> 20),
+        ),
+        Refusal::PidsLimit { count } => ("--pids-limit", format!("{count} is below the minimum of {MIN_PIDS_LIMIT}")),
+        Refusal::Cpus { millicpus } => (
+            "--cpus",
+            format!(
+                "{} is below the minimum of {}",
+                f64::from(*millicpus) / 1000.0,
+                f64::from(MIN_MILLICPUS) / 1000.0
+            ),
+        ),
     };
     Error::InvalidFlag { flag, message }
 }
@@ -196,6 +210,27 @@ pub fn merge_settings(dir: PathBuf, args: &DeployArgs, saved: Option<Settings>) 
     }
     if args.push_to.is_some() {
         settings.push_to.clone_from(&args.push_to);
+    }
+    if args.harden {
+        settings.no_harden = false;
+    }
+    if args.no_harden {
+        settings.no_harden = true;
+    }
+    if let Some(text) = &args.memory_limit {
+        settings.memory_limit = Some(parse_size(text).ok_or_else(|| Error::InvalidFlag {
+            flag: "--memory-limit",
+            message: format!("{text:?} is not a size (bytes, or a number with k, m or g: 512m, 4g)"),
+        })?);
+    }
+    if args.pids_limit.is_some() {
+        settings.pids_limit = args.pids_limit;
+    }
+    if let Some(text) = &args.cpus {
+        settings.millicpus = Some(parse_millicpus(text).ok_or_else(|| Error::InvalidFlag {
+            flag: "--cpus",
+            message: format!("{text:?} is not a number of CPUs (2, 0.5)"),
+        })?);
     }
     Ok(settings)
 }
@@ -394,5 +429,71 @@ mod tests {
         assert!(worded(Refusal::NoPublicAddress).starts_with("--public-address"));
         // Anything else passes through as it was.
         assert_eq!(in_flag_terms(anyhow!("other")).to_string(), "other");
+    }
+}
+
+/// A size as Docker writes it: bytes, or a whole number with `k`, `m` or `g` (binary
+/// units, either case). `None` for anything else, or a size that overflows.
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.as_bytes().last()?.to_ascii_lowercase() {
+        b'k' => (&text[..text.len() - 1], 10),
+        b'm' => (&text[..text.len() - 1], 20),
+        b'g' => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// A number of CPUs (`2`, `0.5`, at most three decimals) in thousandths.
+fn parse_millicpus(text: &str) -> Option<u32> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || fraction.len() > 3 || !digits(whole) || !digits(fraction) || text.ends_with('.') {
+        return None;
+    }
+    let fraction: u32 = format!("{fraction:0<3}").parse().ok()?;
+    whole
+        .parse::<u32>()
+        .ok()?
+        .checked_mul(1000)?
+        .checked_add(fraction)
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::{parse_millicpus, parse_size};
+
+    #[test]
+    fn cpus_read_as_docker_writes_them() {
+        assert_eq!(parse_millicpus("2"), Some(2000));
+        assert_eq!(parse_millicpus("0.5"), Some(500));
+        assert_eq!(parse_millicpus("1.25"), Some(1250));
+        for bad in ["", ".5", "2.", "1.2345", "-1", "a", "1e3", "9999999"] {
+            assert_eq!(parse_millicpus(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_as_docker_writes_them() {
+        assert_eq!(parse_size("4g"), Some(4 << 30));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size("1000"), Some(1000));
+        for bad in [
+            "",
+            "g",
+            "4gb",
+            "-1g",
+            "1.5g",
+            " 4g",
+            "4 g",
+            "99999999999999999999g",
+            "16777216000000g",
+        ] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
     }
 }

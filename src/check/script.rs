@@ -18,7 +18,7 @@ use brush_parser::word::{Parameter, ParameterExpr, WordPiece, WordPieceWithSourc
 use super::spec::{ContainerSpec, MountKind, MountSpec, Role, WrittenMount};
 
 /// `docker run` options that take a value (the rest are switches).
-const VALUED: [&str; 40] = [
+const VALUED: [&str; 44] = [
     "-v",
     "--volume",
     "--mount",
@@ -59,6 +59,10 @@ const VALUED: [&str; 40] = [
     "--group-add",
     "--tmpfs",
     "--userns",
+    "--pids-limit",
+    "--memory-swap",
+    "--memory-reservation",
+    "--shm-size",
 ];
 
 /// Parse a script's text (pure: shared with the fuzz target). `workdir` is the directory

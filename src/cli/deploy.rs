@@ -136,6 +136,30 @@ pub struct DeployArgs {
     /// (image names REGISTRY/PROJECT/COMPONENT-app:TAG).
     #[arg(long, value_name = "REGISTRY")]
     pub push_to: Option<String>,
+
+    /// Harden every container (the default): all capabilities dropped, no-new-privileges,
+    /// a read-only root filesystem with tmpfs scratch folders for what Flower writes
+    /// (/app/.flwr, /app/.cache, /app/.config, /tmp, /var/tmp), memory and process limits.
+    #[arg(long, conflicts_with = "no_harden")]
+    pub harden: bool,
+
+    /// Run the containers unhardened, for debugging (kept in flowerbed.json until --harden).
+    #[arg(long)]
+    pub no_harden: bool,
+
+    /// Memory limit of each hardened container: bytes, or a number with k, m or g
+    /// (binary units) [default: 4g].
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+
+    /// Process and thread limit of each hardened container [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<u32>,
+
+    /// CPU limit of each hardened container, in CPUs (2, 0.5) [default: 2]; raise it for
+    /// the containers that train (supernodes, or their ClientApp runners).
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<String>,
 }
 
 const RENDER_HELP: &str = "\

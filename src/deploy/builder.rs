@@ -13,11 +13,14 @@ use super::address::Address;
 use super::app;
 use super::model::{
     AppImage, AppImages, CERT_MOUNT, CONTAINER_WORKDIR, Connection, DATABASE_PATH, Deployment, Flag,
-    Identity, Mount, MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY, RUNTIME_CERT_MOUNT,
-    Role, SERVICE_LABEL, Service, SourceKind, node_config,
+    Hardening, Identity, Mount, MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY,
+    RUNTIME_CERT_MOUNT, Role, SERVICE_LABEL, Service, SourceKind, node_config,
 };
 use super::profile::{AppIoListen, Profile, SUPERNODE_APPIO_PORT, SupernodeAuth};
-use super::settings::{DeploymentRole, Isolation, STATE_DIR, Security, Settings};
+use super::settings::{
+    DEFAULT_MEMORY_LIMIT, DEFAULT_MILLICPUS, DEFAULT_PIDS_LIMIT, DeploymentRole, Isolation, STATE_DIR,
+    Security, Settings,
+};
 
 struct Builder<'a> {
     settings: &'a Settings,
@@ -72,6 +75,7 @@ pub fn build(settings: &Settings, profile: &'static Profile) -> Deployment {
         services,
         connection,
         app,
+        hardening: builder.hardening(),
     }
 }
 
@@ -166,6 +170,15 @@ impl Builder<'_> {
         );
         mount.read_only = !self.profile.superexec_deletes_auth_secret();
         service.mounts.push(mount);
+    }
+
+    fn hardening(&self) -> Option<Hardening> {
+        (!self.settings.no_harden).then(|| Hardening {
+            scratch: self.profile.scratch_paths(),
+            memory_bytes: self.settings.memory_limit.unwrap_or(DEFAULT_MEMORY_LIMIT),
+            pids: self.settings.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT),
+            millicpus: self.settings.millicpus.unwrap_or(DEFAULT_MILLICPUS),
+        })
     }
 
     fn user(&self) -> Identity {

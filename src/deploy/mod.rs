@@ -16,13 +16,13 @@ pub mod settings;
 pub use address::Address;
 pub use component::Component;
 pub use model::{
-    AppImage, AppImages, Connection, Deployment, Flag, Identity, Mount, MountPurpose, MountedFile, Port,
-    Role, Service, SourceKind,
+    AppImage, AppImages, Connection, Deployment, Flag, Hardening, Identity, Mount, MountPurpose, MountedFile,
+    Port, Role, Service, SourceKind,
 };
 pub use profile::{Generation, PROFILES, Profile};
 pub use settings::{
-    CertLayout, DeploymentRole, Isolation, MAX_SUPERNODES, Refusal, SETTINGS_FILE, STATE_DIR, Security,
-    Settings,
+    CertLayout, DeploymentRole, Isolation, MAX_SUPERNODES, MIN_MEMORY_LIMIT, MIN_MILLICPUS, MIN_PIDS_LIMIT,
+    Refusal, SETTINGS_FILE, STATE_DIR, Security, Settings,
 };
 
 /// Validate `settings` and build its deployment (nothing on disk is looked at).

@@ -67,6 +67,8 @@ pub struct Deployment {
     /// With `--app`: the images built for the user's app, which the services that run its
     /// code use instead of Flower's.
     pub app: Option<AppImages>,
+    /// How every container is locked down; `None` with `--no-harden`.
+    pub hardening: Option<Hardening>,
 }
 
 /// The images of the user's app: one per Flower component that runs app code here.
@@ -120,6 +122,58 @@ impl Identity {
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.uid, self.gid)
+    }
+}
+
+/// How every container is locked down, as Flower's own Helm chart does: all capabilities
+/// dropped, no privilege escalation, a read-only root filesystem with scratch folders for
+/// what Flower writes, and memory and process limits. `None` with `--no-harden`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hardening {
+    /// Container paths that get a writable scratch filesystem (tmpfs, `emptyDir`) owned by
+    /// the container user; from the release's profile.
+    pub scratch: &'static [&'static str],
+    /// Memory limit of each container, in bytes.
+    pub memory_bytes: u64,
+    /// Process (and thread) limit of each container.
+    pub pids: u32,
+    /// CPU limit of each container, in thousandths of a CPU.
+    pub millicpus: u32,
+}
+
+impl Hardening {
+    /// Docker's `--security-opt` that keeps setuid programs from gaining privileges.
+    pub const NO_NEW_PRIVILEGES: &'static str = "no-new-privileges:true";
+    /// What `--cap-drop` drops: every capability (Flower needs none).
+    pub const CAP_DROP: &'static str = "ALL";
+
+    /// Docker's tmpfs options for a scratch folder: owned by the container user, private
+    /// to it (Docker adds `noexec,nosuid,nodev`).
+    /// The CPU limit as Docker and Kubernetes both read it (`2`, `0.5`).
+    pub fn cpus_text(&self) -> String {
+        let whole = self.millicpus / 1000;
+        match self.millicpus % 1000 {
+            0 => whole.to_string(),
+            part => format!("{whole}.{part:03}").trim_end_matches('0').to_string(),
+        }
+    }
+
+    pub fn tmpfs_options(user: Identity) -> String {
+        format!("uid={},gid={},mode=0700", user.uid, user.gid)
+    }
+
+    /// The memory limit in the largest binary unit that states it exactly, as Docker
+    /// spells it (`4g`, `512m`, `1000`); Kubernetes wants `Gi`/`Mi`/`Ki`.
+    pub fn memory_text(&self, kubernetes: bool) -> String {
+        let units: [(u64, &str, &str); 3] =
+            [(1 << 30, "g", "Gi"), (1 << 20, "m", "Mi"), (1 << 10, "k", "Ki")];
+        for (size, docker, kube) in units {
+            if self.memory_bytes % size == 0 {
+                let unit = if kubernetes { kube } else { docker };
+                return format!("{}{unit}", self.memory_bytes / size);
+            }
+        }
+        self.memory_bytes.to_string()
     }
 }
 

@@ -269,6 +269,15 @@ impl Profile {
         &FLOWER_IMAGE_USERS
     }
 
+    /// Folders a component of this release writes at run time besides its mounts: with a
+    /// read-only root filesystem (hardening) each gets a scratch filesystem of its own.
+    /// `$HOME/.flwr` holds installed apps and run files, `$HOME/.cache` and `$HOME/.config`
+    /// what Python packages keep there, `/tmp` and `/var/tmp` temporary files. The same in
+    /// every supported release; the e2e matrix runs each release hardened to keep it so.
+    pub fn scratch_paths(&self) -> &'static [&'static str] {
+        &["/app/.flwr", "/app/.cache", "/app/.config", "/tmp", "/var/tmp"]
+    }
+
     /// Whether runtime installation of app dependencies exists (1.35+: on by default in the
     /// superlink, opt-in on supernodes and superexecs).
     pub fn has_runtime_dependency_installation(&self) -> bool {

@@ -25,6 +25,21 @@ pub const DEFAULT_IMAGE_REPO: &str = "flwr";
 pub const DEFAULT_SUPERNODES: u32 = 2;
 /// More supernodes than this on one host is a typo, not a deployment.
 pub const MAX_SUPERNODES: u32 = 999;
+/// Each hardened container's memory limit unless `--memory-limit` says otherwise: room for
+/// a ClientApp's training in subprocess isolation, a cap on a runaway one.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 4 << 30;
+/// The smallest memory limit accepted: below it Flower's Python processes cannot start.
+pub const MIN_MEMORY_LIMIT: u64 = 64 << 20;
+/// Each hardened container's process and thread limit unless `--pids-limit` says otherwise
+/// (gRPC's thread pools stay far below it).
+pub const DEFAULT_PIDS_LIMIT: u32 = 1024;
+/// The smallest process limit accepted: Flower's servers start a few dozen threads.
+pub const MIN_PIDS_LIMIT: u32 = 64;
+/// Each hardened container's CPU limit (thousandths of a CPU) unless `--cpus` says
+/// otherwise: two CPUs.
+pub const DEFAULT_MILLICPUS: u32 = 2000;
+/// The smallest CPU limit accepted (a tenth of a CPU).
+pub const MIN_MILLICPUS: u32 = 100;
 
 /// Where the ServerApp / ClientApp code runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +173,19 @@ pub struct Settings {
     /// Registry the app images are pushed to (orchestrators pull them from there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_to: Option<String>,
+    /// Containers run unhardened (`--no-harden`, for debugging). Left out of
+    /// `flowerbed.json` when off, so folders made before hardening existed get it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_harden: bool,
+    /// Memory limit of each hardened container in bytes [default: `DEFAULT_MEMORY_LIMIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<u64>,
+    /// Process limit of each hardened container [default: `DEFAULT_PIDS_LIMIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u32>,
+    /// CPU limit of each hardened container, thousandths of a CPU [default: `DEFAULT_MILLICPUS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub millicpus: Option<u32>,
 }
 
 impl Settings {
@@ -186,6 +214,10 @@ impl Settings {
             supernode_auth: false,
             app: None,
             push_to: None,
+            no_harden: false,
+            memory_limit: None,
+            pids_limit: None,
+            millicpus: None,
         }
     }
 
@@ -230,6 +262,15 @@ impl Settings {
         }
         validate_dir_path(&self.dir)?;
         self.validate_app()?;
+        if let Some(bytes) = self.memory_limit.filter(|bytes| *bytes < MIN_MEMORY_LIMIT) {
+            return Err(Refusal::MemoryLimit { bytes }.into());
+        }
+        if let Some(count) = self.pids_limit.filter(|count| *count < MIN_PIDS_LIMIT) {
+            return Err(Refusal::PidsLimit { count }.into());
+        }
+        if let Some(millicpus) = self.millicpus.filter(|millicpus| *millicpus < MIN_MILLICPUS) {
+            return Err(Refusal::Cpus { millicpus }.into());
+        }
         Ok(())
     }
 
@@ -326,6 +367,12 @@ pub enum Refusal {
     ImageRepo { repo: String, why: &'static str },
     #[error("{tag:?} is not a valid image tag")]
     ImageTag { tag: String },
+    #[error("a memory limit of {bytes} bytes is below the minimum ({MIN_MEMORY_LIMIT} bytes)")]
+    MemoryLimit { bytes: u64 },
+    #[error("a process limit of {count} is below the minimum ({MIN_PIDS_LIMIT})")]
+    PidsLimit { count: u32 },
+    #[error("a CPU limit of {millicpus} thousandths is below the minimum ({MIN_MILLICPUS})")]
+    Cpus { millicpus: u32 },
 }
 
 /// Compose's rule for project names: lower-case letters, digits, `-` and `_`, starting with

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use crate::deploy::{AppImages, Deployment, Service};
+use crate::deploy::{AppImages, Deployment, Hardening, Service};
 
 use super::text;
 
@@ -22,14 +22,22 @@ struct ComposeFile<'a> {
 
 /// Services in the model's order (superlink first), which a map type would lose; with a
 /// base folder, mount sources below it are written relative to the compose file.
-struct Services<'a>(&'a [Service], Option<&'a Path>, Option<&'a AppImages>);
+struct Services<'a> {
+    deployment: &'a Deployment,
+    base: Option<&'a Path>,
+}
 
 impl Serialize for Services<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for service in self.0 {
-            let mut entry = ComposeService::new(service, self.1);
-            entry.build = self.2.and_then(|app| ComposeBuild::new(app, service, self.1));
+        let services = &self.deployment.services;
+        let mut map = serializer.serialize_map(Some(services.len()))?;
+        for service in services {
+            let mut entry = ComposeService::new(service, self.base);
+            entry.build =
+                (self.deployment.app.as_ref()).and_then(|app| ComposeBuild::new(app, service, self.base));
+            if let Some(hardening) = &self.deployment.hardening {
+                entry.harden(hardening, service);
+            }
             map.serialize_entry(&service.name, &entry)?;
         }
         map.end()
@@ -75,6 +83,20 @@ struct ComposeService<'a> {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     environment: BTreeMap<&'a str, Cow<'a, str>>,
     labels: BTreeMap<&'a str, Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cap_drop: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    security_opt: Vec<&'static str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    read_only: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tmpfs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mem_limit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pids_limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpus: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -180,7 +202,28 @@ impl<'a> ComposeService<'a> {
                 .collect(),
             environment: literal_map(&service.environment),
             labels: literal_map(&service.labels),
+            cap_drop: Vec::new(),
+            security_opt: Vec::new(),
+            read_only: false,
+            tmpfs: Vec::new(),
+            mem_limit: None,
+            pids_limit: None,
+            cpus: None,
         }
+    }
+
+    /// Lock the container down as `hardening` says.
+    fn harden(&mut self, hardening: &Hardening, service: &Service) {
+        let options = Hardening::tmpfs_options(service.user);
+        self.cap_drop = vec![Hardening::CAP_DROP];
+        self.security_opt = vec![Hardening::NO_NEW_PRIVILEGES];
+        self.read_only = true;
+        self.tmpfs = (hardening.scratch.iter())
+            .map(|path| format!("{path}:{options}"))
+            .collect();
+        self.mem_limit = Some(hardening.memory_text(false));
+        self.pids_limit = Some(hardening.pids);
+        self.cpus = Some(hardening.cpus_text());
     }
 }
 
@@ -207,7 +250,7 @@ pub fn render_relocatable(deployment: &Deployment) -> Result<String> {
 fn render_with_base(deployment: &Deployment, base: Option<&Path>) -> Result<String> {
     let file = ComposeFile {
         name: &deployment.project,
-        services: Services(&deployment.services, base, deployment.app.as_ref()),
+        services: Services { deployment, base },
         networks: BTreeMap::from([(
             "default",
             Network {

@@ -12,9 +12,10 @@
 //!   `superlink-tls` (CA, server certificate, server key) for the superlink only, and
 //!   `flower-ca` (the CA certificate) for everything that dials it. The CA key is never
 //!   read. The output then holds a private key, so `--out` writes it with mode 0600.
-//! - Pods run as the model's UID/GID with `fsGroup` the same GID, a read-only root
-//!   filesystem, writable `emptyDir`s for `$HOME/.flwr` and `/tmp`, no privilege
-//!   escalation, every capability dropped and no service-account token.
+//! - Pods run as the model's UID/GID with `fsGroup` the same GID, the runtime's default
+//!   seccomp profile and no service-account token; hardened (the default), each container
+//!   also has a read-only root filesystem with an `emptyDir` per scratch folder the release
+//!   writes, no privilege escalation, every capability dropped and a memory limit.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,9 +23,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use crate::deploy::model::{CONTAINER_WORKDIR, NODE_CONFIG_FLAG, SERVICE_LABEL, node_config};
+use crate::deploy::model::{NODE_CONFIG_FLAG, SERVICE_LABEL, node_config};
 use crate::deploy::profile::SUPERNODE_APPIO_PORT;
-use crate::deploy::{Deployment, DeploymentRole, Identity, MountPurpose, Profile, Role, Service};
+use crate::deploy::{Deployment, DeploymentRole, Hardening, Identity, MountPurpose, Profile, Role, Service};
 use crate::error::Error;
 
 use super::text;
@@ -161,12 +162,20 @@ struct Container<'a> {
     ports: Vec<u16>,
 }
 
+/// The `emptyDir` volume standing for a scratch folder: its path as a name
+/// (`/app/.flwr` → `app-flwr`).
+fn scratch_volume(path: &str) -> String {
+    let words: Vec<&str> = path.split(['/', '.']).filter(|word| !word.is_empty()).collect();
+    words.join("-")
+}
+
 impl Container<'_> {
-    fn to_value(&self) -> Value {
-        let mut mounts = vec![
-            json!({ "name": "flwr-home", "mountPath": format!("{CONTAINER_WORKDIR}/.flwr") }),
-            json!({ "name": "tmp", "mountPath": "/tmp" }),
-        ];
+    fn to_value(&self, hardening: Option<&Hardening>) -> Value {
+        let scratch = hardening.map_or(&[][..], |hardening| hardening.scratch);
+        let mut mounts: Vec<Value> = scratch
+            .iter()
+            .map(|path| json!({ "name": scratch_volume(path), "mountPath": path }))
+            .collect();
         for (volume, path) in volume_mounts(self.service) {
             mounts.push(json!({ "name": volume, "mountPath": path, "readOnly": volume != "state" }));
         }
@@ -175,14 +184,21 @@ impl Container<'_> {
             "image": self.service.image,
             "imagePullPolicy": "IfNotPresent",
             "args": self.args,
-            "securityContext": {
+            "volumeMounts": mounts,
+        });
+        if let Some(hardening) = hardening {
+            container["securityContext"] = json!({
                 "allowPrivilegeEscalation": false,
                 "readOnlyRootFilesystem": true,
                 "runAsNonRoot": true,
-                "capabilities": { "drop": ["ALL"] },
-            },
-            "volumeMounts": mounts,
-        });
+                "capabilities": { "drop": [Hardening::CAP_DROP] },
+            });
+            let (cpu, memory) = (hardening.cpus_text(), hardening.memory_text(true));
+            container["resources"] = json!({
+                "limits": { "cpu": cpu, "memory": memory },
+                "requests": { "memory": memory },
+            });
+        }
         if !self.env.is_empty() {
             container["env"] = Value::from(self.env.clone());
         }
@@ -219,9 +235,9 @@ fn volume_mounts(service: &Service) -> Vec<(String, String)> {
     out
 }
 
-/// The pod's volumes: the two `emptyDir`s and each Secret with the files the containers'
-/// mounts carry (key = file name, path = name in the mounted folder).
-fn pod_volumes(services: &[&Service]) -> Vec<Value> {
+/// The pod's volumes: an `emptyDir` per scratch folder and each Secret with the files the
+/// containers' mounts carry (key = file name, path = name in the mounted folder).
+fn pod_volumes(services: &[&Service], hardening: Option<&Hardening>) -> Vec<Value> {
     let mut items: BTreeMap<&'static str, BTreeMap<&'static str, String>> = BTreeMap::new();
     for mount in services.iter().flat_map(|service| &service.mounts) {
         let (Some(secret), Some(files)) = (secret_for(mount.purpose), mount.files()) else {
@@ -234,10 +250,11 @@ fn pod_volumes(services: &[&Service]) -> Vec<Value> {
             items.entry(secret).or_default().insert(file.name, path);
         }
     }
-    let mut volumes = vec![
-        json!({ "name": "flwr-home", "emptyDir": {} }),
-        json!({ "name": "tmp", "emptyDir": {} }),
-    ];
+    let scratch = hardening.map_or(&[][..], |hardening| hardening.scratch);
+    let mut volumes: Vec<Value> = scratch
+        .iter()
+        .map(|path| json!({ "name": scratch_volume(path), "emptyDir": {} }))
+        .collect();
     for (secret, files) in items {
         let items: Vec<Value> = files
             .into_iter()
@@ -260,6 +277,7 @@ fn pod_template(deployment: &Deployment, workload: &str, containers: &[Container
     // One pod template stands for every supernode: it is named after the workload.
     labels[SERVICE_LABEL] = Value::from(workload);
     let services: Vec<&Service> = containers.iter().map(|c| c.service).collect();
+    let hardening = deployment.hardening.as_ref();
     json!({
         "metadata": { "labels": labels },
         "spec": {
@@ -271,8 +289,11 @@ fn pod_template(deployment: &Deployment, workload: &str, containers: &[Container
                 "runAsNonRoot": true,
                 "seccompProfile": { "type": "RuntimeDefault" },
             },
-            "containers": containers.iter().map(Container::to_value).collect::<Vec<_>>(),
-            "volumes": pod_volumes(&services),
+            "containers": containers
+                .iter()
+                .map(|container| container.to_value(hardening))
+                .collect::<Vec<_>>(),
+            "volumes": pod_volumes(&services, hardening),
         },
     })
 }

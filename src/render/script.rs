@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use anyhow::{Context, Result};
 
 use crate::auth;
-use crate::deploy::{Deployment, Mount, MountPurpose, Port, Service};
+use crate::deploy::{Deployment, Hardening, Mount, MountPurpose, Port, Service};
 
 use super::text;
 
@@ -37,6 +37,18 @@ pub fn run_lines(deployment: &Deployment, service: &Service) -> Vec<Vec<String>>
     }
     for mount in &service.mounts {
         option("--volume", volume_spec(mount));
+    }
+    if let Some(hardening) = &deployment.hardening {
+        option("--cap-drop", Hardening::CAP_DROP.to_string());
+        option("--security-opt", Hardening::NO_NEW_PRIVILEGES.to_string());
+        let tmpfs_options = Hardening::tmpfs_options(service.user);
+        for path in hardening.scratch {
+            option("--tmpfs", format!("{path}:{tmpfs_options}"));
+        }
+        option("--memory", hardening.memory_text(false));
+        option("--pids-limit", hardening.pids.to_string());
+        option("--cpus", hardening.cpus_text());
+        lines.push(vec!["--read-only".into()]);
     }
     lines.push(vec![service.image.clone()]);
     for flag in &service.flags {

@@ -41,7 +41,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use crate::deploy::model::{NODE_CONFIG_FLAG, PROJECT_LABEL, SERVICE_LABEL, node_config, relative_to};
-use crate::deploy::{Deployment, Identity, Isolation, MountPurpose, Role, Service};
+use crate::deploy::{Deployment, Hardening, Identity, Isolation, MountPurpose, Role, Service};
 
 use super::compose::{literal, literal_map};
 use super::text;
@@ -235,6 +235,11 @@ struct StackService<'a> {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     environment: BTreeMap<&'a str, Cow<'a, str>>,
     labels: BTreeMap<&'a str, Cow<'a, str>>,
+    /// Hardening (Swarm has no `security_opt`, so no `no-new-privileges` here).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cap_drop: Vec<&'static str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    read_only: bool,
     deploy: Deploy<'a>,
 }
 
@@ -260,7 +265,9 @@ struct SecretUse {
 struct VolumeUse {
     #[serde(rename = "type")]
     kind: &'static str,
-    source: String,
+    /// The named volume; none for a tmpfs scratch folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
     target: String,
 }
 
@@ -271,6 +278,20 @@ struct Deploy<'a> {
     restart_policy: RestartPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
     placement: Option<Placement<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<Resources>,
+}
+
+#[derive(Serialize)]
+struct Resources {
+    limits: Limits,
+}
+
+#[derive(Serialize)]
+struct Limits {
+    cpus: String,
+    memory: String,
+    pids: u32,
 }
 
 #[derive(Serialize)]
@@ -316,11 +337,23 @@ impl<'a> StackService<'a> {
                 debug_assert_eq!(mount.purpose, MountPurpose::State);
                 volumes.push(VolumeUse {
                     kind: "volume",
-                    source: volume_name(deployment, &mount.source),
+                    source: Some(volume_name(deployment, &mount.source)),
                     target: mount.target.clone(),
                 });
             }
         }
+        let hardening = deployment.hardening.as_ref();
+        // Swarm's tmpfs mounts take no owner: the default mode (1777) lets the user write.
+        volumes.extend(
+            hardening
+                .iter()
+                .flat_map(|hardening| hardening.scratch)
+                .map(|path| VolumeUse {
+                    kind: "tmpfs",
+                    source: None,
+                    target: (*path).to_string(),
+                }),
+        );
         let placement =
             (service.role == Role::Superlink && !options.placement.is_empty()).then(|| Placement {
                 constraints: &options.placement,
@@ -350,11 +383,20 @@ impl<'a> StackService<'a> {
             volumes,
             environment: literal_map(&service.environment),
             labels: literal_map(&service.labels),
+            cap_drop: hardening.map(|_| Hardening::CAP_DROP).into_iter().collect(),
+            read_only: hardening.is_some(),
             deploy: Deploy {
                 replicas: 1,
                 endpoint_mode: "dnsrr",
                 restart_policy: RestartPolicy { condition: "any" },
                 placement,
+                resources: hardening.map(|hardening| Resources {
+                    limits: Limits {
+                        cpus: hardening.cpus_text(),
+                        memory: hardening.memory_text(false),
+                        pids: hardening.pids,
+                    },
+                }),
             },
         }
     }
@@ -400,12 +442,17 @@ impl<'a> StackService<'a> {
     /// It runs as root in the same image, on the same node (the volume is local to it), and
     /// stops once done; the service restarts until the volume is its own.
     fn state_init(&self, deployment: &Deployment, name: &str) -> Option<(String, StackService<'a>)> {
-        if self.volumes.is_empty() {
+        let state: Vec<&VolumeUse> = self
+            .volumes
+            .iter()
+            .filter(|volume| volume.kind == "volume")
+            .collect();
+        if state.is_empty() {
             return None;
         }
         let init_name = format!("{name}-state-init");
         let mut entrypoint = vec!["chown".to_string(), deployment.user.to_string()];
-        entrypoint.extend(self.volumes.iter().map(|volume| volume.target.clone()));
+        entrypoint.extend(state.iter().map(|volume| volume.target.clone()));
         let mut labels = self.labels.clone();
         labels.insert(SERVICE_LABEL, Cow::Owned(init_name.clone()));
         let init = StackService {
@@ -416,8 +463,8 @@ impl<'a> StackService<'a> {
             hostname: None,
             ports: Vec::new(),
             secrets: Vec::new(),
-            volumes: self
-                .volumes
+            // Root with CAP_CHOWN, for one chown: not hardened.
+            volumes: state
                 .iter()
                 .map(|volume| VolumeUse {
                     kind: volume.kind,
@@ -427,6 +474,8 @@ impl<'a> StackService<'a> {
                 .collect(),
             environment: BTreeMap::new(),
             labels,
+            cap_drop: Vec::new(),
+            read_only: false,
             deploy: Deploy {
                 replicas: 1,
                 endpoint_mode: "dnsrr",
@@ -436,6 +485,7 @@ impl<'a> StackService<'a> {
                 placement: self.deploy.placement.as_ref().map(|placement| Placement {
                     constraints: placement.constraints,
                 }),
+                resources: None,
             },
         };
         Some((init_name, init))

@@ -18,6 +18,7 @@ mod cli;
 mod deploy;
 mod deploy_flwr;
 mod flower;
+mod hardening;
 mod journal;
 mod journal_older;
 mod journal_refusals;

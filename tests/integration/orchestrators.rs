@@ -35,7 +35,7 @@ fn snapshot_cases() -> Vec<(String, Settings)> {
 }
 
 /// Stand-in certificate material, one distinct text per file, so snapshots need no disk.
-fn fake_material(deployment: &Deployment) -> Material {
+pub fn fake_material(deployment: &Deployment) -> Material {
     let mut material = Material::new();
     for mount in deployment.services.iter().flat_map(|s| &s.mounts) {
         for file in mount.files().unwrap_or_default() {
