@@ -87,6 +87,14 @@ impl Printer {
         self.result(line)
     }
 
+    /// An informational line on stderr, hidden by `-q`: for commands whose stdout is a
+    /// file being rendered.
+    pub fn note(&self, line: &str) {
+        if !self.quiet() {
+            let _ = writeln!(self.stderr(), "{line}");
+        }
+    }
+
     /// Extra detail on stderr, shown only with `-v`.
     pub fn detail(&self, line: &str) {
         if self.verbosity > 0 {

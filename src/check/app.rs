@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use crate::deploy::Deployment;
 use crate::deploy::app::{self, AppProject};
+use crate::deploy::{AppImage, AppImages, Deployment};
 
 use super::Finding;
 use super::rules::Findings;
@@ -26,6 +26,16 @@ pub struct AppFacts {
 fn quoted(path: &std::path::Path) -> String {
     shlex::try_quote(&path.to_string_lossy())
         .map_or_else(|_| path.display().to_string(), std::borrow::Cow::into_owned)
+}
+
+/// The command that builds `image` from its Dockerfile in the deployment's build context.
+fn build_command(images: &AppImages, image: &AppImage) -> String {
+    format!(
+        "docker build --file {} --tag {} {}",
+        quoted(&image.dockerfile),
+        image.image,
+        quoted(&images.context)
+    )
 }
 
 /// The service a finding about `image` belongs to: the first that runs it.
@@ -79,8 +89,9 @@ pub fn check(deployment: &Deployment, facts: &AppFacts, findings: &mut Findings)
                 Some(&image.dockerfile),
                 format!("the Dockerfile of {} {what}", image.image),
                 Some(format!(
-                    "re-render it: `flowerbed render compose {dir} --out {} --force`, then rebuild the image",
-                    quoted(&deployment.dir.join("compose.yaml"))
+                    "re-render it: `flowerbed render compose {dir} --out {} --force`, then rebuild the image: `{}`",
+                    quoted(&deployment.dir.join("compose.yaml")),
+                    build_command(images, image)
                 )),
             ));
         }
@@ -95,12 +106,7 @@ pub fn check(deployment: &Deployment, facts: &AppFacts, findings: &mut Findings)
                     service_of(deployment, &image.image),
                     Some(&image.dockerfile),
                     format!("the app image {} is not on the Docker daemon", image.image),
-                    Some(format!(
-                        "docker build --file {} --tag {} {}",
-                        quoted(&image.dockerfile),
-                        image.image,
-                        quoted(&images.context)
-                    )),
+                    Some(build_command(images, image)),
                 ));
             }
         }

@@ -129,9 +129,9 @@ fn print_image_commands(deployment: &Deployment, format: &render::Format, printe
     if deployment.app.as_ref().is_some_and(|app| app.registry.is_none()) {
         printer.warn("the app images stay on this host: pass --push-to REGISTRY so every node can pull them");
     }
-    printer.info("build (and push) the app images first:")?;
+    printer.note("build (and push) the app images first:");
     for line in lines {
-        printer.info(&format!("  {line}"))?;
+        printer.note(&format!("  {line}"));
     }
     Ok(())
 }

@@ -228,6 +228,65 @@ fn quickstart_with_an_app_writes_dockerfiles_and_a_dockerignore() {
     assert!(said.contains("up to date"), "{said}");
 }
 
+#[test]
+fn the_deployment_readme_and_the_orchestrators_name_the_app_images() {
+    let env = TestEnv::new();
+    write_app(&env.join("my-app"), PYPROJECT);
+    env.flowerbed([
+        "quickstart",
+        "deploy",
+        "--no-own",
+        "--isolation",
+        "process",
+        "--app",
+        "my-app",
+    ])
+    .assert()
+    .success();
+    // The README gives the three steps in the order a user runs them.
+    let readme = std::fs::read_to_string(env.join("deploy/README.md")).unwrap();
+    let at = |needle: &str| {
+        readme
+            .find(needle)
+            .unwrap_or_else(|| panic!("README lacks {needle:?}:\n{readme}"))
+    };
+    let (wheels, build, up) = (at("flowerbed wheels"), at("docker build"), at("docker compose"));
+    assert!(wheels < build && build < up, "{readme}");
+
+    // Swarm and Kubernetes pull: the images carry the registry's name, and the build and
+    // push commands are printed for every app image.
+    for format in ["swarm", "kubernetes"] {
+        let out = env
+            .flowerbed([
+                "render",
+                format,
+                "deploy",
+                "--push-to",
+                "registry.example.org:5000/team",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let rendered = String::from_utf8_lossy(&out.stdout);
+        let image = "registry.example.org:5000/team/flowerbed/superexec-app:1.42.0";
+        assert!(
+            rendered.contains(&format!("image: {image}")),
+            "{format}: {rendered}"
+        );
+        assert!(
+            !rendered.contains("image: flwr/superexec"),
+            "{format}: {rendered}"
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("docker build --file ") && said.contains(&format!("docker push {image}")),
+            "{format}: {said}"
+        );
+        // stdout is the rendered file alone, ready for `> stack.yaml`.
+        assert!(rendered.starts_with("# Flower 1.42.0 "), "{format}: {rendered}");
+    }
+}
+
 /// A `python3` that answers `-m pip download` by writing one wheel per requirement into
 /// `--dest` and recording its arguments.
 fn stand_in_pip(env: &TestEnv) -> PathBuf {
@@ -348,6 +407,21 @@ fn check_finds_stale_dockerfiles_missing_wheels_and_unbuilt_images() {
     assert_eq!(code, 1, "{report}");
     assert_eq!(ids, ["app-dockerfile-stale", "app-dockerfile-stale"], "{report}");
     assert!(report.to_string().contains("render compose"), "{report}");
+    // ... and the build that follows, for each stale image.
+    let fixes: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|finding| finding["id"] == "app-dockerfile-stale")
+        .map(|finding| finding["fix"].as_str().unwrap())
+        .collect();
+    for fix in &fixes {
+        assert!(
+            fix.contains("then rebuild the image: `docker build --file "),
+            "{fix}"
+        );
+    }
+    assert_ne!(fixes[0], fixes[1], "each finding names its own image");
 
     // A wheel folder without tabulate's wheel (and the Dockerfiles re-rendered for it).
     std::fs::create_dir(env.join("deploy/app-wheels")).unwrap();
