@@ -8,7 +8,7 @@ use crate::testenv::{TestEnv, snapshot};
 /// 2, one line naming the journal, nothing changed (the journal is kept).
 #[test]
 fn undo_refuses_edited_cut_forged_and_foreign_journals() {
-    use flowerbed::ownership::journal::{self, Frame, MAGIC, Record, SessionEnd, encode_frame};
+    use flowerbed::ownership::journal::{self, Capability, Frame, MAGIC, Record, SessionEnd, encode_frame};
     use std::os::unix::fs::MetadataExt;
 
     let env = TestEnv::new();
@@ -58,6 +58,30 @@ fn undo_refuses_edited_cut_forged_and_foreign_journals() {
         });
         forged(bad.clone(), bad.len() as u64)
     };
+    // t's run with a capabilities frame for `path`, put before the session or after it.
+    let with_capability = |path: &[u8], before_session: bool| {
+        let capabilities = encode_frame(&Frame::Capabilities(vec![Capability {
+            dev: records[0].dev,
+            ino: records[0].ino,
+            path: path.to_vec(),
+            // A version-2 `vfs_cap_data` granting nothing.
+            value: [0x00, 0x00, 0x00, 0x02].into_iter().chain([0; 16]).collect(),
+        }]));
+        let mut bytes = MAGIC.to_vec();
+        if before_session {
+            bytes.extend(&capabilities);
+        }
+        bytes.extend(&session);
+        if !before_session {
+            bytes.extend(&capabilities);
+        }
+        bytes.extend(encode_frame(&Frame::Records(records.clone())));
+        bytes.extend(encode_frame(&Frame::End(SessionEnd {
+            changed: records.len() as u64,
+            finished: 2,
+        })));
+        bytes
+    };
     let mut flipped = good.clone();
     flipped[MAGIC.len() + session.len() + 12] ^= 0x20;
     let first_records_end = MAGIC.len() + session.len() + 20;
@@ -102,6 +126,21 @@ fn undo_refuses_edited_cut_forged_and_foreign_journals() {
         ("absolute path", with_path(b"/etc/passwd"), "is absolute"),
         ("empty component", with_path(b"sub//f"), "empty component"),
         ("dot component", with_path(b"./sub"), "`.` component"),
+        (
+            "capability path ../victim",
+            with_capability(b"../victim", false),
+            "capability path \"../victim\"",
+        ),
+        (
+            "capability path absolute",
+            with_capability(b"/usr/bin/ping", false),
+            "is absolute",
+        ),
+        (
+            "capabilities before any session",
+            with_capability(b"sub/f", true),
+            "capabilities before any session",
+        ),
     ];
     for (what, bytes, reason) in cases {
         std::fs::write(&t_journal, &bytes).unwrap();

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 
 use anyhow::{Context, Result, bail};
@@ -86,12 +86,6 @@ fn type_bits(kind: Type) -> u32 {
         Type::Socket => SFlag::S_IFSOCK,
     };
     flag.bits()
-}
-
-/// Where a record's entry sits now.
-enum Located<'a> {
-    Found { parent: BorrowedFd<'a>, name: CString },
-    Gone(String),
 }
 
 impl<'r> Locator<'r> {
@@ -226,9 +220,10 @@ impl<'r> Locator<'r> {
         }
     }
 
-    fn locate(&mut self, record: &Record) -> Result<Located<'_>> {
+    /// Why the record's entry is not the one journaled any more (`None`: it still is).
+    fn gone(&mut self, record: &Record) -> Result<Option<String>> {
         if let Err(detail) = self.open_parents(record)? {
-            return Ok(Located::Gone(detail));
+            return Ok(Some(detail));
         }
         let parent = self
             .open
@@ -242,14 +237,14 @@ impl<'r> Locator<'r> {
                     && stat.st_ino == record.ino
                     && stat.st_mode & SFlag::S_IFMT.bits() == record.mode & SFlag::S_IFMT.bits() =>
             {
-                Ok(Located::Found { parent, name })
+                Ok(None)
             }
-            Ok(stat) => Ok(Located::Gone(format!(
+            Ok(stat) => Ok(Some(format!(
                 "now inode {} on device {:x} (journal: inode {} on device {:x})",
                 stat.st_ino, stat.st_dev, record.ino, record.dev
             ))),
-            Err(Errno::ENOENT) => Ok(Located::Gone("no longer exists".into())),
-            Err(errno) => Ok(Located::Gone(format!("cannot stat: {errno}"))),
+            Err(Errno::ENOENT) => Ok(Some("no longer exists".into())),
+            Err(errno) => Ok(Some(format!("cannot stat: {errno}"))),
         }
     }
 
@@ -340,7 +335,7 @@ pub fn preflight(root: &Root, journal: &JournalSummary) -> Result<Preflight> {
                     if locator.listed_as_recorded(record)? {
                         continue;
                     }
-                    if let Located::Gone(detail) = locator.locate(record)? {
+                    if let Some(detail) = locator.gone(record)? {
                         if superseded(later, index, &record.path) {
                             continue;
                         }
@@ -394,12 +389,13 @@ pub fn restore(root: &Root, journal: &JournalSummary, progress: &Progress) -> Re
         }
         if session.capabilities > 0 {
             let mut locator = Locator::new(root);
+            let given = (session.info.uid, session.info.gid);
             journal::for_each_capability(&journal.file, session.offset, |capability| {
                 super::interrupt::check()?;
                 if superseded(later, index, &capability.path) {
                     return Ok(()); // the path holds a later run's file now
                 }
-                restore_capability(&mut locator, capability, &mut report)
+                restore_capability(&mut locator, capability, given, &mut report)
             })?;
         }
     }
@@ -408,9 +404,12 @@ pub fn restore(root: &Root, journal: &JournalSummary, progress: &Progress) -> Re
 
 /// Put back a file's capabilities, once it is checked to be the file journaled, if it has
 /// none now (the change of owner cleared them); capabilities set since are left as they are.
+/// Capabilities grant privileges, so never onto a file still owned by `given`, the owner
+/// `own` handed it to (its owner was not put back).
 fn restore_capability(
     locator: &mut Locator<'_>,
     capability: &Capability,
+    given: (u32, u32),
     report: &mut WalkReport,
 ) -> Result<()> {
     let path = &capability.path;
@@ -423,23 +422,18 @@ fn restore_capability(
         path: path.clone(),
     };
     let not_back = |detail: String| SkipReason::Error(format!("capabilities not put back: {detail}"));
-    let (parent, name) = match locator.locate(&record)? {
-        Located::Found { parent, name } => (parent, name),
-        Located::Gone(detail) => {
+    let (fd, now) = match locator.open_entry(&record)? {
+        Ok(found) => found,
+        Err(detail) => {
             report.skip(path, &not_back(format!("identity changed since own: {detail}")));
             return Ok(());
         }
     };
-    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = match openat(parent, name.as_c_str(), flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(errno) => {
-            report.skip(path, &not_back(format!("cannot open: {errno}")));
-            return Ok(());
-        }
-    };
-    if !fstat(&fd).is_ok_and(|now| (now.st_dev, now.st_ino) == (capability.dev, capability.ino)) {
-        report.skip(path, &SkipReason::ChangedDuringWalk);
+    if (now.st_uid, now.st_gid) == given {
+        report.skip(
+            path,
+            &not_back(format!("its owner is still {}:{}", given.0, given.1)),
+        );
         return Ok(());
     }
     match super::walk::capability::read_fd(fd.as_raw_fd()) {
@@ -566,50 +560,4 @@ pub fn check_journal_root(root: &Root, journal: &JournalSummary) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::os::unix::fs::MetadataExt;
-
-    use super::*;
-
-    #[test]
-    fn forged_paths_never_reach_outside_the_root() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("tree/a")).unwrap();
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, "host").unwrap();
-        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let before = std::fs::metadata(&victim).unwrap();
-        let root = super::super::root::resolve(&dir.path().join("tree"), None).unwrap();
-        let victim_path = victim.to_string_lossy().into_owned();
-        for path in [
-            &b"../victim"[..],
-            b"a/../../victim",
-            b"./../victim",
-            victim_path.as_bytes(),
-        ] {
-            let record = Record {
-                dev: before.dev(),
-                ino: before.ino(),
-                uid: 4321,
-                gid: 4321,
-                mode: SFlag::S_IFREG.bits() | 0o4755,
-                path: path.to_vec(),
-            };
-            let mut locator = Locator::new(&root);
-            assert!(!locator.listed_as_recorded(&record).unwrap());
-            let mut report = WalkReport::default();
-            restore_one(&mut locator, &record, &mut report, false).unwrap();
-            assert_eq!(
-                (report.changed, report.skipped),
-                (0, 1),
-                "{}",
-                display_bytes(path)
-            );
-            let after = std::fs::metadata(&victim).unwrap();
-            assert_eq!(
-                (after.uid(), after.gid(), after.mode()),
-                (before.uid(), before.gid(), before.mode())
-            );
-        }
-    }
-}
+mod tests;
