@@ -227,6 +227,28 @@ impl Daemon {
     }
 }
 
+/// The version of the `docker` client on PATH, read without a daemon.
+pub fn client_version() -> Option<semver::Version> {
+    let out = std::process::Command::new("docker")
+        .arg("--version")
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    // "Docker version 24.0.7, build afdd53b"; old releases print "20.10.24+dfsg1".
+    let text = String::from_utf8_lossy(&out.stdout);
+    let word = text.split_whitespace().nth(2)?.trim_end_matches(',');
+    let core = word.split(['+', '-']).next().unwrap_or(word);
+    let mut parts = core.split('.').map(str::parse::<u64>);
+    let (major, minor, patch) = (
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next().unwrap_or(Ok(0)).ok()?,
+    );
+    Some(semver::Version::new(major, minor, patch))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::deploy::Profile;
 
-use super::spec::{ContainerSpec, MountKind, MountSpec, Role, resolve_host};
+use super::spec::{Component, ContainerSpec, MountKind, MountSpec, resolve_host};
 
 #[derive(Debug, Deserialize, Default)]
 struct ComposeFile {
@@ -238,9 +238,9 @@ pub fn from_model(model: serde_json::Value, base: &Path) -> Result<Vec<Container
         let role = service
             .image
             .as_deref()
-            .and_then(Role::guess)
-            .or_else(|| executable.as_deref().and_then(Role::guess))
-            .or_else(|| Role::guess(name));
+            .and_then(Component::guess)
+            .or_else(|| executable.as_deref().and_then(Component::guess))
+            .or_else(|| Component::guess(name));
         specs.push(ContainerSpec {
             name: name.clone(),
             image: service.image.clone(),
@@ -321,7 +321,7 @@ secrets:
         let specs = parse(HAND_WRITTEN, Path::new("/srv/flower")).unwrap();
         assert_eq!(specs.len(), 2);
         let superlink = &specs[0];
-        assert_eq!(superlink.role, Some(Role::Superlink));
+        assert_eq!(superlink.role, Some(Component::Superlink));
         assert_eq!(superlink.user.as_deref(), Some("49999:49999"));
         assert_eq!(superlink.mounts.len(), 2, "named volumes are not host paths");
         assert_eq!(

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::spec::{ContainerSpec, MountKind, MountSpec, Role};
+use super::spec::{Component, ContainerSpec, MountKind, MountSpec};
 use crate::docker::LiveContainer;
 
 /// A live container as a spec (its `user` is resolved by the rules, like any other).
@@ -22,9 +22,9 @@ pub fn to_spec(container: &LiveContainer) -> ContainerSpec {
             selinux_label: mount.mode.split(',').any(|m| m == "z" || m == "Z"),
         })
         .collect();
-    let role = Role::guess(&container.image)
-        .or_else(|| container.entrypoint.first().and_then(|e| Role::guess(e)))
-        .or_else(|| Role::guess(&container.name));
+    let role = Component::guess(&container.image)
+        .or_else(|| container.entrypoint.first().and_then(|e| Component::guess(e)))
+        .or_else(|| Component::guess(&container.name));
     ContainerSpec {
         name: container.name.clone(),
         image: Some(container.image.clone()),
@@ -88,7 +88,7 @@ pub(crate) mod tests {
     #[test]
     fn live_containers_become_specs() {
         let spec = to_spec(&container(Some("49999:49999"), true, 0, &[]));
-        assert_eq!(spec.role, Some(Role::Superlink));
+        assert_eq!(spec.role, Some(Component::Superlink));
         assert_eq!(
             spec.identity(1, 1),
             crate::check::spec::Identity {

@@ -1,15 +1,15 @@
 //! flowerbed's own deployment model as container specs: `check DIR` reads exactly what
 //! `render` writes, from the settings saved in the folder.
 
-use super::spec::{ContainerSpec, MountKind, MountSpec, Role};
+use super::spec::{Component, ContainerSpec, MountKind, MountSpec};
 use crate::deploy::{Deployment, model};
 
-fn role(service: &model::Service) -> Option<Role> {
+fn role(service: &model::Service) -> Option<Component> {
     match service.role {
-        model::Role::Superlink => Some(Role::Superlink),
-        model::Role::Supernode(_) => Some(Role::Supernode),
-        model::Role::ServerAppRunner => Role::guess(&service.image).or(Some(Role::Superexec)),
-        model::Role::ClientAppRunner(_) => Role::guess(&service.image).or(Some(Role::Clientapp)),
+        model::Role::Superlink => Some(Component::Superlink),
+        model::Role::Supernode(_) => Some(Component::Supernode),
+        model::Role::ServerAppRunner => Component::guess(&service.image).or(Some(Component::Superexec)),
+        model::Role::ClientAppRunner(_) => Component::guess(&service.image).or(Some(Component::Clientapp)),
     }
 }
 

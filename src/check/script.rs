@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow};
 use brush_parser::ast;
 use brush_parser::word::{Parameter, ParameterExpr, WordPiece, WordPieceWithSource};
 
-use super::spec::{ContainerSpec, MountKind, MountSpec, Role, WrittenMount};
+use super::spec::{Component, ContainerSpec, MountKind, MountSpec, WrittenMount};
 
 /// `docker run` options that take a value (the rest are switches).
 const VALUED: [&str; 44] = [
@@ -320,9 +320,9 @@ fn docker_run(words: &[Option<String>], workdir: &Path) -> Result<Option<Contain
         spec.name.clone_from(&image);
     }
     spec.profile = crate::deploy::Profile::from_image(&image);
-    spec.role = Role::guess(&image)
-        .or_else(|| entrypoint.as_deref().and_then(Role::guess))
-        .or_else(|| Role::guess(&spec.name));
+    spec.role = Component::guess(&image)
+        .or_else(|| entrypoint.as_deref().and_then(Component::guess))
+        .or_else(|| Component::guess(&spec.name));
     Ok(Some(spec))
 }
 
@@ -419,7 +419,7 @@ docker run --rm -d --name=supernode-1 -v ./ca:/app/ca:ro flwr/supernode:1.42.0 -
         let specs = parse(script, Path::new("/srv/site")).unwrap();
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].name, "superlink");
-        assert_eq!(specs[0].role, Some(Role::Superlink));
+        assert_eq!(specs[0].role, Some(Component::Superlink));
         assert_eq!(specs[0].profile.map(|p| p.version), Some("1.42.0"));
         assert_eq!(specs[0].user.as_deref(), Some("49999:49999"));
         assert_eq!(

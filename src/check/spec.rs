@@ -10,7 +10,7 @@ use crate::deploy::Profile;
 
 /// A Flower component, when we can tell which one a container runs (the kind every layer
 /// shares).
-pub use crate::deploy::Component as Role;
+pub use crate::deploy::Component;
 
 /// How a host path reaches the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -85,7 +85,7 @@ impl MountSpec {
 pub struct ContainerSpec {
     pub name: String,
     pub image: Option<String>,
-    pub role: Option<Role>,
+    pub role: Option<Component>,
     /// The Flower release it runs: flowerbed's own model knows; otherwise read off the
     /// image tag when that is a supported version.
     pub profile: Option<&'static Profile>,
@@ -274,7 +274,7 @@ mod tests {
         ContainerSpec {
             name: "superlink".into(),
             image: None,
-            role: Some(Role::Superlink),
+            role: Some(Component::Superlink),
             profile: None,
             user: None,
             working_dir: "/app".into(),
@@ -369,9 +369,15 @@ mod tests {
 
     #[test]
     fn guesses_roles() {
-        assert_eq!(Role::guess("flwr/superlink:1.42.0"), Some(Role::Superlink));
-        assert_eq!(Role::guess("registry:5000/flwr/supernode"), Some(Role::Supernode));
-        assert_eq!(Role::guess("flower-superexec"), Some(Role::Superexec));
-        assert_eq!(Role::guess("nginx"), None);
+        assert_eq!(
+            Component::guess("flwr/superlink:1.42.0"),
+            Some(Component::Superlink)
+        );
+        assert_eq!(
+            Component::guess("registry:5000/flwr/supernode"),
+            Some(Component::Supernode)
+        );
+        assert_eq!(Component::guess("flower-superexec"), Some(Component::Superexec));
+        assert_eq!(Component::guess("nginx"), None);
     }
 }

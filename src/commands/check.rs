@@ -34,7 +34,7 @@ pub fn settings(args: &CheckArgs, from_script: bool) -> Result<CheckSettings> {
     // Docker's CLI resolves relative `-v` sources from 23 on; only an older client here
     // refuses them (asked only for scripts: Compose always resolved them).
     let relative_sources_fail =
-        from_script && super::doctor::docker_client_version().is_some_and(|version| version.major < 23);
+        from_script && crate::docker::client_version().is_some_and(|version| version.major < 23);
     Ok(CheckSettings {
         default_uid: args.uid,
         default_gid: args.gid,

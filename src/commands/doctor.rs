@@ -58,25 +58,6 @@ fn compose_version() -> Option<String> {
     try_command("docker", &["compose", "version"]).or_else(|| try_command("docker-compose", &["version"]))
 }
 
-/// The version of the `docker` client on PATH, read without a daemon.
-pub fn docker_client_version() -> Option<semver::Version> {
-    let out = Command::new("docker").arg("--version").output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    // "Docker version 24.0.7, build afdd53b"; old releases print "20.10.24+dfsg1".
-    let text = String::from_utf8_lossy(&out.stdout);
-    let word = text.split_whitespace().nth(2)?.trim_end_matches(',');
-    let core = word.split(['+', '-']).next().unwrap_or(word);
-    let mut parts = core.split('.').map(str::parse::<u64>);
-    let (major, minor, patch) = (
-        parts.next()?.ok()?,
-        parts.next()?.ok()?,
-        parts.next().unwrap_or(Ok(0)).ok()?,
-    );
-    Some(semver::Version::new(major, minor, patch))
-}
-
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
@@ -157,7 +138,7 @@ pub fn run(args: &DoctorArgs, printer: &Printer) -> Result<Outcome> {
         daemon,
         daemon_error,
         selinux_enforcing: crate::check::selinux_enforcing(),
-        docker_client: docker_client_version().map(|v| v.to_string()),
+        docker_client: crate::docker::client_version().map(|v| v.to_string()),
         compose,
         ownership: OwnershipReport {
             root,

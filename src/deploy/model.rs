@@ -2,7 +2,7 @@
 //! and the deployment-wide facts (release, identity, TLS, state, authentication, the
 //! address the supernodes dial) typed, so readers never search argument lists for them.
 //!
-//! Built once by the builder (`deploy/builder.rs`); the renderers and `check` read it, so a flag or mount
+//! Built once by the builder (`deploy/builder/`); the renderers and `check` read it, so a flag or mount
 //! is spelled out in exactly one place (the builder).
 
 use std::collections::BTreeMap;

@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
+pub use crate::auth::SupernodeAuth;
+
 /// The eras in which Flower's deployment command lines differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -60,25 +62,6 @@ pub const PROFILES: [Profile; 5] = [
         generation: Generation::Runtime,
     },
 ];
-
-/// How a release authenticates supernodes (read off each release's `--help` and source).
-/// Every scheme loads OpenSSH ECDSA keys (`load_ssh_private_key` / `load_ssh_public_key`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SupernodeAuth {
-    /// 1.13: the superlink needs `--auth-list-public-keys` (a CSV of the supernodes' public
-    /// keys) plus its own pair (`--auth-superlink-private-key` / `-public-key`; the two
-    /// sides derive an ECDH secret, so every key is on one curve); each supernode passes
-    /// `--auth-supernode-private-key` and `--auth-supernode-public-key`.
-    KnownKeysWithSuperlinkPair,
-    /// 1.21: as 1.13, but the superlink's own pair is deprecated (supernodes sign with
-    /// ECDSA), so only `--auth-list-public-keys`.
-    KnownKeys,
-    /// 1.35 and later: `--enable-supernode-auth` on the superlink, only
-    /// `--auth-supernode-private-key` on the supernode (the public key is derived), and each
-    /// public key is registered through the Control API with `flwr supernode register`.
-    Registration,
-}
 
 /// How a supernode's ClientAppIo (Runtime) API listen address is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

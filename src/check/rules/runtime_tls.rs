@@ -4,7 +4,7 @@
 //! deployment that otherwise uses TLS. The ServerApp runner's link to the superlink is
 //! checked for agreement by `tls-mismatch` (tls.rs); here only for being left plain.
 
-use super::super::spec::{ContainerSpec, Role};
+use super::super::spec::{Component, ContainerSpec};
 use super::{Finding, Findings, dial_host};
 use crate::deploy::Profile;
 use crate::tls::verify::Severity;
@@ -29,7 +29,7 @@ fn is_host(spec: &ContainerSpec, host: &str) -> bool {
 fn runner_address(spec: &ContainerSpec) -> Option<String> {
     matches!(
         spec.role,
-        Some(Role::Superexec | Role::Clientapp | Role::Serverapp)
+        Some(Component::Superexec | Component::Clientapp | Component::Serverapp)
     )
     .then(|| ADDRESS_FLAGS.iter().find_map(|flag| spec.flag_value(flag)))
     .flatten()
@@ -39,14 +39,14 @@ fn runner_address(spec: &ContainerSpec) -> Option<String> {
 pub fn check_runtime_links(specs: &[ContainerSpec], findings: &mut Findings) {
     // A supernode-only folder (made from a bundle) has no CA key to issue the supernodes'
     // Runtime certificates with, so its links staying plain is not a choice to warn about.
-    let has_superlink = specs.iter().any(|spec| spec.role == Some(Role::Superlink));
+    let has_superlink = specs.iter().any(|spec| spec.role == Some(Component::Superlink));
     for runner in specs {
         let Some(host) = runner_address(runner) else {
             continue;
         };
         if let Some(supernode) = specs
             .iter()
-            .find(|spec| spec.role == Some(Role::Supernode) && is_host(spec, &host))
+            .find(|spec| spec.role == Some(Component::Supernode) && is_host(spec, &host))
         {
             if let Some(finding) = supernode_link(supernode, runner)
                 .filter(|finding| has_superlink || finding.id != "link-left-plain")
@@ -55,7 +55,7 @@ pub fn check_runtime_links(specs: &[ContainerSpec], findings: &mut Findings) {
             }
         } else if let Some(superlink) = specs
             .iter()
-            .find(|spec| spec.role == Some(Role::Superlink) && is_host(spec, &host))
+            .find(|spec| spec.role == Some(Component::Superlink) && is_host(spec, &host))
         {
             if let Some(finding) = superlink_link_plain(superlink, runner) {
                 findings.push(finding);

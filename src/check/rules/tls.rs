@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::super::spec::{ContainerSpec, Role};
+use super::super::spec::{Component, ContainerSpec};
 use super::{CheckSettings, Finding, Findings, Out, deployment_root, quote};
 use crate::tls::names::SubjectName;
 use crate::tls::verify::Severity;
@@ -54,13 +54,13 @@ pub(crate) fn dial_host(address: &str) -> Option<String> {
 pub(crate) fn superlink_clients(
     specs: &[ContainerSpec],
 ) -> Option<(&ContainerSpec, Vec<(&ContainerSpec, String)>)> {
-    let superlink = specs.iter().find(|s| s.role == Some(Role::Superlink))?;
+    let superlink = specs.iter().find(|s| s.role == Some(Component::Superlink))?;
     let clients = specs
         .iter()
         .filter_map(|spec| {
             let address = match spec.role? {
-                Role::Supernode => spec.flag_value("--superlink"),
-                Role::Superexec | Role::Serverapp => [
+                Component::Supernode => spec.flag_value("--superlink"),
+                Component::Superexec | Component::Serverapp => [
                     "--runtime-api-address",
                     "--appio-api-address",
                     "--serverappio-api-address",
@@ -71,7 +71,7 @@ pub(crate) fn superlink_clients(
             }?;
             let host = dial_host(address)?;
             let dials_superlink =
-                spec.role == Some(Role::Supernode) || host == superlink.name || superlink_aliases(&host);
+                spec.role == Some(Component::Supernode) || host == superlink.name || superlink_aliases(&host);
             dials_superlink.then_some((spec, host))
         })
         .collect();
@@ -231,7 +231,7 @@ fn tls_mismatch(superlink: &ContainerSpec, client: &ContainerSpec) -> Option<Fin
             Some(fix.to_string()),
         )
     };
-    if client.role == Some(Role::Supernode) {
+    if client.role == Some(Component::Supernode) {
         let superlink_tls = uses_tls(superlink);
         return (client_tls != superlink_tls).then(|| {
             if superlink_tls {

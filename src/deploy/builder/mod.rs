@@ -10,17 +10,20 @@ use crate::superexec_auth;
 use crate::tls::{Layout, LayoutKind, layout};
 
 use super::address::Address;
-use super::app;
+
 use super::model::{
-    AppImage, AppImages, CERT_MOUNT, CONTAINER_WORKDIR, Connection, DATABASE_PATH, Deployment, Flag,
-    Hardening, Identity, Mount, MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY,
-    RUNTIME_CERT_MOUNT, Role, SERVICE_LABEL, Service, SourceKind, node_config,
+    CERT_MOUNT, CONTAINER_WORKDIR, Connection, DATABASE_PATH, Deployment, Flag, Hardening, Identity, Mount,
+    MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY, RUNTIME_CERT_MOUNT, Role,
+    SERVICE_LABEL, Service, SourceKind, node_config,
 };
-use super::profile::{AppIoListen, Profile, SUPERNODE_APPIO_PORT, SupernodeAuth};
+use super::profile::{AppIoListen, Profile, SUPERNODE_APPIO_PORT};
 use super::settings::{
     DEFAULT_MEMORY_LIMIT, DEFAULT_MILLICPUS, DEFAULT_PIDS_LIMIT, DeploymentRole, Isolation, STATE_DIR,
     Security, Settings,
 };
+
+mod app_images;
+mod supernode_auth;
 
 struct Builder<'a> {
     settings: &'a Settings,
@@ -368,62 +371,6 @@ impl Builder<'_> {
         service
     }
 
-    /// The superlink's side of supernode authentication, per release.
-    fn superlink_auth(&self, service: &mut Service) {
-        if !self.settings.supernode_auth {
-            return;
-        }
-        let purpose = match self.profile.supernode_auth() {
-            SupernodeAuth::Registration => {
-                service.flags.push(flag("--enable-supernode-auth"));
-                return;
-            }
-            SupernodeAuth::KnownKeys => MountPurpose::KnownSupernodeKeys,
-            SupernodeAuth::KnownKeysWithSuperlinkPair => MountPurpose::SuperlinkAuthKeys,
-        };
-        service
-            .flags
-            .push(valued("--auth-list-public-keys", auth_path(auth::KNOWN_KEYS)));
-        if purpose == MountPurpose::SuperlinkAuthKeys {
-            service.flags.push(valued(
-                "--auth-superlink-private-key",
-                auth_path(auth::SUPERLINK_PRIVATE_KEY),
-            ));
-            service.flags.push(valued(
-                "--auth-superlink-public-key",
-                auth_path(auth::SUPERLINK_PUBLIC_KEY),
-            ));
-        }
-        service.mounts.push(self.mount(
-            purpose,
-            auth::superlink_dir(&self.settings.dir),
-            auth::AUTH_MOUNT,
-            SourceKind::Directory,
-        ));
-    }
-
-    /// Supernode `index`'s key pair, mounted into it alone; 1.35+ derive the public key.
-    fn supernode_auth(&self, service: &mut Service, index: u32) {
-        if !self.settings.supernode_auth {
-            return;
-        }
-        service.flags.push(valued(
-            "--auth-supernode-private-key",
-            auth_path(auth::PRIVATE_KEY),
-        ));
-        if self.profile.supernode_auth() != SupernodeAuth::Registration {
-            service
-                .flags
-                .push(valued("--auth-supernode-public-key", auth_path(auth::PUBLIC_KEY)));
-        }
-        service.mounts.push(self.mount(
-            MountPurpose::SupernodeAuthKey,
-            auth::supernode_dir(&self.settings.dir, index),
-            auth::AUTH_MOUNT,
-            SourceKind::Directory,
-        ));
-    }
-
     fn allow_dependency_install(&self, service: &mut Service) {
         if self.profile.has_runtime_dependency_installation() && self.settings.install_app_dependencies {
             service
@@ -599,62 +546,6 @@ impl Builder<'_> {
         }
     }
 }
-
-impl Builder<'_> {
-    /// With `--app`, the services that run app code (the app runners in process
-    /// isolation, the superlink/supernodes themselves in subprocess isolation) switch to
-    /// an image of the app's own, one per component, built `FROM` the image they had.
-    fn app_images(&self, services: &mut [Service]) -> Option<AppImages> {
-        let project = self.settings.app.clone()?;
-        let mut images: Vec<AppImage> = Vec::new();
-        for service in services.iter_mut() {
-            let runs_app_code = match service.role {
-                Role::Superlink => self.settings.superlink_isolation == Isolation::Subprocess,
-                Role::Supernode(_) => self.settings.supernode_isolation == Isolation::Subprocess,
-                Role::ServerAppRunner | Role::ClientAppRunner(_) => true,
-            };
-            let component = APP_COMPONENTS
-                .into_iter()
-                .find(|component| service.image == self.image(component));
-            let (true, Some(component)) = (runs_app_code, component) else {
-                continue;
-            };
-            let registry = self
-                .settings
-                .push_to
-                .as_ref()
-                .map(|registry| format!("{registry}/"))
-                .unwrap_or_default();
-            let image = format!(
-                "{registry}{}/{component}-app:{}",
-                self.settings.project_name,
-                self.settings.tag()
-            );
-            if !images.iter().any(|known| known.image == image) {
-                images.push(AppImage {
-                    component,
-                    base: service.image.clone(),
-                    image: image.clone(),
-                    dockerfile: self
-                        .settings
-                        .dir
-                        .join(app::DOCKERFILES_DIR)
-                        .join(format!("{component}.Dockerfile")),
-                });
-            }
-            service.image = image;
-        }
-        Some(AppImages {
-            project,
-            context: self.settings.dir.clone(),
-            registry: self.settings.push_to.clone(),
-            images,
-        })
-    }
-}
-
-/// The components whose image can carry app code, as the image names spell them.
-const APP_COMPONENTS: [&str; 5] = ["superlink", "supernode", "superexec", "serverapp", "clientapp"];
 
 /// The CA the host's `flwr` CLI trusts: the copy beside the supernodes' mount, readable by
 /// the user even after the superlink's folder is handed to UID 49999.
