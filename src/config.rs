@@ -211,6 +211,7 @@ pub fn merge_settings(dir: PathBuf, args: &DeployArgs, saved: Option<Settings>) 
     if args.push_to.is_some() {
         settings.push_to.clone_from(&args.push_to);
     }
+    settings.image_digest |= args.image_digest;
     if args.harden {
         settings.no_harden = false;
     }

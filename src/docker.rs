@@ -143,6 +143,23 @@ impl Daemon {
         self.docker.inspect_image(image).await.is_ok()
     }
 
+    /// `image` pinned to the registry digest the daemon recorded for its repository
+    /// (`NAME:TAG@sha256:...`), if it has the image and one: an image pulled from or pushed
+    /// to a registry has one, an image built or imported here has none.
+    pub async fn pinned_reference(&self, image: &str) -> Option<String> {
+        let details = self.docker.inspect_image(image).await.ok()?;
+        let repository = repository_of(image);
+        let digest = details
+            .repo_digests
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|entry| {
+                let (name, digest) = entry.split_once('@')?;
+                (name == repository).then(|| digest.to_string())
+            })?;
+        Some(format!("{image}@{digest}"))
+    }
+
     /// Create, start and wait for a helper container, then collect its output and remove it.
     pub async fn run_helper(&self, spec: &HelperSpec) -> Result<HelperRun> {
         if !self.has_image(&spec.image).await {
@@ -227,6 +244,16 @@ impl Daemon {
     }
 }
 
+/// The repository of an image reference: without its tag (a registry's port is not a
+/// tag) or digest.
+pub fn repository_of(image: &str) -> &str {
+    let image = image.split_once('@').map_or(image, |(name, _)| name);
+    match image.rfind(':') {
+        Some(colon) if !image[colon..].contains('/') => &image[..colon],
+        _ => image,
+    }
+}
+
 /// The version of the `docker` client on PATH, read without a daemon.
 pub fn client_version() -> Option<semver::Version> {
     let out = std::process::Command::new("docker")
@@ -251,6 +278,22 @@ pub fn client_version() -> Option<semver::Version> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_repository_drops_the_tag_but_not_a_registry_port() {
+        use super::repository_of;
+        assert_eq!(repository_of("flwr/superlink:1.42.0"), "flwr/superlink");
+        assert_eq!(
+            repository_of("localhost:5000/flwr/superlink:1.42.0"),
+            "localhost:5000/flwr/superlink"
+        );
+        assert_eq!(
+            repository_of("localhost:5000/flwr/superlink"),
+            "localhost:5000/flwr/superlink"
+        );
+        assert_eq!(repository_of("flwr/superlink:1.42.0@sha256:ab"), "flwr/superlink");
+        assert_eq!(repository_of("superlink"), "superlink");
+    }
+
     use super::*;
 
     #[test]

@@ -160,6 +160,12 @@ pub struct DeployArgs {
     /// the containers that train (supernodes, or their ClientApp runners).
     #[arg(long, value_name = "CPUS")]
     pub cpus: Option<String>,
+
+    /// Pin every Flower image to its registry digest (NAME:TAG@sha256:...) as the local
+    /// Docker engine knows it; an image it lacks, or built locally without one, keeps its
+    /// tag with a warning. Kept in flowerbed.json.
+    #[arg(long)]
+    pub image_digest: bool,
 }
 
 const RENDER_HELP: &str = "\

@@ -23,7 +23,8 @@ use crate::tls::{KeyType, Layout, LayoutKind, SubjectName, names};
 pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
     let (args, format, options) = config::render_request(command)?;
     let settings = config::render_settings(&args.dir, &args.deploy)?;
-    let deployment = deploy::build(&settings)?;
+    let mut deployment = deploy::build(&settings)?;
+    pin_image_digests(&mut deployment, &settings, printer);
     // With --out, missing authentication keys join the plan that writes the file (keys on
     // disk are never replaced); on stdout they must exist already.
     let mut plan = WritePlan::new(args.force);
@@ -119,6 +120,48 @@ fn plan_unchanged_skipped(plan: &mut WritePlan, files: Vec<(PathBuf, String, u32
     planned
 }
 
+/// With `--image-digest`: each image the deployment pulls, named by the registry digest the
+/// local Docker engine has for it. What cannot be pinned keeps its tag, with a warning.
+fn pin_image_digests(deployment: &mut Deployment, settings: &Settings, printer: &Printer) {
+    if !settings.image_digest {
+        return;
+    }
+    let images: Vec<String> = deployment
+        .pulled_images()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let host = crate::docker::docker_host();
+    let resolved = crate::docker::daemon_configured()
+        .then(|| {
+            crate::docker::block_on(async {
+                let daemon = crate::docker::Daemon::connect().await.ok()?;
+                let mut pinned = std::collections::BTreeMap::new();
+                for image in &images {
+                    if let Some(reference) = daemon.pinned_reference(image).await {
+                        pinned.insert(image.clone(), reference);
+                    }
+                }
+                Some(pinned)
+            })
+            .ok()
+            .flatten()
+        })
+        .flatten();
+    let Some(pinned) = resolved else {
+        printer.warn(&format!(
+            "--image-digest: no Docker daemon answers at {host}; every image keeps its tag"
+        ));
+        return;
+    };
+    for image in images.iter().filter(|image| !pinned.contains_key(*image)) {
+        printer.warn(&format!(
+            "--image-digest: the Docker daemon at {host} has no registry digest for {image} (not there, or built locally); it keeps its tag"
+        ));
+    }
+    deployment.pin_images(&pinned);
+}
+
 /// Orchestrators pull images, so a swarm or kubernetes rendering with app images says how
 /// to build and push them (on stderr: stdout is the rendered file).
 fn print_image_commands(deployment: &Deployment, format: &render::Format, printer: &Printer) -> Result<()> {
@@ -182,7 +225,8 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         .as_ref()
         .map_or(LayoutKind::Split, |layout| layout.kind)
         .into();
-    let deployment = deploy::build(&settings)?;
+    let mut deployment = deploy::build(&settings)?;
+    pin_image_digests(&mut deployment, &settings, printer);
     let app_files = render::dockerfile::read_app_files(&deployment)?;
     let tls = settings.security == Security::Tls;
     // A supernode deployment trusts the superlink's CA; it never makes certificates.

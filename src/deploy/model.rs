@@ -371,6 +371,37 @@ impl Service {
 }
 
 impl Deployment {
+    /// The images the deployment pulls: Flower's (or the mirror's), and the bases of the
+    /// app images it builds itself, not those; each once, in service order.
+    pub fn pulled_images(&self) -> Vec<&str> {
+        let mut images: Vec<&str> = Vec::new();
+        for service in &self.services {
+            let image = match self.app.as_ref().and_then(|app| app.for_service(service)) {
+                Some(built) => built.base.as_str(),
+                None => service.image.as_str(),
+            };
+            if !images.contains(&image) {
+                images.push(image);
+            }
+        }
+        images
+    }
+
+    /// Name each image found in `pinned` (image → `NAME:TAG@sha256:...`) by its digest:
+    /// the services' and the app images' bases.
+    pub fn pin_images(&mut self, pinned: &BTreeMap<String, String>) {
+        let images = self.services.iter_mut().map(|service| &mut service.image);
+        let bases = self
+            .app
+            .iter_mut()
+            .flat_map(|app| app.images.iter_mut().map(|image| &mut image.base));
+        for image in images.chain(bases) {
+            if let Some(reference) = pinned.get(image.as_str()) {
+                image.clone_from(reference);
+            }
+        }
+    }
+
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|service| service.name == name)
     }

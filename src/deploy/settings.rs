@@ -186,6 +186,10 @@ pub struct Settings {
     /// CPU limit of each hardened container, thousandths of a CPU [default: `DEFAULT_MILLICPUS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub millicpus: Option<u32>,
+    /// Name each image by its registry digest as the local Docker engine knows it
+    /// (`--image-digest`); images it has no digest for keep their tag.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub image_digest: bool,
 }
 
 impl Settings {
@@ -218,6 +222,7 @@ impl Settings {
             memory_limit: None,
             pids_limit: None,
             millicpus: None,
+            image_digest: false,
         }
     }
 

@@ -97,6 +97,7 @@ e2e_cleanup() {
             image) docker image rm --force "$name" >/dev/null 2>&1 || true ;;
             dir) rm -rf "$name" ;;
             user) userdel --remove "$name" >/dev/null 2>&1 || true ;;
+            pid) kill "$name" >/dev/null 2>&1 || true ;;
         esac
     done
     rm -f "$E2E_REGISTRY"
@@ -117,6 +118,8 @@ e2e_track_container() { echo "container $1" >>"$E2E_REGISTRY"; }
 e2e_track_network() { echo "network $1" >>"$E2E_REGISTRY"; }
 # An image the scenario builds (removed at the end, after the containers).
 e2e_track_image() { echo "image $1" >>"$E2E_REGISTRY"; }
+# A process the scenario started in the background (ended by its id at the end).
+e2e_track_pid() { echo "pid $1" >>"$E2E_REGISTRY"; }
 
 # e2e_network SUFFIX: create a user-defined bridge network; prints its name.
 e2e_network() {

@@ -289,3 +289,57 @@ fn swarm_and_kubernetes_harden_by_default_and_not_with_no_harden() {
         assert_eq!(manifests.matches("memory: 4Gi").count(), 2 * locked);
     }
 }
+
+#[test]
+fn pinned_images_leave_compose_lint_nothing_to_report() {
+    let env = TestEnv::new();
+    let mut settings = Settings::defaults(env.join("deploy"));
+    settings.superlink_isolation = flowerbed::deploy::Isolation::Process;
+    settings.supernode_isolation = flowerbed::deploy::Isolation::Process;
+    let mut deployment = deploy::build(&settings).unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let pinned: std::collections::BTreeMap<String, String> = deployment
+        .pulled_images()
+        .into_iter()
+        .map(|image| (image.to_string(), format!("{image}@{digest}")))
+        .collect();
+    assert_eq!(pinned.len(), 3, "superlink, superexec, supernode: {pinned:?}");
+    deployment.pin_images(&pinned);
+    for service in &deployment.services {
+        assert!(
+            service.image.ends_with(&format!(":1.42.0@{digest}")),
+            "{}",
+            service.image
+        );
+    }
+    let Some(binary) = compose_lint() else { return };
+    let file = env.join("pinned.yaml");
+    std::fs::write(&file, compose::render(&deployment).unwrap()).unwrap();
+    assert_eq!(lint_rules(&binary, &file), BTreeSet::new());
+}
+
+#[test]
+fn image_digest_without_a_daemon_warns_and_keeps_the_tags() {
+    let env = TestEnv::new();
+    let out = env
+        .flowerbed(["quickstart", "deploy", "--no-own", "--image-digest"])
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", env.join("no-daemon.sock").display()),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("--image-digest: no Docker daemon answers") && said.contains("keeps its tag"),
+        "{said}"
+    );
+    let compose = std::fs::read_to_string(env.join("deploy/compose.yaml")).unwrap();
+    assert!(
+        compose.contains("image: flwr/superlink:1.42.0\n") && !compose.contains("@sha256"),
+        "{compose}"
+    );
+    let saved = std::fs::read_to_string(env.join("deploy/flowerbed.json")).unwrap();
+    assert!(saved.contains("\"image-digest\": true"), "{saved}");
+}
