@@ -30,6 +30,9 @@ use crate::error::Error;
 
 use super::text;
 
+/// What each hardened container asks the scheduler to reserve.
+const REQUESTED_CPU: &str = "100m";
+const REQUESTED_MEMORY: &str = "256Mi";
 /// Secret with the superlink's CA certificate, server certificate and key.
 pub const SERVER_SECRET: &str = "superlink-tls";
 /// Secret with the CA certificate alone.
@@ -193,10 +196,12 @@ impl Container<'_> {
                 "runAsNonRoot": true,
                 "capabilities": { "drop": [Hardening::CAP_DROP] },
             });
+            // Requests are what the scheduler reserves: a floor an idle Flower component
+            // stays under, so a small cluster still places every pod; limits are the cap.
             let (cpu, memory) = (hardening.cpus_text(), hardening.memory_text(true));
             container["resources"] = json!({
                 "limits": { "cpu": cpu, "memory": memory },
-                "requests": { "memory": memory },
+                "requests": { "cpu": REQUESTED_CPU, "memory": REQUESTED_MEMORY },
             });
         }
         if !self.env.is_empty() {
