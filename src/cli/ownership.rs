@@ -7,12 +7,6 @@ use clap::{Args, Subcommand};
 use crate::ownership::UNCHANGED_ID;
 use crate::{FLOWER_GID, FLOWER_UID};
 
-/// The image the helper container runs when `--helper-image` is not given: the newest
-/// supported release's superlink image.
-pub fn default_helper_image() -> String {
-    crate::deploy::Profile::newest().helper_image()
-}
-
 pub const OWN_AFTER_HELP: &str = "\
 Examples:
   sudo flowerbed own deploy/superlink-certificates deploy/state
@@ -153,9 +147,11 @@ pub struct ViaDockerArgs {
     #[arg(long)]
     pub via_docker: bool,
 
-    /// The image the helper runs; it must already be on the machine (never pulled).
-    #[arg(long, value_name = "IMAGE", requires = "via_docker", default_value_t = default_helper_image())]
-    pub helper_image: String,
+    /// The image the helper runs; it must already be on the machine (never pulled)
+    /// [default: the image of the deployment folder a PATH is in (its flowerbed.json), else
+    /// the newest release's superlink image].
+    #[arg(long, value_name = "IMAGE", requires = "via_docker")]
+    pub helper_image: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -418,6 +418,30 @@ fn release_target(to: Option<&str>) -> Result<Target> {
     Ok(Target { uid, gid })
 }
 
+/// The helper's image when none is named: the first image of the deployment whose folder
+/// holds (or is) one of `paths`, which is on this machine if the deployment ran here; else
+/// the newest release's superlink image. With a note on where it came from.
+fn default_helper_image(paths: &[PathBuf]) -> (String, String) {
+    for path in paths {
+        for dir in path.ancestors() {
+            let Ok(Some(settings)) = crate::deploy::Settings::read(dir) else {
+                continue;
+            };
+            if let Some(image) = crate::deploy::build(&settings)
+                .ok()
+                .and_then(|deployment| deployment.pulled_images().first().map(ToString::to_string))
+            {
+                return (image, format!("the image of the deployment in {}", dir.display()));
+            }
+        }
+    }
+    let newest = crate::deploy::Profile::newest();
+    (
+        newest.helper_image(),
+        format!("Flower {}'s superlink image", newest.version),
+    )
+}
+
 /// Where flowerbed's own binary is mounted inside the helper container.
 const HELPER_BINARY: &str = "/flowerbed-helper";
 
@@ -446,8 +470,14 @@ fn via_docker(
     let mut binds = vec![(binary, PathBuf::from(HELPER_BINARY), true)];
     binds.extend(host_paths.iter().map(|p| (p.clone(), p.clone(), false)));
     binds.push((state_dir.clone(), state_dir.clone(), false));
+    let (image, whose) = if let Some(image) = &docker_args.helper_image {
+        (image.clone(), None)
+    } else {
+        let (image, whose) = default_helper_image(&host_paths);
+        (image, Some(whose))
+    };
     let spec = docker::HelperSpec {
-        image: docker_args.helper_image.clone(),
+        image,
         command,
         binds,
         env: vec![
@@ -466,6 +496,12 @@ fn via_docker(
         let daemon = docker::Daemon::connect().await?;
         daemon.run_helper(&spec).await
     })??;
+    if let Some(whose) = whose {
+        printer.note(&format!(
+            "the helper ran {} ({whose}; --helper-image chooses another)",
+            spec.image
+        ));
+    }
     std::io::stdout().lock().write_all(&run.stdout)?;
     std::io::stderr().lock().write_all(&run.stderr)?;
     match run.exit_code {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A non-root user in the docker group, no sudo: makes certificates, hands the SuperLink's
-# folder to UID 49999 with `flowerbed own --via-docker`, runs the SuperLink from it (which
+# folder to UID 49999 with `flowerbed own --via-docker` (whose helper runs the deployment's
+# own superlink image, named in flowerbed.json, with no --helper-image), runs the SuperLink from it (which
 # `flowerbed check --live` finds clean), cannot delete the folder afterwards, gets it back
 # with `flowerbed release --via-docker`, and deletes it.
 # flwr: 1.42.*
@@ -25,10 +26,15 @@ chown "$user:" "$work/flowerbed"
 e2e_as "$user" docker info >/dev/null || e2e_fail "$user cannot reach the Docker engine"
 [ "$(e2e_as "$user" id -u)" -ne 0 ] || e2e_fail "$user is root"
 
-e2e_step "as $user: certs generate, then own --via-docker (helper $helper)"
+e2e_step "as $user: certs generate and quickstart, then own --via-docker (the deployment's image)"
 deploy="$work/deploy"
 e2e_as "$user" "$work/flowerbed" certs generate "$deploy" >/dev/null
-e2e_as "$user" "$work/flowerbed" own --via-docker --helper-image "$helper" "$deploy/superlink-certificates" >/dev/null
+# quickstart keeps the certificates and records the deployment (its images) in flowerbed.json.
+e2e_as "$user" "$work/flowerbed" quickstart "$deploy" --image-repo "$E2E_IMAGE_REPO" --no-own -q
+# No --helper-image: the helper runs the deployment's own superlink image, and says so.
+said="$(e2e_as "$user" "$work/flowerbed" own --via-docker "$deploy/superlink-certificates" 2>&1 >/dev/null)"
+grep -qF "the helper ran $helper (the image of the deployment in $deploy;" <<<"$said" ||
+    e2e_fail "own --via-docker did not use (or name) the deployment's image $helper: $said"
 for file in "$deploy/superlink-certificates" "$deploy/superlink-certificates/server.key"; do
     owner="$(stat -c %u:%g "$file")"
     [ "$owner" = 49999:49999 ] || e2e_fail "$file is owned by $owner after own --via-docker"
