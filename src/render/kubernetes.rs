@@ -105,14 +105,20 @@ pub fn read_material(deployment: &Deployment) -> Result<Material> {
     Ok(material)
 }
 
-fn secret_for(purpose: MountPurpose) -> Option<&'static str> {
+/// The Secret a mount of `service` is carried by. Each superexec link has a secret of its
+/// own: the superlink's and the supernodes' (one Secret for the supernode pods, which share
+/// their StatefulSet's template) never share one.
+fn secret_for(purpose: MountPurpose, service: &Service) -> Option<&'static str> {
     match purpose {
         MountPurpose::ServerCertificates => Some(SERVER_SECRET),
         MountPurpose::CaCertificate => Some(CA_SECRET),
         // One pod template serves every supernode and its runner dials it on loopback
         // (which each supernode's certificate covers), so one Secret serves them all.
         MountPurpose::RuntimeServerCertificates => Some("supernode-runtime-tls"),
-        MountPurpose::SuperexecAuthSecret => Some("superexec-auth"),
+        MountPurpose::SuperexecAuthSecret => Some(match service.role {
+            Role::Superlink | Role::ServerAppRunner => "superexec-auth-superlink",
+            Role::Supernode(_) | Role::ClientAppRunner(_) => "superexec-auth-supernode",
+        }),
         MountPurpose::State
         | MountPurpose::SupernodeAuthKey
         | MountPurpose::KnownSupernodeKeys
@@ -223,7 +229,7 @@ impl Container<'_> {
 fn volume_mounts(service: &Service) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for mount in &service.mounts {
-        let entry = match (secret_for(mount.purpose), mount.files()) {
+        let entry = match (secret_for(mount.purpose, service), mount.files()) {
             (Some(secret), Some(files)) => {
                 let folder = files
                     .first()
@@ -244,8 +250,11 @@ fn volume_mounts(service: &Service) -> Vec<(String, String)> {
 /// containers' mounts carry (key = file name, path = name in the mounted folder).
 fn pod_volumes(services: &[&Service], hardening: Option<&Hardening>) -> Vec<Value> {
     let mut items: BTreeMap<&'static str, BTreeMap<&'static str, String>> = BTreeMap::new();
-    for mount in services.iter().flat_map(|service| &service.mounts) {
-        let (Some(secret), Some(files)) = (secret_for(mount.purpose), mount.files()) else {
+    let mounts = services
+        .iter()
+        .flat_map(|service| service.mounts.iter().map(move |mount| (mount, *service)));
+    for (mount, service) in mounts {
+        let (Some(secret), Some(files)) = (secret_for(mount.purpose, service), mount.files()) else {
             continue;
         };
         for file in files {
@@ -334,8 +343,10 @@ pub fn objects(deployment: &Deployment, namespace: &str, material: &Material) ->
 
     // Secrets: each file the model mounts, under its purpose's Secret.
     let mut secrets: BTreeMap<&'static str, BTreeMap<&'static str, &str>> = BTreeMap::new();
-    for mount in deployment.services.iter().flat_map(|service| &service.mounts) {
-        let (Some(secret), Some(files)) = (secret_for(mount.purpose), mount.files()) else {
+    let mounts = (deployment.services.iter())
+        .flat_map(|service| service.mounts.iter().map(move |mount| (mount, service)));
+    for (mount, service) in mounts {
+        let (Some(secret), Some(files)) = (secret_for(mount.purpose, service), mount.files()) else {
             continue;
         };
         for file in files {

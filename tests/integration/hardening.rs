@@ -10,23 +10,12 @@ use flowerbed::deploy::{self, Settings};
 use flowerbed::render::compose;
 
 use crate::deploy::{docker_compose, matrix};
+use crate::orchestrators::tool;
 use crate::testenv::TestEnv;
 
 /// compose-lint from PATH; CI installs it, so there its absence fails the test.
 fn compose_lint() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("compose-lint"))
-            .find(|candidate| candidate.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "compose-lint is not on PATH; CI must install it (pip install compose-lint)"
-        );
-        eprintln!("SKIPPED: compose-lint not on PATH (pip install compose-lint)");
-    }
-    found
+    tool("compose-lint", "pip install compose-lint", |_| true)
 }
 
 /// compose-lint's findings for `file`: `(rule id, message)`.
@@ -345,26 +334,10 @@ fn image_digest_without_a_daemon_warns_and_keeps_the_tags() {
     assert!(saved.contains("\"image-digest\": true"), "{saved}");
 }
 
-/// checkov (a static analyser with Kubernetes rules) from `FLOWERBED_CHECKOV` or PATH; CI
-/// installs it, so there its absence fails the test.
+/// checkov (a static analyser with Kubernetes rules) from PATH; CI installs it (in
+/// `.venv/checkov`), so there its absence fails the test.
 fn checkov() -> Option<PathBuf> {
-    let found = std::env::var_os("FLOWERBED_CHECKOV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|path| {
-                std::env::split_paths(&path)
-                    .map(|dir| dir.join("checkov"))
-                    .find(|candidate| candidate.is_file())
-            })
-        });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "checkov is not on PATH; CI must install it (.ci/run puts it in .venv/checkov)"
-        );
-        eprintln!("SKIPPED: checkov not on PATH (pip install checkov)");
-    }
-    found
+    tool("checkov", "pip install checkov", |_| true)
 }
 
 /// The Kubernetes rules checkov fails on the manifest `files` (named one by one: checkov

@@ -15,6 +15,7 @@ use crate::deploy::matrix;
 use crate::testenv::{TestEnv, yaml};
 
 mod refusals;
+mod secrets;
 
 /// A fixed absolute folder for snapshots: rendering never touches the disk.
 const FAKE_DIR: &str = "/srv/flower deploy";
