@@ -18,7 +18,7 @@ use brush_parser::word::{Parameter, ParameterExpr, WordPiece, WordPieceWithSourc
 use super::spec::{Component, ContainerSpec, MountKind, MountSpec, WrittenMount};
 
 /// `docker run` options that take a value (the rest are switches).
-const VALUED: [&str; 44] = [
+const VALUED: [&str; 47] = [
     "-v",
     "--volume",
     "--mount",
@@ -55,6 +55,9 @@ const VALUED: [&str; 44] = [
     "--platform",
     "--health-cmd",
     "--health-interval",
+    "--health-timeout",
+    "--health-retries",
+    "--health-start-period",
     "--stop-signal",
     "--group-add",
     "--tmpfs",

@@ -141,16 +141,22 @@ pub struct ReleaseArgs {
     pub common: CommonArgs,
 }
 
+/// `--helper-image`'s help: its default comes from the profile table.
+fn helper_image_help() -> String {
+    format!(
+        "The image the helper runs; it must already be on the machine (never pulled) [default: the \
+         image of the deployment folder a PATH is in (its flowerbed.json), else {}]",
+        crate::deploy::Profile::newest().helper_image()
+    )
+}
+
 #[derive(Debug, Args)]
 pub struct ViaDockerArgs {
     /// Make the change in a short-lived helper container (user 0) instead of needing sudo.
     #[arg(long)]
     pub via_docker: bool,
 
-    /// The image the helper runs; it must already be on the machine (never pulled)
-    /// [default: the image of the deployment folder a PATH is in (its flowerbed.json), else
-    /// the newest release's superlink image].
-    #[arg(long, value_name = "IMAGE", requires = "via_docker")]
+    #[arg(long, value_name = "IMAGE", requires = "via_docker", help = helper_image_help())]
     pub helper_image: Option<String>,
 }
 

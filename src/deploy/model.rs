@@ -17,7 +17,7 @@ use crate::superexec_auth;
 use crate::tls::layout;
 
 use super::address::Address;
-use super::profile::{Profile, SupernodeAuth};
+use super::profile::{HealthProbe, Profile, SupernodeAuth};
 use super::settings::{DeploymentRole, Isolation, Security};
 
 /// The container's working directory in Flower's images; relative flag paths start here.
@@ -177,6 +177,45 @@ impl Hardening {
     }
 }
 
+/// How a service is probed for readiness, so what dials it starts once it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+}
+
+/// Asks a gRPC health service (`HOST:PORT`, the argument) whether it is serving; exit 0
+/// when it is. Python and grpc are in every Flower image that has the service.
+const GRPC_HEALTH_SCRIPT: &str = "import sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; \
+r = g.HealthStub(grpc.insecure_channel(sys.argv[1])).Check(h.HealthCheckRequest(), timeout=4); \
+sys.exit(0 if r.status == h.HealthCheckResponse.SERVING else 1)";
+/// Connects to `HOST:PORT` (the argument); exit 0 when the port accepts.
+const TCP_SCRIPT: &str = "import socket, sys; host, port = sys.argv[1].rsplit(':', 1); socket.create_connection((host, int(port)), 4).close()";
+
+impl HealthCheck {
+    /// Seconds between probes once started, and during the start period (engines that
+    /// know `start_interval`, Docker 25 and later, probe that often until the first success).
+    pub const INTERVAL_SECONDS: u32 = 5;
+    pub const START_INTERVAL_SECONDS: u32 = 1;
+    pub const TIMEOUT_SECONDS: u32 = 5;
+    pub const RETRIES: u32 = 3;
+    /// How long a start may take before failed probes count.
+    pub const START_PERIOD_SECONDS: u32 = 60;
+
+    /// The probe as a command run inside the container (exec form).
+    pub fn command(&self) -> Vec<String> {
+        let (script, port) = match self.probe {
+            HealthProbe::Grpc { port, .. } => (GRPC_HEALTH_SCRIPT, port),
+            HealthProbe::Tcp(port) => (TCP_SCRIPT, port),
+        };
+        vec![
+            "python".into(),
+            "-c".into(),
+            script.into(),
+            format!("127.0.0.1:{port}"),
+        ]
+    }
+}
+
 /// What a service does in the federation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "index")]
@@ -208,6 +247,8 @@ pub struct Service {
     pub labels: BTreeMap<String, String>,
     pub restart: &'static str,
     pub depends_on: Vec<String>,
+    /// How to tell it is ready; the services that depend on it start after that.
+    pub health: Option<HealthCheck>,
 }
 
 /// One command-line flag and its value, if it takes one.

@@ -63,6 +63,20 @@ pub const PROFILES: [Profile; 5] = [
     },
 ];
 
+/// The port of a component's gRPC health service (not published; probes run inside the
+/// container, or from the kubelet).
+pub const HEALTH_PORT: u16 = 9099;
+
+/// How a component is probed for readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HealthProbe {
+    /// The gRPC health checking protocol on `port`, served once `flag` names an address.
+    Grpc { flag: &'static str, port: u16 },
+    /// A TCP connection to this port.
+    Tcp(u16),
+}
+
 /// How a supernode's ClientAppIo (Runtime) API listen address is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppIoListen {
@@ -141,6 +155,19 @@ impl Profile {
     /// The image a helper container runs: this release's superlink image.
     pub fn helper_image(&self) -> String {
         format!("flwr/superlink:{}", self.version)
+    }
+
+    /// How the superlink shows it is ready: from 1.21 its gRPC health service
+    /// (`--health-server-address`, plain text, off unless given); 1.13 has none, so its
+    /// Fleet port accepting connections is the sign.
+    pub fn superlink_health(&self) -> HealthProbe {
+        match self.generation {
+            Generation::Seed => HealthProbe::Tcp(self.fleet_port()),
+            _ => HealthProbe::Grpc {
+                flag: "--health-server-address",
+                port: HEALTH_PORT,
+            },
+        }
     }
 
     /// Port the supernodes dial (Fleet API).

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use crate::deploy::{AppImages, Deployment, Hardening, Service};
+use crate::deploy::{AppImages, Deployment, Hardening, HealthCheck, Service};
 
 use super::text;
 
@@ -37,6 +37,19 @@ impl Serialize for Services<'_> {
                 (self.deployment.app.as_ref()).and_then(|app| ComposeBuild::new(app, service, self.base));
             if let Some(hardening) = &self.deployment.hardening {
                 entry.harden(hardening, service);
+            }
+            // What dials a service with a health check starts once that check passes.
+            for name in &service.depends_on {
+                let healthy = self
+                    .deployment
+                    .service(name)
+                    .is_some_and(|dependency| dependency.health.is_some());
+                let condition = if healthy {
+                    "service_healthy"
+                } else {
+                    "service_started"
+                };
+                entry.depends_on.insert(name, Dependency { condition });
             }
             map.serialize_entry(&service.name, &entry)?;
         }
@@ -74,8 +87,8 @@ struct ComposeService<'a> {
     command: Vec<Cow<'a, str>>,
     user: String,
     restart: &'a str,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    depends_on: &'a [String],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    depends_on: BTreeMap<&'a str, Dependency>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ports: Vec<ComposePort>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -83,6 +96,8 @@ struct ComposeService<'a> {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     environment: BTreeMap<&'a str, Cow<'a, str>>,
     labels: BTreeMap<&'a str, Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthcheck: Option<ComposeHealth>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     cap_drop: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -97,6 +112,39 @@ struct ComposeService<'a> {
     pids_limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cpus: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Dependency {
+    condition: &'static str,
+}
+
+/// A `healthcheck:` (the same for Swarm's stack files, minus `start_interval`).
+#[derive(Serialize)]
+pub(crate) struct ComposeHealth {
+    test: Vec<String>,
+    interval: String,
+    timeout: String,
+    retries: u32,
+    start_period: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_interval: Option<String>,
+}
+
+impl ComposeHealth {
+    pub(crate) fn new(health: &HealthCheck, start_interval: bool) -> Self {
+        let seconds = |n: u32| format!("{n}s");
+        let mut test = vec!["CMD".to_string()];
+        test.extend(health.command().iter().map(|word| literal(word).into_owned()));
+        Self {
+            test,
+            interval: seconds(HealthCheck::INTERVAL_SECONDS),
+            timeout: seconds(HealthCheck::TIMEOUT_SECONDS),
+            retries: HealthCheck::RETRIES,
+            start_period: seconds(HealthCheck::START_PERIOD_SECONDS),
+            start_interval: start_interval.then(|| seconds(HealthCheck::START_INTERVAL_SECONDS)),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -175,7 +223,7 @@ impl<'a> ComposeService<'a> {
                 .collect(),
             user: service.user.to_string(),
             restart: service.restart,
-            depends_on: &service.depends_on,
+            depends_on: BTreeMap::new(),
             ports: service
                 .ports
                 .iter()
@@ -202,6 +250,10 @@ impl<'a> ComposeService<'a> {
                 .collect(),
             environment: literal_map(&service.environment),
             labels: literal_map(&service.labels),
+            healthcheck: service
+                .health
+                .as_ref()
+                .map(|health| ComposeHealth::new(health, true)),
             cap_drop: Vec::new(),
             security_opt: Vec::new(),
             read_only: false,

@@ -24,8 +24,11 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use crate::deploy::model::{NODE_CONFIG_FLAG, SERVICE_LABEL, node_config};
+use crate::deploy::profile::HealthProbe;
 use crate::deploy::profile::SUPERNODE_APPIO_PORT;
-use crate::deploy::{Deployment, DeploymentRole, Hardening, Identity, MountPurpose, Profile, Role, Service};
+use crate::deploy::{
+    Deployment, DeploymentRole, Hardening, HealthCheck, Identity, MountPurpose, Profile, Role, Service,
+};
 use crate::error::Error;
 
 use super::text;
@@ -195,6 +198,21 @@ impl Container<'_> {
             "args": self.args,
             "volumeMounts": mounts,
         });
+        if let Some(health) = &self.service.health {
+            // The kubelet probes from outside the container: gRPC health or TCP, natively.
+            let probe = match health.probe {
+                HealthProbe::Grpc { port, .. } => json!({ "grpc": { "port": port } }),
+                HealthProbe::Tcp(port) => json!({ "tcpSocket": { "port": port } }),
+            };
+            let mut ready = probe.clone();
+            ready["periodSeconds"] = Value::from(HealthCheck::START_INTERVAL_SECONDS * 2);
+            let mut alive = probe;
+            alive["periodSeconds"] = Value::from(HealthCheck::INTERVAL_SECONDS * 2);
+            alive["initialDelaySeconds"] = Value::from(HealthCheck::START_PERIOD_SECONDS);
+            alive["failureThreshold"] = Value::from(HealthCheck::RETRIES);
+            container["readinessProbe"] = ready;
+            container["livenessProbe"] = alive;
+        }
         if let Some(hardening) = hardening {
             container["securityContext"] = json!({
                 "allowPrivilegeEscalation": false,

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use anyhow::{Context, Result};
 
 use crate::auth;
-use crate::deploy::{Deployment, Hardening, Mount, MountPurpose, Port, Service};
+use crate::deploy::{Deployment, Hardening, HealthCheck, Mount, MountPurpose, Port, Service};
 
 use super::text;
 
@@ -37,6 +37,20 @@ pub fn run_lines(deployment: &Deployment, service: &Service) -> Vec<Vec<String>>
     }
     for mount in &service.mounts {
         option("--volume", volume_spec(mount));
+    }
+    if let Some(health) = &service.health {
+        // Docker runs a health command with the shell: one quoted string.
+        option(
+            "--health-cmd",
+            shlex::try_join(health.command().iter().map(String::as_str)).unwrap_or_default(),
+        );
+        option("--health-interval", format!("{}s", HealthCheck::INTERVAL_SECONDS));
+        option("--health-timeout", format!("{}s", HealthCheck::TIMEOUT_SECONDS));
+        option("--health-retries", HealthCheck::RETRIES.to_string());
+        option(
+            "--health-start-period",
+            format!("{}s", HealthCheck::START_PERIOD_SECONDS),
+        );
     }
     if let Some(hardening) = &deployment.hardening {
         option("--cap-drop", Hardening::CAP_DROP.to_string());
@@ -99,6 +113,32 @@ fn volume_spec(mount: &Mount) -> String {
         spec.push_str(&options.join(","));
     }
     spec
+}
+
+/// Seconds `run.sh` waits for a service's health probe before giving up.
+const READY_TIMEOUT_SECONDS: u32 = 60;
+
+/// Shell lines that wait until `container` answers its health probe (so what dials it
+/// connects at once instead of backing off), or stop the script after a minute.
+fn wait_until_healthy(container: &str, health: &HealthCheck) -> Result<String> {
+    let mut probe = vec!["docker".to_string(), "exec".into(), container.into()];
+    probe.extend(health.command());
+    let probe = probe
+        .iter()
+        .map(|word| quote(word))
+        .collect::<Result<Vec<_>>>()?
+        .join(" ");
+    let name = quote(container)?;
+    let tries = READY_TIMEOUT_SECONDS * 2;
+    Ok(format!(
+        "# Wait until {container} answers its health probe: what dials it then connects at once.\n\
+         tries=0\n\
+         until {probe} >/dev/null 2>&1; do\n\
+         \x20 tries=$((tries + 1))\n\
+         \x20 if [ \"$tries\" -ge {tries} ]; then echo \"{container} is not ready after {READY_TIMEOUT_SECONDS} s: docker logs {name}\" >&2; exit 1; fi\n\
+         \x20 sleep 0.5\n\
+         done\n"
+    ))
 }
 
 fn quote(word: &str) -> Result<String> {
@@ -208,6 +248,13 @@ fn render_run_with_base(deployment: &Deployment, base: Option<&str>) -> Result<S
             &run_lines(deployment, service),
             base,
         )?);
+        let dialed = (deployment.services.iter()).any(|other| other.depends_on.contains(&service.name));
+        if let Some(health) = service.health.as_ref().filter(|_| dialed) {
+            out.push_str(&wait_until_healthy(
+                &service.container_name(&deployment.project),
+                health,
+            )?);
+        }
     }
     Ok(out)
 }

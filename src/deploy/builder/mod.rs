@@ -12,11 +12,11 @@ use crate::tls::{Layout, LayoutKind, layout};
 use super::address::Address;
 
 use super::model::{
-    CERT_MOUNT, CONTAINER_WORKDIR, Connection, DATABASE_PATH, Deployment, Flag, Hardening, Identity, Mount,
-    MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY, RUNTIME_CERT_MOUNT, Role,
-    SERVICE_LABEL, Service, SourceKind, node_config,
+    CERT_MOUNT, CONTAINER_WORKDIR, Connection, DATABASE_PATH, Deployment, Flag, Hardening, HealthCheck,
+    Identity, Mount, MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY, RUNTIME_CERT_MOUNT,
+    Role, SERVICE_LABEL, Service, SourceKind, node_config,
 };
-use super::profile::{AppIoListen, Profile, SUPERNODE_APPIO_PORT};
+use super::profile::{AppIoListen, HealthProbe, Profile, SUPERNODE_APPIO_PORT};
 use super::settings::{
     DEFAULT_MEMORY_LIMIT, DEFAULT_MILLICPUS, DEFAULT_PIDS_LIMIT, DeploymentRole, Isolation, STATE_DIR,
     Security, Settings,
@@ -223,6 +223,7 @@ impl Builder<'_> {
             labels,
             restart: RESTART_POLICY,
             depends_on: Vec::new(),
+            health: None,
         }
     }
 
@@ -337,6 +338,11 @@ impl Builder<'_> {
                 SourceKind::Directory,
             ));
         }
+        let probe = self.profile.superlink_health();
+        if let HealthProbe::Grpc { flag, port } = probe {
+            service.flags.push(valued(flag, format!("0.0.0.0:{port}")));
+        }
+        service.health = Some(HealthCheck { probe });
         // On by default in the superlink from 1.35 on; it needs the internet at run time.
         if self.profile.has_runtime_dependency_installation() && !self.settings.install_app_dependencies {
             service

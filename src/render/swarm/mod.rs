@@ -43,7 +43,7 @@ use serde::ser::SerializeMap;
 use crate::deploy::model::{NODE_CONFIG_FLAG, PROJECT_LABEL, SERVICE_LABEL, node_config, relative_to};
 use crate::deploy::{Deployment, Hardening, Identity, Isolation, MountPurpose, Role, Service};
 
-use super::compose::{literal, literal_map};
+use super::compose::{ComposeHealth, literal, literal_map};
 use super::text;
 
 /// Mode of a secret holding a private key: the container user reads it, nobody else.
@@ -235,6 +235,9 @@ struct StackService<'a> {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     environment: BTreeMap<&'a str, Cow<'a, str>>,
     labels: BTreeMap<&'a str, Cow<'a, str>>,
+    /// Swarm keeps a task out of the service's DNS until its check passes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthcheck: Option<ComposeHealth>,
     /// Hardening (Swarm has no `security_opt`, so no `no-new-privileges` here).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     cap_drop: Vec<&'static str>,
@@ -383,6 +386,11 @@ impl<'a> StackService<'a> {
             volumes,
             environment: literal_map(&service.environment),
             labels: literal_map(&service.labels),
+            // Stack files have no `start_interval`.
+            healthcheck: service
+                .health
+                .as_ref()
+                .map(|health| ComposeHealth::new(health, false)),
             cap_drop: hardening.map(|_| Hardening::CAP_DROP).into_iter().collect(),
             read_only: hardening.is_some(),
             deploy: Deploy {
@@ -474,6 +482,7 @@ impl<'a> StackService<'a> {
                 .collect(),
             environment: BTreeMap::new(),
             labels,
+            healthcheck: None,
             cap_drop: Vec::new(),
             read_only: false,
             deploy: Deploy {

@@ -82,6 +82,12 @@ fn scripts_call_docker_with_exactly_the_model_argv() {
         let mut expected = vec![script::network_create(&deployment)];
         for service in &deployment.services {
             expected.push(script::run_lines(&deployment, service).concat());
+            // The script waits for the superlink's health probe before what dials it.
+            if let Some(health) = &service.health {
+                let mut probe = vec!["exec".to_string(), service.container_name(&deployment.project)];
+                probe.extend(health.command());
+                expected.push(probe);
+            }
         }
         assert_eq!(recorded_calls(&log), expected);
         // The folder's path arrives as one word, inside the mount specs.
