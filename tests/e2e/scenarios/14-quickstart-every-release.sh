@@ -50,6 +50,7 @@ for isolation in subprocess process; do
     [ "$rc" -eq 0 ] || e2e_fail "flowerbed check $deploy exited $rc: $report"
 
     e2e_step "$isolation: start; both SuperNodes register"
+    start_began=$SECONDS
     if [ "$isolation" = subprocess ]; then
         e2e_track_network "$project"
         for container in $(sed -n "s/^  --name \(${project}-[a-z0-9-]*\).*/\1/p" "$deploy/run.sh"); do
@@ -89,6 +90,8 @@ for isolation in subprocess process; do
         cp -r "$app_src" "$app"
         e2e_wait_supernodes "$flwr_home" "$connection" 2 120
     fi
+    # The figure the health-gated start is judged by: from the start command to both online.
+    e2e_log "   from start to both SuperNodes online: $((SECONDS - start_began))s ($isolation, Flower $FLWR_VERSION)"
 
     e2e_step "$isolation: flwr run completes 2 rounds over TLS; check --live is clean"
     e2e_flwr_run_completes "$flwr_home" "$app" "$connection" 2 300 >/dev/null
