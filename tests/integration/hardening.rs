@@ -377,8 +377,8 @@ fn checkov_failures(binary: &Path, files: &[PathBuf]) -> BTreeSet<String> {
 
 /// What checkov may still report on hardened manifests, each for a reason (README):
 /// no NetworkPolicy is rendered, images are pulled only when missing (`IfNotPresent`, so
-/// locally built images work), tags rather than digests without `--image-digest`, and no
-/// liveness/readiness probes yet.
+/// locally built images work), tags rather than digests without `--image-digest`, and
+/// liveness/readiness probes on the superlink only.
 const CHECKOV_EXPLAINED: [&str; 5] = ["CKV2_K8S_6", "CKV_K8S_15", "CKV_K8S_43", "CKV_K8S_8", "CKV_K8S_9"];
 
 #[test]
