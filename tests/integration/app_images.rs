@@ -183,8 +183,8 @@ fn write_app(dir: &Path, pyproject: &str) {
     std::fs::write(dir.join("pyproject.toml"), pyproject).unwrap();
 }
 
-#[test]
-fn quickstart_with_an_app_writes_dockerfiles_and_a_dockerignore() {
+/// A process-isolation quickstart in `deploy/` of the app in `my-app/`.
+fn quickstart_with_app() -> TestEnv {
     let env = TestEnv::new();
     write_app(&env.join("my-app"), PYPROJECT);
     env.flowerbed([
@@ -198,6 +198,12 @@ fn quickstart_with_an_app_writes_dockerfiles_and_a_dockerignore() {
     ])
     .assert()
     .success();
+    env
+}
+
+#[test]
+fn quickstart_with_an_app_writes_dockerfiles_and_a_dockerignore() {
+    let env = quickstart_with_app();
     let dockerfile = std::fs::read_to_string(env.join("deploy/app-images/superexec.Dockerfile")).unwrap();
     assert!(
         dockerfile.contains("FROM flwr/superexec:1.42.0\n"),
@@ -230,19 +236,7 @@ fn quickstart_with_an_app_writes_dockerfiles_and_a_dockerignore() {
 
 #[test]
 fn the_deployment_readme_and_the_orchestrators_name_the_app_images() {
-    let env = TestEnv::new();
-    write_app(&env.join("my-app"), PYPROJECT);
-    env.flowerbed([
-        "quickstart",
-        "deploy",
-        "--no-own",
-        "--isolation",
-        "process",
-        "--app",
-        "my-app",
-    ])
-    .assert()
-    .success();
+    let env = quickstart_with_app();
     // The README gives the three steps in the order a user runs them.
     let readme = std::fs::read_to_string(env.join("deploy/README.md")).unwrap();
     let at = |needle: &str| {

@@ -170,6 +170,10 @@ fn host_args(service: &Service, superlink: &str, listen: &[(&str, String)]) -> V
         args.push((*flag).to_string());
         args.push(value.clone());
     }
+    // Releases run side by side on this host: the health service gets a port of its own.
+    if let Some(at) = args.iter().position(|arg| arg == "--health-server-address") {
+        args[at + 1] = format!("127.0.0.1:{}", free_port());
+    }
     args
 }
 
