@@ -192,10 +192,10 @@ sys.exit(0 if r.status == h.HealthCheckResponse.SERVING else 1)";
 const TCP_SCRIPT: &str = "import socket, sys; host, port = sys.argv[1].rsplit(':', 1); socket.create_connection((host, int(port)), 4).close()";
 
 impl HealthCheck {
-    /// Seconds between probes once started, and during the start period (engines that
-    /// know `start_interval`, Docker 25 and later, probe that often until the first success).
+    /// Seconds between probes (each starts a Python process in the container, so not
+    /// often). Compose's `start_interval` would probe faster while starting, but Compose
+    /// refuses it on engines before Docker 25 (Debian's docker.io among them).
     pub const INTERVAL_SECONDS: u32 = 5;
-    pub const START_INTERVAL_SECONDS: u32 = 1;
     pub const TIMEOUT_SECONDS: u32 = 5;
     pub const RETRIES: u32 = 3;
     /// How long a start may take before failed probes count.

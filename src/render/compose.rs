@@ -119,7 +119,7 @@ struct Dependency {
     condition: &'static str,
 }
 
-/// A `healthcheck:` (the same for Swarm's stack files, minus `start_interval`).
+/// A `healthcheck:` (the same in Swarm's stack files).
 #[derive(Serialize)]
 pub(crate) struct ComposeHealth {
     test: Vec<String>,
@@ -127,12 +127,10 @@ pub(crate) struct ComposeHealth {
     timeout: String,
     retries: u32,
     start_period: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_interval: Option<String>,
 }
 
 impl ComposeHealth {
-    pub(crate) fn new(health: &HealthCheck, start_interval: bool) -> Self {
+    pub(crate) fn new(health: &HealthCheck) -> Self {
         let seconds = |n: u32| format!("{n}s");
         let mut test = vec!["CMD".to_string()];
         test.extend(health.command().iter().map(|word| literal(word).into_owned()));
@@ -142,7 +140,6 @@ impl ComposeHealth {
             timeout: seconds(HealthCheck::TIMEOUT_SECONDS),
             retries: HealthCheck::RETRIES,
             start_period: seconds(HealthCheck::START_PERIOD_SECONDS),
-            start_interval: start_interval.then(|| seconds(HealthCheck::START_INTERVAL_SECONDS)),
         }
     }
 }
@@ -250,10 +247,7 @@ impl<'a> ComposeService<'a> {
                 .collect(),
             environment: literal_map(&service.environment),
             labels: literal_map(&service.labels),
-            healthcheck: service
-                .health
-                .as_ref()
-                .map(|health| ComposeHealth::new(health, true)),
+            healthcheck: service.health.as_ref().map(ComposeHealth::new),
             cap_drop: Vec::new(),
             security_opt: Vec::new(),
             read_only: false,

@@ -82,7 +82,7 @@ pub fn summarize(path: &Path) -> Result<JournalSummary> {
                 root_entry: None,
             }),
             Some(Frame::Records(records)) => {
-                check_paths(path, offset, &records)?;
+                check_paths(path, offset, "entry", records.iter().map(|r| r.path.as_slice()))?;
                 let Some(session) = sessions.last_mut() else {
                     bail!(
                         "{}: journal corrupt at byte {offset}: records before any session",
@@ -95,7 +95,12 @@ pub fn summarize(path: &Path) -> Result<JournalSummary> {
                 }
             }
             Some(Frame::Capabilities(capabilities)) => {
-                check_capability_paths(path, offset, &capabilities)?;
+                check_paths(
+                    path,
+                    offset,
+                    "capability",
+                    capabilities.iter().map(|c| c.path.as_slice()),
+                )?;
                 let Some(session) = sessions.last_mut() else {
                     bail!(
                         "{}: journal corrupt at byte {offset}: capabilities before any session",
@@ -132,27 +137,20 @@ pub fn first_session(path: &Path) -> Result<Option<SessionInfo>> {
     }
 }
 
-/// Refuse a records frame holding a path that could lead outside the root.
-fn check_paths(path: &Path, offset: u64, records: &[Record]) -> Result<()> {
-    for record in records {
-        if let Some(problem) = path_problem(&record.path) {
+/// Refuse a frame holding a path that could lead outside the root; `what` names the kind
+/// of entry (`entry`, `capability`) and `paths` are its entries' paths.
+fn check_paths<'a>(
+    path: &Path,
+    offset: u64,
+    what: &str,
+    paths: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<()> {
+    for entry in paths {
+        if let Some(problem) = path_problem(entry) {
             bail!(
-                "{}: journal corrupt at byte {offset}: entry path {:?} {problem}",
+                "{}: journal corrupt at byte {offset}: {what} path {:?} {problem}",
                 path.display(),
-                String::from_utf8_lossy(&record.path[..record.path.len().min(64)])
-            );
-        }
-    }
-    Ok(())
-}
-
-fn check_capability_paths(path: &Path, offset: u64, capabilities: &[Capability]) -> Result<()> {
-    for capability in capabilities {
-        if let Some(problem) = path_problem(&capability.path) {
-            bail!(
-                "{}: journal corrupt at byte {offset}: capability path {:?} {problem}",
-                path.display(),
-                String::from_utf8_lossy(&capability.path[..capability.path.len().min(64)])
+                String::from_utf8_lossy(&entry[..entry.len().min(64)])
             );
         }
     }
@@ -220,7 +218,12 @@ pub fn for_each_batch(
             Frame::Session(_) if started => break,
             Frame::Session(_) => started = true,
             Frame::Records(records) => {
-                check_paths(path, reader.offset(), &records)?;
+                check_paths(
+                    path,
+                    reader.offset(),
+                    "entry",
+                    records.iter().map(|r| r.path.as_slice()),
+                )?;
                 visit(&records)?;
             }
             Frame::Capabilities(_) => {}
@@ -248,7 +251,12 @@ pub fn for_each_capability(
             Frame::Session(_) if started => break,
             Frame::Session(_) => started = true,
             Frame::Capabilities(capabilities) => {
-                check_capability_paths(path, reader.offset(), &capabilities)?;
+                check_paths(
+                    path,
+                    reader.offset(),
+                    "capability",
+                    capabilities.iter().map(|c| c.path.as_slice()),
+                )?;
                 capabilities.iter().try_for_each(&mut visit)?;
             }
             Frame::Records(_) => {}
@@ -301,7 +309,12 @@ pub fn par_for_each_batch<S: Send>(
                 Some(Frame::Session(_)) if *started => *over = true,
                 Some(Frame::Session(_)) => *started = true,
                 Some(Frame::Records(records)) => {
-                    check_paths(path, reader.offset(), &records)?;
+                    check_paths(
+                        path,
+                        reader.offset(),
+                        "entry",
+                        records.iter().map(|r| r.path.as_slice()),
+                    )?;
                     rest.extend(records);
                 }
                 Some(Frame::Capabilities(_)) => {}

@@ -386,11 +386,7 @@ impl<'a> StackService<'a> {
             volumes,
             environment: literal_map(&service.environment),
             labels: literal_map(&service.labels),
-            // Stack files have no `start_interval`.
-            healthcheck: service
-                .health
-                .as_ref()
-                .map(|health| ComposeHealth::new(health, false)),
+            healthcheck: service.health.as_ref().map(ComposeHealth::new),
             cap_drop: hardening.map(|_| Hardening::CAP_DROP).into_iter().collect(),
             read_only: hardening.is_some(),
             deploy: Deploy {
