@@ -244,6 +244,26 @@ impl Daemon {
     }
 }
 
+/// Each of `images` the local daemon has a registry digest for, as `image → NAME:TAG@DIGEST`;
+/// `None` when no daemon answers.
+pub fn pinned_references(images: &[String]) -> Option<std::collections::BTreeMap<String, String>> {
+    if !daemon_configured() {
+        return None;
+    }
+    block_on(async {
+        let daemon = Daemon::connect().await.ok()?;
+        let mut pinned = std::collections::BTreeMap::new();
+        for image in images {
+            if let Some(reference) = daemon.pinned_reference(image).await {
+                pinned.insert(image.clone(), reference);
+            }
+        }
+        Some(pinned)
+    })
+    .ok()
+    .flatten()
+}
+
 /// The repository of an image reference: without its tag (a registry's port is not a
 /// tag) or digest.
 pub fn repository_of(image: &str) -> &str {

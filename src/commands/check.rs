@@ -100,7 +100,20 @@ fn folder_input(dir: &Path) -> Result<Input> {
     let present = |path: &Path| path.symlink_metadata().is_ok();
     // A folder made by quickstart/render: rebuild the very model the renderers used.
     if present(&dir.join(crate::deploy::SETTINGS_FILE)) {
-        let deployment = crate::deploy::load(dir)?;
+        let settings = crate::deploy::load_settings(dir)?;
+        let mut deployment = crate::deploy::build(&settings)?;
+        // Rendered with --image-digest: the same pins, so the app Dockerfiles' pinned
+        // `FROM` lines are what check expects too.
+        if settings.image_digest {
+            let images: Vec<String> = deployment
+                .pulled_images()
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            if let Some(pinned) = crate::docker::pinned_references(&images) {
+                deployment.pin_images(&pinned);
+            }
+        }
         return Ok(Input {
             specs: check::model::specs(&deployment),
             from_script: false,

@@ -132,23 +132,7 @@ fn pin_image_digests(deployment: &mut Deployment, settings: &Settings, printer: 
         .map(str::to_string)
         .collect();
     let host = crate::docker::docker_host();
-    let resolved = crate::docker::daemon_configured()
-        .then(|| {
-            crate::docker::block_on(async {
-                let daemon = crate::docker::Daemon::connect().await.ok()?;
-                let mut pinned = std::collections::BTreeMap::new();
-                for image in &images {
-                    if let Some(reference) = daemon.pinned_reference(image).await {
-                        pinned.insert(image.clone(), reference);
-                    }
-                }
-                Some(pinned)
-            })
-            .ok()
-            .flatten()
-        })
-        .flatten();
-    let Some(pinned) = resolved else {
+    let Some(pinned) = crate::docker::pinned_references(&images) else {
         printer.warn(&format!(
             "--image-digest: no Docker daemon answers at {host}; every image keeps its tag"
         ));

@@ -34,14 +34,18 @@ pub fn build(settings: &Settings) -> Result<Deployment> {
 
 /// Rebuild the deployment a folder was made with, from its `flowerbed.json`.
 pub fn load(dir: &Path) -> Result<Deployment> {
+    build(&load_settings(dir)?)
+}
+
+/// The settings saved in `dir`, which must have them.
+pub fn load_settings(dir: &Path) -> Result<Settings> {
     let dir = std::path::absolute(dir).with_context(|| format!("{}: cannot resolve", dir.display()))?;
-    let settings = Settings::read(&dir)?.ok_or_else(|| {
+    Settings::read(&dir)?.ok_or_else(|| {
         anyhow::anyhow!(
             "{}: no {SETTINGS_FILE} (not a folder made by `flowerbed quickstart` or `render --out`)",
             dir.display()
         )
-    })?;
-    build(&settings)
+    })
 }
 
 /// Refuse to render a deployment whose mount sources are missing: Docker would create a

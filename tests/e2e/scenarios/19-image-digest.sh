@@ -63,6 +63,9 @@ if command -v compose-lint >/dev/null 2>&1; then
     findings="$(compose-lint check --format json "$deploy/compose.yaml" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["findings"]))')"
     [ "$findings" = 0 ] || e2e_fail "compose-lint still reports $findings findings on the pinned file"
 fi
+rc=0
+report="$("$FLOWERBED" check "$deploy" --json)" || rc=$?
+[ "$rc" -eq 0 ] || e2e_fail "flowerbed check of the pinned deployment exited $rc: $report"
 e2e_move_published_port "$deploy" "$(e2e_free_port)"
 
 e2e_step "the pinned deployment starts and a flwr run completes over TLS"
