@@ -244,16 +244,22 @@ impl Daemon {
     }
 }
 
-/// Each of `images` the local daemon has a registry digest for, as `image → NAME:TAG@DIGEST`;
-/// `None` when no daemon answers.
-pub fn pinned_references(images: &[String]) -> Option<std::collections::BTreeMap<String, String>> {
+/// Name each image `deployment` pulls by the registry digest the local daemon has for it
+/// (`--image-digest`). Returns the images left with their tag (the daemon has no digest
+/// for them), or `None` when no daemon answers and nothing was pinned.
+pub fn pin_images(deployment: &mut crate::deploy::Deployment) -> Option<Vec<String>> {
     if !daemon_configured() {
         return None;
     }
-    block_on(async {
+    let images: Vec<String> = deployment
+        .pulled_images()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let pinned = block_on(async {
         let daemon = Daemon::connect().await.ok()?;
         let mut pinned = std::collections::BTreeMap::new();
-        for image in images {
+        for image in &images {
             if let Some(reference) = daemon.pinned_reference(image).await {
                 pinned.insert(image.clone(), reference);
             }
@@ -261,7 +267,14 @@ pub fn pinned_references(images: &[String]) -> Option<std::collections::BTreeMap
         Some(pinned)
     })
     .ok()
-    .flatten()
+    .flatten()?;
+    deployment.pin_images(&pinned);
+    Some(
+        images
+            .into_iter()
+            .filter(|image| !pinned.contains_key(image))
+            .collect(),
+    )
 }
 
 /// The repository of an image reference: without its tag (a registry's port is not a

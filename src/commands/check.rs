@@ -105,14 +105,7 @@ fn folder_input(dir: &Path) -> Result<Input> {
         // Rendered with --image-digest: the same pins, so the app Dockerfiles' pinned
         // `FROM` lines are what check expects too.
         if settings.image_digest {
-            let images: Vec<String> = deployment
-                .pulled_images()
-                .into_iter()
-                .map(str::to_string)
-                .collect();
-            if let Some(pinned) = crate::docker::pinned_references(&images) {
-                deployment.pin_images(&pinned);
-            }
+            crate::docker::pin_images(&mut deployment);
         }
         return Ok(Input {
             specs: check::model::specs(&deployment),

@@ -126,24 +126,18 @@ fn pin_image_digests(deployment: &mut Deployment, settings: &Settings, printer: 
     if !settings.image_digest {
         return;
     }
-    let images: Vec<String> = deployment
-        .pulled_images()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
     let host = crate::docker::docker_host();
-    let Some(pinned) = crate::docker::pinned_references(&images) else {
+    let Some(unpinned) = crate::docker::pin_images(deployment) else {
         printer.warn(&format!(
             "--image-digest: no Docker daemon answers at {host}; every image keeps its tag"
         ));
         return;
     };
-    for image in images.iter().filter(|image| !pinned.contains_key(*image)) {
+    for image in unpinned {
         printer.warn(&format!(
             "--image-digest: the Docker daemon at {host} has no registry digest for {image} (not there, or built locally); it keeps its tag"
         ));
     }
-    deployment.pin_images(&pinned);
 }
 
 /// Orchestrators pull images, so a swarm or kubernetes rendering with app images says how

@@ -147,8 +147,6 @@ impl Hardening {
     /// What `--cap-drop` drops: every capability (Flower needs none).
     pub const CAP_DROP: &'static str = "ALL";
 
-    /// Docker's tmpfs options for a scratch folder: owned by the container user, private
-    /// to it (Docker adds `noexec,nosuid,nodev`).
     /// The CPU limit as Docker and Kubernetes both read it (`2`, `0.5`).
     pub fn cpus_text(&self) -> String {
         let whole = self.millicpus / 1000;
@@ -158,6 +156,8 @@ impl Hardening {
         }
     }
 
+    /// Docker's tmpfs options for a scratch folder: owned by the container user, private
+    /// to it (Docker adds `noexec,nosuid,nodev`).
     pub fn tmpfs_options(user: Identity) -> String {
         format!("uid={},gid={},mode=0700", user.uid, user.gid)
     }
