@@ -177,6 +177,48 @@ fn a_hard_link_exchanged_in_while_own_or_release_runs_is_never_changed() {
     );
 }
 
+/// The same race where `own` looks at entries by name first: in a folder that is already
+/// the target's, it stats each entry by name and opens only those it must change. What it
+/// opens must be what it looked at.
+#[test]
+fn a_hard_link_exchanged_in_while_own_looks_by_name_is_never_changed() {
+    let env = OwnEnv::new();
+    let tree = env.tree();
+    let mut pairs = Vec::new();
+    for i in 0..32 {
+        let victim = env.outside().join(format!("victim{i}"));
+        std::fs::write(&victim, "host file").unwrap();
+        std::fs::write(tree.join(format!("f{i}")), "tree file").unwrap();
+        std::fs::hard_link(&victim, tree.join(format!("h{i}"))).unwrap();
+        pairs.push((format!("f{i}"), format!("h{i}")));
+    }
+    // The folder already belongs to the target; its files do not. undo puts the files back
+    // (the folder was never changed, so never journaled) for the next own to change again.
+    let target = Some(nix::unistd::Uid::from_raw(31_337));
+    nix::unistd::chown(&tree, target, Some(nix::unistd::Gid::from_raw(31_337))).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = exchange_loop(tree.clone(), pairs, stop.clone());
+    let runs: &[&[&str]] = &[
+        &["own", "--uid=31337", "--gid=31337", "tree"],
+        &["undo", "--skip-changed", "tree"],
+    ];
+    // Runs of own that changed files: the path under attack was taken, not skipped.
+    let changing_runs = std::cell::Cell::new(0);
+    let swaps = race(&env, swapper, &stop, runs, 40, |out| {
+        let text = stdout(out);
+        if text.contains(" changed,") && !text.contains(" 0 changed,") && !text.contains("restored") {
+            changing_runs.set(changing_runs.get() + 1);
+        }
+    });
+    assert!(swaps >= 1_000, "only {swaps} exchanges");
+    assert!(
+        changing_runs.get() >= 10,
+        "own changed files in only {} runs",
+        changing_runs.get()
+    );
+    assert_eq!(owner(&tree), (31_337, 31_337));
+}
+
 #[test]
 fn a_parent_exchanged_with_a_symlink_never_steers_own() {
     let env = OwnEnv::new();

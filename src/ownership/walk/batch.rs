@@ -15,6 +15,9 @@ pub(super) struct OpenDir {
     /// Length of the relative path buffer up to and including this directory's name.
     pub(super) path_len: usize,
     pub(super) depth: usize,
+    /// Whether the directory itself needed a new owner: then its entries most likely do
+    /// too, and each is opened before it is looked at (see `Worker::visit`).
+    pub(super) expects_changes: bool,
 }
 
 impl OpenDir {
@@ -45,12 +48,10 @@ impl Level {
 pub(super) enum Handle {
     /// The directory itself, through its own descriptor.
     Dir(Rc<OpenDir>),
-    /// A non-directory: a name (kept in the batch's bytes) in a directory.
-    Child {
-        parent: Rc<ParentDir>,
-        dev: u64,
-        ino: u64,
-    },
+    /// A non-directory, through the `O_PATH` descriptor it was looked at through: the
+    /// change reaches the inode that was checked and journaled, whatever is renamed over
+    /// its name meanwhile.
+    Child(OwnedFd),
 }
 
 /// A directory descriptor shared by the entries that sit in it.
@@ -67,60 +68,56 @@ impl ParentDir {
             ParentDir::Base(fd) => fd.as_fd(),
         }
     }
+
+    /// Whether the entries in it are opened before they are looked at.
+    pub(super) fn expects_changes(&self) -> bool {
+        match self {
+            ParentDir::Walked(dir) => dir.expects_changes,
+            ParentDir::Base(_) => true,
+        }
+    }
 }
 
 /// One change to make once its record is on disk.
 pub(super) struct Pending {
     pub(super) handle: Handle,
-    /// Where, in the batch's bytes, its relative path starts; the path is followed by the
-    /// entry's name and a NUL (for a child), up to `end`.
+    /// Where, in the batch's bytes, its relative path lies (for the report).
     pub(super) start: usize,
-    pub(super) path_end: usize,
     pub(super) end: usize,
 }
 
-/// A walker's changes in one journal frame, with the bytes their names and paths need:
-/// one buffer for all of them, reused from batch to batch, so an entry costs no allocation.
+/// A walker's changes in one journal frame, with the bytes their paths need: one buffer
+/// for all of them, reused from batch to batch, so an entry costs no allocation.
 #[derive(Default)]
 pub(super) struct Batch {
     pub(super) records: RecordBatch,
     pub(super) entries: Vec<Pending>,
     pub(super) bytes: Vec<u8>,
-    /// Directories its entries keep open.
-    pub(super) dirs: usize,
+    /// Descriptors its entries keep open (directories and children alike).
+    pub(super) fds: usize,
 }
 
 impl Batch {
-    pub(super) fn push(&mut self, handle: Handle, path: &[u8], name: Option<&CStr>) {
+    pub(super) fn push(&mut self, handle: Handle, path: &[u8]) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(path);
-        let path_end = self.bytes.len();
-        if let Some(name) = name {
-            self.bytes.extend_from_slice(name.to_bytes_with_nul());
-        }
-        if matches!(handle, Handle::Dir(_)) {
-            self.dirs += 1;
-        }
+        self.fds += 1;
         self.entries.push(Pending {
             handle,
             start,
-            path_end,
             end: self.bytes.len(),
         });
     }
 
-    /// The name (for a child) and relative path that [`Self::push`] stored for `entry`.
-    pub(super) fn name_and_path(&self, entry: &Pending) -> (Option<&CStr>, &[u8]) {
-        let name = (entry.end > entry.path_end).then(|| {
-            CStr::from_bytes_with_nul(&self.bytes[entry.path_end..entry.end]).expect("a name and its NUL")
-        });
-        (name, &self.bytes[entry.start..entry.path_end])
+    /// The relative path that [`Self::push`] stored for `entry`.
+    pub(super) fn path(&self, entry: &Pending) -> &[u8] {
+        &self.bytes[entry.start..entry.end]
     }
 
     pub(super) fn clear(&mut self) {
         self.entries.clear();
         self.bytes.clear();
-        self.dirs = 0;
+        self.fds = 0;
     }
 }
 

@@ -2,31 +2,11 @@
 //! journals it first (and `undo` puts it back); `release`, which keeps no journal, leaves
 //! such a file alone.
 
-use std::ffi::CStr;
-use std::os::fd::{AsRawFd, BorrowedFd};
-
-use nix::fcntl::{OFlag, openat};
-use nix::sys::stat::{FileStat, Mode, fstat};
-
 use super::super::journal::MAX_CAPABILITY;
 use super::super::report::SkipReason;
 
 /// The extended attribute holding a file's capabilities.
 pub(crate) const ATTRIBUTE: &str = "security.capability";
-
-/// The capability attribute of `name` in `dir`, read through a descriptor of the entry
-/// (never following it) once that descriptor is checked to be the inode `stat` describes.
-/// `Ok(None)`: it has none. `Err`: why it must be left alone.
-pub(super) fn read(dir: BorrowedFd<'_>, name: &CStr, stat: &FileStat) -> Result<Option<Vec<u8>>, SkipReason> {
-    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(dir, name, flags, Mode::empty())
-        .map_err(|errno| SkipReason::Error(format!("cannot open to read its capabilities: {errno}")))?;
-    match fstat(&fd) {
-        Ok(now) if (now.st_dev, now.st_ino) == (stat.st_dev, stat.st_ino) => {}
-        _ => return Err(SkipReason::ChangedDuringWalk),
-    }
-    read_fd(fd.as_raw_fd())
-}
 
 /// The capability attribute of the inode an `O_PATH` descriptor refers to.
 pub(crate) fn read_fd(fd: i32) -> Result<Option<Vec<u8>>, SkipReason> {

@@ -1,14 +1,12 @@
 //! Group commit: walkers hand sealed journal batches to one syncing thread, and change a
 //! batch's entries only once it is on disk.
 
-use std::ffi::CStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use anyhow::{Result, bail};
-use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FileStat, SFlag};
 use nix::unistd::{Gid, Uid, fchown, fchownat};
 
 use super::super::interrupt;
@@ -120,13 +118,7 @@ impl Committer {
 
 impl Worker<'_, '_> {
     /// Journal the entry's current state and change it (now, or with its batch).
-    pub(super) fn change(
-        &mut self,
-        handle: Handle,
-        name: Option<&CStr>,
-        stat: &FileStat,
-        capability: Option<&[u8]>,
-    ) {
+    pub(super) fn change(&mut self, handle: Handle, stat: &FileStat, capability: Option<&[u8]>) {
         if matches!(file_type(stat), SFlag::S_IFCHR | SFlag::S_IFBLK) {
             // Whoever owns a device node can read or write the device: say so.
             self.report.device(&self.path);
@@ -140,7 +132,7 @@ impl Worker<'_, '_> {
             return;
         }
         if self.shared.committer.is_none() {
-            apply(self.shared, &mut self.report, &handle, name, &self.path);
+            apply(self.shared, &mut self.report, &handle, &self.path);
             return;
         }
         let record = RecordRef {
@@ -155,12 +147,12 @@ impl Worker<'_, '_> {
             Some(value) => self.batch.records.push_with_capability(record, value),
             None => self.batch.records.push(record),
         }
-        self.batch.push(handle, &self.path, name);
+        self.batch.push(handle, &self.path);
     }
 
     pub(super) fn batch_full(&self) -> bool {
         self.batch.entries.len() >= BATCH_RECORDS
-            || self.batch.dirs >= self.shared.batch_dirs
+            || self.batch.fds >= self.shared.batch_fds
             || self.batch.bytes.len() >= BATCH_BYTES
             || self.batch.records.byte_len() >= BATCH_BYTES
     }
@@ -210,8 +202,7 @@ impl Worker<'_, '_> {
         for entry in &batch.entries {
             // Stopping here leaves journaled entries unchanged, which undo handles.
             interrupt::check()?;
-            let (name, path) = batch.name_and_path(entry);
-            apply(self.shared, &mut self.report, &entry.handle, name, path);
+            apply(self.shared, &mut self.report, &entry.handle, batch.path(entry));
         }
         batch.clear();
         self.spare.push(batch);
@@ -219,56 +210,23 @@ impl Worker<'_, '_> {
     }
 }
 
-/// Change one entry. A child is opened (without following it) and changed through that
-/// descriptor, once the descriptor is checked to be the inode that was stat'ed and journaled
-/// (still with no other hard links): what is checked is what is changed, whatever is
-/// renamed over the name meanwhile.
-pub(super) fn apply(
-    shared: &Shared<'_>,
-    report: &mut WalkReport,
-    handle: &Handle,
-    name: Option<&CStr>,
-    path: &[u8],
-) {
+/// Change one entry, through the descriptor it was checked and journaled through (a
+/// directory's own, a child's `O_PATH` one): what is checked is what is changed, whatever
+/// is renamed over the name meanwhile. The descriptor holds the inode, so another hard link
+/// made to it since is a link to the tree's own file, not an outside file swapped in.
+pub(super) fn apply(shared: &Shared<'_>, report: &mut WalkReport, handle: &Handle, path: &[u8]) {
     let target = shared.options.target;
     let uid = Some(Uid::from_raw(target.uid));
     let gid = Some(Gid::from_raw(target.gid));
     let result = match handle {
         Handle::Dir(dir) => fchown(dir.fd(), uid, gid),
-        Handle::Child { parent, dev, ino } => {
-            let name = name.expect("a child has a name");
-            let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-            let fd = match openat(parent.fd(), name, flags, Mode::empty()) {
-                Ok(fd) => fd,
-                Err(Errno::ENOENT) => {
-                    report.skip(path, &SkipReason::Vanished);
-                    return;
-                }
-                Err(errno) => {
-                    report.skip(path, &SkipReason::Error(format!("cannot open: {errno}")));
-                    return;
-                }
-            };
-            match fstat(&fd) {
-                Ok(now)
-                    if now.st_dev == *dev
-                        && now.st_ino == *ino
-                        && (shared.options.allow_hardlinks
-                            || file_type(&now) != SFlag::S_IFREG
-                            || now.st_nlink == 1) => {}
-                _ => {
-                    report.skip(path, &SkipReason::ChangedDuringWalk);
-                    return;
-                }
-            }
-            fchownat(
-                &fd,
-                c"",
-                uid,
-                gid,
-                AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-        }
+        Handle::Child(fd) => fchownat(
+            fd,
+            c"",
+            uid,
+            gid,
+            AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
+        ),
     };
     match result {
         Ok(()) => {

@@ -27,7 +27,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ffi::CStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -63,9 +63,9 @@ const BATCH_BYTES: usize = 4 << 20;
 pub(crate) const MAX_DEPTH: usize = 4_096;
 /// Batches a walker keeps in flight (journaled, waiting for their sync) while it goes on.
 const LAG: usize = 4;
-/// Directories a pending batch may keep open before it must be applied (fewer when the
-/// open-file limit is low).
-const MAX_BATCH_DIRS: usize = 256;
+/// Descriptors (of directories and of the entries to change) a pending batch may keep open
+/// before it must be sealed: its records' count, unless the open-file limit is low.
+const MAX_BATCH_FDS: usize = BATCH_RECORDS;
 /// At most this many walker threads.
 const MAX_WORKERS: usize = 4;
 /// Opened directories the hand-over queue holds, per walker. A walker changing a synced
@@ -97,6 +97,8 @@ pub struct WalkOptions {
     /// Journal the capabilities of files that have some (`own`), rather than leave such
     /// files alone (`release`, which has no journal to put them back from).
     pub journal_capabilities: bool,
+    /// Walks running at once in this process (each takes its share of the open-file limit).
+    pub concurrent_walks: usize,
 }
 
 /// Walk `root` and give every entry to `options.target`, journaling first when `journal`
@@ -110,18 +112,22 @@ pub fn reown(
     watch: &[(u64, u64)],
 ) -> Result<WalkReport> {
     let fd_limit = super::root::raise_fd_limit();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, MAX_WORKERS);
-    // Each worker holds one descriptor per level of its subtree plus the directories of its
-    // pending batch; the queue holds a few per worker. Split what the limit allows.
+    let workers = walkers();
+    // Each worker holds one descriptor per level of its subtree plus those of its pending
+    // and in-flight batches; the queue holds a few per worker. Split what the limit allows:
+    // half for the batches, half for the depth.
     let queue_cap = workers * QUEUED_PER_WORKER;
-    let budget = usize::try_from(fd_limit.saturating_sub(64))
-        .unwrap_or(usize::MAX)
-        .saturating_sub(queue_cap)
+    let budget = usize::try_from(fd_limit.saturating_sub(64)).unwrap_or(usize::MAX)
+        / options.concurrent_walks.max(1)
         / workers;
-    let batch_dirs = (budget / 4 / (LAG + 1)).clamp(4, MAX_BATCH_DIRS);
-    let max_depth = budget.saturating_sub(batch_dirs + 1).clamp(8, MAX_DEPTH);
+    let budget = budget.saturating_sub(QUEUED_PER_WORKER);
+    let batch_fds = (budget / 2 / (LAG + 1)).clamp(4, MAX_BATCH_FDS);
+    let max_depth = budget
+        .saturating_sub(batch_fds * (LAG + 1) + 1)
+        .clamp(8, MAX_DEPTH);
+    if options.concurrent_walks <= 1 {
+        grow_descriptor_table(workers * ((LAG + 1) * batch_fds + QUEUED_PER_WORKER + 64));
+    }
     let shared = Shared {
         options,
         workers,
@@ -130,7 +136,7 @@ pub fn reown(
         root_mnt: root.mnt_id,
         root_id: (root.dev, root.ino),
         max_depth,
-        batch_dirs,
+        batch_fds,
         committer: journal.is_some().then(Committer::default),
         queue: Mutex::new(Queue::default()),
         wake: Condvar::new(),
@@ -181,6 +187,45 @@ pub fn reown(
     Ok(report)
 }
 
+/// Walker threads: one per core, at most [`MAX_WORKERS`].
+fn walkers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_WORKERS)
+}
+
+/// Before `walks` walks start at once: make room for all their descriptors in one step,
+/// while no walker thread exists yet (see [`grow_descriptor_table`]).
+pub(crate) fn reserve_descriptors(walks: usize) {
+    let limit = usize::try_from(super::root::raise_fd_limit()).unwrap_or(usize::MAX);
+    grow_descriptor_table(
+        limit
+            .saturating_sub(64)
+            .min(walks.max(1) * walkers() * (LAG + 2) * MAX_BATCH_FDS),
+    );
+}
+
+/// Grow the process's descriptor table once, up front, to hold about `count` descriptors.
+/// The kernel doubles the table as descriptors are opened, and once threads share it each
+/// growth waits for an RCU grace period (milliseconds), while every walker trying to open
+/// a descriptor waits behind it: about a tenth of the walk's time in a 200,000-entry tree.
+fn grow_descriptor_table(count: usize) {
+    let Ok(at_least) = i32::try_from(count) else {
+        return;
+    };
+    // F_DUPFD takes the lowest free number from `at_least` up, growing the table to fit it;
+    // the table stays that size after the copy is closed. Past the limit it fails: then the
+    // table grows as it did before.
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let Ok(any) = nix::fcntl::open("/", flags, Mode::empty()) else {
+        return;
+    };
+    if let Ok(copy) = nix::fcntl::fcntl(&any, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(at_least)) {
+        // SAFETY: `copy` is a descriptor this call just made and nothing else holds.
+        drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(copy) });
+    }
+}
+
 /// State all workers share.
 struct Shared<'a> {
     options: WalkOptions,
@@ -192,7 +237,7 @@ struct Shared<'a> {
     /// The root as resolved: the walk refuses to start on anything else.
     root_id: (u64, u64),
     max_depth: usize,
-    batch_dirs: usize,
+    batch_fds: usize,
     committer: Option<Committer>,
     queue: Mutex<Queue>,
     wake: Condvar,
@@ -426,61 +471,76 @@ impl<'s, 'a> Worker<'s, 'a> {
         if self.unreported >= PROGRESS_CHUNK {
             self.report_progress();
         }
-        // A listed directory is opened straight away (no separate stat); anything else, or
-        // an entry of unknown type, is looked at without following it first.
-        let stat = if listed_type == Some(Type::Directory) {
-            None
+        // A listed directory is opened straight away (no separate stat).
+        if listed_type == Some(Type::Directory) {
+            return self.visit_dir(parent, name, listed_ino, depth);
+        }
+        // Anything else is looked at without following it. Where changes are expected and
+        // made, through an `O_PATH` descriptor opened first and kept for the change: one
+        // lookup of the name, and the change reaches the inode looked at. Elsewhere (a tree
+        // already handed over, a dry run), by name, and opened only if it needs a change.
+        let holds = !self.shared.options.dry_run && parent.expects_changes();
+        let looked = if holds {
+            self.open_entry(parent, name)
+                .map(|(stat, mnt_id, fd)| (stat, mnt_id, Some(fd)))
         } else {
-            match stat_at(parent.fd(), name, false) {
-                Ok(stat) => Some(stat),
-                Err(Errno::ENOENT) => {
-                    self.skip(&SkipReason::Vanished);
-                    return Ok(None);
-                }
-                Err(errno) => {
-                    self.skip(&SkipReason::Error(format!("cannot stat: {errno}")));
-                    return Ok(None);
-                }
-            }
+            self.stat_entry(parent, name)
+                .map(|(stat, mnt_id)| (stat, mnt_id, None))
         };
-        if let Some((stat, _)) = &stat {
-            if depth == 0 && (stat.st_dev, stat.st_ino) != self.shared.root_id {
-                bail!(
-                    "{}: replaced since it was checked; nothing changed",
-                    display_bytes(name.to_bytes())
-                );
-            }
-        }
-        let is_dir = stat.as_ref().is_none_or(|(s, _)| file_type(s) == SFlag::S_IFDIR);
-        if is_dir && listed_type.is_some_and(|kind| kind != Type::Directory) {
-            // Listed as something else, a directory now: replaced while we walk.
-            self.skip(&SkipReason::ChangedDuringWalk);
+        let Some((stat, mnt_id, held)) = looked else {
             return Ok(None);
+        };
+        if depth == 0 && (stat.st_dev, stat.st_ino) != self.shared.root_id {
+            bail!(
+                "{}: replaced since it was checked; nothing changed",
+                display_bytes(name.to_bytes())
+            );
         }
-        if is_dir {
-            let expected_ino = stat.map_or(listed_ino, |(s, _)| Some(s.st_ino));
-            return self.visit_dir(parent, name, expected_ino, depth);
+        if file_type(&stat) == SFlag::S_IFDIR {
+            if listed_type.is_some() {
+                // Listed as something else, a directory now: replaced while we walk.
+                self.skip(&SkipReason::ChangedDuringWalk);
+                return Ok(None);
+            }
+            drop(held);
+            return self.visit_dir(parent, name, Some(stat.st_ino), depth);
         }
-        let (stat, mnt_id) = stat.expect("non-directories were stat'ed");
         if self.shared.on_another_mount(&stat, mnt_id) {
             // A file bind-mounted here (from anywhere) is not the tree's.
             self.skip(&SkipReason::MountPoint);
             return Ok(None);
         }
         self.note_if_watched(&stat);
-        if file_type(&stat) == SFlag::S_IFREG && stat.st_nlink > 1 && !self.shared.options.allow_hardlinks {
+        if self.hard_linked(&stat) {
             self.skip(&SkipReason::HardLinked { links: stat.st_nlink });
             return Ok(None);
         }
         if self.already_right(&stat) {
             return Ok(None);
         }
+        // Looked at by name: open it now, and change it only if the descriptor holds the
+        // inode looked at, still with no other hard link.
+        let (fd, stat) = if let Some(fd) = held {
+            (fd, stat)
+        } else {
+            let Some((now, _, fd)) = self.open_entry(parent, name) else {
+                return Ok(None);
+            };
+            if (now.st_dev, now.st_ino) != (stat.st_dev, stat.st_ino) || self.hard_linked(&now) {
+                self.skip(&SkipReason::ChangedDuringWalk);
+                return Ok(None);
+            }
+            if self.already_right(&now) {
+                return Ok(None);
+            }
+            (fd, now)
+        };
         // chown clears file capabilities: `own` journals them first, `release` leaves such a
         // program alone. Only executables are looked at: the kernel grants a file's
-        // capabilities when it is executed, and a look costs two system calls.
+        // capabilities when it is executed, and a look costs a system call or two.
         let mut capability = None;
         if file_type(&stat) == SFlag::S_IFREG && stat.st_mode & 0o111 != 0 {
-            match capability::read(parent.fd(), name, &stat) {
+            match capability::read_fd(fd.as_raw_fd()) {
                 Ok(None) => {}
                 Ok(Some(_)) if !self.shared.keeps_capabilities() => {
                     self.skip(&SkipReason::FileCapabilities);
@@ -493,13 +553,52 @@ impl<'s, 'a> Worker<'s, 'a> {
                 }
             }
         }
-        let handle = Handle::Child {
-            parent: parent.clone(),
-            dev: stat.st_dev,
-            ino: stat.st_ino,
-        };
-        self.change(handle, Some(name), &stat, capability.as_deref());
+        self.change(Handle::Child(fd), &stat, capability.as_deref());
         Ok(None)
+    }
+
+    /// Whether `stat` is a regular file with other hard links, left alone unless asked.
+    fn hard_linked(&self, stat: &FileStat) -> bool {
+        file_type(stat) == SFlag::S_IFREG && stat.st_nlink > 1 && !self.shared.options.allow_hardlinks
+    }
+
+    /// Look at `name` in `parent` by name, without following it; `None` once skipped.
+    fn stat_entry(&mut self, parent: &ParentDir, name: &CStr) -> Option<(FileStat, u64)> {
+        match stat_at(parent.fd(), name, false) {
+            Ok(found) => Some(found),
+            Err(Errno::ENOENT) => {
+                self.skip(&SkipReason::Vanished);
+                None
+            }
+            Err(errno) => {
+                self.skip(&SkipReason::Error(format!("cannot stat: {errno}")));
+                None
+            }
+        }
+    }
+
+    /// Open `name` in `parent` as an `O_PATH` descriptor, without following it, and look at
+    /// the inode it holds; `None` once skipped.
+    fn open_entry(&mut self, parent: &ParentDir, name: &CStr) -> Option<(FileStat, u64, OwnedFd)> {
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match openat(parent.fd(), name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                self.skip(&SkipReason::Vanished);
+                return None;
+            }
+            Err(errno) => {
+                self.skip(&SkipReason::Error(format!("cannot open: {errno}")));
+                return None;
+            }
+        };
+        match stat_at(fd.as_fd(), c"", false) {
+            Ok((stat, mnt_id)) => Some((stat, mnt_id, fd)),
+            Err(errno) => {
+                self.skip(&SkipReason::Error(format!("cannot stat: {errno}")));
+                None
+            }
+        }
     }
 
     fn visit_dir(
@@ -561,14 +660,18 @@ impl<'s, 'a> Worker<'s, 'a> {
     /// walked unless it is too deep.
     fn adopt(&mut self, fd: OwnedFd, stat: &FileStat, depth: usize) -> Result<Option<Rc<OpenDir>>> {
         let entries = Dir::from_fd(fd)?.into_iter();
+        let target = self.shared.options.target;
         let dir = Rc::new(OpenDir {
             entries: RefCell::new(entries),
             path_len: self.path.len(),
             depth,
+            expects_changes: (stat.st_uid, stat.st_gid) != (target.uid, target.gid),
         });
         self.note_if_watched(stat);
-        if !self.already_right(stat) {
-            self.change(Handle::Dir(dir.clone()), None, stat, None);
+        if dir.expects_changes {
+            self.change(Handle::Dir(dir.clone()), stat, None);
+        } else {
+            self.report.already_right += 1;
         }
         if depth >= self.shared.max_depth {
             // Its own change (if any) still holds it open; its entries are not walked.
