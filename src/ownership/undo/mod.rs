@@ -7,7 +7,7 @@
 //! after its owners and modes (a change of owner clears them).
 
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 
@@ -46,6 +46,8 @@ struct Locator<'r> {
     open: Vec<(Vec<u8>, OwnedFd)>,
     /// The preflight's recently listed directories, most recent last.
     listings: Vec<Listing>,
+    /// The name being opened, NUL-terminated (one buffer for every record).
+    c_name: Vec<u8>,
 }
 
 /// One directory's entries as `getdents` lists them: the preflight checks inode and type
@@ -94,6 +96,7 @@ impl<'r> Locator<'r> {
             root,
             open: Vec::new(),
             listings: Vec::new(),
+            c_name: Vec::new(),
         }
     }
 
@@ -108,7 +111,7 @@ impl<'r> Locator<'r> {
             .iter()
             .rposition(|&b| b == b'/')
             .map_or(&[][..], |slash| &record.path[..slash]);
-        let name = self.entry_name(record);
+        let name = entry_name(self.root, record);
         if let Some(listing) = self.listings.iter().find(|l| l.key == key) {
             return Ok(listing.confirms(name, record));
         }
@@ -155,7 +158,7 @@ impl<'r> Locator<'r> {
             entries,
             unlisted,
         };
-        let confirmed = listing.confirms(self.entry_name(record), record);
+        let confirmed = listing.confirms(entry_name(self.root, record), record);
         if self.listings.len() >= LISTINGS_KEPT {
             self.listings.remove(0);
         }
@@ -172,27 +175,29 @@ impl<'r> Locator<'r> {
                 display_bytes(&record.path)
             )));
         }
-        // Components below the root's parent: the root's own name, then the record's path.
-        let mut components: Vec<&[u8]> = vec![self.root.name.as_bytes()];
-        if !record.path.is_empty() {
-            components.extend(record.path.split(|&b| b == b'/'));
-        }
-        let dirs = &components[..components.len() - 1];
+        // Components below the root's parent: the root's own name, then the record's path;
+        // every one but the last is a directory to open.
+        let root_name = self.root.name.as_bytes();
+        let below = (!record.path.is_empty()).then(|| record.path.split(|&b| b == b'/'));
+        let count = 1 + below.clone().map_or(0, Iterator::count);
+        let dirs = std::iter::once(root_name)
+            .chain(below.into_iter().flatten())
+            .take(count - 1);
         let shared = self
             .open
             .iter()
-            .zip(dirs.iter())
-            .take_while(|((open_name, _), want)| open_name.as_slice() == **want)
+            .zip(dirs.clone())
+            .take_while(|((open_name, _), want)| open_name.as_slice() == *want)
             .count();
         self.open.truncate(shared);
-        for dir_name in &dirs[shared..] {
+        for dir_name in dirs.skip(shared) {
             let parent = self
                 .open
                 .last()
                 .map_or(self.root.parent.as_fd(), |(_, fd)| fd.as_fd());
-            let c_name = CString::new(*dir_name).context("journal path holds a NUL byte")?;
+            let c_name = c_string(&mut self.c_name, dir_name)?;
             let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-            match openat(parent, c_name.as_c_str(), flags, Mode::empty()) {
+            match openat(parent, c_name, flags, Mode::empty()) {
                 Ok(fd) => {
                     // The first is the root itself: it must still be the folder resolved.
                     if self.open.is_empty() && !fstat(&fd).is_ok_and(|stat| self.root.is(&stat)) {
@@ -211,15 +216,6 @@ impl<'r> Locator<'r> {
         Ok(Ok(()))
     }
 
-    /// The record's name within its parent directory.
-    fn entry_name<'a>(&'a self, record: &'a Record) -> &'a [u8] {
-        if record.path.is_empty() {
-            self.root.name.as_bytes()
-        } else {
-            record.path.rsplit(|&b| b == b'/').next().unwrap_or_default()
-        }
-    }
-
     /// Why the record's entry is not the one journaled any more (`None`: it still is).
     fn gone(&mut self, record: &Record) -> Result<Option<String>> {
         if let Err(detail) = self.open_parents(record)? {
@@ -229,8 +225,8 @@ impl<'r> Locator<'r> {
             .open
             .last()
             .map_or(self.root.parent.as_fd(), |(_, fd)| fd.as_fd());
-        let name = CString::new(self.entry_name(record)).context("journal path holds a NUL byte")?;
-        match fstatat(parent, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        let name = c_string(&mut self.c_name, entry_name(self.root, record))?;
+        match fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             // Same device, inode and file type: a reused inode number of another kind is caught.
             Ok(stat)
                 if stat.st_dev == record.dev
@@ -260,9 +256,9 @@ impl<'r> Locator<'r> {
             .open
             .last()
             .map_or(self.root.parent.as_fd(), |(_, fd)| fd.as_fd());
-        let name = CString::new(self.entry_name(record)).context("journal path holds a NUL byte")?;
+        let name = c_string(&mut self.c_name, entry_name(self.root, record))?;
         let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = match openat(parent, name.as_c_str(), flags, Mode::empty()) {
+        let fd = match openat(parent, name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(Err("no longer exists".into())),
             Err(errno) => return Ok(Err(format!("cannot open: {errno}"))),
@@ -281,6 +277,23 @@ impl<'r> Locator<'r> {
         }
         Ok(Ok((fd, stat)))
     }
+}
+
+/// The record's name within its parent directory.
+fn entry_name<'a>(root: &'a Root, record: &'a Record) -> &'a [u8] {
+    if record.path.is_empty() {
+        root.name.as_bytes()
+    } else {
+        record.path.rsplit(|&b| b == b'/').next().unwrap_or_default()
+    }
+}
+
+/// `name` NUL-terminated in `buffer` (reused from record to record: no allocation each).
+fn c_string<'b>(buffer: &'b mut Vec<u8>, name: &[u8]) -> Result<&'b CStr> {
+    buffer.clear();
+    buffer.extend_from_slice(name);
+    buffer.push(0);
+    CStr::from_bytes_with_nul(buffer).context("journal path holds a NUL byte")
 }
 
 /// Threads replaying a journal (restoring is mostly kernel time, like the walk).
