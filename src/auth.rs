@@ -14,8 +14,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
 use serde::Serialize;
-use ssh_key::rand_core::OsRng;
+use ssh_key::private::{EcdsaKeypair, KeypairData};
+use ssh_key::public::EcdsaPublicKey;
 use ssh_key::{Algorithm, EcdsaCurve, LineEnding, PrivateKey, PublicKey};
 
 use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PRIVATE, MODE_PUBLIC, WritePlan};
@@ -72,15 +75,14 @@ pub struct KeyPair {
     pub public_openssh: String,
 }
 
+/// A new P-384 pair. The key comes from ring (the operating system's random source, and
+/// its assembly for the curve), and is then written in OpenSSH's encoding.
 pub fn generate(comment: &str) -> Result<KeyPair> {
-    let mut key = PrivateKey::random(
-        &mut OsRng,
-        Algorithm::Ecdsa {
-            curve: EcdsaCurve::NistP384,
-        },
-    )
-    .map_err(|err| anyhow!("cannot generate an ECDSA P-384 key: {err}"))?;
-    key.set_comment(comment);
+    // ring's own generator: one scalar multiplication (rcgen's would parse the document
+    // back and check it with a second one).
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &SystemRandom::new())
+        .map_err(|_| anyhow!("cannot generate an ECDSA P-384 key"))?;
+    let key = openssh_p384(pkcs8.as_ref(), comment)?;
     let private_openssh = key
         .to_openssh(LineEnding::LF)
         .map_err(|err| anyhow!("cannot encode an OpenSSH private key: {err}"))?
@@ -94,6 +96,27 @@ pub fn generate(comment: &str) -> Result<KeyPair> {
         private_openssh,
         public_openssh,
     })
+}
+
+/// The OpenSSH form of a P-384 key given as PKCS#8 (whose SEC1 part carries both the
+/// private scalar and the public point).
+fn openssh_p384(pkcs8_der: &[u8], comment: &str) -> Result<PrivateKey> {
+    let malformed = |what: &str| anyhow!("cannot read the generated P-384 key: {what}");
+    let info = pkcs8::PrivateKeyInfo::try_from(pkcs8_der).map_err(|_| malformed("not PKCS#8"))?;
+    let sec1 = sec1::EcPrivateKey::try_from(info.private_key).map_err(|_| malformed("not SEC1"))?;
+    let secret = p384::SecretKey::from_slice(sec1.private_key).map_err(|_| malformed("bad scalar"))?;
+    let public = sec1.public_key.ok_or_else(|| malformed("no public point"))?;
+    let EcdsaPublicKey::NistP384(public) =
+        EcdsaPublicKey::from_sec1_bytes(public).map_err(|_| malformed("bad public point"))?
+    else {
+        return Err(malformed("not on P-384"));
+    };
+    let pair = EcdsaKeypair::NistP384 {
+        public,
+        private: secret.into(),
+    };
+    PrivateKey::new(KeypairData::from(pair), comment)
+        .map_err(|err| anyhow!("cannot make an OpenSSH private key: {err}"))
 }
 
 /// The public key of the pair in `dir` (`private`, `public`): read from disk when both

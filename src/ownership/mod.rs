@@ -174,6 +174,7 @@ impl ReownSettings {
             allow_hardlinks: self.allow_hardlinks,
             dry_run: self.dry_run,
             journal_capabilities,
+            concurrent_walks: 1,
         }
     }
 }
@@ -185,16 +186,27 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     if !settings.dry_run {
         journal::ensure_state_dir(&state_dir, Some(settings.target.uid))?;
     }
-    let options = settings.walk_options(true);
-    let mut outcomes = Vec::new();
-    for root in &roots {
+    // Pruning the journals of gone folders reads every journal of a device: once per
+    // device is enough, by its first root.
+    let mut seen_devices = std::collections::HashSet::new();
+    let first_of_device: Vec<bool> = roots.iter().map(|root| seen_devices.insert(root.dev)).collect();
+    // Several folders and no progress to show (quickstart hands over a few small ones):
+    // all at once, each under its own journal lock, so that their journal syncs overlap.
+    // Progress bars would interleave: with them, one after the other.
+    let concurrent = if settings.progress { 1 } else { roots.len() };
+    let mut options = settings.walk_options(true);
+    options.concurrent_walks = concurrent;
+    if concurrent > 1 {
+        walk::reserve_descriptors(concurrent);
+    }
+    let own_root = |root: &Root, prune: bool| -> Result<RootOutcome> {
         let progress = Progress::new(settings.progress, &format!("own {}", root.path.display()));
         let outcome = if settings.dry_run {
             RootOutcome::new(root, walk::reown(root, options, None, &progress, &[])?, None)
         } else {
             let path = journal::journal_path(&state_dir, root.dev, root.ino);
             let lock = JournalLock::acquire(&path, &root.path, settings.wait)?;
-            let result = own_one(root, settings, &state_dir, &path, &progress);
+            let result = own_one(root, options, &state_dir, &path, &progress, prune);
             unlock(lock);
             let (report, set_aside, pruned) = result?;
             let mut outcome = RootOutcome::new(root, report, path.exists().then_some(path));
@@ -203,9 +215,27 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
             outcome
         };
         progress.finish();
-        outcomes.push(outcome);
+        Ok(outcome)
+    };
+    if concurrent == 1 {
+        return roots
+            .iter()
+            .zip(first_of_device.iter().copied())
+            .map(|(root, prune)| own_root(root, prune))
+            .collect();
     }
-    Ok(outcomes)
+    // Every root is done or refused on its own; the first error (in the order given) is
+    // the one reported.
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = roots
+            .iter()
+            .zip(first_of_device.iter().copied())
+            .map(|(root, prune)| scope.spawn(move || own_root(root, prune)))
+            .collect();
+        runs.into_iter()
+            .map(|run| run.join().expect("own thread panicked"))
+            .collect()
+    })
 }
 
 type OwnedOne = (WalkReport, Option<SetAside>, Vec<PathBuf>);
@@ -214,10 +244,11 @@ type OwnedOne = (WalkReport, Option<SetAside>, Vec<PathBuf>);
 /// folders' journals of its device, journal and walk.
 fn own_one(
     root: &Root,
-    settings: &ReownSettings,
+    options: WalkOptions,
     state_dir: &Path,
     path: &Path,
     progress: &Progress,
+    prune: bool,
 ) -> Result<OwnedOne> {
     let root_fd = open_root(root)?;
     let observed = observe(root)?;
@@ -228,19 +259,17 @@ fn own_one(
             set_aside = Some(SetAside { file, reason });
         }
     }
-    let pruned = status::prune_device(state_dir, root_fd.as_fd(), root.dev, path);
+    let pruned = if prune {
+        status::prune_device(state_dir, root_fd.as_fd(), root.dev, path)
+    } else {
+        Vec::new()
+    };
     let mut writer = JournalWriter::open(
         path,
-        session_info("own", root, settings.target, Some(observed.identity)),
-        Some(settings.target.uid),
+        session_info("own", root, options.target, Some(observed.identity)),
+        Some(options.target.uid),
     )?;
-    let walked = walk::reown(
-        root,
-        settings.walk_options(true),
-        Some(&mut writer),
-        progress,
-        &[],
-    );
+    let walked = walk::reown(root, options, Some(&mut writer), progress, &[]);
     // A journal that cannot be appended to (damaged, or its new file cannot be synced)
     // stopped the walk before any change: report it as it is.
     writer.prepare()?;
