@@ -437,3 +437,55 @@ pub(crate) fn build_large_tree(root: &Path, count: usize) {
     }
     std::fs::set_permissions(root.join("d000/f1"), std::fs::Permissions::from_mode(0o4711)).unwrap();
 }
+
+/// A folder of more files than a walker lists at once: the walkers share its entries, and
+/// each entry is journaled and changed exactly once, then undone exactly (setuid bits,
+/// which the change of owner clears, included).
+#[test]
+fn a_folder_of_many_files_is_shared_between_walkers_and_undone_exactly() {
+    let env = OwnEnv::new();
+    let dir = env.tree().join("many");
+    std::fs::create_dir(&dir).unwrap();
+    let count = 20_000;
+    for i in 0..count {
+        let file = dir.join(format!("f{i:05}"));
+        std::fs::write(&file, b"").unwrap();
+        if i % 1_000 == 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        }
+    }
+    let before = env.snapshot();
+    let out = env.run(["own", "--json", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["roots"][0]["changed"],
+        count + 2,
+        "the files, `many` and the tree"
+    );
+    for (path, state) in snapshot(&env.tree()) {
+        assert_eq!((state.uid, state.gid), (49_999, 49_999), "{}", path.display());
+    }
+    let out = env.run(["journal", "show", "--json", "tree"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut paths: Vec<&str> = shown["sessions"][0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    let journaled = paths.len();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(
+        (journaled, paths.len()),
+        (count + 2, count + 2),
+        "each entry once"
+    );
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        env.snapshot() == before,
+        "undo did not restore the folder exactly"
+    );
+}

@@ -59,13 +59,18 @@ pub(super) enum ParentDir {
     Walked(Rc<OpenDir>),
     /// The directory holding the root entry.
     Base(OwnedFd),
+    /// A directory another walker listed and handed over a part of (its own descriptor).
+    Handed {
+        fd: OwnedFd,
+        expects_changes: bool,
+    },
 }
 
 impl ParentDir {
     pub(super) fn fd(&self) -> BorrowedFd<'_> {
         match self {
             ParentDir::Walked(dir) => dir.fd(),
-            ParentDir::Base(fd) => fd.as_fd(),
+            ParentDir::Base(fd) | ParentDir::Handed { fd, .. } => fd.as_fd(),
         }
     }
 
@@ -74,6 +79,7 @@ impl ParentDir {
         match self {
             ParentDir::Walked(dir) => dir.expects_changes,
             ParentDir::Base(_) => true,
+            ParentDir::Handed { expects_changes, .. } => *expects_changes,
         }
     }
 }

@@ -45,7 +45,7 @@ mod queue;
 
 use self::batch::{Batch, Handle, InFlight, Level, Listing, OpenDir, ParentDir};
 use self::commit::Committer;
-use self::queue::{Handoff, Queue};
+use self::queue::{Handoff, ListedHandoff, Queue, Work};
 use super::interrupt;
 use super::journal::JournalWriter;
 use super::report::{Progress, SkipReason, WalkReport, display_bytes};
@@ -319,11 +319,20 @@ impl<'s, 'a> Worker<'s, 'a> {
                     None => return Ok(self.report),
                 }
             };
-            self.path = item.path;
-            match self.adopt(item.fd, &item.stat, item.depth) {
-                Ok(Some(dir)) => stack.push(Level::new(dir)),
-                Ok(None) => {}
-                Err(err) => return Err(self.abandon(err)),
+            match item {
+                Work::Dir(item) => {
+                    self.path = item.path;
+                    match self.adopt(item.fd, &item.stat, item.depth) {
+                        Ok(Some(dir)) => stack.push(Level::new(dir)),
+                        Ok(None) => {}
+                        Err(err) => return Err(self.abandon(err)),
+                    }
+                }
+                Work::Listed(item) => {
+                    if let Err(err) = self.visit_handed(item) {
+                        return Err(self.abandon(err));
+                    }
+                }
             }
         }
     }
@@ -363,11 +372,11 @@ impl<'s, 'a> Worker<'s, 'a> {
             let next = top.entries.borrow_mut().next();
             match next {
                 None => {
-                    self.visit_listed(&top, &as_parent)?;
+                    self.visit_listed(top.path_len, top.depth, &as_parent)?;
                     stack.pop();
                 }
                 Some(Err(errno)) => {
-                    self.visit_listed(&top, &as_parent)?;
+                    self.visit_listed(top.path_len, top.depth, &as_parent)?;
                     self.path.truncate(top.path_len);
                     self.skip(&SkipReason::Error(format!("cannot read directory: {errno}")));
                     stack.pop();
@@ -382,13 +391,13 @@ impl<'s, 'a> Worker<'s, 'a> {
                         Some(kind) if kind != Type::Directory => {
                             self.listing.push(entry.ino(), name, kind);
                             if self.listing.entries.len() >= LISTING_ENTRIES {
-                                self.visit_listed(&top, &as_parent)?;
+                                self.hand_over_listed(&top, &as_parent)?;
                             }
                             continue;
                         }
                         // A directory (or an entry of unknown type) is looked at right away,
                         // after what is listed: the walk is about to go down into it.
-                        _ => self.visit_listed(&top, &as_parent)?,
+                        _ => self.visit_listed(top.path_len, top.depth, &as_parent)?,
                     }
                     self.set_path(top.path_len, name);
                     if let Some(child) = self.visit(
@@ -424,8 +433,41 @@ impl<'s, 'a> Worker<'s, 'a> {
         self.path.extend_from_slice(name.to_bytes());
     }
 
-    /// Look at (and change) the listed entries of `dir`, in inode order.
-    fn visit_listed(&mut self, dir: &OpenDir, as_parent: &Rc<ParentDir>) -> Result<()> {
+    /// Hand the listed entries of `dir` to a waiting walker, or (every walker busy) look
+    /// at them here.
+    fn hand_over_listed(&mut self, dir: &OpenDir, as_parent: &Rc<ParentDir>) -> Result<()> {
+        if self.shared.workers > 1 && !self.shared.options.dry_run {
+            let dup = nix::fcntl::fcntl(dir.fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0))?;
+            let item = ListedHandoff {
+                // SAFETY: `dup` is a descriptor this call just made and nothing else holds.
+                dir: unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) },
+                path: self.path[..dir.path_len].to_vec(),
+                depth: dir.depth,
+                expects_changes: dir.expects_changes,
+                listing: std::mem::take(&mut self.listing),
+            };
+            match self.shared.offer_listing(item) {
+                None => return Ok(()),
+                Some(item) => self.listing = item.listing,
+            }
+        }
+        self.visit_listed(dir.path_len, dir.depth, as_parent)
+    }
+
+    /// Look at (and change) entries another walker listed.
+    fn visit_handed(&mut self, item: ListedHandoff) -> Result<()> {
+        let parent = Rc::new(ParentDir::Handed {
+            fd: item.dir,
+            expects_changes: item.expects_changes,
+        });
+        self.path = item.path;
+        self.listing = item.listing;
+        self.visit_listed(self.path.len(), item.depth, &parent)
+    }
+
+    /// Look at (and change) the listed entries of the directory whose path is `path_len`
+    /// bytes long and whose depth is `depth`, in inode order.
+    fn visit_listed(&mut self, path_len: usize, depth: usize, as_parent: &Rc<ParentDir>) -> Result<()> {
         if self.listing.entries.is_empty() {
             return Ok(());
         }
@@ -437,15 +479,9 @@ impl<'s, 'a> Worker<'s, 'a> {
             }
             interrupt::check()?;
             let name = listing.name(listed);
-            self.set_path(dir.path_len, name);
+            self.set_path(path_len, name);
             // Listed as a non-directory, so never one to descend into (see `visit`).
-            let descend = self.visit(
-                as_parent,
-                name,
-                Some(listed.kind),
-                Some(listed.ino),
-                dir.depth + 1,
-            )?;
+            let descend = self.visit(as_parent, name, Some(listed.kind), Some(listed.ino), depth + 1)?;
             debug_assert!(descend.is_none());
             self.between_entries()?;
         }
