@@ -179,6 +179,10 @@ impl ReownSettings {
     }
 }
 
+/// Open-file limit a walk needs to run beside others (a share of a few thousand
+/// descriptors still lets it go a thousand folders deep).
+const FDS_PER_CONCURRENT_WALK: usize = 2_048;
+
 /// `own`: journal, then give every entry below each PATH to the target.
 pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     let state_dir = journal::state_dir()?;
@@ -193,7 +197,14 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     // Several folders and no progress to show (quickstart hands over a few small ones):
     // all at once, each under its own journal lock, so that their journal syncs overlap.
     // Progress bars would interleave: with them, one after the other.
-    let concurrent = if settings.progress { 1 } else { roots.len() };
+    // Each walk takes its share of the open-file limit (which bounds the depth it can go
+    // to): with a low limit, one after the other too.
+    let room = usize::try_from(root::raise_fd_limit()).unwrap_or(usize::MAX) / FDS_PER_CONCURRENT_WALK;
+    let concurrent = if settings.progress || roots.len() > room {
+        1
+    } else {
+        roots.len()
+    };
     let mut options = settings.walk_options(true);
     options.concurrent_walks = concurrent;
     if concurrent > 1 {
