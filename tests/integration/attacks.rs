@@ -146,18 +146,26 @@ fn a_trailing_slash_does_not_follow_a_symlink() {
     );
 }
 
+/// 32 tree files `fI`, each beside `hI`, a hard link to an outside file `victimI`: the
+/// pairs of names to exchange.
+fn files_and_outside_hard_links(env: &OwnEnv) -> Vec<(String, String)> {
+    let tree = env.tree();
+    (0..32)
+        .map(|i| {
+            let victim = env.outside().join(format!("victim{i}"));
+            std::fs::write(&victim, "host file").unwrap();
+            std::fs::write(tree.join(format!("f{i}")), "tree file").unwrap();
+            std::fs::hard_link(&victim, tree.join(format!("h{i}"))).unwrap();
+            (format!("f{i}"), format!("h{i}"))
+        })
+        .collect()
+}
+
 #[test]
 fn a_hard_link_exchanged_in_while_own_or_release_runs_is_never_changed() {
     let env = OwnEnv::new();
     let tree = env.tree();
-    let mut pairs = Vec::new();
-    for i in 0..32 {
-        let victim = env.outside().join(format!("victim{i}"));
-        std::fs::write(&victim, "host file").unwrap();
-        std::fs::write(tree.join(format!("f{i}")), "tree file").unwrap();
-        std::fs::hard_link(&victim, tree.join(format!("h{i}"))).unwrap();
-        pairs.push((format!("f{i}"), format!("h{i}")));
-    }
+    let pairs = files_and_outside_hard_links(&env);
     let stop = Arc::new(AtomicBool::new(false));
     let swapper = exchange_loop(tree.clone(), pairs, stop.clone());
     let runs: &[&[&str]] = &[
@@ -184,14 +192,7 @@ fn a_hard_link_exchanged_in_while_own_or_release_runs_is_never_changed() {
 fn a_hard_link_exchanged_in_while_own_looks_by_name_is_never_changed() {
     let env = OwnEnv::new();
     let tree = env.tree();
-    let mut pairs = Vec::new();
-    for i in 0..32 {
-        let victim = env.outside().join(format!("victim{i}"));
-        std::fs::write(&victim, "host file").unwrap();
-        std::fs::write(tree.join(format!("f{i}")), "tree file").unwrap();
-        std::fs::hard_link(&victim, tree.join(format!("h{i}"))).unwrap();
-        pairs.push((format!("f{i}"), format!("h{i}")));
-    }
+    let pairs = files_and_outside_hard_links(&env);
     // The folder already belongs to the target; its files do not. undo puts the files back
     // (the folder was never changed, so never journaled) for the next own to change again.
     let target = Some(nix::unistd::Uid::from_raw(31_337));
