@@ -206,31 +206,13 @@ pub fn for_each_batch(
     offset: u64,
     mut visit: impl FnMut(&[Record]) -> Result<()>,
 ) -> Result<()> {
-    let mut file = open_journal(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut reader = FrameReader::resume(io::BufReader::new(file), offset);
-    let mut started = false;
-    while let Some(frame) = reader
-        .next_frame()
-        .map_err(|e| anyhow::anyhow!("{}: journal {e}", path.display()))?
-    {
-        match frame {
-            Frame::Session(_) if started => break,
-            Frame::Session(_) => started = true,
-            Frame::Records(records) => {
-                check_paths(
-                    path,
-                    reader.offset(),
-                    "entry",
-                    records.iter().map(|r| r.path.as_slice()),
-                )?;
-                visit(&records)?;
-            }
-            Frame::Capabilities(_) => {}
-            Frame::End(_) => break,
+    for_each_session_frame(path, offset, true, |frame, after| match frame {
+        Frame::Records(records) => {
+            check_paths(path, after, "entry", records.iter().map(|r| r.path.as_slice()))?;
+            visit(&records)
         }
-    }
-    Ok(())
+        _ => Ok(()),
+    })
 }
 
 /// Stream the file capabilities the session starting at `offset` journaled.
@@ -239,9 +221,34 @@ pub fn for_each_capability(
     offset: u64,
     mut visit: impl FnMut(&Capability) -> Result<()>,
 ) -> Result<()> {
+    for_each_session_frame(path, offset, false, |frame, after| match frame {
+        Frame::Capabilities(capabilities) => {
+            check_paths(
+                path,
+                after,
+                "capability",
+                capabilities.iter().map(|c| c.path.as_slice()),
+            )?;
+            capabilities.iter().try_for_each(&mut visit)
+        }
+        _ => Ok(()),
+    })
+}
+
+/// Visit the frames of the session starting at `offset` (not its session or end frame),
+/// each with the offset just after it. Record frames are decoded only if `records`.
+fn for_each_session_frame(
+    path: &Path,
+    offset: u64,
+    records: bool,
+    mut visit: impl FnMut(Frame, u64) -> Result<()>,
+) -> Result<()> {
     let mut file = open_journal(path)?;
     file.seek(SeekFrom::Start(offset))?;
-    let mut reader = FrameReader::resume(io::BufReader::new(file), offset).checking_only();
+    let mut reader = FrameReader::resume(io::BufReader::new(file), offset);
+    if !records {
+        reader = reader.checking_only();
+    }
     let mut started = false;
     while let Some(frame) = reader
         .next_frame()
@@ -250,17 +257,8 @@ pub fn for_each_capability(
         match frame {
             Frame::Session(_) if started => break,
             Frame::Session(_) => started = true,
-            Frame::Capabilities(capabilities) => {
-                check_paths(
-                    path,
-                    reader.offset(),
-                    "capability",
-                    capabilities.iter().map(|c| c.path.as_slice()),
-                )?;
-                capabilities.iter().try_for_each(&mut visit)?;
-            }
-            Frame::Records(_) => {}
             Frame::End(_) => break,
+            frame => visit(frame, reader.offset())?,
         }
     }
     Ok(())
