@@ -241,46 +241,43 @@ impl Builder<'_> {
     /// The superlink's certificates: the split layout's folder holds only what the
     /// superlink needs; in the flat layout the CA key sits beside them, so mount files.
     fn superlink_cert_mounts(&self) -> Vec<Mount> {
-        match self.layout.kind {
-            LayoutKind::Split => vec![self.mount(
-                MountPurpose::ServerCertificates,
-                self.layout.superlink_dir(),
-                CERT_MOUNT,
-                SourceKind::Directory,
-            )],
-            LayoutKind::Flat => [
-                (self.layout.superlink_ca_cert(), layout::CA_CERT),
-                (self.layout.server_cert(), layout::SERVER_CERT),
-                (self.layout.server_key(), layout::SERVER_KEY),
-            ]
-            .into_iter()
-            .map(|(source, file)| {
-                self.mount(
-                    MountPurpose::ServerCertificates,
-                    source,
-                    &cert_path(file),
-                    SourceKind::File,
-                )
-            })
-            .collect(),
-        }
+        self.cert_mounts(
+            MountPurpose::ServerCertificates,
+            || self.layout.superlink_dir(),
+            || {
+                vec![
+                    (self.layout.superlink_ca_cert(), layout::CA_CERT),
+                    (self.layout.server_cert(), layout::SERVER_CERT),
+                    (self.layout.server_key(), layout::SERVER_KEY),
+                ]
+            },
+        )
     }
 
     /// The CA certificate, for everything that dials the superlink over TLS.
     fn ca_mounts(&self) -> Vec<Mount> {
+        self.cert_mounts(
+            MountPurpose::CaCertificate,
+            || self.layout.supernode_dir(),
+            || vec![(self.layout.supernode_ca_cert(), layout::CA_CERT)],
+        )
+    }
+
+    /// Certificate mounts at the container's certificate folder: the split layout's folder
+    /// (`split_dir`) as a whole, or in the flat layout each file of `flat_files` (source,
+    /// name in the container).
+    fn cert_mounts(
+        &self,
+        purpose: MountPurpose,
+        split_dir: impl FnOnce() -> PathBuf,
+        flat_files: impl FnOnce() -> Vec<(PathBuf, &'static str)>,
+    ) -> Vec<Mount> {
         match self.layout.kind {
-            LayoutKind::Split => vec![self.mount(
-                MountPurpose::CaCertificate,
-                self.layout.supernode_dir(),
-                CERT_MOUNT,
-                SourceKind::Directory,
-            )],
-            LayoutKind::Flat => vec![self.mount(
-                MountPurpose::CaCertificate,
-                self.layout.supernode_ca_cert(),
-                &cert_path(layout::CA_CERT),
-                SourceKind::File,
-            )],
+            LayoutKind::Split => vec![self.mount(purpose, split_dir(), CERT_MOUNT, SourceKind::Directory)],
+            LayoutKind::Flat => flat_files()
+                .into_iter()
+                .map(|(source, file)| self.mount(purpose, source, &cert_path(file), SourceKind::File))
+                .collect(),
         }
     }
 
