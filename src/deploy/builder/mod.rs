@@ -417,14 +417,7 @@ impl Builder<'_> {
                 "superexec",
                 "flower-superexec",
             );
-            if runner.runtime_tls {
-                service
-                    .flags
-                    .push(valued("--root-certificates", cert_path(layout::CA_CERT)));
-                service.mounts.extend(self.ca_mounts());
-            } else {
-                service.flags.push(flag("--insecure"));
-            }
+            self.dial(&mut service, runner.runtime_tls);
             if self.profile.superexec_takes_runtime_address() {
                 service
                     .flags
@@ -443,6 +436,19 @@ impl Builder<'_> {
         service
     }
 
+    /// How a client of a Flower API dials it: trusting the deployment's CA (its
+    /// certificate mounted), or in plain text.
+    fn dial(&self, service: &mut Service, tls: bool) {
+        if tls {
+            service
+                .flags
+                .push(valued("--root-certificates", cert_path(layout::CA_CERT)));
+            service.mounts.extend(self.ca_mounts());
+        } else {
+            service.flags.push(flag("--insecure"));
+        }
+    }
+
     fn supernode(&self, index: u32) -> Service {
         let mut service = self.service(
             format!("supernode-{index}"),
@@ -453,14 +459,7 @@ impl Builder<'_> {
         service
             .flags
             .push(valued("--superlink", self.superlink_address().to_string()));
-        if self.tls() {
-            service
-                .flags
-                .push(valued("--root-certificates", cert_path(layout::CA_CERT)));
-            service.mounts.extend(self.ca_mounts());
-        } else {
-            service.flags.push(flag("--insecure"));
-        }
+        self.dial(&mut service, self.tls());
         self.supernode_auth(&mut service, index);
         if let Some(dir) = self.superexec_secret(Some(index)) {
             self.use_superexec_secret(&mut service, dir);
