@@ -200,7 +200,14 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     // Each walk takes its share of the open-file limit (which bounds the depth it can go
     // to): with a low limit, one after the other too.
     let room = usize::try_from(root::raise_fd_limit()).unwrap_or(usize::MAX) / FDS_PER_CONCURRENT_WALK;
-    let concurrent = if settings.progress || roots.len() > room {
+    // Folders inside one another (or one given twice) go one after the other too: the
+    // outer walk would change what the inner one is looking at.
+    let disjoint = roots.iter().enumerate().all(|(i, a)| {
+        roots[i + 1..]
+            .iter()
+            .all(|b| !a.path.starts_with(&b.path) && !b.path.starts_with(&a.path))
+    });
+    let concurrent = if settings.progress || roots.len() > room || !disjoint {
         1
     } else {
         roots.len()

@@ -489,3 +489,33 @@ fn a_folder_of_many_files_is_shared_between_walkers_and_undone_exactly() {
         "undo did not restore the folder exactly"
     );
 }
+
+/// Several PATHs are handed over at once, but a folder inside another one given waits for
+/// it: then it finds its entries already handed over, and only the outer journal holds
+/// them (two walks at once would journal them twice).
+#[test]
+fn a_path_inside_another_path_is_owned_after_it() {
+    let env = OwnEnv::new();
+    let sub = env.tree().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    for i in 0..2_000 {
+        std::fs::write(sub.join(format!("f{i:04}")), b"").unwrap();
+    }
+    let other = env.env.join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("file"), b"").unwrap();
+    let before = snapshot(&env.tree());
+    let out = env.run(["own", "--json", "tree", "tree/sub", "other"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["roots"][0]["changed"], 2_002, "{report}");
+    assert_eq!(report["roots"][1]["changed"], 0, "{report}");
+    assert_eq!(report["roots"][2]["changed"], 2, "{report}");
+    assert_eq!(env.journal_files().len(), 2, "tree's and other's journals only");
+    let out = env.run(["undo", "tree"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        snapshot(&env.tree()) == before,
+        "undo did not restore the tree exactly"
+    );
+}
