@@ -199,7 +199,8 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     // Progress bars would interleave: with them, one after the other.
     // Each walk takes its share of the open-file limit (which bounds the depth it can go
     // to): with a low limit, one after the other too.
-    let room = usize::try_from(root::raise_fd_limit()).unwrap_or(usize::MAX) / FDS_PER_CONCURRENT_WALK;
+    let fd_limit = usize::try_from(root::raise_fd_limit()).unwrap_or(usize::MAX);
+    let room = fd_limit / FDS_PER_CONCURRENT_WALK;
     // Folders inside one another (or one given twice) go one after the other too: the
     // outer walk would change what the inner one is looking at.
     let disjoint = roots.iter().enumerate().all(|(i, a)| {
@@ -215,7 +216,7 @@ pub fn own(settings: &ReownSettings) -> Result<Vec<RootOutcome>> {
     let mut options = settings.walk_options(true);
     options.concurrent_walks = concurrent;
     if concurrent > 1 {
-        walk::reserve_descriptors(concurrent);
+        walk::reserve_descriptors(concurrent, fd_limit);
     }
     let own_root = |root: &Root, prune: bool| -> Result<RootOutcome> {
         let progress = Progress::new(settings.progress, &format!("own {}", root.path.display()));

@@ -126,7 +126,7 @@ pub fn reown(
         .saturating_sub(batch_fds * (LAG + 1) + 1)
         .clamp(8, MAX_DEPTH);
     if options.concurrent_walks <= 1 {
-        grow_descriptor_table(workers * ((LAG + 1) * batch_fds + QUEUED_PER_WORKER + 64));
+        grow_descriptor_table(walk_descriptors(workers, batch_fds));
     }
     let shared = Shared {
         options,
@@ -194,14 +194,20 @@ fn walkers() -> usize {
         .clamp(1, MAX_WORKERS)
 }
 
-/// Before `walks` walks start at once: make room for all their descriptors in one step,
-/// while no walker thread exists yet (see [`grow_descriptor_table`]).
-pub(crate) fn reserve_descriptors(walks: usize) {
-    let limit = usize::try_from(super::root::raise_fd_limit()).unwrap_or(usize::MAX);
+/// Descriptors one walk holds at most: each of its `workers` walkers with its batches
+/// (pending and in flight) of up to `batch_fds`, its queued hand-overs, and a few levels.
+fn walk_descriptors(workers: usize, batch_fds: usize) -> usize {
+    workers * ((LAG + 1) * batch_fds + QUEUED_PER_WORKER + 64)
+}
+
+/// Before `walks` walks start at once: make room for all their descriptors (within
+/// `fd_limit`) in one step, while no walker thread exists yet (see
+/// [`grow_descriptor_table`]).
+pub(crate) fn reserve_descriptors(walks: usize, fd_limit: usize) {
     grow_descriptor_table(
-        limit
+        fd_limit
             .saturating_sub(64)
-            .min(walks.max(1) * walkers() * (LAG + 2) * MAX_BATCH_FDS),
+            .min(walks.max(1) * walk_descriptors(walkers(), MAX_BATCH_FDS)),
     );
 }
 
