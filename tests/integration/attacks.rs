@@ -401,11 +401,7 @@ fn directory_reads(env: &OwnEnv, args: &[&str]) -> u64 {
 #[test]
 fn undo_reads_a_folder_of_70000_entries_a_bounded_number_of_times() {
     let env = OwnEnv::new();
-    let big = env.tree().join("big");
-    std::fs::create_dir(&big).unwrap();
-    for i in 0..70_000 {
-        std::fs::File::create(big.join(format!("f{i:05}"))).unwrap();
-    }
+    let big = env.folder_of_files("big", 70_000);
     let out = env.run(["own", "tree"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // One listing of the folder is about 70 reads; each walker may read it once. Reading it

@@ -66,6 +66,16 @@ impl OwnEnv {
         self.command(args).output().unwrap()
     }
 
+    /// `tree/NAME`, a new folder of `count` empty files `f00000`, `f00001`, ...
+    pub(crate) fn folder_of_files(&self, name: &str, count: usize) -> PathBuf {
+        let dir = self.tree().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        for i in 0..count {
+            std::fs::File::create(dir.join(format!("f{i:05}"))).unwrap();
+        }
+        dir
+    }
+
     /// The journals in the state folder (not the lock files beside them).
     pub(crate) fn journal_files(&self) -> Vec<PathBuf> {
         match std::fs::read_dir(self.state()) {
@@ -444,15 +454,11 @@ pub(crate) fn build_large_tree(root: &Path, count: usize) {
 #[test]
 fn a_folder_of_many_files_is_shared_between_walkers_and_undone_exactly() {
     let env = OwnEnv::new();
-    let dir = env.tree().join("many");
-    std::fs::create_dir(&dir).unwrap();
     let count = 20_000;
-    for i in 0..count {
+    let dir = env.folder_of_files("many", count);
+    for i in (0..count).step_by(1_000) {
         let file = dir.join(format!("f{i:05}"));
-        std::fs::write(&file, b"").unwrap();
-        if i % 1_000 == 0 {
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o4755)).unwrap();
-        }
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o4755)).unwrap();
     }
     let before = env.snapshot();
     let out = env.run(["own", "--json", "tree"]);
@@ -496,11 +502,7 @@ fn a_folder_of_many_files_is_shared_between_walkers_and_undone_exactly() {
 #[test]
 fn a_path_inside_another_path_is_owned_after_it() {
     let env = OwnEnv::new();
-    let sub = env.tree().join("sub");
-    std::fs::create_dir(&sub).unwrap();
-    for i in 0..2_000 {
-        std::fs::write(sub.join(format!("f{i:04}")), b"").unwrap();
-    }
+    env.folder_of_files("sub", 2_000);
     let other = env.env.join("other");
     std::fs::create_dir(&other).unwrap();
     std::fs::write(other.join("file"), b"").unwrap();
