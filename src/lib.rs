@@ -17,6 +17,7 @@ pub mod error;
 pub mod fsutil;
 pub mod output;
 pub mod ownership;
+pub mod prepare;
 pub mod render;
 pub mod superexec_auth;
 pub mod tls;

@@ -44,7 +44,7 @@ pub fn run(
         rules::check_container(spec, settings, &mut findings);
     }
     rules::check_tls(specs, settings, &mut findings);
-    rules::check_runtime_links(specs, &mut findings);
+    rules::check_runtime_links(specs, settings, &mut findings);
     if let Some(deployment) = extra.deployment {
         // Across hosts: public addresses (superlink) and the address dialed (supernode).
         rules::cross_host::check(deployment, &mut findings);

@@ -13,6 +13,7 @@ use crate::deploy::{self, Security, Settings};
 use crate::error::Outcome;
 use crate::fsutil::{MODE_PUBLIC, PlanStep, WritePlan};
 use crate::output::Printer;
+use crate::prepare;
 use crate::render::{self, text};
 
 pub fn run(command: &BundleCommand, printer: &Printer) -> Result<Outcome> {
@@ -48,8 +49,13 @@ fn bundle_supernode(args: &BundleArgs, printer: &Printer) -> Result<Outcome> {
         args.out.display(),
         node.supernodes,
     ))?;
+    let by_hand = if deployment.needs_host_material() {
+        String::new()
+    } else {
+        format!("   (or: tar -xzf {file_name} && sh {top}/run.sh)")
+    };
     printer.info(&format!(
-        "on the supernode's host: flowerbed quickstart --from-bundle {file_name} {top}   (or: tar -xzf {file_name} && sh {top}/run.sh)"
+        "on the supernode's host: flowerbed quickstart --from-bundle {file_name} {top}{by_hand}"
     ))?;
     Ok(Outcome::Success)
 }
@@ -60,6 +66,9 @@ struct FromBundleReport<'a> {
     bundle: &'a Path,
     dry_run: bool,
     steps: Vec<PlanStep>,
+    /// Whether the folders the containers must own were handed to their UID (as root).
+    ownership_applied: bool,
+    own_command: Option<String>,
     settings: &'a Settings,
 }
 
@@ -78,18 +87,28 @@ pub fn quickstart_from_bundle(args: &QuickstartArgs, archive: &Path, printer: &P
         printer.warn("--name is ignored: a supernode deployment makes no certificates");
     }
     let rendered = render::deployment_files(&deployment, &settings)?;
-    let plan = unpack::plan(&dir, &unpacked, &rendered);
+    let mut plan = unpack::plan(&dir, &unpacked, &rendered);
+    // This host's own runner-link material: secrets and a Runtime CA never cross hosts.
+    prepare::plan_runtime_material(&deployment, &settings, None, &mut plan)?;
     plan.preflight()?;
     let steps = plan.steps();
     if !args.dry_run {
         plan.apply()?;
     }
+    let ownership_applied = !args.dry_run && !args.no_own && prepare::hand_to_container(&deployment)?;
+    let own_command = if ownership_applied {
+        None
+    } else {
+        text::own_command(&deployment)
+    };
     if args.json {
         printer.json(&FromBundleReport {
             dir: &dir,
             bundle: archive,
             dry_run: args.dry_run,
             steps,
+            ownership_applied,
+            own_command,
             settings: &settings,
         })?;
         return Ok(Outcome::Success);
@@ -98,7 +117,7 @@ pub fn quickstart_from_bundle(args: &QuickstartArgs, archive: &Path, printer: &P
     if args.dry_run {
         return Ok(Outcome::Success);
     }
-    for line in text::next_steps(&dir, &deployment, None)? {
+    for line in text::next_steps(&dir, &deployment, own_command.as_deref())? {
         printer.info(&line)?;
     }
     Ok(Outcome::Success)

@@ -9,15 +9,13 @@ use serde::Serialize;
 use crate::auth;
 use crate::cli::deploy::{QuickstartArgs, RenderCommand};
 use crate::config;
-use crate::deploy::{
-    self, Deployment, DeploymentRole, MountPurpose, SETTINGS_FILE, STATE_DIR, Security, Settings,
-};
+use crate::deploy::{self, Deployment, DeploymentRole, SETTINGS_FILE, STATE_DIR, Security, Settings};
 use crate::error::Outcome;
 use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PUBLIC, PlanStep, WritePlan};
 use crate::output::Printer;
+use crate::prepare;
 use crate::render::{self, text};
-use crate::superexec_auth;
-use crate::tls::generate::{self, ExistingCa, GenerateSettings, SigningCa};
+use crate::tls::generate::{self, GenerateSettings};
 use crate::tls::{KeyType, Layout, LayoutKind, SubjectName, names};
 
 pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
@@ -37,10 +35,9 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
         )?;
     }
     if args.out.is_some() {
-        plan_runtime_material(&deployment, &settings, None, &mut plan)?;
+        prepare::plan_runtime_material(&deployment, &settings, None, &mut plan)?;
     }
-    let planned: Vec<PathBuf> = plan.files().iter().map(|file| file.path.clone()).collect();
-    deploy::require_sources_planned(&deployment, &settings.dir, &planned)?;
+    prepare::require_sources(&deployment, &plan)?;
     // The app's project is read (and refused) before anything is written or printed.
     let app_files = render::dockerfile::read_app_files(&deployment)?;
     let rendered = format.render(&deployment, &options)?;
@@ -63,48 +60,6 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
         printer.info(&format!("wrote {}", path.display()))?;
     }
     Ok(Outcome::Success)
-}
-
-/// Add what the runner links need and lack: each link's superexec secret, and each
-/// supernode's Runtime API certificate, signed by `ca` (just generated) or else by the CA
-/// in the deployment folder. Whatever is there already is kept.
-fn plan_runtime_material(
-    deployment: &Deployment,
-    settings: &Settings,
-    ca: Option<&SigningCa>,
-    plan: &mut WritePlan,
-) -> Result<()> {
-    let mounts = || deployment.services.iter().flat_map(|service| &service.mounts);
-    let mut secrets: Vec<PathBuf> = Vec::new();
-    for mount in mounts().filter(|m| m.purpose == MountPurpose::SuperexecAuthSecret) {
-        if !secrets.contains(&mount.source) {
-            secrets.push(mount.source.clone());
-        }
-    }
-    superexec_auth::plan_secrets(&secrets, plan)?;
-    if !mounts().any(|m| m.purpose == MountPurpose::RuntimeServerCertificates) {
-        return Ok(());
-    }
-    let layout = Layout::new(&settings.dir, LayoutKind::from(settings.cert_layout));
-    let loaded;
-    let ca = if let Some(ca) = ca {
-        ca
-    } else {
-        let existing = ExistingCa {
-            cert_path: layout.ca_cert(),
-            key_path: layout.ca_key(),
-        };
-        if existing.key_path.symlink_metadata().is_err() {
-            return Err(anyhow!(
-                "{}: no CA key to issue the supernodes' Runtime API certificates with; run `flowerbed certs generate {}` first, or pass --insecure",
-                existing.key_path.display(),
-                settings.dir.display()
-            ));
-        }
-        loaded = SigningCa::load(&existing)?;
-        &loaded
-    };
-    crate::tls::runtime::plan_supernode_certificates(&layout, settings.supernodes, ca, plan)
 }
 
 /// Plan `files`, leaving out those that already hold exactly these bytes; returns how
@@ -209,9 +164,6 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
     let tls = settings.security == Security::Tls;
     // A supernode deployment trusts the superlink's CA; it never makes certificates.
     let supernode_only = settings.role == DeploymentRole::Supernode;
-    if supernode_only && tls {
-        deploy::require_sources(&deployment, &dir)?;
-    }
 
     // Certificates already there (an earlier quickstart, or `certs generate` with custom
     // names) are kept; otherwise a fresh set in the split layout joins the plan.
@@ -233,14 +185,17 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
             printer.warn(warning);
         }
         let mut plan = generated.plan;
-        plan_runtime_material(&deployment, &settings, Some(&generated.ca), &mut plan)?;
+        prepare::plan_runtime_material(&deployment, &settings, Some(&generated.ca), &mut plan)?;
         plan
     } else {
         let mut plan = WritePlan::new(args.force);
         plan.dir(&dir, MODE_DIR_PUBLIC);
-        plan_runtime_material(&deployment, &settings, None, &mut plan)?;
+        prepare::plan_runtime_material(&deployment, &settings, None, &mut plan)?;
         plan
     };
+    if supernode_only && tls {
+        prepare::require_sources(&deployment, &plan)?;
+    }
     if !args.names.is_empty() && (certificates_reused || !tls || supernode_only) {
         printer.warn("--name is ignored: no certificates are generated (existing ones are kept)");
     }
@@ -271,7 +226,7 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
     if !args.dry_run && !up_to_date {
         plan.apply()?;
     }
-    let ownership_applied = !args.dry_run && !args.no_own && hand_to_container(&deployment)?;
+    let ownership_applied = !args.dry_run && !args.no_own && prepare::hand_to_container(&deployment)?;
     let own_command = if ownership_applied {
         None
     } else {
@@ -340,26 +295,4 @@ fn warn_uncovered_public_addresses(settings: &Settings, layout: &Layout, printer
             ));
         }
     }
-}
-
-/// As root, hand the folders the containers must own to their UID, journaled like
-/// `flowerbed own` (a second run changes nothing). Returns whether it did.
-fn hand_to_container(deployment: &Deployment) -> Result<bool> {
-    let paths = deployment.owned_paths();
-    if paths.is_empty() || !nix::unistd::geteuid().is_root() {
-        return Ok(false);
-    }
-    let user = deployment.user;
-    crate::ownership::own(&crate::ownership::ReownSettings {
-        paths: paths.iter().map(|p| p.to_path_buf()).collect(),
-        target: crate::ownership::Target {
-            uid: user.uid,
-            gid: user.gid,
-        },
-        allow_hardlinks: false,
-        dry_run: false,
-        progress: false,
-        wait: crate::ownership::LockWait::Wait,
-    })?;
-    Ok(true)
 }

@@ -83,7 +83,9 @@ pub fn require_sources_planned(deployment: &Deployment, dir: &Path, planned: &[P
         )
     } else if matches!(
         mount.purpose,
-        MountPurpose::RuntimeServerCertificates | MountPurpose::SuperexecAuthSecret
+        MountPurpose::RuntimeServerCertificates
+            | MountPurpose::RuntimeCaCertificate
+            | MountPurpose::SuperexecAuthSecret
     ) {
         format!(
             "run `flowerbed quickstart {quoted_dir}`, or render with --out (both generate what is missing)"
@@ -302,12 +304,67 @@ mod tests {
         );
         assert!(supernode.depends_on.is_empty());
         assert!(node.connection.is_none());
-        // No CA key on a supernode's host: its Runtime API stays plain, and a folder made
-        // from a bundle gets no superexec secret yet (bundles do not carry one), so nothing
-        // there needs handing over.
-        assert!(supernode.flag("--ssl-certfile").is_none());
-        assert!(supernode.flag("--superexec-auth-secret-file").is_none());
-        assert!(node.owned_paths().is_empty());
+        // Each host makes its own links' material: the supernode serves its Runtime API
+        // with a certificate from this host's Runtime CA, which its runner alone trusts
+        // (never the superlink's CA), and the link has a secret of this host's own.
+        assert_eq!(
+            supernode.flag("--ssl-certfile").unwrap().value.as_deref(),
+            Some("runtime-certificates/server.pem")
+        );
+        assert_eq!(
+            supernode
+                .flag("--superexec-auth-secret-file")
+                .unwrap()
+                .value
+                .as_deref(),
+            Some("superexec-auth/secret")
+        );
+        let runner = node.service("superexec-clientapp-1").unwrap();
+        assert_eq!(
+            runner.flag("--root-certificates").unwrap().value.as_deref(),
+            Some("certificates/ca.crt")
+        );
+        let trusted: Vec<_> = runner
+            .mounts
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m.purpose,
+                    MountPurpose::CaCertificate | MountPurpose::RuntimeCaCertificate
+                )
+            })
+            .map(|m| (m.purpose, m.source.clone()))
+            .collect();
+        assert_eq!(
+            trusted,
+            [(
+                MountPurpose::RuntimeCaCertificate,
+                PathBuf::from("/srv/flower/runner-certificates")
+            )]
+        );
+        assert!(
+            runner
+                .mounts
+                .iter()
+                .all(|m| !m.source.ends_with("supernode-certificates"))
+        );
+        assert!(runner.flag("--superexec-auth-secret-file").is_some());
+        assert_eq!(
+            node.owned_paths(),
+            [
+                Path::new("/srv/flower/superexec-auth/supernode-1"),
+                Path::new("/srv/flower/supernode-runtime-certificates/supernode-1"),
+            ]
+        );
+        // The superlink's host: its runner link gets its secret too.
+        s.role = DeploymentRole::Superlink;
+        s.superlink_address = None;
+        s.public_addresses = vec![Address::parse("flower.example.org").unwrap()];
+        let link = build(&s).unwrap();
+        for name in ["superlink", "superexec-serverapp"] {
+            let service = link.service(name).unwrap();
+            assert!(service.flag("--superexec-auth-secret-file").is_some(), "{name}");
+        }
     }
 
     #[test]

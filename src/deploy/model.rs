@@ -286,6 +286,9 @@ pub enum MountPurpose {
     SuperlinkAuthKeys,
     /// A supernode's own Runtime API server certificate and key, and the CA beside them.
     RuntimeServerCertificates,
+    /// The CA certificate a ClientApp runner trusts for its supernode's Runtime API, where
+    /// that is not the deployment's CA (a supernode-only folder's own Runtime CA).
+    RuntimeCaCertificate,
     /// The secret a superexec and the component it dials share (`--superexec-auth-secret-file`).
     SuperexecAuthSecret,
 }
@@ -374,6 +377,20 @@ impl Deployment {
     /// The superlink has a key pair of its own (1.13).
     pub fn has_superlink_pair(&self) -> bool {
         self.role.has_superlink() && self.supernode_auth == Some(SupernodeAuth::KnownKeysWithSuperlinkPair)
+    }
+
+    /// Whether the folder needs material made on its own host: a runner link's secret or
+    /// a supernode's Runtime API certificate (what a bundle never carries).
+    pub fn needs_host_material(&self) -> bool {
+        self.services
+            .iter()
+            .flat_map(|service| &service.mounts)
+            .any(|mount| {
+                matches!(
+                    mount.purpose,
+                    MountPurpose::RuntimeServerCertificates | MountPurpose::SuperexecAuthSecret
+                )
+            })
     }
 
     /// The supernodes' keys are registered through the Control API (1.35+).
@@ -500,7 +517,7 @@ impl Mount {
     pub fn files(&self) -> Option<Vec<MountedFile>> {
         let names: &[&'static str] = match self.purpose {
             MountPurpose::ServerCertificates => &[layout::CA_CERT, layout::SERVER_CERT, layout::SERVER_KEY],
-            MountPurpose::CaCertificate => &[layout::CA_CERT],
+            MountPurpose::CaCertificate | MountPurpose::RuntimeCaCertificate => &[layout::CA_CERT],
             MountPurpose::SupernodeAuthKey => &[auth::PRIVATE_KEY, auth::PUBLIC_KEY],
             MountPurpose::KnownSupernodeKeys => &[auth::KNOWN_KEYS],
             MountPurpose::SuperlinkAuthKeys => &[

@@ -308,7 +308,7 @@ fn render_with_base(deployment: &Deployment, base: Option<&Path>) -> Result<Stri
     let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
     let body =
         serde_saphyr::to_string_with_options(&file, options).context("cannot serialize the compose file")?;
-    let mut out = text::compose_header(deployment)?;
+    let mut out = text::compose_header(deployment, base.is_some())?;
     out.push_str(&body);
     Ok(out)
 }

@@ -118,6 +118,8 @@ fn secret_for(purpose: MountPurpose, service: &Service) -> Option<&'static str> 
         // One pod template serves every supernode and its runner dials it on loopback
         // (which each supernode's certificate covers), so one Secret serves them all.
         MountPurpose::RuntimeServerCertificates => Some("supernode-runtime-tls"),
+        // A supernode-only folder's own Runtime CA, trusted by its runners alone.
+        MountPurpose::RuntimeCaCertificate => Some("runner-ca"),
         MountPurpose::SuperexecAuthSecret => Some(match service.role {
             Role::Superlink | Role::ServerAppRunner => "superexec-auth-superlink",
             Role::Supernode(_) | Role::ClientAppRunner(_) => "superexec-auth-supernode",

@@ -219,7 +219,7 @@ pub fn render_run_relocatable(deployment: &Deployment) -> Result<String> {
 
 fn render_run_with_base(deployment: &Deployment, base: Option<&str>) -> Result<String> {
     let mut out = String::from("#!/bin/sh\n");
-    out.push_str(&text::run_header(deployment)?);
+    out.push_str(&text::run_header(deployment, base.is_some())?);
     out.push_str("set -eu\n");
     if base.is_some() {
         // Docker wants absolute mount sources: the folder this script was unpacked in.

@@ -164,6 +164,12 @@ fn view(deployment: &Deployment) -> View<'_> {
 /// The command that hands what the containers must read or write to their user: mounted
 /// folders that hold a private key or must be writable. `None` when there is nothing.
 pub fn own_command(deployment: &Deployment) -> Option<String> {
+    own_command_from(deployment, false)
+}
+
+/// [`own_command`]; `relocatable`: the paths relative to the deployment folder (`./...`),
+/// for files that run wherever they are unpacked.
+fn own_command_from(deployment: &Deployment, relocatable: bool) -> Option<String> {
     let paths = deployment.owned_paths();
     if paths.is_empty() {
         return None;
@@ -178,7 +184,10 @@ pub fn own_command(deployment: &Deployment) -> Option<String> {
             user.gid.to_string(),
         ]);
     }
-    words.extend(paths.iter().map(|path| path.to_string_lossy().into_owned()));
+    words.extend(paths.iter().map(|path| match path.strip_prefix(&deployment.dir) {
+        Ok(inside) if relocatable => format!("./{}", inside.to_string_lossy()),
+        _ => path.to_string_lossy().into_owned(),
+    }));
     shlex::try_join(words.iter().map(String::as_str)).ok()
 }
 
@@ -240,10 +249,16 @@ struct Extended<'a, E: Serialize> {
 /// Render template `name` over the deployment's view and `extra`, the facts only that
 /// template has (nothing: `()`).
 fn render_with(name: &str, deployment: &Deployment, extra: impl Serialize) -> Result<String> {
-    let data = Extended {
-        view: view(deployment),
-        extra,
-    };
+    render_data(
+        name,
+        Extended {
+            view: view(deployment),
+            extra,
+        },
+    )
+}
+
+fn render_data(name: &str, data: impl Serialize) -> Result<String> {
     environment()
         .get_template(name)
         .and_then(|template| template.render(minijinja::value::Serde(data)))
@@ -258,16 +273,25 @@ fn render(name: &str, deployment: &Deployment) -> Result<String> {
     render_with(name, deployment, NoExtra {})
 }
 
-pub fn run_header(deployment: &Deployment) -> Result<String> {
-    render("run-header", deployment)
+/// `run.sh`'s header; `relocatable` for a script that runs wherever it is unpacked.
+pub fn run_header(deployment: &Deployment, relocatable: bool) -> Result<String> {
+    render_header("run-header", deployment, relocatable)
+}
+
+/// A header whose ownership hint names paths relative to the folder when `relocatable`.
+fn render_header(name: &str, deployment: &Deployment, relocatable: bool) -> Result<String> {
+    let mut view = view(deployment);
+    view.own_command = own_command_from(deployment, relocatable);
+    render_data(name, view)
 }
 
 pub fn stop_header(deployment: &Deployment) -> Result<String> {
     render("stop-header", deployment)
 }
 
-pub fn compose_header(deployment: &Deployment) -> Result<String> {
-    render("compose-header", deployment)
+/// `compose.yaml`'s header; `relocatable` for a file that runs wherever it is unpacked.
+pub fn compose_header(deployment: &Deployment, relocatable: bool) -> Result<String> {
+    render_header("compose-header", deployment, relocatable)
 }
 
 /// The stack file's header; `replicated` when the supernodes are one replicated service.
@@ -344,16 +368,19 @@ pub fn readme(deployment: &Deployment) -> Result<String> {
 pub fn bundle_readme(deployment: &Deployment, folder: &str, file: &str) -> Result<String> {
     /// The bundle's folder name and archive file name.
     #[derive(Serialize)]
-    struct Bundle<'a> {
+    struct Archive<'a> {
         bundle_folder: &'a str,
         bundle_file: &'a str,
+        /// The supernodes need secrets or certificates made on their own host.
+        needs_host_material: bool,
     }
     render_with(
         "bundle-readme",
         deployment,
-        Bundle {
+        Archive {
             bundle_folder: folder,
             bundle_file: file,
+            needs_host_material: deployment.needs_host_material(),
         },
     )
 }

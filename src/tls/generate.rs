@@ -90,6 +90,31 @@ impl SigningCa {
     }
 }
 
+impl SigningCa {
+    /// A new self-signed CA valid for `days` from `now`, with its key (PEM) and its
+    /// certificate (DER).
+    pub fn new(key_type: KeyType, now: OffsetDateTime, days: u32) -> Result<(Self, String, Vec<u8>)> {
+        let key = new_key(key_type)?;
+        let params = ca_params(now, days)?;
+        let cert = params
+            .self_signed(&key)
+            .context("cannot sign the CA certificate")?;
+        let key_pem = private_key_pem(&key, key_type)?;
+        let not_after = params.not_after;
+        let ca = Self {
+            issuer: Issuer::new(params, key),
+            pem: cert.pem(),
+            not_after,
+        };
+        Ok((ca, key_pem, cert.der().to_vec()))
+    }
+
+    /// The CA certificate (PEM).
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+}
+
 /// The names every server certificate covers, then `extra` (duplicates dropped).
 pub fn names_with_defaults(extra: &[SubjectName]) -> Vec<SubjectName> {
     let mut names: Vec<SubjectName> = super::layout::DEFAULT_NAMES
@@ -120,21 +145,9 @@ pub fn generate(settings: &GenerateSettings) -> Result<Generated> {
 
     let (ca_issuer, ca_cert_pem, ca_key_pem, ca_summary, ca_not_after) = match &settings.existing_ca {
         None => {
-            let ca_key = new_key(settings.key_type)?;
-            let ca_params = ca_params(now, settings.days)?;
-            let ca_cert = ca_params
-                .self_signed(&ca_key)
-                .context("cannot sign the CA certificate")?;
-            let summary = summarize(ca_cert.der(), Path::new(""))?;
-            let not_after = ca_params.not_after;
-            let key_pem = private_key_pem(&ca_key, settings.key_type)?;
-            (
-                Issuer::new(ca_params, ca_key),
-                ca_cert.pem(),
-                Some(key_pem),
-                summary,
-                not_after,
-            )
+            let (ca, key_pem, der) = SigningCa::new(settings.key_type, now, settings.days)?;
+            let summary = summarize(&der, Path::new(""))?;
+            (ca.issuer, ca.pem, Some(key_pem), summary, ca.not_after)
         }
         Some(existing) => {
             let (issuer, pem, summary, not_after) = load_existing_ca(existing, now)?;
@@ -230,7 +243,7 @@ pub fn generate(settings: &GenerateSettings) -> Result<Generated> {
 }
 
 /// A copy of the CA certificate, skipped when an identical one is already there.
-fn plan_ca_copy(plan: &mut WritePlan, path: &Path, pem: &str) {
+pub(crate) fn plan_ca_copy(plan: &mut WritePlan, path: &Path, pem: &str) {
     let identical = fsutil::read_regular(path, fsutil::CERTIFICATE_LIMIT, fsutil::Links::Refuse)
         .is_ok_and(|existing| existing == pem.as_bytes());
     if !identical {

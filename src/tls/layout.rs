@@ -10,7 +10,13 @@
 //!                                                            -> supernode-N, read-only
 //! ```
 //! The last is each supernode's own Runtime API server certificate (process isolation on
-//! releases whose supernode serves that API over TLS), the same in both layouts.
+//! releases whose supernode serves that API over TLS), the same in both layouts. On the
+//! CA's host the deployment's CA issues it. A supernode-only folder (another host, no CA
+//! key) issues it from a CA of its own, which only that host's ClientApp runners trust:
+//! ```text
+//! DIR/runtime-ca/{ca.crt,ca.key}                             -> stays on the host
+//! DIR/runner-certificates/ca.crt                             -> each ClientApp runner, read-only
+//! ```
 //! Flat layout (`--flat`): Flower's own script output in one folder:
 //! `ca.crt ca.key server.csr server.key server.pem`.
 
@@ -20,6 +26,8 @@ pub const SUPERLINK_DIR: &str = "superlink-certificates";
 pub const SUPERNODE_DIR: &str = "supernode-certificates";
 pub const CA_DIR: &str = "ca";
 pub const SUPERNODE_RUNTIME_DIR: &str = "supernode-runtime-certificates";
+pub const RUNTIME_CA_DIR: &str = "runtime-ca";
+pub const RUNNER_CA_DIR: &str = "runner-certificates";
 
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
@@ -118,6 +126,16 @@ impl Layout {
         self.root
             .join(SUPERNODE_RUNTIME_DIR)
             .join(format!("supernode-{index}"))
+    }
+
+    /// A supernode-only folder's own CA for the Runtime links (certificate and key).
+    pub fn runtime_ca_dir(&self) -> PathBuf {
+        self.root.join(RUNTIME_CA_DIR)
+    }
+
+    /// The folder of that CA's certificate alone, mounted into the ClientApp runners.
+    pub fn runner_ca_dir(&self) -> PathBuf {
+        self.root.join(RUNNER_CA_DIR)
     }
 
     pub fn server_csr(&self) -> PathBuf {

@@ -1,4 +1,5 @@
-//! Each supernode's own Runtime API server certificate, issued by the deployment's CA.
+//! Each supernode's own Runtime API server certificate, issued by the deployment's CA (or,
+//! in a supernode-only folder on another host, by a CA of that folder's own).
 //!
 //! In process isolation a ClientApp runner dials its supernode's Runtime API by service
 //! name (`supernode-N`), or on loopback where it shares the supernode's network (a
@@ -12,10 +13,10 @@ use anyhow::{Context, Result, anyhow};
 use time::OffsetDateTime;
 
 use super::KeyType;
-use super::generate::{SigningCa, new_key, private_key_pem, server_params};
-use super::layout::{CA_CERT, Layout, SERVER_CERT, SERVER_KEY};
+use super::generate::{ExistingCa, SigningCa, new_key, plan_ca_copy, private_key_pem, server_params};
+use super::layout::{CA_CERT, CA_KEY, Layout, SERVER_CERT, SERVER_KEY};
 use super::names::SubjectName;
-use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PRIVATE, MODE_PUBLIC, WritePlan};
+use crate::fsutil::{MODE_DIR_PRIVATE, MODE_DIR_PUBLIC, MODE_PRIVATE, MODE_PUBLIC, WritePlan};
 
 /// How long a supernode's Runtime API certificate is valid (capped by the CA's end).
 const DAYS: u32 = 365;
@@ -51,6 +52,39 @@ pub fn plan_supernode_certificates(
             .with_context(|| format!("supernode-{index}: cannot issue its Runtime API certificate"))?;
     }
     Ok(())
+}
+
+/// How long a supernode-only folder's own Runtime CA is valid.
+const LOCAL_CA_DAYS: u32 = 3650;
+
+/// The CA that issues the Runtime API certificates of a supernode-only folder (no
+/// deployment CA key on this host): the one in `runtime-ca/` if there is one, else a new
+/// one planned there. Either way its certificate is planned into `runner-certificates/`
+/// for the ClientApp runners, unless an identical copy is there already.
+pub fn plan_local_ca(layout: &Layout, plan: &mut WritePlan) -> Result<SigningCa> {
+    let dir = layout.runtime_ca_dir();
+    let existing = ExistingCa {
+        cert_path: dir.join(CA_CERT),
+        key_path: dir.join(CA_KEY),
+    };
+    let ca = if existing.key_path.symlink_metadata().is_ok() {
+        SigningCa::load(&existing)?
+    } else {
+        if existing.cert_path.symlink_metadata().is_ok() {
+            return Err(anyhow!(
+                "{}: a CA certificate without its key; restore {CA_KEY}, or delete the folder to make a new Runtime CA",
+                dir.display()
+            ));
+        }
+        let (ca, key_pem, _) = SigningCa::new(KeyType::EcdsaP256, OffsetDateTime::now_utc(), LOCAL_CA_DAYS)?;
+        plan.dir(&dir, MODE_DIR_PRIVATE)
+            .file(&existing.cert_path, ca.pem().to_string(), MODE_PUBLIC)
+            .file(&existing.key_path, key_pem, MODE_PRIVATE);
+        ca
+    };
+    plan.dir(layout.runner_ca_dir(), MODE_DIR_PUBLIC);
+    plan_ca_copy(plan, &layout.runner_ca_dir().join(CA_CERT), ca.pem());
+    Ok(ca)
 }
 
 /// Whether `dir` already holds a complete certificate set; a partial set is an error.

@@ -37,6 +37,11 @@ fn command_flag(service: &Value, flag: &str) -> Option<String> {
 
 /// A superlink deployment in `link/` (process isolation, two public addresses).
 fn superlink(env: &TestEnv) -> PathBuf {
+    superlink_isolated(env, "process")
+}
+
+/// [`superlink`] with the given isolation on both sides.
+fn superlink_isolated(env: &TestEnv, isolation: &str) -> PathBuf {
     let out = env
         .flowerbed([
             "quickstart",
@@ -44,7 +49,7 @@ fn superlink(env: &TestEnv) -> PathBuf {
             "--role",
             "superlink",
             "--isolation",
-            "process",
+            isolation,
             "--public-address",
             PUBLIC,
             "--public-address",
@@ -221,12 +226,54 @@ fn orchestrators_render_each_role() {
         [
             "Namespace/fl",
             "Secret/flower-ca",
+            "Secret/runner-ca",
+            "Secret/superexec-auth-supernode",
+            "Secret/supernode-runtime-tls",
             "Service/supernode",
             "StatefulSet/supernode"
         ]
     );
+    // The runners trust this host's own Runtime CA, not the superlink's.
+    let named = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap()
+    };
+    let runtime_ca = std::fs::read_to_string(env.join("node/runtime-ca/ca.crt")).unwrap();
+    assert_eq!(
+        named("Secret", "runner-ca")["stringData"]["ca.crt"].as_str(),
+        Some(runtime_ca.as_str())
+    );
+    let pod = &named("StatefulSet", "supernode")["spec"]["template"]["spec"];
+    let runner = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "superexec-clientapp")
+        .unwrap();
+    let volumes: Vec<&str> = runner["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(
+        volumes.contains(&"runner-ca") && !volumes.contains(&"flower-ca"),
+        "{volumes:?}"
+    );
     assert!(node_k8s.contains(&format!("{PUBLIC}:8000")), "{node_k8s}");
-    assert!(!node_k8s.contains("PRIVATE KEY"));
+    // The one private key is this host's own supernodes' Runtime key; its Runtime CA's key
+    // never enters the manifest.
+    let ca_key = std::fs::read_to_string(env.join("node/runtime-ca/ca.key")).unwrap();
+    assert!(!node_k8s.contains(ca_key.trim()));
+    for doc in &docs {
+        let text = serde_json::to_string(doc).unwrap();
+        let name = doc["metadata"]["name"].as_str().unwrap();
+        assert!(
+            !text.contains("PRIVATE KEY") || (doc["kind"] == "Secret" && name == "supernode-runtime-tls"),
+            "{name} holds a private key"
+        );
+    }
     // No flwr connection without a superlink.
     let out = env.flowerbed(["render", "flwr-config", "node"]).output().unwrap();
     assert_bad_input(&out, "flwr-config");

@@ -4,9 +4,13 @@
 //! deployment that otherwise uses TLS. The ServerApp runner's link to the superlink is
 //! checked for agreement by `tls-mismatch` (tls.rs); here only for being left plain.
 
+use std::path::Path;
+
 use super::super::spec::{Component, ContainerSpec};
-use super::{Finding, Findings, dial_host};
+use super::tls::{Served, trusted_ca_fix, verify_served};
+use super::{CheckSettings, Finding, Findings, dial_host, quote};
 use crate::deploy::Profile;
+use crate::tls::names::SubjectName;
 use crate::tls::verify::Severity;
 
 /// The flags that address an app runner's Runtime API, newest first.
@@ -36,10 +40,7 @@ fn runner_address(spec: &ContainerSpec) -> Option<String> {
     .and_then(dial_host)
 }
 
-pub fn check_runtime_links(specs: &[ContainerSpec], findings: &mut Findings) {
-    // A supernode-only folder (made from a bundle) has no CA key to issue the supernodes'
-    // Runtime certificates with, so its links staying plain is not a choice to warn about.
-    let has_superlink = specs.iter().any(|spec| spec.role == Some(Component::Superlink));
+pub fn check_runtime_links(specs: &[ContainerSpec], settings: &CheckSettings, findings: &mut Findings) {
     for runner in specs {
         let Some(host) = runner_address(runner) else {
             continue;
@@ -48,10 +49,9 @@ pub fn check_runtime_links(specs: &[ContainerSpec], findings: &mut Findings) {
             .iter()
             .find(|spec| spec.role == Some(Component::Supernode) && is_host(spec, &host))
         {
-            if let Some(finding) = supernode_link(supernode, runner)
-                .filter(|finding| has_superlink || finding.id != "link-left-plain")
-            {
-                findings.push(finding);
+            match supernode_link(supernode, runner) {
+                Some(finding) => findings.push(finding),
+                None => verify_runtime_certificate(supernode, runner, &host, settings, findings),
             }
         } else if let Some(superlink) = specs
             .iter()
@@ -166,6 +166,64 @@ fn supernode_link(supernode: &ContainerSpec, runner: &ContainerSpec) -> Option<F
         ),
         _ => None,
     }
+}
+
+/// A TLS link the two sides agree on: the supernode's Runtime certificate must chain to
+/// the CA the runner trusts, match its key, be in date and cover the name the runner dials.
+fn verify_runtime_certificate(
+    supernode: &ContainerSpec,
+    runner: &ContainerSpec,
+    host: &str,
+    settings: &CheckSettings,
+    findings: &mut Findings,
+) {
+    let Some([ca_flag, cert_flag, key_flag]) = runner
+        .profile
+        .or(supernode.profile)
+        .and_then(Profile::supernode_runtime_tls_flags)
+    else {
+        return;
+    };
+    if !(uses_tls(runner) && serves_tls(supernode, runner.profile.or(supernode.profile))) {
+        return;
+    }
+    let host_file = |spec: &ContainerSpec, flag: &str| {
+        spec.flag_value(flag)
+            .and_then(|value| spec.host_path(value))
+            .map(|(_, path)| path)
+    };
+    let (Some(cert), Some(key), Some(trusted), Ok(name)) = (
+        host_file(supernode, cert_flag),
+        host_file(supernode, key_flag),
+        host_file(runner, "--root-certificates"),
+        SubjectName::parse(host),
+    ) else {
+        return;
+    };
+    let server_ca = host_file(supernode, ca_flag);
+    let names = [name];
+    let served = Served {
+        server: supernode,
+        cert: &cert,
+        key: &key,
+        names: &names,
+    };
+    // `DIR/supernode-runtime-certificates/supernode-N/server.pem`: a new set is issued by
+    // `quickstart` on DIR once the old one is gone.
+    let folder = cert.parent().unwrap_or(&cert);
+    let root = folder.parent().and_then(Path::parent).unwrap_or(folder);
+    let reissue = format!("rm -r {} && flowerbed quickstart {}", quote(folder), quote(root));
+    verify_served(
+        &served,
+        vec![(runner.name.clone(), trusted)],
+        settings,
+        findings,
+        |id, _, ca| match id {
+            "chain-issuer" | "chain-signature" => trusted_ca_fix(&cert, ca, server_ca.as_deref()),
+            "name-not-covered" | "expired" | "expiring" | "key-mismatch" => Some(reissue.clone()),
+            _ => None,
+        },
+    );
 }
 
 /// A ServerApp runner left on `--insecure` while the superlink uses TLS and the release

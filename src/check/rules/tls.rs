@@ -143,14 +143,47 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
             Some((client.name.clone(), client.host_path(ca)?.1))
         })
         .collect();
+    let server_ca = superlink
+        .flag_value("--ssl-ca-certfile")
+        .and_then(|v| superlink.host_path(v))
+        .map(|(_, path)| path);
     if cas.is_empty() {
-        if let Some(ca) = superlink
-            .flag_value("--ssl-ca-certfile")
-            .and_then(|v| superlink.host_path(v))
-        {
-            cas.push((superlink.name.clone(), ca.1));
+        if let Some(ca) = &server_ca {
+            cas.push((superlink.name.clone(), ca.clone()));
         }
     }
+    let served = Served {
+        server: superlink,
+        cert: &cert,
+        key: &key,
+        names: &names,
+    };
+    verify_served(&served, cas, settings, findings, |id, path, ca| match id {
+        "expired" | "expiring" if path == ca => Some(new_ca_fix(&cert, &names)),
+        "name-not-covered" | "expired" | "expiring" => Some(renew_fix(&cert, &names)),
+        "chain-issuer" | "chain-signature" => trusted_ca_fix(&cert, ca, server_ca.as_deref()),
+        _ => None,
+    });
+}
+
+/// A TLS server's certificate and key, and the names its clients dial it by.
+pub(super) struct Served<'a> {
+    pub server: &'a ContainerSpec,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub names: &'a [SubjectName],
+}
+
+/// Verify `served` as each client in `cas` (client name, host path of the CA it trusts)
+/// would: chain, key match, dates and names. `fix(id, path, ca)` gives a finding's fix.
+pub(super) fn verify_served(
+    served: &Served<'_>,
+    mut cas: Vec<(String, PathBuf)>,
+    settings: &CheckSettings,
+    findings: &mut Findings,
+    fix: impl Fn(&str, &Path, &Path) -> Option<String>,
+) {
+    let (cert, key) = (served.cert, served.key);
     cas.sort_by(|a, b| a.1.cmp(&b.1));
     cas.dedup_by(|a, b| a.1 == b.1);
     for (client, ca) in cas {
@@ -159,15 +192,15 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
         }
         // After `own`, only the container's UID (and root) may read the key: that is right,
         // and not a finding, but it means we cannot look inside.
-        let unreadable = [&ca, &cert, &key]
+        let unreadable = [ca.as_path(), cert, key]
             .into_iter()
-            .find(|path| nix::unistd::access(path.as_path(), nix::unistd::AccessFlags::R_OK).is_err());
+            .find(|path| nix::unistd::access(*path, nix::unistd::AccessFlags::R_OK).is_err());
         if let Some(path) = unreadable {
             findings.add(
                 "tls-not-verified",
                 Some(Severity::Warning),
-                &superlink.name,
-                Some(path.as_path()),
+                &served.server.name,
+                Some(path),
                 format!(
                     "not readable by UID {}, so chain, key match, expiry and names were not checked",
                     nix::unistd::geteuid()
@@ -178,36 +211,30 @@ pub fn check_tls(specs: &[ContainerSpec], settings: &CheckSettings, findings: &m
         }
         let verify_settings = crate::tls::verify::VerifySettings {
             ca_path: ca.clone(),
-            cert_path: cert.clone(),
-            key_path: Some(key.clone()),
+            cert_path: cert.to_path_buf(),
+            key_path: Some(key.to_path_buf()),
             ca_copies: Vec::new(),
-            names: names.clone(),
+            names: served.names.to_vec(),
             warn_days: settings.warn_days,
         };
         match crate::tls::verify::verify(&verify_settings) {
             Ok(report) => {
                 for finding in report.findings {
-                    let fix = match finding.id {
-                        "expired" | "expiring" if finding.path == ca => Some(new_ca_fix(&cert, &names)),
-                        "name-not-covered" | "expired" | "expiring" => Some(renew_fix(&cert, &names)),
-                        "chain-issuer" | "chain-signature" => trusted_ca_fix(&cert, &ca, superlink),
-                        _ => None,
-                    };
                     findings.add(
                         finding.id,
                         Some(finding.severity),
-                        &superlink.name,
+                        &served.server.name,
                         Some(finding.path.as_path()),
                         format!("{} (as trusted by {client})", finding.message),
-                        fix,
+                        fix(finding.id, &finding.path, &ca),
                     );
                 }
             }
             Err(err) => findings.add(
                 "tls-unreadable",
                 Some(Severity::Error),
-                &superlink.name,
-                Some(cert.as_path()),
+                &served.server.name,
+                Some(cert),
                 format!("{err:#}"),
                 None,
             ),
@@ -310,17 +337,22 @@ fn superlink_aliases(host: &str) -> bool {
 
 /// A client trusts a CA that did not issue the server certificate: copy over the one that
 /// did, when the deployment holds it (the superlink's copy, or the CA folder).
-fn trusted_ca_fix(cert: &Path, trusted: &Path, superlink: &ContainerSpec) -> Option<String> {
+pub(super) fn trusted_ca_fix(cert: &Path, trusted: &Path, server_ca: Option<&Path>) -> Option<String> {
     use crate::tls::material::{parse_certificate, read_certificate};
     let cert_der = read_certificate(cert).ok()?;
     let server = parse_certificate(&cert_der).ok()?;
     let folder = cert.parent().unwrap_or(Path::new("."));
+    // A supernode's Runtime certificate sits one level deeper (`supernode-runtime-certificates/supernode-N`).
+    let root = match folder.parent() {
+        Some(parent) if parent.ends_with(crate::tls::layout::SUPERNODE_RUNTIME_DIR) => {
+            parent.parent().unwrap_or(parent)
+        }
+        _ => super::deployment_root(folder),
+    };
     let candidates = [
-        superlink
-            .flag_value("--ssl-ca-certfile")
-            .and_then(|v| superlink.host_path(v))
-            .map(|(_, path)| path),
-        Some(super::deployment_root(folder).join("ca/ca.crt")),
+        server_ca.map(Path::to_path_buf),
+        Some(root.join("ca/ca.crt")),
+        Some(root.join("runtime-ca/ca.crt")),
     ];
     let issuer = candidates.into_iter().flatten().find(|path| {
         path != trusted

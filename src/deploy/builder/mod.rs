@@ -135,24 +135,19 @@ impl Builder<'_> {
             None => self.settings.superlink_isolation,
             Some(_) => self.settings.supernode_isolation,
         };
-        // One host only for now: a split deployment's folders come from a bundle, which
-        // does not carry (or make) the secrets yet.
-        let one_host = self.settings.role == super::DeploymentRole::All;
-        (one_host
-            && self.tls()
-            && isolation == Isolation::Process
-            && self.profile.superexec_auth_secret_flag().is_some())
-        .then(|| superexec_auth::secret_dir(&self.settings.dir, supernode))
+        // Each host makes the secrets of its own links: none crosses hosts.
+        (self.tls() && isolation == Isolation::Process && self.profile.superexec_auth_secret_flag().is_some())
+            .then(|| superexec_auth::secret_dir(&self.settings.dir, supernode))
     }
 
     /// Whether supernode `index`'s Runtime API gets a server certificate of its own: TLS,
-    /// process isolation (a runner dials it across the network), a release that can, and
-    /// the CA's host (a supernode-only deployment has no CA key to issue one with).
+    /// process isolation (a runner dials it across the network) and a release that can.
+    /// The deployment's CA issues it; a supernode-only folder (no CA key on its host) has
+    /// a Runtime CA of its own, which its runners trust instead.
     fn supernode_runtime_tls(&self) -> bool {
         self.tls()
             && self.settings.supernode_isolation == Isolation::Process
             && self.profile.supernode_runtime_can_be_tls()
-            && self.settings.role.has_superlink()
     }
 
     /// Mount a link's secret folder and name its file with the release's flag.
@@ -417,7 +412,21 @@ impl Builder<'_> {
                 "superexec",
                 "flower-superexec",
             );
-            self.dial(&mut service, runner.runtime_tls);
+            let own_runtime_ca = matches!(runner.role, Role::ClientAppRunner(_))
+                && self.settings.role == DeploymentRole::Supernode;
+            let trusted = runner.runtime_tls.then(|| {
+                if own_runtime_ca {
+                    vec![self.mount(
+                        MountPurpose::RuntimeCaCertificate,
+                        self.layout.runner_ca_dir(),
+                        CERT_MOUNT,
+                        SourceKind::Directory,
+                    )]
+                } else {
+                    self.ca_mounts()
+                }
+            });
+            Self::dial_trusting(&mut service, trusted);
             if self.profile.superexec_takes_runtime_address() {
                 service
                     .flags
@@ -439,13 +448,19 @@ impl Builder<'_> {
     /// How a client of a Flower API dials it: trusting the deployment's CA (its
     /// certificate mounted), or in plain text.
     fn dial(&self, service: &mut Service, tls: bool) {
-        if tls {
-            service
-                .flags
-                .push(valued("--root-certificates", cert_path(layout::CA_CERT)));
-            service.mounts.extend(self.ca_mounts());
-        } else {
-            service.flags.push(flag("--insecure"));
+        Self::dial_trusting(service, tls.then(|| self.ca_mounts()));
+    }
+
+    /// [`Self::dial`] with the mounts that carry the CA to trust (`None`: plain text).
+    fn dial_trusting(service: &mut Service, ca_mounts: Option<Vec<Mount>>) {
+        match ca_mounts {
+            Some(mounts) => {
+                service
+                    .flags
+                    .push(valued("--root-certificates", cert_path(layout::CA_CERT)));
+                service.mounts.extend(mounts);
+            }
+            None => service.flags.push(flag("--insecure")),
         }
     }
 

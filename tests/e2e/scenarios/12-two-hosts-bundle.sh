@@ -3,8 +3,11 @@
 # on separate Docker networks (standing for two hosts that share nothing but a route). The
 # superlink side is `quickstart --role superlink --public-address HOST_IP:PORT`; the
 # supernode side is made only from the bundle it hands out (`quickstart --from-bundle`):
-# no key, no certificate but the CA. The supernodes dial the public address through the
-# host's published port and connect over TLS; a `flwr run` completes. A second bundle that
+# no key, no certificate but the CA. Both sides run process isolation with every link TLS
+# (issue 21): each host makes its own runner links' secrets, and the supernode host issues
+# its Runtime API certificates from a CA of its own that only its runners trust; none of
+# it crosses hosts. The supernodes dial the public address through the host's published
+# port and connect over TLS; a `flwr run` completes through the TLS runner links. A second bundle that
 # dials an address of the same host that the server certificate lacks is flagged by `check`
 # (exit 1) and, started anyway, its supernode never connects.
 # flwr: 1.42.*
@@ -29,7 +32,7 @@ port="$(e2e_free_port)"
 
 e2e_step "host A: quickstart --role superlink --public-address $host_ip:$port"
 "$FLOWERBED" quickstart "$link" --role superlink --public-address "$host_ip:$port" \
-    --flower-version "$FLWR_VERSION" --image-repo "$E2E_IMAGE_REPO" \
+    --flower-version "$FLWR_VERSION" --image-repo "$E2E_IMAGE_REPO" --isolation process \
     --project-name "$project-a" >/dev/null
 openssl x509 -in "$link/superlink-certificates/server.pem" -noout -ext subjectAltName |
     grep -F "IP Address:$host_ip" >/dev/null || e2e_fail "server certificate lacks IP:$host_ip"
@@ -48,25 +51,63 @@ e2e_step "host A: bundle supernode (CA certificate only)"
 if tar -xzOf "$work/site.tar.gz" | grep -E -- "-----BEGIN ([A-Z]+ )?PRIVATE KEY-----" >/dev/null; then
     e2e_fail "the bundle carries a private key"
 fi
+if tar -tzf "$work/site.tar.gz" | grep -E "superexec-auth|runtime-ca|supernode-runtime-certificates" >&2; then
+    e2e_fail "the bundle carries runner-link material, which each host must make for itself"
+fi
 
 e2e_step "host A: start the superlink"
 e2e_track_network "$project-a"
 e2e_track_container "$project-a-superlink"
+e2e_track_container "$project-a-superexec-serverapp"
 sh "$link/run.sh" >/dev/null
 
-e2e_step "host B: quickstart --from-bundle; check; own; start"
+e2e_step "host B: quickstart --from-bundle (hands over its own material); check; start"
 "$FLOWERBED" quickstart --from-bundle "$work/site.tar.gz" "$site" \
     --image-repo "$E2E_IMAGE_REPO" --project-name "$project-b" >/dev/null
 for forbidden in ca/ca.key superlink-certificates; do
     [ ! -e "$site/$forbidden" ] || e2e_fail "host B has $forbidden: it must come from the bundle only"
 done
 grep -F -- "$host_ip:$port" "$site/run.sh" >/dev/null || e2e_fail "host B's run.sh does not dial $host_ip:$port"
+for script in "$link/run.sh" "$site/run.sh"; do
+    if grep -n -- '--insecure' "$script" >&2; then e2e_fail "$script leaves a link plain"; fi
+done
+# Host B's Runtime CA: its key stays with the operator (never mounted, never handed over);
+# the supernodes' Runtime certificates chain to it and not to the superlink's CA.
+[ "$(stat -c %a "$site/runtime-ca/ca.key")" = 600 ] || e2e_fail "runtime-ca/ca.key is not 0600"
+[ "$(stat -c %u "$site/runtime-ca/ca.key")" = "$(id -u)" ] || e2e_fail "runtime-ca/ca.key was handed over"
+cmp -s "$site/runtime-ca/ca.crt" "$site/runner-certificates/ca.crt" || e2e_fail "the runners trust another CA"
+if cmp -s "$site/runtime-ca/ca.crt" "$site/supernode-certificates/ca.crt"; then
+    e2e_fail "host B's Runtime CA is the superlink's CA"
+fi
+for n in 1 2; do
+    cert="$site/supernode-runtime-certificates/supernode-$n/server.pem"
+    openssl verify -CAfile "$site/runtime-ca/ca.crt" -verify_hostname "supernode-$n" "$cert" >/dev/null ||
+        e2e_fail "supernode-$n's Runtime certificate does not verify against host B's Runtime CA"
+    if openssl verify -CAfile "$site/supernode-certificates/ca.crt" "$cert" >/dev/null 2>&1; then
+        e2e_fail "supernode-$n's Runtime certificate chains to the superlink's CA"
+    fi
+done
+# One secret per link and per host: host A's ServerApp link shares none with host B's.
+secret_a="$(cat "$link/superexec-auth/superlink/secret")"
+for n in 1 2; do
+    [ "$(cat "$site/superexec-auth/supernode-$n/secret")" != "$secret_a" ] ||
+        e2e_fail "host B's supernode-$n link has host A's secret"
+done
 rc=0
 report="$("$FLOWERBED" check "$site" --json)" || rc=$?
 [ "$rc" -eq 0 ] || e2e_fail "check on host B exited $rc: $report"
-"$FLOWERBED" own "$site" >/dev/null
+# quickstart handed this host's private material to the container user (as root), and
+# nothing else: the Runtime CA's key stays the operator's.
+for n in 1 2; do
+    key="$site/supernode-runtime-certificates/supernode-$n/server.key"
+    [ "$(stat -c %u:%g:%a "$key")" = 49999:49999:600 ] || e2e_fail "$key is $(stat -c %u:%g:%a "$key")"
+done
+[ "$(stat -c %u "$site/runtime-ca/ca.key")" = "$(id -u)" ] || e2e_fail "runtime-ca/ca.key was handed over"
 e2e_track_network "$project-b"
-for n in 1 2; do e2e_track_container "$project-b-supernode-$n"; done
+for n in 1 2; do
+    e2e_track_container "$project-b-supernode-$n"
+    e2e_track_container "$project-b-superexec-clientapp-$n"
+done
 sh "$site/run.sh" >/dev/null
 # Two hosts: the sides share no Docker network.
 for n in 1 2; do
@@ -106,9 +147,9 @@ echo "$report" | grep -F superlink-address-not-covered >/dev/null ||
 e2e_log "   check predicted it: superlink-address-not-covered"
 
 e2e_step "... and started anyway, its supernode never connects"
-"$FLOWERBED" own "$wrong" >/dev/null
 e2e_track_network "$project-c"
 e2e_track_container "$project-c-supernode-1"
+e2e_track_container "$project-c-superexec-clientapp-1"
 sh "$wrong/run.sh" >/dev/null
 sleep 25
 answer="$(e2e_flwr "$flwr_home" supernode list "$project-a" --format json)"

@@ -8,7 +8,7 @@ use std::process::Command as Process;
 use crate::deploy::{compose_config_ok, docker_compose};
 use crate::testenv::{TestEnv, assert_bad_input, yaml};
 
-use super::{PUBLIC, bundle, check, command_flag, service_names, superlink};
+use super::{PUBLIC, bundle, check, command_flag, service_names, superlink, superlink_isolated};
 
 /// A `docker` that records each call's argv, one NUL-separated word at a time.
 fn docker_stub(env: &TestEnv) -> (PathBuf, PathBuf) {
@@ -48,8 +48,12 @@ fn run_with_stub(script: &Path, env: &TestEnv) -> Vec<String> {
 #[test]
 fn from_bundle_round_trip_and_plain_sh_run() {
     let env = TestEnv::new();
-    superlink(&env);
+    // Subprocess isolation: the supernodes need nothing made on their host, so the bundle
+    // runs with Docker alone too.
+    superlink_isolated(&env, "subprocess");
     let site = bundle(&env, &[]);
+    let readme = bundle_readme(&site);
+    assert!(readme.contains("Or with Docker alone"), "{readme}");
 
     // Plain Docker, no flowerbed: unpacked anywhere, run.sh mounts from its own folder.
     let plain = env.join("plain 'dir' $x");
@@ -144,7 +148,7 @@ fn from_bundle_round_trip_and_plain_sh_run() {
     .assert()
     .success();
     let compose = yaml(&std::fs::read_to_string(env.join("two/compose.yaml")).unwrap());
-    assert_eq!(service_names(&compose), ["superexec-clientapp-1", "supernode-1"]);
+    assert_eq!(service_names(&compose), ["supernode-1"]);
     assert!(
         compose["services"]["supernode-1"]["image"]
             .as_str()
@@ -217,4 +221,125 @@ fn help_shows_the_across_hosts_examples() {
         assert!(text.contains("--from-bundle"), "{command}: {text}");
         assert!(text.contains("--superlink-address"), "{command}: {text}");
     }
+}
+
+fn bundle_readme(site: &Path) -> String {
+    let out = Process::new("tar")
+        .arg("-xzOf")
+        .arg(site)
+        .arg("flowerbed-supernode/README.md")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Run a `check` fix as the user would, with this build first on PATH.
+fn run_fix(env: &TestEnv, fix: &str) {
+    let bin = Path::new(env!("CARGO_BIN_EXE_flowerbed")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Process::new("sh")
+        .args(["-c", fix])
+        .current_dir(env.path())
+        .env("PATH", path)
+        .env("FLOWERBED_STATE_DIR", env.state.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{fix}`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The one finding of `check` on `dir`: its id and fix.
+fn only_finding(env: &TestEnv, dir: &str) -> (String, String) {
+    let (code, ids, report) = check(env, dir);
+    assert_eq!((code, ids.len()), (1, 1), "{report}");
+    let finding = &report["findings"][0];
+    (
+        finding["id"].as_str().unwrap().to_string(),
+        finding["fix"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn a_process_bundle_gets_runner_material_made_on_this_host_and_check_fixes_it() {
+    let env = TestEnv::new();
+    let link = superlink(&env);
+    let site = bundle(&env, &[]);
+    env.flowerbed(["quickstart", "--from-bundle"])
+        .arg(&site)
+        .arg("node")
+        .assert()
+        .success();
+    let dir = env.join("node");
+    let read = |path: &str| std::fs::read(dir.join(path)).unwrap();
+    // The bundle's README says Docker alone cannot start it.
+    assert!(bundle_readme(&site).contains("`run.sh` alone cannot"));
+    // This host's own Runtime CA: its key stays private and unmounted; the runners trust
+    // its certificate, which is not the superlink's CA.
+    let ca_key = std::fs::metadata(dir.join("runtime-ca/ca.key")).unwrap();
+    assert_eq!(ca_key.mode() & 0o777, 0o600);
+    assert_eq!(read("runner-certificates/ca.crt"), read("runtime-ca/ca.crt"));
+    assert_ne!(read("runtime-ca/ca.crt"), read("supernode-certificates/ca.crt"));
+    let compose = std::fs::read_to_string(dir.join("compose.yaml")).unwrap();
+    assert!(
+        !compose.contains("runtime-ca"),
+        "the Runtime CA's folder is mounted"
+    );
+    assert!(!compose.contains("--insecure"), "{compose}");
+    for n in 1..=2 {
+        let runtime = dir.join(format!("supernode-runtime-certificates/supernode-{n}"));
+        let verify = Process::new("openssl")
+            .args(["verify", "-purpose", "sslserver", "-verify_hostname"])
+            .arg(format!("supernode-{n}"))
+            .arg("-CAfile")
+            .arg(dir.join("runner-certificates/ca.crt"))
+            .arg(runtime.join("server.pem"))
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+        // Each link's secret is made here: 64 hex digits, none shared with the superlink's host.
+        let secret = read(&format!("superexec-auth/supernode-{n}/secret"));
+        assert_eq!(secret.len(), 64);
+        assert_ne!(
+            secret,
+            std::fs::read(link.join("superexec-auth/superlink/secret")).unwrap()
+        );
+    }
+    let (code, ids, report) = check(&env, "node");
+    assert_eq!((code, ids), (0, Vec::<String>::new()), "{report}");
+
+    // The runners trusting the wrong CA (the superlink's) is found, and its fix works.
+    std::fs::copy(
+        dir.join("supernode-certificates/ca.crt"),
+        dir.join("runner-certificates/ca.crt"),
+    )
+    .unwrap();
+    let (code, ids, report) = check(&env, "node");
+    assert_eq!(code, 1, "{report}");
+    assert!(ids.iter().all(|id| id == "chain-issuer"), "{report}");
+    let fix = report["findings"][0]["fix"].as_str().unwrap().to_string();
+    assert!(fix.starts_with("cp "), "{fix}");
+    run_fix(&env, &fix);
+    let (code, ids, report) = check(&env, "node");
+    assert_eq!((code, ids), (0, Vec::<String>::new()), "{report}");
+
+    // A Runtime key that does not match its certificate: reissued by the fix.
+    let runtime = |n: u32| dir.join(format!("supernode-runtime-certificates/supernode-{n}/server.key"));
+    std::fs::copy(runtime(2), runtime(1)).unwrap();
+    let (id, fix) = only_finding(&env, "node");
+    assert_eq!(id, "key-mismatch");
+    assert!(fix.contains("flowerbed quickstart"), "{fix}");
+    run_fix(&env, &fix);
+    let (code, ids, report) = check(&env, "node");
+    assert_eq!((code, ids), (0, Vec::<String>::new()), "{report}");
+    assert_ne!(
+        std::fs::read(runtime(1)).unwrap(),
+        std::fs::read(runtime(2)).unwrap()
+    );
 }

@@ -1,0 +1,87 @@
+//! What a deployment folder needs on disk beyond its rendered files, for `quickstart`,
+//! `render --out` and `quickstart --from-bundle` alike: the runner links' secrets and
+//! Runtime API certificates, and (as root) the hand-over of what the containers must own.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+
+use crate::deploy::{self, Deployment, DeploymentRole, MountPurpose, Settings};
+use crate::fsutil::WritePlan;
+use crate::superexec_auth;
+use crate::tls::generate::{ExistingCa, SigningCa};
+use crate::tls::{Layout, LayoutKind, runtime};
+
+/// Add what the runner links need and lack: each link's superexec secret, and each
+/// supernode's Runtime API certificate, signed by `ca` (just generated), else by the CA in
+/// the deployment folder, or in a supernode-only folder by that folder's own Runtime CA.
+/// Whatever is there already is kept.
+pub fn plan_runtime_material(
+    deployment: &Deployment,
+    settings: &Settings,
+    ca: Option<&SigningCa>,
+    plan: &mut WritePlan,
+) -> Result<()> {
+    let mounts = || deployment.services.iter().flat_map(|service| &service.mounts);
+    let mut secrets: Vec<PathBuf> = Vec::new();
+    for mount in mounts().filter(|m| m.purpose == MountPurpose::SuperexecAuthSecret) {
+        if !secrets.contains(&mount.source) {
+            secrets.push(mount.source.clone());
+        }
+    }
+    superexec_auth::plan_secrets(&secrets, plan)?;
+    if !mounts().any(|m| m.purpose == MountPurpose::RuntimeServerCertificates) {
+        return Ok(());
+    }
+    let layout = Layout::new(&settings.dir, LayoutKind::from(settings.cert_layout));
+    let loaded;
+    let ca = if let Some(ca) = ca {
+        ca
+    } else if settings.role == DeploymentRole::Supernode {
+        loaded = runtime::plan_local_ca(&layout, plan)?;
+        &loaded
+    } else {
+        let existing = ExistingCa {
+            cert_path: layout.ca_cert(),
+            key_path: layout.ca_key(),
+        };
+        if existing.key_path.symlink_metadata().is_err() {
+            return Err(anyhow!(
+                "{}: no CA key to issue the supernodes' Runtime API certificates with; run `flowerbed certs generate {}` first, or pass --insecure",
+                existing.key_path.display(),
+                settings.dir.display()
+            ));
+        }
+        loaded = SigningCa::load(&existing)?;
+        &loaded
+    };
+    runtime::plan_supernode_certificates(&layout, settings.supernodes, ca, plan)
+}
+
+/// Refuse a deployment with a mount source neither on disk nor written by `plan`.
+pub fn require_sources(deployment: &Deployment, plan: &WritePlan) -> Result<()> {
+    let planned: Vec<PathBuf> = plan.files().iter().map(|file| file.path.clone()).collect();
+    deploy::require_sources_planned(deployment, &deployment.dir, &planned)
+}
+
+/// As root, hand the folders the containers must own to their UID, journaled like
+/// `flowerbed own` (a second run changes nothing). Returns whether it did.
+pub fn hand_to_container(deployment: &Deployment) -> Result<bool> {
+    let paths = deployment.owned_paths();
+    if paths.is_empty() || !nix::unistd::geteuid().is_root() {
+        return Ok(false);
+    }
+    let user = deployment.user;
+    crate::ownership::own(&crate::ownership::ReownSettings {
+        paths: paths.iter().map(|p| p.to_path_buf()).collect(),
+        target: crate::ownership::Target {
+            uid: user.uid,
+            gid: user.gid,
+        },
+        allow_hardlinks: false,
+        dry_run: false,
+        progress: false,
+        wait: crate::ownership::LockWait::Wait,
+    })?;
+    Ok(true)
+}
