@@ -227,10 +227,13 @@ fn orchestrators_render_each_role() {
             "Namespace/fl",
             "Secret/flower-ca",
             "Secret/runner-ca",
-            "Secret/superexec-auth-supernode",
-            "Secret/supernode-runtime-tls",
+            "Secret/superexec-auth-supernode-1",
+            "Secret/superexec-auth-supernode-2",
+            "Secret/supernode-runtime-tls-1",
+            "Secret/supernode-runtime-tls-2",
             "Service/supernode",
-            "StatefulSet/supernode"
+            "StatefulSet/supernode-1",
+            "StatefulSet/supernode-2"
         ]
     );
     // The runners trust this host's own Runtime CA, not the superlink's.
@@ -244,7 +247,7 @@ fn orchestrators_render_each_role() {
         named("Secret", "runner-ca")["stringData"]["ca.crt"].as_str(),
         Some(runtime_ca.as_str())
     );
-    let pod = &named("StatefulSet", "supernode")["spec"]["template"]["spec"];
+    let pod = &named("StatefulSet", "supernode-1")["spec"]["template"]["spec"];
     let runner = pod["containers"]
         .as_array()
         .unwrap()
@@ -262,15 +265,15 @@ fn orchestrators_render_each_role() {
         "{volumes:?}"
     );
     assert!(node_k8s.contains(&format!("{PUBLIC}:8000")), "{node_k8s}");
-    // The one private key is this host's own supernodes' Runtime key; its Runtime CA's key
-    // never enters the manifest.
+    // The private keys are this host's own supernodes' Runtime keys, a Secret each; its
+    // Runtime CA's key never enters the manifest.
     let ca_key = std::fs::read_to_string(env.join("node/runtime-ca/ca.key")).unwrap();
     assert!(!node_k8s.contains(ca_key.trim()));
     for doc in &docs {
         let text = serde_json::to_string(doc).unwrap();
         let name = doc["metadata"]["name"].as_str().unwrap();
         assert!(
-            !text.contains("PRIVATE KEY") || (doc["kind"] == "Secret" && name == "supernode-runtime-tls"),
+            !text.contains("PRIVATE KEY") || (doc["kind"] == "Secret" && name.starts_with("supernode-runtime-tls-")),
             "{name} holds a private key"
         );
     }

@@ -490,29 +490,41 @@ fn check_manifests(name: &str, deployment: &Deployment, text: &str) {
         .iter()
         .filter(|s| matches!(s.role, deploy::Role::Supernode(_)))
         .count();
-    let supernodes = find("StatefulSet", "supernode");
-    assert_eq!(supernodes["spec"]["replicas"], count, "{name}");
-    let node_args: Vec<String> =
-        serde_json::from_value(supernodes["spec"]["template"]["spec"]["containers"][0]["args"].clone())
-            .unwrap();
-    let model_args = deployment.service("supernode-1").unwrap().args();
-    assert_eq!(node_args.len(), model_args.len(), "{name}");
-    for (rendered, model) in node_args.iter().zip(&model_args) {
-        if model.starts_with("partition-id=") {
-            assert_eq!(
-                rendered,
-                &format!("partition-id=$(FLOWERBED_POD_INDEX) num-partitions={count}")
-            );
-        } else {
-            assert_eq!(rendered, model, "{name}");
-        }
-    }
-    let runners = supernodes["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .unwrap()
-        .len();
     let process = deployment.supernode_isolation == Isolation::Process;
-    assert_eq!(runners, if process { 2 } else { 1 }, "{name}");
+    let containers = |set: &Value| set["spec"]["template"]["spec"]["containers"].as_array().unwrap().len();
+    let args = |set: &Value| -> Vec<String> {
+        serde_json::from_value(set["spec"]["template"]["spec"]["containers"][0]["args"].clone()).unwrap()
+    };
+    // Supernodes with Secrets of their own (a runner link's secret or Runtime API key) are
+    // a StatefulSet each, with exactly the model's flags; otherwise one StatefulSet of N
+    // with the partition from the pod's index.
+    if docs.iter().any(|d| d["metadata"]["name"] == "supernode-1") {
+        for n in 1..=count {
+            let set = find("StatefulSet", &format!("supernode-{n}"));
+            assert_eq!(set["spec"]["replicas"], 1, "{name}");
+            let model = deployment.service(&format!("supernode-{n}")).unwrap();
+            assert_eq!(args(set), model.args(), "{name}");
+            assert_eq!(containers(set), if process { 2 } else { 1 }, "{name}");
+        }
+        assert!(!docs.iter().any(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == "supernode"));
+    } else {
+        let supernodes = find("StatefulSet", "supernode");
+        assert_eq!(supernodes["spec"]["replicas"], count, "{name}");
+        let node_args = args(supernodes);
+        let model_args = deployment.service("supernode-1").unwrap().args();
+        assert_eq!(node_args.len(), model_args.len(), "{name}");
+        for (rendered, model) in node_args.iter().zip(&model_args) {
+            if model.starts_with("partition-id=") {
+                assert_eq!(
+                    rendered,
+                    &format!("partition-id=$(FLOWERBED_POD_INDEX) num-partitions={count}")
+                );
+            } else {
+                assert_eq!(rendered, model, "{name}");
+            }
+        }
+        assert_eq!(containers(supernodes), if process { 2 } else { 1 }, "{name}");
+    }
     if settings_state(deployment) {
         assert_eq!(
             set["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],

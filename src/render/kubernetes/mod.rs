@@ -3,15 +3,14 @@
 //! - The superlink is a StatefulSet of one (a PersistentVolumeClaim for its state with
 //!   `--state`) behind a Service with its release's ports; a ServerApp runner in process
 //!   isolation is a Deployment dialing that Service by the model's name `superlink`.
-//! - Supernodes are one StatefulSet of N: each pod's index (the `apps.kubernetes.io/pod-index`
-//!   label, Kubernetes 1.28+) becomes its `partition-id`, so every supernode still reads
-//!   its own partition as in the model. In process isolation each pod carries its ClientApp
-//!   runner as a second container dialing the supernode on loopback, which keeps the
-//!   model's one-runner-per-supernode pairing.
-//! - TLS material is read from the deployment folder at render time into two Secrets:
-//!   `superlink-tls` (CA, server certificate, server key) for the superlink only, and
-//!   `flower-ca` (the CA certificate) for everything that dials it. The CA key is never
-//!   read. The output then holds a private key, so `--out` writes it with mode 0600.
+//! - Supernodes are one StatefulSet of N, or one StatefulSet each when a supernode has
+//!   Secrets of its own (see `supernodes`).
+//! - TLS material is read from the deployment folder at render time into Secrets:
+//!   `superlink-tls` (CA, server certificate, server key) for the superlink only,
+//!   `flower-ca` (the CA certificate) for everything that dials it, and in process
+//!   isolation one per runner link's superexec secret and per supernode's Runtime API
+//!   certificate (`supernode-runtime-tls-N`, `superexec-auth-supernode-N`). No CA key is
+//!   ever read. The output then holds a private key, so `--out` writes it with mode 0600.
 //! - Pods run as the model's UID/GID with `fsGroup` the same GID, the runtime's default
 //!   seccomp profile and no service-account token; hardened (the default), each container
 //!   also has a read-only root filesystem with an `emptyDir` per scratch folder the release
@@ -23,15 +22,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use crate::deploy::model::{NODE_CONFIG_FLAG, SERVICE_LABEL, node_config};
+use crate::deploy::model::SERVICE_LABEL;
 use crate::deploy::profile::HealthProbe;
-use crate::deploy::profile::SUPERNODE_APPIO_PORT;
 use crate::deploy::{
     Deployment, DeploymentRole, Hardening, HealthCheck, Identity, MountPurpose, Profile, Role, Service,
 };
 use crate::error::Error;
 
 use super::text;
+
+mod supernodes;
 
 /// What each hardened container asks the scheduler to reserve.
 const REQUESTED_CPU: &str = "100m";
@@ -40,10 +40,6 @@ const REQUESTED_MEMORY: &str = "256Mi";
 pub const SERVER_SECRET: &str = "superlink-tls";
 /// Secret with the CA certificate alone.
 pub const CA_SECRET: &str = "flower-ca";
-/// Pod label Kubernetes (1.28+) sets to a StatefulSet pod's index.
-const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
-/// Environment variable carrying that index into the supernode's arguments.
-const POD_INDEX_ENV: &str = "FLOWERBED_POD_INDEX";
 /// Size requested for the superlink's state volume.
 const STATE_STORAGE: &str = "1Gi";
 /// Secret volumes: the files are root-owned with group fsGroup inside the pod, so the
@@ -108,27 +104,52 @@ pub fn read_material(deployment: &Deployment) -> Result<Material> {
     Ok(material)
 }
 
+/// The supernode a mount of `service` belongs to alone: its Runtime API key and its
+/// link's superexec secret (a Secret of that supernode only, named with its number).
+fn own_supernode(purpose: MountPurpose, service: &Service) -> Option<u32> {
+    let (Role::Supernode(index) | Role::ClientAppRunner(index)) = service.role else {
+        return None;
+    };
+    matches!(
+        purpose,
+        MountPurpose::RuntimeServerCertificates | MountPurpose::SuperexecAuthSecret
+    )
+    .then_some(index)
+}
+
 /// The Secret a mount of `service` is carried by. Each superexec link has a secret of its
-/// own: the superlink's and the supernodes' (one Secret for the supernode pods, which share
-/// their StatefulSet's template) never share one.
-fn secret_for(purpose: MountPurpose, service: &Service) -> Option<&'static str> {
-    match purpose {
-        MountPurpose::ServerCertificates => Some(SERVER_SECRET),
-        MountPurpose::CaCertificate => Some(CA_SECRET),
-        // One pod template serves every supernode and its runner dials it on loopback
-        // (which each supernode's certificate covers), so one Secret serves them all.
-        MountPurpose::RuntimeServerCertificates => Some("supernode-runtime-tls"),
+/// own: the superlink's and each supernode's never share one.
+fn secret_for(purpose: MountPurpose, service: &Service) -> Option<String> {
+    let base = match purpose {
+        MountPurpose::ServerCertificates => SERVER_SECRET,
+        MountPurpose::CaCertificate => CA_SECRET,
+        MountPurpose::RuntimeServerCertificates => "supernode-runtime-tls",
         // A supernode-only folder's own Runtime CA, trusted by its runners alone.
-        MountPurpose::RuntimeCaCertificate => Some("runner-ca"),
-        MountPurpose::SuperexecAuthSecret => Some(match service.role {
+        MountPurpose::RuntimeCaCertificate => "runner-ca",
+        MountPurpose::SuperexecAuthSecret => match service.role {
             Role::Superlink | Role::ServerAppRunner => "superexec-auth-superlink",
             Role::Supernode(_) | Role::ClientAppRunner(_) => "superexec-auth-supernode",
-        }),
+        },
         MountPurpose::State
         | MountPurpose::SupernodeAuthKey
         | MountPurpose::KnownSupernodeKeys
-        | MountPurpose::SuperlinkAuthKeys => None,
-    }
+        | MountPurpose::SuperlinkAuthKeys => return None,
+    };
+    Some(match own_supernode(purpose, service) {
+        Some(index) => format!("{base}-{index}"),
+        None => base.to_string(),
+    })
+}
+
+/// Whether some supernode has a Secret of its own, so the supernodes cannot share one pod
+/// template.
+fn per_supernode_secrets(deployment: &Deployment) -> bool {
+    deployment.services.iter().any(|service| {
+        service
+            .mounts
+            .iter()
+            .any(|mount| own_supernode(mount.purpose, service).is_some())
+    })
 }
 
 fn labels(deployment: &Deployment, workload: &str) -> Value {
@@ -257,7 +278,7 @@ fn volume_mounts(service: &Service) -> Vec<(String, String)> {
                     .first()
                     .and_then(|file| Path::new(&file.target).parent())
                     .map_or_else(|| mount.target.clone(), |p| p.display().to_string());
-                (secret.to_string(), folder)
+                (secret, folder)
             }
             _ => ("state".to_string(), mount.target.clone()),
         };
@@ -271,7 +292,7 @@ fn volume_mounts(service: &Service) -> Vec<(String, String)> {
 /// The pod's volumes: an `emptyDir` per scratch folder and each Secret with the files the
 /// containers' mounts carry (key = file name, path = name in the mounted folder).
 fn pod_volumes(services: &[&Service], hardening: Option<&Hardening>) -> Vec<Value> {
-    let mut items: BTreeMap<&'static str, BTreeMap<&'static str, String>> = BTreeMap::new();
+    let mut items: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
     let mounts = services
         .iter()
         .flat_map(|service| service.mounts.iter().map(move |mount| (mount, *service)));
@@ -283,7 +304,7 @@ fn pod_volumes(services: &[&Service], hardening: Option<&Hardening>) -> Vec<Valu
             let path = Path::new(&file.target)
                 .file_name()
                 .map_or_else(|| file.name.to_string(), |n| n.to_string_lossy().into_owned());
-            items.entry(secret).or_default().insert(file.name, path);
+            items.entry(secret.clone()).or_default().insert(file.name, path);
         }
     }
     let scratch = hardening.map_or(&[][..], |hardening| hardening.scratch);
@@ -364,7 +385,7 @@ pub fn objects(deployment: &Deployment, namespace: &str, material: &Material) ->
     })];
 
     // Secrets: each file the model mounts, under its purpose's Secret.
-    let mut secrets: BTreeMap<&'static str, BTreeMap<&'static str, &str>> = BTreeMap::new();
+    let mut secrets: BTreeMap<String, BTreeMap<&'static str, &str>> = BTreeMap::new();
     let mounts = (deployment.services.iter())
         .flat_map(|service| service.mounts.iter().map(move |mount| (mount, service)));
     for (mount, service) in mounts {
@@ -375,7 +396,7 @@ pub fn objects(deployment: &Deployment, namespace: &str, material: &Material) ->
             let text = material
                 .get(&file.source)
                 .with_context(|| format!("{}: not read", file.source.display()))?;
-            secrets.entry(secret).or_default().insert(file.name, text);
+            secrets.entry(secret.clone()).or_default().insert(file.name, text);
         }
     }
     for (secret, data) in &secrets {
@@ -400,96 +421,9 @@ pub fn objects(deployment: &Deployment, namespace: &str, material: &Material) ->
         .iter()
         .any(|service| matches!(service.role, Role::Supernode(_)))
     {
-        objects.extend(supernodes(deployment, namespace)?);
+        objects.extend(supernodes::objects(deployment, namespace)?);
     }
     Ok(objects)
-}
-
-/// The supernodes' StatefulSet (and the headless Service it needs), from supernode 1 and
-/// its runner: the same flags, with the partition from the pod's index and the runner
-/// dialing its own pod.
-fn supernodes(deployment: &Deployment, namespace: &str) -> Result<Vec<Value>> {
-    let count = u32::try_from(
-        deployment
-            .services
-            .iter()
-            .filter(|service| matches!(service.role, Role::Supernode(_)))
-            .count(),
-    )?;
-    let first = deployment
-        .services
-        .iter()
-        .find(|service| service.role == Role::Supernode(1))
-        .context("no supernode in the deployment")?;
-    let args: Vec<String> = first
-        .flags
-        .iter()
-        .flat_map(|flag| {
-            let value = if flag.name == NODE_CONFIG_FLAG {
-                Some(node_config(format!("$({POD_INDEX_ENV})"), count))
-            } else {
-                flag.value.clone()
-            };
-            std::iter::once(flag.name.to_string()).chain(value)
-        })
-        .collect();
-    let env = vec![json!({
-        "name": POD_INDEX_ENV,
-        "valueFrom": { "fieldRef": { "fieldPath": format!("metadata.labels['{POD_INDEX_LABEL}']") } },
-    })];
-    let mut containers = vec![Container {
-        name: "supernode",
-        service: first,
-        args,
-        env,
-        ports: Vec::new(),
-    }];
-    if let Some(runner) = deployment
-        .services
-        .iter()
-        .find(|service| service.role == Role::ClientAppRunner(1))
-    {
-        // Same pod, same network namespace: the runner reaches its supernode on loopback.
-        let own = format!("{}:", first.name);
-        let args = runner
-            .flags
-            .iter()
-            .flat_map(|flag| {
-                let value = flag.value.as_ref().map(|value| match value.strip_prefix(&own) {
-                    Some(port) => format!("127.0.0.1:{port}"),
-                    None => value.clone(),
-                });
-                std::iter::once(flag.name.to_string()).chain(value)
-            })
-            .collect();
-        let name = runner
-            .name
-            .strip_suffix(&format!("-{}", 1))
-            .unwrap_or(&runner.name);
-        containers.push(Container {
-            name,
-            service: runner,
-            args,
-            env: Vec::new(),
-            ports: Vec::new(),
-        });
-    }
-    Ok(vec![
-        service_object(deployment, namespace, "supernode", &[SUPERNODE_APPIO_PORT], true),
-        json!({
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": metadata(deployment, namespace, "supernode"),
-            "spec": {
-                "serviceName": "supernode",
-                "replicas": count,
-                // Supernodes do not depend on each other: start them all at once.
-                "podManagementPolicy": "Parallel",
-                "selector": { "matchLabels": selector(deployment, "supernode") },
-                "template": pod_template(deployment, "supernode", &containers),
-            },
-        }),
-    ])
 }
 
 /// The manifests from already-read material, with the comment header.
