@@ -83,13 +83,17 @@ pub fn script_mode(_: &Deployment) -> u32 {
     MODE_SCRIPT
 }
 
-/// For [`Format::mode`]: private when the output embeds the superlink's private key.
-pub fn private_with_server_key(deployment: &Deployment) -> u32 {
-    if deployment.tls() && deployment.role.has_superlink() {
-        MODE_PRIVATE
-    } else {
-        MODE_PUBLIC
-    }
+/// For [`Format::mode`] of an output that embeds what the containers mount: private when
+/// any of it is (a server key, a supernode's Runtime or authentication key, a secret).
+pub fn private_with_private_files(deployment: &Deployment) -> u32 {
+    let private = deployment
+        .services
+        .iter()
+        .flat_map(|service| &service.mounts)
+        .filter_map(crate::deploy::Mount::files)
+        .flatten()
+        .any(|file| file.private);
+    if private { MODE_PRIVATE } else { MODE_PUBLIC }
 }
 
 /// For [`Format::in_folder`].

@@ -369,15 +369,8 @@ const MATRIX: &[Row] = &[
         "supernode-auth/supernode-1",
     ),
     row(
-        &[
-            "render",
-            "kubernetes",
-            "qs",
-            "--supernode-auth",
-            "--out",
-            "qs/k.yaml",
-        ],
-        "--supernode-auth: render kubernetes",
+        &["render", "kubernetes", "qs", "--supernode-auth"],
+        "supernode-auth/supernode-1",
     ),
     row(
         &["quickstart", "half-pair", "--supernode-auth", "--force"],

@@ -273,7 +273,8 @@ fn orchestrators_render_each_role() {
         let text = serde_json::to_string(doc).unwrap();
         let name = doc["metadata"]["name"].as_str().unwrap();
         assert!(
-            !text.contains("PRIVATE KEY") || (doc["kind"] == "Secret" && name.starts_with("supernode-runtime-tls-")),
+            !text.contains("PRIVATE KEY")
+                || (doc["kind"] == "Secret" && name.starts_with("supernode-runtime-tls-")),
             "{name} holds a private key"
         );
     }

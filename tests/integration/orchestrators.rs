@@ -386,6 +386,17 @@ fn kubernetes_validate_accepts_every_manifest() {
     let env = TestEnv::new();
     let mut cases = matrix(Path::new(FAKE_DIR));
     cases.push(("state".into(), state_settings(Path::new(FAKE_DIR))));
+    // Supernode authentication in every release: a Secret per supernode's key pair.
+    for profile in deploy::PROFILES {
+        for isolation in [Isolation::Subprocess, Isolation::Process] {
+            let mut settings = Settings::defaults(FAKE_DIR.into());
+            settings.flower_version = profile.version.into();
+            settings.supernode_auth = true;
+            settings.superlink_isolation = isolation;
+            settings.supernode_isolation = isolation;
+            cases.push((format!("auth-{}-{}", profile.version, isolation.name()), settings));
+        }
+    }
     let mut files = Vec::new();
     for (name, settings) in &cases {
         let deployment = deploy::build(settings).unwrap();
@@ -491,7 +502,12 @@ fn check_manifests(name: &str, deployment: &Deployment, text: &str) {
         .filter(|s| matches!(s.role, deploy::Role::Supernode(_)))
         .count();
     let process = deployment.supernode_isolation == Isolation::Process;
-    let containers = |set: &Value| set["spec"]["template"]["spec"]["containers"].as_array().unwrap().len();
+    let containers = |set: &Value| {
+        set["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
     let args = |set: &Value| -> Vec<String> {
         serde_json::from_value(set["spec"]["template"]["spec"]["containers"][0]["args"].clone()).unwrap()
     };
@@ -506,7 +522,11 @@ fn check_manifests(name: &str, deployment: &Deployment, text: &str) {
             assert_eq!(args(set), model.args(), "{name}");
             assert_eq!(containers(set), if process { 2 } else { 1 }, "{name}");
         }
-        assert!(!docs.iter().any(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == "supernode"));
+        assert!(
+            !docs
+                .iter()
+                .any(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == "supernode")
+        );
     } else {
         let supernodes = find("StatefulSet", "supernode");
         assert_eq!(supernodes["spec"]["replicas"], count, "{name}");

@@ -104,15 +104,18 @@ pub fn read_material(deployment: &Deployment) -> Result<Material> {
     Ok(material)
 }
 
-/// The supernode a mount of `service` belongs to alone: its Runtime API key and its
-/// link's superexec secret (a Secret of that supernode only, named with its number).
+/// The supernode a mount of `service` belongs to alone: its Runtime API key, its link's
+/// superexec secret and its authentication key pair (a Secret of that supernode only,
+/// named with its number).
 fn own_supernode(purpose: MountPurpose, service: &Service) -> Option<u32> {
     let (Role::Supernode(index) | Role::ClientAppRunner(index)) = service.role else {
         return None;
     };
     matches!(
         purpose,
-        MountPurpose::RuntimeServerCertificates | MountPurpose::SuperexecAuthSecret
+        MountPurpose::RuntimeServerCertificates
+            | MountPurpose::SuperexecAuthSecret
+            | MountPurpose::SupernodeAuthKey
     )
     .then_some(index)
 }
@@ -130,10 +133,11 @@ fn secret_for(purpose: MountPurpose, service: &Service) -> Option<String> {
             Role::Superlink | Role::ServerAppRunner => "superexec-auth-superlink",
             Role::Supernode(_) | Role::ClientAppRunner(_) => "superexec-auth-supernode",
         },
-        MountPurpose::State
-        | MountPurpose::SupernodeAuthKey
-        | MountPurpose::KnownSupernodeKeys
-        | MountPurpose::SuperlinkAuthKeys => return None,
+        MountPurpose::SupernodeAuthKey => "supernode-auth",
+        // The superlink's list of admitted public keys (1.21), with its own pair (1.13).
+        MountPurpose::KnownSupernodeKeys => "supernode-public-keys",
+        MountPurpose::SuperlinkAuthKeys => "superlink-auth",
+        MountPurpose::State => return None,
     };
     Some(match own_supernode(purpose, service) {
         Some(index) => format!("{base}-{index}"),
@@ -443,21 +447,13 @@ pub fn render_with(deployment: &Deployment, namespace: &str, material: &Material
 pub const FORMAT: super::Format = super::Format {
     name: "kubernetes",
     file_name: |_| "flower.k8s.yaml",
-    mode: super::private_with_server_key,
+    mode: super::private_with_private_files,
     in_folder: super::never,
     render: |deployment, options| render(deployment, &options.kubernetes),
 };
 
 /// The manifests, reading the TLS material from the deployment folder.
 pub fn render(deployment: &Deployment, options: &KubernetesOptions) -> Result<String> {
-    // One pod template serves every supernode here, so per-supernode keys have no place.
-    if deployment.supernodes_authenticate() || deployment.registers_supernodes() {
-        return Err(crate::error::Error::InvalidFlag {
-            flag: "--supernode-auth",
-            message: "render kubernetes cannot give each supernode its own key yet (one StatefulSet serves them all); use compose, docker-run or swarm".into(),
-        }
-        .into());
-    }
     let namespace = namespace(deployment, options)?;
     let material = read_material(deployment)?;
     render_with(deployment, &namespace, &material)
