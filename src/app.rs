@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         },
         Command::Wheels(args) => commands::wheels::run(&args, &printer),
         Command::Bundle(command) => commands::bundle::run(&command, &printer),
+        Command::Supernodes(command) => commands::supernodes::run(&command, &printer),
         Command::Check(args) => commands::check::run(&args, &printer),
         Command::Doctor(args) => commands::doctor::run(&args, &printer),
         Command::Own(args) => commands::ownership::run_own(&args, &printer),

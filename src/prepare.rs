@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 
+use crate::auth;
 use crate::deploy::{self, Deployment, DeploymentRole, MountPurpose, Settings};
 use crate::fsutil::WritePlan;
 use crate::superexec_auth;
@@ -56,6 +57,18 @@ pub fn plan_runtime_material(
         &loaded
     };
     runtime::plan_supernode_certificates(&layout, settings.supernodes, ca, plan)
+}
+
+/// Plan the supernode-authentication keys of `settings`' side of the deployment; `origin`
+/// names the bundle a supernodes' folder came from.
+pub fn plan_auth_keys(settings: &Settings, origin: Option<&str>, plan: &mut WritePlan) -> Result<()> {
+    let supernodes = settings.supernodes;
+    let side = match settings.role {
+        DeploymentRole::All => auth::Side::All { supernodes },
+        DeploymentRole::Superlink => auth::Side::Superlink,
+        DeploymentRole::Supernode => auth::Side::Supernodes { supernodes, origin },
+    };
+    auth::plan_keys(&settings.dir, side, settings.profile()?.supernode_auth(), plan)
 }
 
 /// Refuse a deployment with a mount source neither on disk nor written by `plan`.

@@ -12,7 +12,6 @@
 //! operating system's CSPRNG, mode 0600 through the same all-or-nothing [`WritePlan`] as
 //! every key. A secret already on disk is kept (both ends of the link read the same file).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
@@ -38,10 +37,7 @@ pub fn secret_dir(root: &Path, supernode: Option<u32>) -> PathBuf {
 pub fn generate() -> Result<String> {
     let mut bytes = [0u8; SECRET_BYTES];
     getrandom::fill(&mut bytes).map_err(|err| anyhow!("no randomness for a superexec secret ({err})"))?;
-    Ok(bytes.iter().fold(String::new(), |mut out, byte| {
-        let _ = write!(out, "{byte:02x}");
-        out
-    }))
+    Ok(hex::encode(bytes))
 }
 
 /// Add the secret of each folder in `dirs` to `plan` unless one is there already; an empty

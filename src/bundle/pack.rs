@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use crate::deploy::{Deployment, DeploymentRole, SETTINGS_FILE, Security, Settings};
 use crate::render::{compose, script, text};
@@ -27,15 +27,53 @@ pub fn superlink_settings(dir: &Path) -> Result<Settings> {
         );
     }
     saved.validate()?;
-    if saved.supernode_auth {
-        // The supernodes' private keys must be made on their own host and only the public
-        // halves carried back to the superlink; a bundle cannot do that round trip yet.
-        bail!(
-            "{}: a deployment with --supernode-auth: bundles for authenticated supernodes are not supported yet (their keys must be made on the supernode's host); bundle from a deployment without it",
-            dir.display()
-        );
-    }
     Ok(saved)
+}
+
+/// Folder of the superlink deployment recording each bundle with supernode authentication
+/// (`ID.json`), so `check` can match admitted keys to the bundles handed out.
+pub const BUNDLES_DIR: &str = "bundles";
+
+/// What the superlink's host records about a bundle it made.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BundleRecord {
+    pub id: String,
+    /// The archive's file name.
+    pub file: String,
+    pub supernodes: u32,
+}
+
+/// A fresh bundle id: 12 hex digits from the operating system's random source. Only
+/// bundles with supernode authentication get one (their keys' comments carry it back);
+/// the others stay byte-for-byte reproducible.
+pub fn new_bundle_id() -> Result<String> {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).map_err(|err| anyhow!("no randomness for a bundle id ({err})"))?;
+    Ok(hex::encode(bytes))
+}
+
+/// The bundles recorded in the superlink deployment `dir`, by id.
+pub fn recorded_bundles(dir: &Path) -> Result<Vec<BundleRecord>> {
+    let Ok(entries) = std::fs::read_dir(dir.join(BUNDLES_DIR)) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let text = crate::fsutil::read_regular_text(
+                path,
+                crate::fsutil::TEXT_LIMIT,
+                crate::fsutil::Links::Refuse,
+            )?;
+            serde_json::from_str(&text).with_context(|| format!("{}: not a bundle record", path.display()))
+        })
+        .collect()
 }
 
 /// A packed bundle and what its maker should hear about it.

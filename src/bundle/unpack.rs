@@ -59,6 +59,20 @@ pub fn saved_settings(unpacked: &Unpacked, archive: &Path) -> Result<Settings> {
             saved.role.name()
         );
     }
+    // The id ends each supernode key's comment: hex digits only, as `bundle` makes it.
+    if let Some(id) = &saved.bundle {
+        if id.is_empty()
+            || id.len() > 32
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        {
+            bail!(
+                "{}: the bundle's id {id:?} is not one flowerbed makes",
+                archive.display()
+            );
+        }
+    }
     Ok(saved)
 }
 

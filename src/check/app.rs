@@ -23,18 +23,13 @@ pub struct AppFacts {
     pub images_built: Option<Vec<(String, bool)>>,
 }
 
-fn quoted(path: &std::path::Path) -> String {
-    shlex::try_quote(&path.to_string_lossy())
-        .map_or_else(|_| path.display().to_string(), std::borrow::Cow::into_owned)
-}
-
 /// The command that builds `image` from its Dockerfile in the deployment's build context.
 fn build_command(images: &AppImages, image: &AppImage) -> String {
     format!(
         "docker build --file {} --tag {} {}",
-        quoted(&image.dockerfile),
+        crate::fsutil::shell_word(&image.dockerfile),
         image.image,
-        quoted(&images.context)
+        crate::fsutil::shell_word(&images.context)
     )
 }
 
@@ -51,7 +46,7 @@ pub fn check(deployment: &Deployment, facts: &AppFacts, findings: &mut Findings)
     let Some(images) = &deployment.app else {
         return;
     };
-    let dir = quoted(&deployment.dir);
+    let dir = crate::fsutil::shell_word(&deployment.dir);
     let project = match &facts.project {
         Ok(project) => project,
         Err(message) => {
@@ -90,7 +85,7 @@ pub fn check(deployment: &Deployment, facts: &AppFacts, findings: &mut Findings)
                 format!("the Dockerfile of {} {what}", image.image),
                 Some(format!(
                     "re-render it: `flowerbed render compose {dir} --out {} --force`, then rebuild the image: `{}`",
-                    quoted(&deployment.dir.join("compose.yaml")),
+                    crate::fsutil::shell_word(&deployment.dir.join("compose.yaml")),
                     build_command(images, image)
                 )),
             ));

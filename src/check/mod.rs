@@ -48,6 +48,7 @@ pub fn run(
     if let Some(deployment) = extra.deployment {
         // Across hosts: public addresses (superlink) and the address dialed (supernode).
         rules::cross_host::check(deployment, &mut findings);
+        rules::admission::check(deployment, &mut findings);
         if let Some(facts) = extra.app {
             app::check(deployment, facts, &mut findings);
         }

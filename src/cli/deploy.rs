@@ -391,6 +391,46 @@ pub struct BundleArgs {
     pub force: bool,
 }
 
+const ADMIT_HELP: &str = "\
+Takes in the public keys a supernodes' host sent back (its DIR/supernode-public-keys/, made
+by `quickstart --from-bundle`): each FILE is a .pub file or a folder of them. A file that
+holds a private key, or a key other than ECDSA P-384, is refused and nothing changes. Each
+new key is kept in DIR/admitted-supernodes/; a key already admitted (or one of DIR's own
+supernodes) is reported and not added again. Flower 1.13 and 1.21 read the known keys at
+start: the CSV is rewritten, and the superlink must restart to load new keys. From 1.35
+keys are registered with the running superlink: DIR/register-supernodes.sh registers every
+admitted key.
+
+Examples:
+  flowerbed supernodes admit link site-b-keys/            # the folder the site sent back
+  flowerbed supernodes admit link --dry-run site-b-keys/supernode-1.pub";
+
+#[derive(Debug, Subcommand)]
+pub enum SupernodesCommand {
+    /// Admit supernodes of other hosts: take in their public keys, refusing any private key.
+    #[command(after_help = ADMIT_HELP)]
+    Admit(AdmitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdmitArgs {
+    /// The superlink deployment folder (made with --supernode-auth).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Public key files (.pub), or folders of them.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Show what would be written; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 const WHEELS_HELP: &str = "\
 Downloads the app's [project].dependencies (flwr excepted) with `pip download` on this host
 into DIR/app-wheels/, as wheels for the Python and platform of the deployment's images

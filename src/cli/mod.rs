@@ -88,6 +88,10 @@ pub enum Command {
     #[command(subcommand)]
     Bundle(deploy::BundleCommand),
 
+    /// Admit supernodes of other hosts (their public keys) to a superlink deployment.
+    #[command(subcommand)]
+    Supernodes(deploy::SupernodesCommand),
+
     /// Predict permission and TLS failures of a deployment from the host side.
     Check(check::CheckArgs),
 

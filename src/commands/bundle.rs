@@ -11,7 +11,7 @@ use crate::cli::deploy::{BundleArgs, BundleCommand, QuickstartArgs};
 use crate::config;
 use crate::deploy::{self, Security, Settings};
 use crate::error::Outcome;
-use crate::fsutil::{MODE_PUBLIC, PlanStep, WritePlan};
+use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PUBLIC, PlanStep, WritePlan};
 use crate::output::Printer;
 use crate::prepare;
 use crate::render::{self, text};
@@ -25,7 +25,10 @@ pub fn run(command: &BundleCommand, printer: &Printer) -> Result<Outcome> {
 fn bundle_supernode(args: &BundleArgs, printer: &Printer) -> Result<Outcome> {
     let dir = config::deployment_dir(&args.dir, true)?;
     let saved = pack::superlink_settings(&dir)?;
-    let node = config::bundle_settings(&saved, args)?;
+    let mut node = config::bundle_settings(&saved, args)?;
+    if node.supernode_auth {
+        node.bundle = Some(pack::new_bundle_id()?);
+    }
     let deployment = deploy::build(&node)?;
     let top = format!("{}-supernode", node.project_name);
     let file_name = args.out.file_name().map_or_else(
@@ -38,6 +41,20 @@ fn bundle_supernode(args: &BundleArgs, printer: &Printer) -> Result<Outcome> {
     }
     let mut plan = WritePlan::new(args.force);
     plan.file(&args.out, packed.bytes, MODE_PUBLIC);
+    if let Some(id) = &node.bundle {
+        let record = pack::BundleRecord {
+            id: id.clone(),
+            file: file_name.clone(),
+            supernodes: node.supernodes,
+        };
+        let records = dir.join(pack::BUNDLES_DIR);
+        plan.dir(&records, MODE_DIR_PUBLIC);
+        plan.file(
+            records.join(format!("{id}.json")),
+            serde_json::to_string_pretty(&record)? + "\n",
+            MODE_PUBLIC,
+        );
+    }
     plan.apply()?;
     let dialed = deployment
         .superlink_address
@@ -88,8 +105,11 @@ pub fn quickstart_from_bundle(args: &QuickstartArgs, archive: &Path, printer: &P
     }
     let rendered = render::deployment_files(&deployment, &settings)?;
     let mut plan = unpack::plan(&dir, &unpacked, &rendered);
-    // This host's own runner-link material: secrets and a Runtime CA never cross hosts.
+    // This host's own runner-link material and supernode keys: none crosses hosts.
     prepare::plan_runtime_material(&deployment, &settings, None, &mut plan)?;
+    if settings.supernode_auth {
+        prepare::plan_auth_keys(&settings, settings.bundle.as_deref(), &mut plan)?;
+    }
     plan.preflight()?;
     let steps = plan.steps();
     if !args.dry_run {
@@ -119,6 +139,13 @@ pub fn quickstart_from_bundle(args: &QuickstartArgs, archive: &Path, printer: &P
     }
     for line in text::next_steps(&dir, &deployment, own_command.as_deref())? {
         printer.info(&line)?;
+    }
+    if settings.supernode_auth {
+        printer.info(&format!(
+            "keys:    send {} (public keys only) to the superlink's operator, who runs `flowerbed supernodes admit LINK_DIR {}`; until then the superlink refuses these supernodes",
+            dir.join(crate::auth::RETURN_DIR).display(),
+            crate::auth::RETURN_DIR
+        ))?;
     }
     Ok(Outcome::Success)
 }

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::cli::certs::{CertsCommand, GenerateArgs, InspectArgs, RenewArgs, VerifyArgs};
 use crate::error::Outcome;
+use crate::fsutil::shell_word;
 use crate::output::{Printer, Style};
 use crate::tls::generate::{ExistingCa, GenerateSettings};
 use crate::tls::inspect::Inspected;
@@ -99,7 +100,7 @@ fn keep_folder_owners(files: &[PathBuf], printer: &Printer) -> Result<Vec<(PathB
             printer.warn(&format!(
                 "{}: belongs to UID {uid}, but the files just written are yours; run `sudo flowerbed own --uid {uid} --gid {gid} {}`",
                 folder.display(),
-                quote(&folder)
+                shell_word(&folder)
             ));
             continue;
         }
@@ -246,7 +247,7 @@ fn keep_file_owners(replaced: &[ReplacedFile], printer: &Printer) -> Result<()> 
                 file.gid,
                 file.uid,
                 file.gid,
-                quote(&file.path)
+                shell_word(&file.path)
             ));
             continue;
         }
@@ -276,7 +277,7 @@ fn print_written(
         printer.info(&format!(
             "ownership: the new files in {} belong to its owner {uid}:{gid} (journaled; `sudo flowerbed undo {}` puts it back)",
             folder.display(),
-            quote(folder)
+            shell_word(folder)
         ))?;
     }
     Ok(report
@@ -285,11 +286,6 @@ fn print_written(
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", "))
-}
-
-fn quote(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    shlex::try_quote(&text).map_or_else(|_| text.to_string(), std::borrow::Cow::into_owned)
 }
 
 fn run_generate(args: &GenerateArgs, printer: &Printer) -> Result<Outcome> {
@@ -338,7 +334,7 @@ fn run_generate(args: &GenerateArgs, printer: &Printer) -> Result<Outcome> {
             crate::FLOWER_UID,
             crate::FLOWER_GID,
             layout.server_key().display(),
-            quote(&folder)
+            shell_word(&folder)
         ))?;
     }
     Ok(Outcome::Success)

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 
-use crate::auth;
 use crate::cli::deploy::{QuickstartArgs, RenderCommand};
 use crate::config;
 use crate::deploy::{self, Deployment, DeploymentRole, SETTINGS_FILE, STATE_DIR, Security, Settings};
@@ -27,12 +26,7 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
     // disk are never replaced); on stdout they must exist already.
     let mut plan = WritePlan::new(args.force);
     if settings.supernode_auth && args.out.is_some() {
-        auth::plan_keys(
-            &settings.dir,
-            settings.supernodes,
-            settings.profile()?.supernode_auth(),
-            &mut plan,
-        )?;
+        prepare::plan_auth_keys(&settings, None, &mut plan)?;
     }
     if args.out.is_some() {
         prepare::plan_runtime_material(&deployment, &settings, None, &mut plan)?;
@@ -203,12 +197,7 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         plan.dir(dir.join(STATE_DIR), MODE_DIR_PUBLIC);
     }
     if settings.supernode_auth {
-        auth::plan_keys(
-            &dir,
-            settings.supernodes,
-            settings.profile()?.supernode_auth(),
-            &mut plan,
-        )?;
+        prepare::plan_auth_keys(&settings, None, &mut plan)?;
     }
     let mut files: Vec<(PathBuf, String, u32)> = render::deployment_files(&deployment, &settings)?
         .into_iter()

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod journal;
 pub mod man;
 pub mod ownership;
+pub mod supernodes;
 pub mod wheels;
 
 use crate::check::IdShift;

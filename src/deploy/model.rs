@@ -379,18 +379,23 @@ impl Deployment {
         self.role.has_superlink() && self.supernode_auth == Some(SupernodeAuth::KnownKeysWithSuperlinkPair)
     }
 
-    /// Whether the folder needs material made on its own host: a runner link's secret or
-    /// a supernode's Runtime API certificate (what a bundle never carries).
+    /// Whether the folder needs material made on its own host: its runner links' material,
+    /// or a supernode's authentication key (none of which a bundle carries).
     pub fn needs_host_material(&self) -> bool {
+        self.needs_runner_material() || self.has_mount(MountPurpose::SupernodeAuthKey)
+    }
+
+    /// Whether a runner link has a secret or a supernode a Runtime API certificate.
+    pub fn needs_runner_material(&self) -> bool {
+        self.has_mount(MountPurpose::RuntimeServerCertificates)
+            || self.has_mount(MountPurpose::SuperexecAuthSecret)
+    }
+
+    fn has_mount(&self, purpose: MountPurpose) -> bool {
         self.services
             .iter()
             .flat_map(|service| &service.mounts)
-            .any(|mount| {
-                matches!(
-                    mount.purpose,
-                    MountPurpose::RuntimeServerCertificates | MountPurpose::SuperexecAuthSecret
-                )
-            })
+            .any(|mount| mount.purpose == purpose)
     }
 
     /// The supernodes' keys are registered through the Control API (1.35+).

@@ -190,6 +190,10 @@ pub struct Settings {
     /// (`--image-digest`); images it has no digest for keep their tag.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub image_digest: bool,
+    /// A supernodes' folder made from a bundle: the bundle's id, which ends the comment of
+    /// each supernode key made here so the superlink's host can tell where it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
 }
 
 impl Settings {
@@ -223,6 +227,7 @@ impl Settings {
             pids_limit: None,
             millicpus: None,
             image_digest: false,
+            bundle: None,
         }
     }
 

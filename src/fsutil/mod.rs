@@ -29,3 +29,10 @@ pub const MODE_PUBLIC: u32 = 0o644;
 pub const MODE_DIR_PUBLIC: u32 = 0o755;
 /// Mode for directories that hold secrets nobody else needs (the CA folder).
 pub const MODE_DIR_PRIVATE: u32 = 0o700;
+
+/// `path` as one shell word, for a command the user is told to run (quoted only when it
+/// needs to be; a path shlex cannot quote, one with a NUL, is shown as it is).
+pub fn shell_word(path: &std::path::Path) -> String {
+    let text = path.to_string_lossy();
+    shlex::try_quote(&text).map_or_else(|_| text.to_string(), std::borrow::Cow::into_owned)
+}

@@ -22,6 +22,9 @@ pub struct PlannedFile {
     pub path: PathBuf,
     pub contents: Vec<u8>,
     pub mode: u32,
+    /// Derived wholly from other files flowerbed keeps (a list it maintains): replaced
+    /// without `force`, as nothing of the user's is in it.
+    pub derived: bool,
 }
 
 /// What a plan will do to one path, for `--dry-run` and `--json`.
@@ -76,6 +79,24 @@ impl WritePlan {
             path: path.into(),
             contents: contents.into(),
             mode,
+            derived: false,
+        });
+        self
+    }
+
+    /// Write `contents` to `path` with `mode`, replacing it even without `force`: a file
+    /// flowerbed derives from others it keeps (the known supernode keys, say).
+    pub fn derived(
+        &mut self,
+        path: impl Into<PathBuf>,
+        contents: impl Into<Vec<u8>>,
+        mode: u32,
+    ) -> &mut Self {
+        self.files.push(PlannedFile {
+            path: path.into(),
+            contents: contents.into(),
+            mode,
+            derived: true,
         });
         self
     }
@@ -155,7 +176,7 @@ impl WritePlan {
                         file.path.display()
                     ));
                 }
-                Ok(_) if !self.force => {
+                Ok(_) if !self.force && !file.derived => {
                     return Err(Error::AlreadyExists {
                         path: file.path.clone(),
                     }

@@ -318,6 +318,27 @@ pub fn render_register(deployment: &Deployment) -> Result<Option<String>> {
             out.push_str(" || failed=1\n");
         }
     }
+    // Supernodes of other hosts, admitted with `flowerbed supernodes admit`.
+    let admitted = deployment.dir.join(auth::ADMITTED_DIR);
+    let _ = writeln!(
+        out,
+        "\n# supernodes of other hosts (`flowerbed supernodes admit`)\nfor key in {}/*.pub; do\n    [ -e \"$key\" ] || continue",
+        shlex::try_quote(&admitted.to_string_lossy())?
+    );
+    let command = command_text(
+        "flwr",
+        &[vec![
+            "supernode".into(),
+            "register".into(),
+            "KEY".into(),
+            connection.name.clone(),
+        ]],
+    )?;
+    let _ = writeln!(
+        out,
+        "    {} || failed=1\ndone",
+        command.trim_end().replacen("KEY", "\"$key\"", 1)
+    );
     out.push_str("exit \"$failed\"\n");
     Ok(Some(out))
 }

@@ -371,8 +371,10 @@ pub fn bundle_readme(deployment: &Deployment, folder: &str, file: &str) -> Resul
     struct Archive<'a> {
         bundle_folder: &'a str,
         bundle_file: &'a str,
-        /// The supernodes need secrets or certificates made on their own host.
+        /// The supernodes need keys, secrets or certificates made on their own host.
         needs_host_material: bool,
+        /// Among them, the runner links' secrets or Runtime API certificates.
+        runner_material: bool,
     }
     render_with(
         "bundle-readme",
@@ -381,6 +383,7 @@ pub fn bundle_readme(deployment: &Deployment, folder: &str, file: &str) -> Resul
             bundle_folder: folder,
             bundle_file: file,
             needs_host_material: deployment.needs_host_material(),
+            runner_material: deployment.needs_runner_material(),
         },
     )
 }

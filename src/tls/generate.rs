@@ -354,11 +354,7 @@ fn ca_params(now: OffsetDateTime, days: u32) -> Result<CertificateParams> {
     let serial = random_serial()?;
     // A distinct name per CA: chain building matches issuers by name, so two flowerbed CAs
     // in one trust store must not look alike.
-    let tag = serial.to_bytes()[..4].iter().fold(String::new(), |mut out, b| {
-        use std::fmt::Write;
-        let _ = write!(out, "{b:02x}");
-        out
-    });
+    let tag = hex::encode(&serial.to_bytes()[..4]);
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "flowerbed");
     dn.push(DnType::CommonName, format!("flowerbed CA {tag}"));

@@ -289,10 +289,33 @@ const MATRIX: &[Row] = &[
         "--superlink-address",
     ),
     row(&["render", "flwr-config", "node"], "flwr-config"),
+    // supernodes admit
     row(
-        &["bundle", "supernode", "link-auth", "--out", "auth.tar.gz"],
-        "--supernode-auth",
+        &["supernodes", "admit", "link", "key.pub"],
+        "link: not a superlink deployment with supernode authentication",
     ),
+    row(&["supernodes", "admit", "missing", "key.pub"], "missing"),
+    row(
+        &["supernodes", "admit", "link-auth", "no-such.pub"],
+        "no-such.pub",
+    ),
+    row(
+        &["supernodes", "admit", "link-auth", "key.pub", "private.pub"],
+        "private.pub: holds a private key",
+    ),
+    row(
+        &["supernodes", "admit", "link-auth", "ed25519.pub"],
+        "ed25519.pub: a ssh-ed25519 key",
+    ),
+    row(
+        &["supernodes", "admit", "link-auth", "empty-dir"],
+        "empty-dir: a folder with no .pub file",
+    ),
+    row(
+        &["supernodes", "admit", "link-auth", "garbage.pem"],
+        "garbage.pem: not an OpenSSH public key",
+    ),
+    row(&["supernodes", "admit", "link-auth", "fifo.pem"], "fifo.pem"),
     row(
         &["bundle", "supernode", "link", "--out", "existing.tar.gz"],
         "existing.tar.gz: already exists",
@@ -478,6 +501,15 @@ fn fixture(env: &TestEnv, elsewhere: &std::path::Path) {
         .assert()
         .success();
     std::fs::write(env.join("existing.tar.gz"), "keep me").unwrap();
+    // Keys for `supernodes admit`: a good one, a private one named .pub, a foreign type.
+    let pair = flowerbed::auth::generate("flowerbed:abc:supernode-1").unwrap();
+    std::fs::write(env.join("key.pub"), pair.public_openssh).unwrap();
+    std::fs::write(env.join("private.pub"), pair.private_openssh).unwrap();
+    std::fs::write(
+        env.join("ed25519.pub"),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGmd2pXwPyw7BEXiDYe3jJx2yRWb6qD6H0xwT5yS9Dm2 x\n",
+    )
+    .unwrap();
     env.flowerbed(["quickstart", "--from-bundle", "good.tar.gz", "node"])
         .assert()
         .success();

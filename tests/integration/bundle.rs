@@ -15,6 +15,9 @@ use crate::testenv::{TestEnv, assert_bad_input, yaml};
 
 mod supernode_side;
 
+/// Supernode authentication across hosts: keys made on each side, admitted on the superlink's.
+mod auth;
+
 /// Hostile and malformed archives.
 mod input;
 

@@ -345,7 +345,8 @@ fn auth_files(profile: &Profile, auth: &Path) {
     settings.supernode_auth = true;
     settings.supernodes = 1;
     let mut plan = flowerbed::fsutil::WritePlan::new(false);
-    flowerbed::auth::plan_keys(&settings.dir, 1, profile.supernode_auth(), &mut plan).unwrap();
+    let side = flowerbed::auth::Side::All { supernodes: 1 };
+    flowerbed::auth::plan_keys(&settings.dir, side, profile.supernode_auth(), &mut plan).unwrap();
     plan.apply().unwrap();
     std::fs::create_dir_all(auth).unwrap();
     for folder in [

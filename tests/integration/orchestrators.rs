@@ -406,12 +406,29 @@ fn kubernetes_validate_accepts_every_manifest() {
         files.push(file);
         check_manifests(name, &deployment, &text);
     }
-    for version in [Some(KUBERNETES_VERSION), None] {
+    // The oldest release the manifests need (1.28+ for the pod-index label, pinned to the
+    // one the README names) and the three newest the validator bundles: its default (read
+    // off its --help) and the two minors before.
+    let help = Process::new(&validate).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).replace('\n', " ");
+    let newest = help
+        .split("Defaults to")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("kubernetes-validate --help names its default version");
+    let (major, minor) = newest
+        .split('.')
+        .take(2)
+        .map(|part| part.parse::<u32>().unwrap())
+        .collect::<Vec<_>>()
+        .split_first()
+        .map(|(major, rest)| (*major, rest[0]))
+        .unwrap();
+    let mut versions = vec![KUBERNETES_VERSION.to_string()];
+    versions.extend((0..3).map(|back| format!("{major}.{}.0", minor - back)));
+    for version in &versions {
         let mut cmd = Process::new(&validate);
-        cmd.args(["--strict", "--quiet"]);
-        if let Some(version) = version {
-            cmd.args(["--kubernetes-version", version]);
-        }
+        cmd.args(["--strict", "--quiet", "--kubernetes-version", version]);
         let out = cmd.args(&files).output().unwrap();
         assert!(
             out.status.success(),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub mod admission;
 pub mod cross_host;
 mod keys;
 pub mod live;
@@ -205,10 +206,7 @@ pub(super) fn own_fix(path: &Path, spec: &ContainerSpec, settings: &CheckSetting
     format!("sudo flowerbed own{ids} {}", quote(path))
 }
 
-pub(super) fn quote(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    shlex::try_quote(&text).map_or_else(|_| text.to_string(), std::borrow::Cow::into_owned)
-}
+pub(super) use crate::fsutil::shell_word as quote;
 
 pub(super) struct Out<'a> {
     pub(super) spec: &'a ContainerSpec,

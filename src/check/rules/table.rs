@@ -161,6 +161,14 @@ pub const RULES: &[Rule] = &[
         "The server certificate does not cover a name the clients dial.",
     ),
     // cross-host
+    warning(
+        "supernodes-not-admitted",
+        "A bundle made with supernode authentication has supernodes whose keys are not admitted yet.",
+    ),
+    warning(
+        "supernode-key-unknown",
+        "An admitted supernode key came from no bundle this superlink made.",
+    ),
     error(
         "public-address-not-covered",
         "The superlink's certificate does not cover a --public-address that other hosts dial.",

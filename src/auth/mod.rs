@@ -8,6 +8,13 @@
 //! DIR/superlink-auth/{superlink.key,superlink.pub}      -> superlink, read-only (1.13)
 //! DIR/register-supernodes.sh                            -> run on the host (1.35+)
 //! ```
+//! Across hosts, each supernode's pair is made on its own host (`quickstart --from-bundle`),
+//! which writes the public keys alone for the way back; the superlink's host admits them:
+//! ```text
+//! DIR/supernode-public-keys/supernode-N.pub   (supernodes' host) -> send to the superlink's operator
+//! DIR/admitted-supernodes/NAME.pub            (superlink's host) -> listed in the CSV / registered
+//! DIR/bundles/ID.json                         (superlink's host) -> each bundle made, for `check`
+//! ```
 //! Private keys are written mode 0600 through the same all-or-nothing [`WritePlan`] as TLS
 //! keys. Keys already on disk are kept, so a re-run never locks a registered supernode out.
 
@@ -58,6 +65,35 @@ pub const SUPERLINK_PRIVATE_KEY: &str = "superlink.key";
 pub const SUPERLINK_PUBLIC_KEY: &str = "superlink.pub";
 /// Helper that registers every supernode's public key with the superlink (1.35+).
 pub const REGISTER_SCRIPT: &str = "register-supernodes.sh";
+/// On a supernodes' host: copies of their public keys, to send to the superlink's host.
+pub const RETURN_DIR: &str = "supernode-public-keys";
+/// On the superlink's host: the public keys of supernodes elsewhere, one file each.
+pub const ADMITTED_DIR: &str = "admitted-supernodes";
+
+pub mod admit;
+
+/// Which keys a deployment folder makes, by where it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Side<'a> {
+    /// Superlink and supernodes on one host: every pair here.
+    All { supernodes: u32 },
+    /// The superlink alone: its own files, listing the admitted keys.
+    Superlink,
+    /// Supernodes alone: their pairs, and the public keys copied for the way back.
+    /// `origin` names the bundle the folder came from (it ends each key's comment).
+    Supernodes {
+        supernodes: u32,
+        origin: Option<&'a str>,
+    },
+}
+
+/// The comment that ends supernode `index`'s public key: where it was made.
+pub fn key_comment(origin: Option<&str>, index: u32) -> String {
+    match origin {
+        Some(origin) => format!("flowerbed:{origin}:supernode-{index}"),
+        None => format!("flowerbed-supernode-{index}"),
+    }
+}
 
 /// The folder of supernode `index` (from 1).
 pub fn supernode_dir(root: &Path, index: u32) -> PathBuf {
@@ -169,19 +205,48 @@ fn pair_in(dir: &Path, private: &str, public: &str, comment: &str, plan: &mut Wr
     }
 }
 
-/// Add to `plan` every authentication file the deployment in `root` needs and lacks.
-/// Existing pairs are kept; the known-keys list is rewritten only when it would change.
-pub fn plan_keys(root: &Path, supernodes: u32, scheme: SupernodeAuth, plan: &mut WritePlan) -> Result<()> {
-    let mut known = String::new();
+/// Add to `plan` every authentication file the deployment in `root` needs and lacks, for
+/// its `side`. Existing pairs are kept; the known-keys list (this host's supernodes, then
+/// the admitted ones) is rewritten only when it would change.
+pub fn plan_keys(root: &Path, side: Side<'_>, scheme: SupernodeAuth, plan: &mut WritePlan) -> Result<()> {
+    let (supernodes, origin) = match side {
+        Side::All { supernodes } => (supernodes, None),
+        Side::Superlink => (0, None),
+        Side::Supernodes { supernodes, origin } => (supernodes, origin),
+    };
+    let mut local = Vec::new();
     for index in 1..=supernodes {
-        known.push_str(&pair_in(
+        local.push(pair_in(
             &supernode_dir(root, index),
             PRIVATE_KEY,
             PUBLIC_KEY,
-            &format!("flowerbed-supernode-{index}"),
+            &key_comment(origin, index),
             plan,
         )?);
     }
+    if let Side::Supernodes { .. } = side {
+        let back = root.join(RETURN_DIR);
+        for (index, public) in (1..).zip(&local) {
+            let path = back.join(format!("supernode-{index}.pub"));
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(public.as_str()) {
+                plan.dir(&back, MODE_DIR_PUBLIC);
+                plan.file(path, public.clone(), MODE_PUBLIC);
+            }
+        }
+        return Ok(());
+    }
+    plan_superlink_files(root, &local, &admit::read_admitted(root)?, scheme, plan)
+}
+
+/// The superlink's own files: its pair (1.13) and the known-keys CSV listing `local` then
+/// `admitted` (1.13, 1.21); nothing from 1.35, where keys are registered instead.
+pub(crate) fn plan_superlink_files(
+    root: &Path,
+    local: &[String],
+    admitted: &[admit::Admitted],
+    scheme: SupernodeAuth,
+    plan: &mut WritePlan,
+) -> Result<()> {
     if scheme == SupernodeAuth::Registration {
         return Ok(());
     }
@@ -195,10 +260,14 @@ pub fn plan_keys(root: &Path, supernodes: u32, scheme: SupernodeAuth, plan: &mut
             plan,
         )?;
     }
+    let mut known: String = local.concat();
+    for key in admitted {
+        known.push_str(&key.line);
+    }
     let csv = superlink.join(KNOWN_KEYS);
     if std::fs::read_to_string(&csv).ok().as_deref() != Some(known.as_str()) {
         plan.dir(&superlink, MODE_DIR_PUBLIC);
-        plan.file(csv, known, MODE_PUBLIC);
+        plan.derived(csv, known, MODE_PUBLIC);
     }
     Ok(())
 }
@@ -228,7 +297,7 @@ mod tests {
         let mut plan = WritePlan::new(false);
         plan_keys(
             tmp.path(),
-            2,
+            Side::All { supernodes: 2 },
             SupernodeAuth::KnownKeysWithSuperlinkPair,
             &mut plan,
         )
@@ -249,7 +318,7 @@ mod tests {
         let mut again = WritePlan::new(false);
         plan_keys(
             tmp.path(),
-            2,
+            Side::All { supernodes: 2 },
             SupernodeAuth::KnownKeysWithSuperlinkPair,
             &mut again,
         )
@@ -260,7 +329,7 @@ mod tests {
         std::fs::remove_file(supernode_dir(tmp.path(), 1).join(PUBLIC_KEY)).unwrap();
         let err = plan_keys(
             tmp.path(),
-            2,
+            Side::All { supernodes: 2 },
             SupernodeAuth::Registration,
             &mut WritePlan::new(true),
         )
@@ -272,7 +341,13 @@ mod tests {
     fn registration_needs_no_superlink_files() {
         let tmp = tempfile::tempdir().unwrap();
         let mut plan = WritePlan::new(false);
-        plan_keys(tmp.path(), 1, SupernodeAuth::Registration, &mut plan).unwrap();
+        plan_keys(
+            tmp.path(),
+            Side::All { supernodes: 1 },
+            SupernodeAuth::Registration,
+            &mut plan,
+        )
+        .unwrap();
         assert_eq!(plan.files().len(), 2);
         assert!(
             plan.files()

@@ -1,0 +1,198 @@
+//! Supernode authentication across hosts, for every release: the superlink's host makes no
+//! supernode key; the supernodes' host makes its own from the bundle and sends the public
+//! halves back; `supernodes admit` takes them in (idempotently, never a private key), and
+//! `check` on the superlink's folder accounts for every bundle and every admitted key.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command as Process;
+
+use serde_json::Value;
+
+use crate::testenv::{TestEnv, assert_bad_input};
+
+use super::{PUBLIC, check, list};
+
+fn admit(env: &TestEnv, args: &[&str]) -> Value {
+    let mut all = vec!["supernodes", "admit", "link", "--json"];
+    all.extend_from_slice(args);
+    let out = env.flowerbed(all).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn known_keys(env: &TestEnv) -> Option<String> {
+    std::fs::read_to_string(env.join("link/superlink-auth/supernode-public-keys.csv")).ok()
+}
+
+/// Run a `check` fix as the user would, with this build first on PATH.
+fn run_fix(env: &TestEnv, fix: &str) {
+    let bin = Path::new(env!("CARGO_BIN_EXE_flowerbed")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Process::new("sh")
+        .args(["-c", fix])
+        .current_dir(env.path())
+        .env("PATH", path)
+        .env("FLOWERBED_STATE_DIR", env.state.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{fix}`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn keys_are_made_on_each_supernodes_host_and_admitted_on_the_superlinks_in_every_release() {
+    for profile in flowerbed::deploy::PROFILES {
+        let version = profile.version;
+        let env = TestEnv::new();
+        env.flowerbed(["quickstart", "link", "--role", "superlink", "--supernode-auth"])
+            .args(["--public-address", PUBLIC, "--flower-version", version])
+            .assert()
+            .success();
+        // No supernode's private key is made on the superlink's host.
+        assert!(!env.join("link/supernode-auth").exists(), "{version}");
+        env.flowerbed(["bundle", "supernode", "link", "--out", "site.tar.gz"])
+            .assert()
+            .success();
+        for entry in list(&env.join("site.tar.gz")) {
+            assert!(
+                !String::from_utf8_lossy(&entry.contents).contains("PRIVATE KEY"),
+                "{version}"
+            );
+            assert!(
+                !entry.path.contains("supernode-auth/"),
+                "{version}: {}",
+                entry.path
+            );
+        }
+        let (_, ids, _) = check(&env, "link");
+        assert_eq!(ids, ["supernodes-not-admitted"], "{version}");
+
+        // The supernodes' host: its own pairs, the public halves copied for the way back.
+        env.flowerbed(["quickstart", "--from-bundle", "site.tar.gz", "node"])
+            .assert()
+            .success();
+        let bundle_id = std::fs::read_dir(env.join("link/bundles"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        for n in 1..=2 {
+            let pair = env.join(format!("node/supernode-auth/supernode-{n}"));
+            let key = std::fs::metadata(pair.join("auth.key")).unwrap();
+            assert_eq!((key.mode() & 0o777, key.uid()), (0o600, 49_999), "{version}");
+            let public = std::fs::read_to_string(pair.join("auth.pub")).unwrap();
+            assert!(
+                public
+                    .trim_end()
+                    .ends_with(&format!(" flowerbed:{bundle_id}:supernode-{n}")),
+                "{version}: {public}"
+            );
+            let sent =
+                std::fs::read_to_string(env.join(format!("node/supernode-public-keys/supernode-{n}.pub")));
+            assert_eq!(sent.unwrap(), public, "{version}");
+        }
+        let (code, ids, report) = check(&env, "node");
+        assert_eq!((code, ids), (0, Vec::<String>::new()), "{version}: {report}");
+
+        // Back on the superlink's host: a dry run changes nothing; admitting twice adds once.
+        let before = env.snapshot();
+        let dry = admit(&env, &["node/supernode-public-keys", "--dry-run"]);
+        assert_eq!(dry["added"].as_array().unwrap().len(), 2, "{version}");
+        assert_eq!(env.snapshot(), before, "{version}");
+        let first = admit(&env, &["node/supernode-public-keys"]);
+        assert_eq!(first["added"].as_array().unwrap().len(), 2, "{version}");
+        let next = first["next"].as_str().unwrap();
+        match version {
+            "1.13.1" | "1.21.0" => {
+                assert!(next.contains("restart"), "{version}: {next}");
+                let csv = known_keys(&env).unwrap();
+                assert_eq!(csv.lines().count(), 2, "{version}");
+                for n in 1..=2 {
+                    let sent = std::fs::read_to_string(
+                        env.join(format!("node/supernode-public-keys/supernode-{n}.pub")),
+                    );
+                    assert!(csv.contains(sent.unwrap().trim()), "{version}");
+                }
+            }
+            _ => {
+                assert!(next.contains("register-supernodes.sh"), "{version}: {next}");
+                assert_eq!(known_keys(&env), None, "{version}");
+                let script = std::fs::read_to_string(env.join("link/register-supernodes.sh")).unwrap();
+                assert!(script.contains("admitted-supernodes/*.pub"), "{version}");
+                let syntax = Process::new("sh")
+                    .arg("-n")
+                    .arg(env.join("link/register-supernodes.sh"))
+                    .status();
+                assert!(syntax.unwrap().success(), "{version}");
+            }
+        }
+        let after = env.snapshot();
+        let again = admit(&env, &["node/supernode-public-keys"]);
+        assert!(again["added"].as_array().unwrap().is_empty(), "{version}");
+        assert_eq!(again["already"].as_array().unwrap().len(), 2, "{version}");
+        assert!(
+            again["next"].is_null(),
+            "{version}: nothing new, nothing to restart"
+        );
+        assert_eq!(env.snapshot(), after, "{version}");
+        let (code, ids, report) = check(&env, "link");
+        assert_eq!((code, ids), (0, Vec::<String>::new()), "{version}: {report}");
+
+        // A private key is refused whole, and nothing changes.
+        let out = env
+            .flowerbed([
+                "supernodes",
+                "admit",
+                "link",
+                "node/supernode-auth/supernode-1/auth.key",
+            ])
+            .output()
+            .unwrap();
+        assert_bad_input(&out, "holds a private key");
+        assert_eq!(env.snapshot(), after, "{version}");
+
+        // A key nobody handed out a bundle for: check names it, and its fix removes it.
+        let stranger = flowerbed::auth::generate("someone@elsewhere").unwrap();
+        std::fs::write(env.join("stranger.pub"), stranger.public_openssh).unwrap();
+        admit(&env, &["stranger.pub"]);
+        let (_, ids, report) = check(&env, "link");
+        assert_eq!(ids, ["supernode-key-unknown"], "{version}: {report}");
+        run_fix(&env, report["findings"][0]["fix"].as_str().unwrap());
+        let (code, ids, report) = check(&env, "link");
+        assert_eq!((code, ids), (0, Vec::<String>::new()), "{version}: {report}");
+        if let Some(csv) = known_keys(&env) {
+            assert_eq!(csv.lines().count(), 2, "{version}: the stranger left the CSV");
+        }
+    }
+}
+
+#[test]
+fn admit_refuses_what_is_not_a_superlink_with_supernode_auth() {
+    let env = TestEnv::new();
+    env.flowerbed(["quickstart", "plain", "--no-own"])
+        .assert()
+        .success();
+    let key = flowerbed::auth::generate("x").unwrap();
+    std::fs::write(env.join("k.pub"), key.public_openssh).unwrap();
+    let before = env.snapshot();
+    let out = env
+        .flowerbed(["supernodes", "admit", "plain", "k.pub"])
+        .output()
+        .unwrap();
+    assert_bad_input(&out, "not a superlink deployment with supernode authentication");
+    let out = env
+        .flowerbed(["supernodes", "admit", "missing", "k.pub"])
+        .output()
+        .unwrap();
+    assert_bad_input(&out, "missing");
+    assert_eq!(env.snapshot(), before);
+}
