@@ -36,10 +36,13 @@ pub fn plan_runtime_material(
     }
     let layout = Layout::new(&settings.dir, LayoutKind::from(settings.cert_layout));
     let loaded;
+    let mut reissue = false;
     let ca = if let Some(ca) = ca {
         ca
     } else if settings.role == DeploymentRole::Supernode {
-        loaded = runtime::plan_local_ca(&layout, plan)?;
+        let (local, fresh) = runtime::plan_local_ca(&layout, plan)?;
+        loaded = local;
+        reissue = fresh;
         &loaded
     } else {
         let existing = ExistingCa {
@@ -56,17 +59,20 @@ pub fn plan_runtime_material(
         loaded = SigningCa::load(&existing)?;
         &loaded
     };
-    runtime::plan_supernode_certificates(&layout, settings.supernodes, ca, plan)
+    runtime::plan_supernode_certificates(&layout, settings.supernodes, ca, reissue, plan)
 }
 
-/// Plan the supernode-authentication keys of `settings`' side of the deployment; `origin`
-/// names the bundle a supernodes' folder came from.
-pub fn plan_auth_keys(settings: &Settings, origin: Option<&str>, plan: &mut WritePlan) -> Result<()> {
+/// Plan the supernode-authentication keys of `settings`' side of the deployment (a
+/// supernodes' folder made from a bundle names it in each key's comment).
+pub fn plan_auth_keys(settings: &Settings, plan: &mut WritePlan) -> Result<()> {
     let supernodes = settings.supernodes;
     let side = match settings.role {
         DeploymentRole::All => auth::Side::All { supernodes },
         DeploymentRole::Superlink => auth::Side::Superlink,
-        DeploymentRole::Supernode => auth::Side::Supernodes { supernodes, origin },
+        DeploymentRole::Supernode => auth::Side::Supernodes {
+            supernodes,
+            origin: settings.bundle.as_deref(),
+        },
     };
     auth::plan_keys(&settings.dir, side, settings.profile()?.supernode_auth(), plan)
 }

@@ -25,13 +25,25 @@ const KEY_FILE_LIMIT: u64 = 64 << 10;
 pub struct Admitted {
     /// Its file in `admitted-supernodes/`.
     pub path: PathBuf,
-    /// The bundle it was made from, when its comment says so.
+    /// The bundle it was made from, when its comment says so (a hint: anyone can write a
+    /// comment).
     pub origin: Option<String>,
-    /// The OpenSSH line, newline included.
+    /// Which supernode of that bundle (`supernode-N`).
+    pub node: Option<String>,
+    /// The OpenSSH line as given, comment and newline included.
     #[serde(skip)]
     pub line: String,
+    /// The key alone (OpenSSH text without a comment).
     #[serde(skip)]
     key: Vec<u8>,
+}
+
+impl Admitted {
+    /// The key's line for Flower's known-keys CSV: without its comment, which Flower's
+    /// CSV reader would split at a comma and then fail to load.
+    pub fn csv_line(&self) -> String {
+        format!("{}\n", String::from_utf8_lossy(&self.key))
+    }
 }
 
 /// The bundle a key's comment names (`flowerbed:BUNDLE:supernode-N`), if it is a safe name.
@@ -103,12 +115,8 @@ fn key_files(given: &Path) -> Result<Vec<PathBuf>> {
     if !meta.is_dir() {
         return Ok(vec![given.to_path_buf()]);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(given)
-        .with_context(|| format!("{}: cannot list", given.display()))?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "pub"))
-        .collect();
-    files.sort();
+    let files = fsutil::files_with_extension(given, "pub")
+        .with_context(|| format!("{}: cannot list", given.display()))?;
     if files.is_empty() {
         bail!("{}: a folder with no .pub file", given.display());
     }
@@ -117,20 +125,14 @@ fn key_files(given: &Path) -> Result<Vec<PathBuf>> {
 
 /// Every key admitted in `root`, by file name.
 pub fn read_admitted(root: &Path) -> Result<Vec<Admitted>> {
-    let dir = root.join(ADMITTED_DIR);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(Vec::new());
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "pub"))
-        .collect();
-    paths.sort();
+    let paths = fsutil::files_with_extension(&root.join(ADMITTED_DIR), "pub").unwrap_or_default();
     let mut admitted = Vec::new();
     for path in paths {
         for (key, line) in read_key_file(&path)? {
+            let origin = origin_of(key.comment());
             admitted.push(Admitted {
-                origin: origin_of(key.comment()).map(|(origin, _)| origin.to_string()),
+                origin: origin.map(|(origin, _)| origin.to_string()),
+                node: origin.map(|(_, node)| node.to_string()),
                 key: key_bytes(&key),
                 line,
                 path: path.clone(),
@@ -184,6 +186,19 @@ pub fn plan_admit(
                 continue;
             }
             let origin = origin_of(key.comment());
+            // A new key for a supernode that has one admitted: its key was replaced. The
+            // old one is not revoked silently by adding the new one beside it.
+            if let Some((bundle, node)) = origin {
+                let same =
+                    |a: &Admitted| a.origin.as_deref() == Some(bundle) && a.node.as_deref() == Some(node);
+                if let Some(old) = admitted.iter().chain(&added).find(|a| same(a)) {
+                    bail!(
+                        "{}: a new key for {node} of bundle {bundle}, which has another admitted ({}); if its key was replaced, remove that file first (the old key stays valid until then)",
+                        file.display(),
+                        old.path.display()
+                    );
+                }
+            }
             let stem = origin.map_or_else(
                 || format!("key-{}", hex::encode(&Sha256::digest(&bytes)[..8])),
                 |(origin, node)| format!("{origin}-{node}"),
@@ -200,6 +215,7 @@ pub fn plan_admit(
             added.push(Admitted {
                 path,
                 origin: origin.map(|(origin, _)| origin.to_string()),
+                node: origin.map(|(_, node)| node.to_string()),
                 line,
                 key: bytes,
             });
@@ -250,9 +266,10 @@ mod tests {
             .iter()
             .map(|a| a.path.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names[0], "b1-supernode-1.pub");
+        // A folder's files are read in name order: other.pub, then supernode-1.pub.
+        assert_eq!(names[1], "b1-supernode-1.pub");
         assert!(
-            names[1].starts_with("key-") && names[1].len() == "key-".len() + 16 + 4,
+            names[0].starts_with("key-") && names[0].len() == "key-".len() + 16 + 4,
             "{names:?}"
         );
         admit.plan.apply().unwrap();
@@ -274,6 +291,59 @@ mod tests {
         )
         .unwrap();
         assert!(third.added.is_empty());
+    }
+
+    #[test]
+    fn a_comment_never_reaches_the_csv_and_a_replaced_key_needs_the_old_one_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("link");
+        // Flower splits the CSV at commas and loads each field as a key.
+        let comma = generate("alice, lab B").unwrap();
+        write(&tmp.path().join("comma.pub"), &comma.public_openssh);
+        let admit = plan_admit(
+            &root,
+            0,
+            &[tmp.path().join("comma.pub")],
+            SupernodeAuth::KnownKeys,
+        )
+        .unwrap();
+        admit.plan.apply().unwrap();
+        let csv = std::fs::read_to_string(superlink_dir(&root).join(KNOWN_KEYS)).unwrap();
+        assert!(!csv.contains(',') && !csv.contains("alice"), "{csv}");
+        assert_eq!(csv.split_whitespace().count(), 2, "{csv}");
+
+        // supernode-1 of bundle b1, then a different key claiming to be the same node.
+        let first = generate("flowerbed:b1:supernode-1").unwrap();
+        let second = generate("flowerbed:b1:supernode-1").unwrap();
+        write(&tmp.path().join("first.pub"), &first.public_openssh);
+        write(&tmp.path().join("second.pub"), &second.public_openssh);
+        let admit = plan_admit(
+            &root,
+            0,
+            &[tmp.path().join("first.pub")],
+            SupernodeAuth::KnownKeys,
+        )
+        .unwrap();
+        let kept = admit.added[0].path.clone();
+        admit.plan.apply().unwrap();
+        let err = plan_admit(
+            &root,
+            0,
+            &[tmp.path().join("second.pub")],
+            SupernodeAuth::KnownKeys,
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("remove that file first"), "{err}");
+        std::fs::remove_file(kept).unwrap();
+        let admit = plan_admit(
+            &root,
+            0,
+            &[tmp.path().join("second.pub")],
+            SupernodeAuth::KnownKeys,
+        )
+        .unwrap();
+        assert_eq!(admit.added.len(), 1);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! ```text
 //! DIR/supernode-public-keys/supernode-N.pub   (supernodes' host) -> send to the superlink's operator
 //! DIR/admitted-supernodes/NAME.pub            (superlink's host) -> listed in the CSV / registered
-//! DIR/bundles/ID.json                         (superlink's host) -> each bundle made, for `check`
+//! DIR/bundles/FILE.json                       (superlink's host) -> each bundle made, for `check`
 //! ```
 //! Private keys are written mode 0600 through the same all-or-nothing [`WritePlan`] as TLS
 //! keys. Keys already on disk are kept, so a re-run never locks a registered supernode out.
@@ -230,7 +230,7 @@ pub fn plan_keys(root: &Path, side: Side<'_>, scheme: SupernodeAuth, plan: &mut 
             let path = back.join(format!("supernode-{index}.pub"));
             if std::fs::read_to_string(&path).ok().as_deref() != Some(public.as_str()) {
                 plan.dir(&back, MODE_DIR_PUBLIC);
-                plan.file(path, public.clone(), MODE_PUBLIC);
+                plan.derived(path, public.clone(), MODE_PUBLIC);
             }
         }
         return Ok(());
@@ -262,7 +262,7 @@ pub(crate) fn plan_superlink_files(
     }
     let mut known: String = local.concat();
     for key in admitted {
-        known.push_str(&key.line);
+        known.push_str(&key.csv_line());
     }
     let csv = superlink.join(KNOWN_KEYS);
     if std::fs::read_to_string(&csv).ok().as_deref() != Some(known.as_str()) {

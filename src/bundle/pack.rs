@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::deploy::{Deployment, DeploymentRole, SETTINGS_FILE, Security, Settings};
+use crate::fsutil;
 use crate::render::{compose, script, text};
 
 use super::archive::{ArchiveFile, holds_private_key, write_archive};
@@ -31,7 +32,8 @@ pub fn superlink_settings(dir: &Path) -> Result<Settings> {
 }
 
 /// Folder of the superlink deployment recording each bundle with supernode authentication
-/// (`ID.json`), so `check` can match admitted keys to the bundles handed out.
+/// (`FILE.json`, one per archive name), so `check` can match admitted keys to the bundles
+/// handed out.
 pub const BUNDLES_DIR: &str = "bundles";
 
 /// What the superlink's host records about a bundle it made.
@@ -55,15 +57,8 @@ pub fn new_bundle_id() -> Result<String> {
 
 /// The bundles recorded in the superlink deployment `dir`, by id.
 pub fn recorded_bundles(dir: &Path) -> Result<Vec<BundleRecord>> {
-    let Ok(entries) = std::fs::read_dir(dir.join(BUNDLES_DIR)) else {
-        return Ok(Vec::new());
-    };
-    let mut paths: Vec<_> = entries
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .collect();
-    paths.sort();
-    paths
+    fsutil::files_with_extension(&dir.join(BUNDLES_DIR), "json")
+        .unwrap_or_default()
         .iter()
         .map(|path| {
             let text = crate::fsutil::read_regular_text(

@@ -47,10 +47,11 @@ fn bundle_supernode(args: &BundleArgs, printer: &Printer) -> Result<Outcome> {
             file: file_name.clone(),
             supernodes: node.supernodes,
         };
+        // One record per archive: a bundle made again under the same name replaces it.
         let records = dir.join(pack::BUNDLES_DIR);
         plan.dir(&records, MODE_DIR_PUBLIC);
-        plan.file(
-            records.join(format!("{id}.json")),
+        plan.derived(
+            records.join(format!("{file_name}.json")),
             serde_json::to_string_pretty(&record)? + "\n",
             MODE_PUBLIC,
         );
@@ -108,7 +109,7 @@ pub fn quickstart_from_bundle(args: &QuickstartArgs, archive: &Path, printer: &P
     // This host's own runner-link material and supernode keys: none crosses hosts.
     prepare::plan_runtime_material(&deployment, &settings, None, &mut plan)?;
     if settings.supernode_auth {
-        prepare::plan_auth_keys(&settings, settings.bundle.as_deref(), &mut plan)?;
+        prepare::plan_auth_keys(&settings, &mut plan)?;
     }
     plan.preflight()?;
     let steps = plan.steps();

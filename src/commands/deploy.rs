@@ -26,7 +26,7 @@ pub fn render(command: &RenderCommand, printer: &Printer) -> Result<Outcome> {
     // disk are never replaced); on stdout they must exist already.
     let mut plan = WritePlan::new(args.force);
     if settings.supernode_auth && args.out.is_some() {
-        prepare::plan_auth_keys(&settings, None, &mut plan)?;
+        prepare::plan_auth_keys(&settings, &mut plan)?;
     }
     if args.out.is_some() {
         prepare::plan_runtime_material(&deployment, &settings, None, &mut plan)?;
@@ -187,9 +187,6 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         prepare::plan_runtime_material(&deployment, &settings, None, &mut plan)?;
         plan
     };
-    if supernode_only && tls {
-        prepare::require_sources(&deployment, &plan)?;
-    }
     if !args.names.is_empty() && (certificates_reused || !tls || supernode_only) {
         printer.warn("--name is ignored: no certificates are generated (existing ones are kept)");
     }
@@ -197,7 +194,11 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         plan.dir(dir.join(STATE_DIR), MODE_DIR_PUBLIC);
     }
     if settings.supernode_auth {
-        prepare::plan_auth_keys(&settings, None, &mut plan)?;
+        prepare::plan_auth_keys(&settings, &mut plan)?;
+    }
+    // A supernodes' folder trusts a CA it cannot make: the superlink's, copied in.
+    if supernode_only && tls {
+        prepare::require_sources(&deployment, &plan)?;
     }
     let mut files: Vec<(PathBuf, String, u32)> = render::deployment_files(&deployment, &settings)?
         .into_iter()

@@ -36,3 +36,15 @@ pub fn shell_word(path: &std::path::Path) -> String {
     let text = path.to_string_lossy();
     shlex::try_quote(&text).map_or_else(|_| text.to_string(), std::borrow::Cow::into_owned)
 }
+
+/// The files of `dir` whose name ends in `.ext`, sorted by name; `None` when `dir` cannot
+/// be listed (it is missing, or not a folder).
+pub fn files_with_extension(dir: &std::path::Path, ext: &str) -> Option<Vec<std::path::PathBuf>> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|found| found == ext))
+        .collect();
+    files.sort();
+    Some(files)
+}

@@ -243,7 +243,7 @@ pub fn generate(settings: &GenerateSettings) -> Result<Generated> {
 }
 
 /// A copy of the CA certificate, skipped when an identical one is already there.
-pub(crate) fn plan_ca_copy(plan: &mut WritePlan, path: &Path, pem: &str) {
+fn plan_ca_copy(plan: &mut WritePlan, path: &Path, pem: &str) {
     let identical = fsutil::read_regular(path, fsutil::CERTIFICATE_LIMIT, fsutil::Links::Refuse)
         .is_ok_and(|existing| existing == pem.as_bytes());
     if !identical {

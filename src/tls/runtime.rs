@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow};
 use time::OffsetDateTime;
 
 use super::KeyType;
-use super::generate::{ExistingCa, SigningCa, new_key, plan_ca_copy, private_key_pem, server_params};
+use super::generate::{ExistingCa, SigningCa, new_key, private_key_pem, server_params};
 use super::layout::{CA_CERT, CA_KEY, Layout, SERVER_CERT, SERVER_KEY};
 use super::names::SubjectName;
 use crate::fsutil::{MODE_DIR_PRIVATE, MODE_DIR_PUBLIC, MODE_PRIVATE, MODE_PUBLIC, WritePlan};
@@ -36,19 +36,22 @@ pub fn supernode_names(index: u32) -> Vec<SubjectName> {
 }
 
 /// Add to `plan` the Runtime API certificate of each supernode `1..=supernodes` that has
-/// none yet, signed by `ca`.
+/// none yet, signed by `ca`; with `reissue`, of every supernode (`ca` is new, so the ones
+/// there chain to a CA nobody trusts any more).
 pub fn plan_supernode_certificates(
     layout: &Layout,
     supernodes: u32,
     ca: &SigningCa,
+    reissue: bool,
     plan: &mut WritePlan,
 ) -> Result<()> {
     for index in 1..=supernodes {
         let dir = layout.supernode_runtime_dir(index);
-        if present(&dir)? {
+        let there = present(&dir)?;
+        if there && !reissue {
             continue;
         }
-        plan_one(&dir, &supernode_names(index), ca, plan)
+        plan_one(&dir, &supernode_names(index), ca, there, plan)
             .with_context(|| format!("supernode-{index}: cannot issue its Runtime API certificate"))?;
     }
     Ok(())
@@ -61,18 +64,17 @@ const LOCAL_CA_DAYS: u32 = 3650;
 /// deployment CA key on this host): the one in `runtime-ca/` if there is one, else a new
 /// one planned there. Either way its certificate is planned into `runner-certificates/`
 /// for the ClientApp runners, unless an identical copy is there already.
-pub fn plan_local_ca(layout: &Layout, plan: &mut WritePlan) -> Result<SigningCa> {
+pub fn plan_local_ca(layout: &Layout, plan: &mut WritePlan) -> Result<(SigningCa, bool)> {
     let dir = layout.runtime_ca_dir();
     let existing = ExistingCa {
         cert_path: dir.join(CA_CERT),
         key_path: dir.join(CA_KEY),
     };
-    let ca = if existing.key_path.symlink_metadata().is_ok() {
-        SigningCa::load(&existing)?
-    } else {
+    let fresh = existing.key_path.symlink_metadata().is_err();
+    let ca = if fresh {
         if existing.cert_path.symlink_metadata().is_ok() {
             return Err(anyhow!(
-                "{}: a CA certificate without its key; restore {CA_KEY}, or delete the folder to make a new Runtime CA",
+                "{}: a CA certificate without its key; restore {CA_KEY}, or delete the folder to make a new Runtime CA (every supernode's Runtime certificate is then issued again)",
                 dir.display()
             ));
         }
@@ -81,10 +83,16 @@ pub fn plan_local_ca(layout: &Layout, plan: &mut WritePlan) -> Result<SigningCa>
             .file(&existing.cert_path, ca.pem().to_string(), MODE_PUBLIC)
             .file(&existing.key_path, key_pem, MODE_PRIVATE);
         ca
+    } else {
+        SigningCa::load(&existing)?
     };
+    // The runners' copy is always this CA's: flowerbed's own file, replaced when it differs.
+    let copy = layout.runner_ca_dir().join(CA_CERT);
     plan.dir(layout.runner_ca_dir(), MODE_DIR_PUBLIC);
-    plan_ca_copy(plan, &layout.runner_ca_dir().join(CA_CERT), ca.pem());
-    Ok(ca)
+    if std::fs::read(&copy).ok().as_deref() != Some(ca.pem().as_bytes()) {
+        plan.derived(copy, ca.pem().to_string(), MODE_PUBLIC);
+    }
+    Ok((ca, fresh))
 }
 
 /// Whether `dir` already holds a complete certificate set; a partial set is an error.
@@ -105,7 +113,14 @@ fn present(dir: &Path) -> Result<bool> {
     }
 }
 
-fn plan_one(dir: &Path, names: &[SubjectName], ca: &SigningCa, plan: &mut WritePlan) -> Result<()> {
+/// Plan one certificate set in `dir`; `replace`: over the one there (flowerbed's own).
+fn plan_one(
+    dir: &Path,
+    names: &[SubjectName],
+    ca: &SigningCa,
+    replace: bool,
+    plan: &mut WritePlan,
+) -> Result<()> {
     let key_type = KeyType::EcdsaP256;
     let key = new_key(key_type)?;
     let mut params = server_params(names, key_type, OffsetDateTime::now_utc(), DAYS)?;
@@ -117,14 +132,19 @@ fn plan_one(dir: &Path, names: &[SubjectName], ca: &SigningCa, plan: &mut WriteP
         dir.parent().expect("a supernode folder has a parent"),
         MODE_DIR_PUBLIC,
     )
-    .dir(dir, MODE_DIR_PUBLIC)
-    .file(dir.join(CA_CERT), ca.pem.clone(), MODE_PUBLIC)
-    .file(dir.join(SERVER_CERT), cert.pem(), MODE_PUBLIC)
-    .file(
-        dir.join(SERVER_KEY),
-        private_key_pem(&key, key_type)?,
-        MODE_PRIVATE,
-    );
+    .dir(dir, MODE_DIR_PUBLIC);
+    let files = [
+        (CA_CERT, ca.pem.clone(), MODE_PUBLIC),
+        (SERVER_CERT, cert.pem(), MODE_PUBLIC),
+        (SERVER_KEY, private_key_pem(&key, key_type)?, MODE_PRIVATE),
+    ];
+    for (name, contents, mode) in files {
+        if replace {
+            plan.derived(dir.join(name), contents, mode);
+        } else {
+            plan.file(dir.join(name), contents, mode);
+        }
+    }
     Ok(())
 }
 
@@ -152,7 +172,7 @@ mod tests {
         .unwrap();
         let layout = Layout::new(tmp.path(), LayoutKind::Split);
         let mut plan = generated.plan;
-        plan_supernode_certificates(&layout, 2, &generated.ca, &mut plan).unwrap();
+        plan_supernode_certificates(&layout, 2, &generated.ca, false, &mut plan).unwrap();
         plan.apply().unwrap();
         let ca = layout.ca_cert();
         for index in 1..=2u32 {
@@ -196,10 +216,11 @@ mod tests {
         })
         .unwrap();
         let mut again = WritePlan::new(false);
-        plan_supernode_certificates(&layout, 2, &signing, &mut again).unwrap();
+        plan_supernode_certificates(&layout, 2, &signing, false, &mut again).unwrap();
         assert!(again.files().is_empty());
         std::fs::remove_file(layout.supernode_runtime_dir(2).join(SERVER_KEY)).unwrap();
-        let err = plan_supernode_certificates(&layout, 2, &signing, &mut WritePlan::new(true)).unwrap_err();
+        let err =
+            plan_supernode_certificates(&layout, 2, &signing, false, &mut WritePlan::new(true)).unwrap_err();
         assert!(err.to_string().contains("holds only"), "{err}");
     }
 }

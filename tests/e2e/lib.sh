@@ -414,3 +414,14 @@ e2e_connect() {
         echo "$project"
     fi
 }
+
+# e2e_memory_report NAME_PREFIX: "N containers, mean M MiB, max X MiB" over the running
+# containers whose name starts with NAME_PREFIX (docker stats, one sample).
+e2e_memory_report() {
+    docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' |
+        awk -v prefix="$1" 'index($1, prefix) == 1 {
+            unit = $2; gsub(/[0-9.]/, "", unit); value = $2 + 0
+            if (unit == "GiB") value *= 1024; if (unit == "KiB") value /= 1024; if (unit == "B") value /= 1048576
+            n++; total += value; if (value > max) max = value
+        } END { if (n) printf "%d containers, mean %.0f MiB, max %.0f MiB", n, total / n, max }'
+}

@@ -72,6 +72,24 @@ fn bundle(env: &TestEnv, extra: &[&str]) -> PathBuf {
     env.join("site.tar.gz")
 }
 
+/// Run a `check` fix as the user would, with this build first on PATH.
+fn run_fix(env: &TestEnv, fix: &str) {
+    let bin = Path::new(env!("CARGO_BIN_EXE_flowerbed")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Process::new("sh")
+        .args(["-c", fix])
+        .current_dir(env.path())
+        .env("PATH", path)
+        .env("FLOWERBED_STATE_DIR", env.state.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{fix}`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `check --json` on a folder: exit code and finding ids.
 fn check(env: &TestEnv, dir: &str) -> (i32, Vec<String>, Value) {
     crate::check::check(env, &[dir])

@@ -14,28 +14,43 @@ pub fn check(deployment: &Deployment, findings: &mut Findings) {
         return;
     }
     let dir = &deployment.dir;
-    // Unreadable records or keys: the admitting command and the superlink say so.
-    let (Ok(bundles), Ok(admitted)) = (recorded_bundles(dir), read_admitted(dir)) else {
-        return;
+    let (bundles, admitted) = match (recorded_bundles(dir), read_admitted(dir)) {
+        (Ok(bundles), Ok(admitted)) => (bundles, admitted),
+        (Err(err), _) | (_, Err(err)) => {
+            findings.add(
+                "admission-unreadable",
+                Some(Severity::Warning),
+                "superlink",
+                None,
+                format!("{err:#}: bundles and admitted keys were not compared"),
+                None,
+            );
+            return;
+        }
     };
     for bundle in &bundles {
-        let count = admitted
+        // Distinct supernodes of the bundle (by the node their key's comment names).
+        let mut nodes: Vec<&str> = admitted
             .iter()
             .filter(|key| key.origin.as_deref() == Some(bundle.id.as_str()))
-            .count();
+            .filter_map(|key| key.node.as_deref())
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let count = nodes.len();
         if count < bundle.supernodes as usize {
             findings.add(
                 "supernodes-not-admitted",
                 Some(Severity::Warning),
                 "superlink",
-                Some(&dir.join(crate::bundle::pack::BUNDLES_DIR).join(format!("{}.json", bundle.id))),
+                Some(&dir.join(crate::bundle::pack::BUNDLES_DIR).join(format!("{}.json", bundle.file))),
                 format!(
                     "bundle {} ({}) runs {} supernode(s), {count} of whose keys are admitted: the superlink refuses the others",
                     bundle.id, bundle.file, bundle.supernodes
                 ),
                 Some(format!(
                     "on the supernodes' host, `flowerbed quickstart --from-bundle {}` writes their public keys to supernode-public-keys/; bring that folder here and run `flowerbed supernodes admit {} supernode-public-keys`",
-                    bundle.file,
+                    quote(std::path::Path::new(&bundle.file)),
                     quote(dir)
                 )),
             );
@@ -51,7 +66,7 @@ pub fn check(deployment: &Deployment, findings: &mut Findings) {
             let registered = if deployment.registers_supernodes() {
                 " (once registered it stays so until `flwr supernode unregister`)"
             } else {
-                ""
+                " (the superlink keeps it until it restarts)"
             };
             findings.add(
                 "supernode-key-unknown",

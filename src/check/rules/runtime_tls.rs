@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::super::spec::{Component, ContainerSpec};
-use super::tls::{Served, trusted_ca_fix, verify_served};
+use super::tls::{Served, verify_served};
 use super::{CheckSettings, Finding, Findings, dial_host, quote};
 use crate::deploy::Profile;
 use crate::tls::names::SubjectName;
@@ -177,7 +177,7 @@ fn verify_runtime_certificate(
     settings: &CheckSettings,
     findings: &mut Findings,
 ) {
-    let Some([ca_flag, cert_flag, key_flag]) = runner
+    let Some([_, cert_flag, key_flag]) = runner
         .profile
         .or(supernode.profile)
         .and_then(Profile::supernode_runtime_tls_flags)
@@ -200,7 +200,6 @@ fn verify_runtime_certificate(
     ) else {
         return;
     };
-    let server_ca = host_file(supernode, ca_flag);
     let names = [name];
     let served = Served {
         server: supernode,
@@ -218,9 +217,12 @@ fn verify_runtime_certificate(
         vec![(runner.name.clone(), trusted)],
         settings,
         findings,
-        |id, _, ca| match id {
-            "chain-issuer" | "chain-signature" => trusted_ca_fix(&cert, ca, server_ca.as_deref()),
-            "name-not-covered" | "expired" | "expiring" | "key-mismatch" => Some(reissue.clone()),
+        // A new set from the CA the runner trusts (quickstart also puts that CA's copy
+        // back where the runners read it). A CA's own expiry is the TLS rules' to fix.
+        |id, path, ca| match id {
+            "expired" | "expiring" if path == ca => None,
+            "chain-issuer" | "chain-signature" | "name-not-covered" | "expired" | "expiring"
+            | "key-mismatch" => Some(reissue.clone()),
             _ => None,
         },
     );

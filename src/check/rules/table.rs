@@ -169,6 +169,10 @@ pub const RULES: &[Rule] = &[
         "supernode-key-unknown",
         "An admitted supernode key came from no bundle this superlink made.",
     ),
+    warning(
+        "admission-unreadable",
+        "A bundle record or an admitted key cannot be read, so bundles and keys were not compared.",
+    ),
     error(
         "public-address-not-covered",
         "The superlink's certificate does not cover a --public-address that other hosts dial.",

@@ -337,22 +337,14 @@ fn superlink_aliases(host: &str) -> bool {
 
 /// A client trusts a CA that did not issue the server certificate: copy over the one that
 /// did, when the deployment holds it (the superlink's copy, or the CA folder).
-pub(super) fn trusted_ca_fix(cert: &Path, trusted: &Path, server_ca: Option<&Path>) -> Option<String> {
+fn trusted_ca_fix(cert: &Path, trusted: &Path, server_ca: Option<&Path>) -> Option<String> {
     use crate::tls::material::{parse_certificate, read_certificate};
     let cert_der = read_certificate(cert).ok()?;
     let server = parse_certificate(&cert_der).ok()?;
     let folder = cert.parent().unwrap_or(Path::new("."));
-    // A supernode's Runtime certificate sits one level deeper (`supernode-runtime-certificates/supernode-N`).
-    let root = match folder.parent() {
-        Some(parent) if parent.ends_with(crate::tls::layout::SUPERNODE_RUNTIME_DIR) => {
-            parent.parent().unwrap_or(parent)
-        }
-        _ => super::deployment_root(folder),
-    };
     let candidates = [
         server_ca.map(Path::to_path_buf),
-        Some(root.join("ca/ca.crt")),
-        Some(root.join("runtime-ca/ca.crt")),
+        Some(super::deployment_root(folder).join("ca/ca.crt")),
     ];
     let issuer = candidates.into_iter().flatten().find(|path| {
         path != trusted

@@ -4,7 +4,9 @@
 # swarm of the e2e engine. The superlink reads its key through the secret's uid/gid/mode
 # (no chown on the host), both supernodes (one service, two replicas, each on its own data
 # partition from its task slot) connect over TLS, and a `flwr run` completes; the state
-# volume is writable by 49999 (the superlink's database is there).
+# volume is writable by 49999 (the superlink's database is there). Then scale-out (issue
+# 20): `docker service scale` to 16 supernodes, a run whose round has 16 results,
+# and back to 2 with the runs recorded so far intact (state on the volume).
 # flwr: 1.42.*
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
@@ -96,6 +98,40 @@ done
 [ "$(echo "$partitions" | tr ' ' '\n' | sort -u | grep -c partition-id)" = 2 ] ||
     e2e_fail "the replicas do not read distinct partitions:$partitions"
 e2e_log "   replicas: $replicas;$partitions"
+
+e2e_step "scale out: docker service scale to 16 supernodes; a run takes all 16"
+started=$SECONDS
+docker service scale "${stack}_supernode=16" >/dev/null 2>&1 ||
+    e2e_fail "docker service scale ${stack}_supernode=16 failed"
+e2e_wait_supernodes "$flwr_home" "$stack" 16 240
+e2e_log "   16 replicas up and connected $((SECONDS - started))s after the scale command"
+first_run="$(e2e_flwr "$flwr_home" ls "$stack" --format json | e2e_json 'len(d.get("runs", []))')"
+# One round: each node starts a ClientApp process per message, 32 Python starts on two
+# cores for a round of 16.
+e2e_flwr_run_completes "$flwr_home" "$E2E_ROOT/tests/e2e/app" "$stack" 1 600 >/dev/null
+# The ServerApp's own log: the round trained on all 16 (FedAvg samples every node).
+run_log="$(find "$flwr_home" -maxdepth 1 -name 'run-*.log' -newer "$flwr_home/config.toml" -printf '%T@ %p\n' | sort -n | tail -n1 | cut -d' ' -f2)"
+rounds16="$(grep -c 'aggregate_train: Received 16 results and 0 failures' "$run_log" || true)"
+[ "$rounds16" -eq 1 ] || { grep -E 'Received|Sampled' "$run_log" >&2; e2e_fail "the round had no 16 results"; }
+e2e_log "   the round: 16 results and 0 failures"
+memory="$(e2e_memory_report "${stack}_supernode.")"
+e2e_log "   memory per supernode container: $memory"
+
+e2e_step "scale back to 2: the runs so far stay recorded, and a run completes"
+docker service scale "${stack}_supernode=2" >/dev/null 2>&1 ||
+    e2e_fail "docker service scale ${stack}_supernode=2 failed"
+# The superlink marks the 14 removed supernodes offline once their heartbeats stop.
+online=16
+for _ in $(seq 60); do
+    online="$(e2e_flwr "$flwr_home" supernode list "$stack" --format json |
+        e2e_json 'sum(1 for n in d.get("nodes", []) if n.get("status") == "online")')"
+    [ "$online" -le 2 ] && break
+    sleep 2
+done
+[ "$online" -eq 2 ] || e2e_fail "$online supernodes online after scaling back to 2"
+runs="$(e2e_flwr "$flwr_home" ls "$stack" --format json | e2e_json 'len(d.get("runs", []))')"
+[ "$runs" -eq $((first_run + 1)) ] || e2e_fail "the superlink lists $runs runs after scaling back, want $((first_run + 1))"
+e2e_flwr_run_completes "$flwr_home" "$E2E_ROOT/tests/e2e/app" "$stack" 2 300 >/dev/null
 
 e2e_step "the state volume is writable by 49999: the database is there"
 db="$(docker exec "$superlink" sh -c 'ls -ln /app/state 2>/dev/null; stat -c "%u %s" /app/state/state.db 2>/dev/null')"

@@ -4,14 +4,13 @@
 //! `check` on the superlink's folder accounts for every bundle and every admitted key.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::process::Command as Process;
 
 use serde_json::Value;
 
 use crate::testenv::{TestEnv, assert_bad_input};
 
-use super::{PUBLIC, check, list};
+use super::{PUBLIC, check, list, run_fix};
 
 fn admit(env: &TestEnv, args: &[&str]) -> Value {
     let mut all = vec!["supernodes", "admit", "link", "--json"];
@@ -23,24 +22,6 @@ fn admit(env: &TestEnv, args: &[&str]) -> Value {
 
 fn known_keys(env: &TestEnv) -> Option<String> {
     std::fs::read_to_string(env.join("link/superlink-auth/supernode-public-keys.csv")).ok()
-}
-
-/// Run a `check` fix as the user would, with this build first on PATH.
-fn run_fix(env: &TestEnv, fix: &str) {
-    let bin = Path::new(env!("CARGO_BIN_EXE_flowerbed")).parent().unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let out = Process::new("sh")
-        .args(["-c", fix])
-        .current_dir(env.path())
-        .env("PATH", path)
-        .env("FLOWERBED_STATE_DIR", env.state.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{fix}`: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
@@ -75,16 +56,11 @@ fn keys_are_made_on_each_supernodes_host_and_admitted_on_the_superlinks_in_every
         env.flowerbed(["quickstart", "--from-bundle", "site.tar.gz", "node"])
             .assert()
             .success();
-        let bundle_id = std::fs::read_dir(env.join("link/bundles"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path()
-            .file_stem()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let record: Value = serde_json::from_str(
+            &std::fs::read_to_string(env.join("link/bundles/site.tar.gz.json")).unwrap(),
+        )
+        .unwrap();
+        let bundle_id = record["id"].as_str().unwrap().to_string();
         for n in 1..=2 {
             let pair = env.join(format!("node/supernode-auth/supernode-{n}"));
             let key = std::fs::metadata(pair.join("auth.key")).unwrap();
@@ -120,7 +96,10 @@ fn keys_are_made_on_each_supernodes_host_and_admitted_on_the_superlinks_in_every
                     let sent = std::fs::read_to_string(
                         env.join(format!("node/supernode-public-keys/supernode-{n}.pub")),
                     );
-                    assert!(csv.contains(sent.unwrap().trim()), "{version}");
+                    // The key, without the comment (Flower's CSV reader splits at commas).
+                    let sent = sent.unwrap();
+                    let key: Vec<&str> = sent.split_whitespace().take(2).collect();
+                    assert!(csv.lines().any(|line| line == key.join(" ")), "{version}: {csv}");
                 }
             }
             _ => {
@@ -195,4 +174,41 @@ fn admit_refuses_what_is_not_a_superlink_with_supernode_auth() {
         .unwrap();
     assert_bad_input(&out, "missing");
     assert_eq!(env.snapshot(), before);
+}
+
+#[test]
+fn a_supernodes_folder_made_without_a_bundle_and_a_bundle_made_again() {
+    let env = TestEnv::new();
+    env.flowerbed(["quickstart", "link", "--role", "superlink", "--supernode-auth"])
+        .args(["--public-address", PUBLIC])
+        .assert()
+        .success();
+    // By hand, without a bundle: the superlink's CA copied in, keys made here.
+    let ca = env.join("site/supernode-certificates");
+    std::fs::create_dir_all(&ca).unwrap();
+    std::fs::copy(env.join("link/supernode-certificates/ca.crt"), ca.join("ca.crt")).unwrap();
+    env.flowerbed(["quickstart", "site", "--role", "supernode", "--supernode-auth"])
+        .args(["--superlink-address", PUBLIC])
+        .assert()
+        .success();
+    let public = std::fs::read_to_string(env.join("site/supernode-public-keys/supernode-1.pub")).unwrap();
+    assert!(public.trim_end().ends_with(" flowerbed-supernode-1"), "{public}");
+    // A re-run with one more supernode keeps the pairs and adds the third.
+    env.flowerbed(["quickstart", "site", "--supernodes", "3", "--force"])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(env.join("site/supernode-public-keys/supernode-1.pub")).unwrap(),
+        public
+    );
+    assert!(env.join("site/supernode-public-keys/supernode-3.pub").is_file());
+
+    // The same archive made again: one record, so one warning, not two.
+    for _ in 0..2 {
+        env.flowerbed(["bundle", "supernode", "link", "--out", "site.tar.gz", "--force"])
+            .assert()
+            .success();
+    }
+    let (_, ids, report) = check(&env, "link");
+    assert_eq!(ids, ["supernodes-not-admitted"], "{report}");
 }

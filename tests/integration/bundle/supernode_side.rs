@@ -8,7 +8,7 @@ use std::process::Command as Process;
 use crate::deploy::{compose_config_ok, docker_compose};
 use crate::testenv::{TestEnv, assert_bad_input, yaml};
 
-use super::{PUBLIC, bundle, check, command_flag, service_names, superlink, superlink_isolated};
+use super::{PUBLIC, bundle, check, command_flag, run_fix, service_names, superlink, superlink_isolated};
 
 /// A `docker` that records each call's argv, one NUL-separated word at a time.
 fn docker_stub(env: &TestEnv) -> (PathBuf, PathBuf) {
@@ -233,24 +233,6 @@ fn bundle_readme(site: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Run a `check` fix as the user would, with this build first on PATH.
-fn run_fix(env: &TestEnv, fix: &str) {
-    let bin = Path::new(env!("CARGO_BIN_EXE_flowerbed")).parent().unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let out = Process::new("sh")
-        .args(["-c", fix])
-        .current_dir(env.path())
-        .env("PATH", path)
-        .env("FLOWERBED_STATE_DIR", env.state.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{fix}`: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The one finding of `check` on `dir`: its id and fix.
 fn only_finding(env: &TestEnv, dir: &str) -> (String, String) {
     let (code, ids, report) = check(env, dir);
@@ -324,10 +306,18 @@ fn a_process_bundle_gets_runner_material_made_on_this_host_and_check_fixes_it() 
     assert_eq!(code, 1, "{report}");
     assert!(ids.iter().all(|id| id == "chain-issuer"), "{report}");
     let fix = report["findings"][0]["fix"].as_str().unwrap().to_string();
-    assert!(fix.starts_with("cp "), "{fix}");
+    assert!(fix.contains("&& flowerbed quickstart"), "{fix}");
     run_fix(&env, &fix);
     let (code, ids, report) = check(&env, "node");
     assert_eq!((code, ids), (0, Vec::<String>::new()), "{report}");
+
+    // The Runtime CA lost: quickstart makes a new one and reissues every supernode's
+    // certificate from it, so the runners trust what the supernodes serve.
+    std::fs::remove_dir_all(dir.join("runtime-ca")).unwrap();
+    env.flowerbed(["quickstart", "node"]).assert().success();
+    let (code, ids, report) = check(&env, "node");
+    assert_eq!((code, ids), (0, Vec::<String>::new()), "{report}");
+    assert_eq!(read("runner-certificates/ca.crt"), read("runtime-ca/ca.crt"));
 
     // A Runtime key that does not match its certificate: reissued by the fix.
     let runtime = |n: u32| dir.join(format!("supernode-runtime-certificates/supernode-{n}/server.key"));

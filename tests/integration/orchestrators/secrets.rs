@@ -44,20 +44,10 @@ fn each_superexec_link_has_a_secret_of_its_own() {
             format!("content of /srv/deploy/supernode-runtime-certificates/supernode-{n}/server.key")
         );
     }
-    // Which Secrets each workload's pods mount.
+    // Which of the link and Runtime Secrets each workload's pods mount.
     let mounted = |name: &str| -> Vec<String> {
-        let workload = objects
-            .iter()
-            .find(|object| {
-                ["StatefulSet", "Deployment"].contains(&object["kind"].as_str().unwrap_or_default())
-                    && object["metadata"]["name"] == name
-            })
-            .unwrap_or_else(|| panic!("no workload {name}"));
-        workload["spec"]["template"]["spec"]["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|volume| volume["secret"]["secretName"].as_str().map(str::to_string))
+        secret_volumes(&objects, name)
+            .into_iter()
             .filter(|name| name.starts_with("superexec-auth") || name.starts_with("supernode-runtime"))
             .collect()
     };
