@@ -425,3 +425,13 @@ e2e_memory_report() {
             n++; total += value; if (value > max) max = value
         } END { if (n) printf "%d containers, mean %.0f MiB, max %.0f MiB", n, total / n, max }'
 }
+
+# e2e_host_ip: the address other hosts reach this one by: its own source address toward the
+# outside (never a loopback address, which inside a container would be the container).
+e2e_host_ip() {
+    local ip
+    ip="$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')"
+    [ -n "$ip" ] || ip="$(hostname -I | awk '{print $1}')"
+    [ -n "$ip" ] || e2e_fail "cannot tell this host's address"
+    echo "$ip"
+}

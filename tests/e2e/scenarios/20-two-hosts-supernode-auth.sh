@@ -22,9 +22,7 @@ site="$work/host-b/site"
 mkdir -p "$work/host-a" "$work/host-b"
 project="$E2E_PREFIX"
 
-host_ip="$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')"
-[ -n "$host_ip" ] || host_ip="$(hostname -I | awk '{print $1}')"
-[ -n "$host_ip" ] || e2e_fail "cannot tell this host's address"
+host_ip="$(e2e_host_ip)"
 port="$(e2e_free_port)"
 
 e2e_step "host A: quickstart --role superlink --supernode-auth (no supernode key made here)"
