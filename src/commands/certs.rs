@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 
 use crate::cli::certs::{CertsCommand, GenerateArgs, InspectArgs, RenewArgs, VerifyArgs};
+use crate::cli::hints;
 use crate::error::Outcome;
 use crate::fsutil::shell_word;
 use crate::output::{Printer, Style};
@@ -97,10 +98,11 @@ fn keep_folder_owners(files: &[PathBuf], printer: &Printer) -> Result<Vec<(PathB
             continue;
         }
         if me != 0 {
+            let shown = folder.to_string_lossy();
             printer.warn(&format!(
-                "{}: belongs to UID {uid}, but the files just written are yours; run `sudo flowerbed own --uid {uid} --gid {gid} {}`",
+                "{}: belongs to UID {uid}, but the files just written are yours; run `{}`",
                 folder.display(),
-                shell_word(&folder)
+                hints::own_command(uid, gid, [shown.as_ref()]).unwrap_or_default()
             ));
             continue;
         }
@@ -240,14 +242,13 @@ fn keep_file_owners(replaced: &[ReplacedFile], printer: &Printer) -> Result<()> 
             continue;
         }
         if me != 0 {
+            let shown = file.path.to_string_lossy();
             printer.warn(&format!(
-                "{}: belonged to {}:{}, but the renewed file is yours; run `sudo flowerbed own --uid {} --gid {} {}`",
+                "{}: belonged to {}:{}, but the renewed file is yours; run `{}`",
                 file.path.display(),
                 file.uid,
                 file.gid,
-                file.uid,
-                file.gid,
-                shell_word(&file.path)
+                hints::own_command(file.uid, file.gid, [shown.as_ref()]).unwrap_or_default()
             ));
             continue;
         }

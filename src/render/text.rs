@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use minijinja::{Environment, syntax::SyntaxConfig};
 use serde::Serialize;
 
-use crate::deploy::{Deployment, Identity, Isolation, Security};
+use crate::deploy::{Deployment, Isolation, Security};
 
 /// File name of the flwr connection snippet in a quickstart folder.
 pub fn flwr_config_file(deployment: &Deployment) -> &'static str {
@@ -174,21 +174,15 @@ fn own_command_from(deployment: &Deployment, relocatable: bool) -> Option<String
     if paths.is_empty() {
         return None;
     }
-    let mut words = vec!["sudo".to_string(), "flowerbed".into(), "own".into()];
+    let shown: Vec<String> = paths
+        .iter()
+        .map(|path| match path.strip_prefix(&deployment.dir) {
+            Ok(inside) if relocatable => format!("./{}", inside.to_string_lossy()),
+            _ => path.to_string_lossy().into_owned(),
+        })
+        .collect();
     let user = deployment.user;
-    if user != Identity::FLOWER {
-        words.extend([
-            "--uid".into(),
-            user.uid.to_string(),
-            "--gid".into(),
-            user.gid.to_string(),
-        ]);
-    }
-    words.extend(paths.iter().map(|path| match path.strip_prefix(&deployment.dir) {
-        Ok(inside) if relocatable => format!("./{}", inside.to_string_lossy()),
-        _ => path.to_string_lossy().into_owned(),
-    }));
-    shlex::try_join(words.iter().map(String::as_str)).ok()
+    crate::cli::hints::own_command(user.uid, user.gid, shown.iter().map(String::as_str))
 }
 
 /// Hands the deployment folder back to the user who ran sudo, so it can be deleted.

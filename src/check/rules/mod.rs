@@ -197,13 +197,9 @@ pub fn host_identity(spec: &ContainerSpec, settings: &CheckSettings) -> HostIden
 
 pub(super) fn own_fix(path: &Path, spec: &ContainerSpec, settings: &CheckSettings) -> String {
     let id = spec.identity(settings.default_uid, settings.default_gid);
-    let (uid, gid) = (id.uid, id.gid);
-    let ids = if uid == crate::FLOWER_UID && gid == crate::FLOWER_GID {
-        String::new()
-    } else {
-        format!(" --uid {uid} --gid {gid}")
-    };
-    format!("sudo flowerbed own{ids} {}", quote(path))
+    let shown = path.to_string_lossy();
+    crate::cli::hints::own_command(id.uid, id.gid, [shown.as_ref()])
+        .unwrap_or_else(|| format!("sudo flowerbed own {}", quote(path)))
 }
 
 pub(super) use crate::fsutil::shell_word as quote;
