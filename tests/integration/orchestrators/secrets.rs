@@ -6,13 +6,9 @@ use flowerbed::deploy::{self, Isolation, Settings};
 use flowerbed::render::kubernetes::{self, Material};
 use serde_json::Value;
 
-#[test]
-fn each_superexec_link_has_a_secret_of_its_own() {
-    let mut settings = Settings::defaults("/srv/deploy".into());
-    settings.superlink_isolation = Isolation::Process;
-    settings.supernode_isolation = Isolation::Process;
-    let deployment = deploy::build(&settings).unwrap();
-    // Each file its own text, so the test can tell which file a Secret carries.
+/// The manifests' objects, each mounted file given its own text (`content of PATH`), so a
+/// test can tell which file a Secret carries.
+fn labelled_objects(deployment: &flowerbed::deploy::Deployment) -> Vec<Value> {
     let mut material = Material::new();
     for mount in deployment.services.iter().flat_map(|service| &service.mounts) {
         for file in mount.files().unwrap_or_default() {
@@ -20,7 +16,16 @@ fn each_superexec_link_has_a_secret_of_its_own() {
             material.insert(file.source, text);
         }
     }
-    let objects: Vec<Value> = kubernetes::objects(&deployment, "flower", &material).unwrap();
+    kubernetes::objects(deployment, "flower", &material).unwrap()
+}
+
+#[test]
+fn each_superexec_link_has_a_secret_of_its_own() {
+    let mut settings = Settings::defaults("/srv/deploy".into());
+    settings.superlink_isolation = Isolation::Process;
+    settings.supernode_isolation = Isolation::Process;
+    let deployment = deploy::build(&settings).unwrap();
+    let objects = labelled_objects(&deployment);
     let secret = |name: &str, key: &str| {
         objects
             .iter()
@@ -112,14 +117,7 @@ fn each_supernode_key_pair_is_a_secret_of_its_own_in_every_release() {
         settings.supernode_auth = true;
         settings.supernodes = 3;
         let deployment = deploy::build(&settings).unwrap();
-        let mut material = Material::new();
-        for mount in deployment.services.iter().flat_map(|service| &service.mounts) {
-            for file in mount.files().unwrap_or_default() {
-                let text = format!("content of {}", file.source.display());
-                material.insert(file.source, text);
-            }
-        }
-        let objects: Vec<Value> = kubernetes::objects(&deployment, "flower", &material).unwrap();
+        let objects = labelled_objects(&deployment);
         let version = profile.version;
         for n in 1..=3 {
             let secret = objects
