@@ -83,9 +83,22 @@ pub fn require_sources(deployment: &Deployment, plan: &WritePlan) -> Result<()> 
     deploy::require_sources_planned(deployment, &deployment.dir, &planned)
 }
 
+/// After a folder is written: hand it over as root ([`hand_to_container`]) unless `skip`,
+/// and otherwise the `sudo flowerbed own ...` command the user needs, if any. Returns
+/// whether it was handed over, and that command.
+pub fn hand_over_or_tell(deployment: &Deployment, skip: bool) -> Result<(bool, Option<String>)> {
+    let applied = !skip && hand_to_container(deployment)?;
+    let own_command = if applied {
+        None
+    } else {
+        crate::render::text::own_command(deployment)
+    };
+    Ok((applied, own_command))
+}
+
 /// As root, hand the folders the containers must own to their UID, journaled like
 /// `flowerbed own` (a second run changes nothing). Returns whether it did.
-pub fn hand_to_container(deployment: &Deployment) -> Result<bool> {
+fn hand_to_container(deployment: &Deployment) -> Result<bool> {
     let paths = deployment.owned_paths();
     if paths.is_empty() || !nix::unistd::geteuid().is_root() {
         return Ok(false);

@@ -216,12 +216,8 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
     if !args.dry_run && !up_to_date {
         plan.apply()?;
     }
-    let ownership_applied = !args.dry_run && !args.no_own && prepare::hand_to_container(&deployment)?;
-    let own_command = if ownership_applied {
-        None
-    } else {
-        text::own_command(&deployment)
-    };
+    let (ownership_applied, own_command) =
+        prepare::hand_over_or_tell(&deployment, args.dry_run || args.no_own)?;
     if args.json {
         printer.json(&QuickstartReport {
             dir: &dir,

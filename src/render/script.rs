@@ -322,22 +322,9 @@ pub fn render_register(deployment: &Deployment) -> Result<Option<String>> {
     let admitted = deployment.dir.join(auth::ADMITTED_DIR);
     let _ = writeln!(
         out,
-        "\n# supernodes of other hosts (`flowerbed supernodes admit`)\nfor key in {}/*.pub; do\n    [ -e \"$key\" ] || continue",
-        shlex::try_quote(&admitted.to_string_lossy())?
-    );
-    let command = command_text(
-        "flwr",
-        &[vec![
-            "supernode".into(),
-            "register".into(),
-            "KEY".into(),
-            connection.name.clone(),
-        ]],
-    )?;
-    let _ = writeln!(
-        out,
-        "    {} || failed=1\ndone",
-        command.trim_end().replacen("KEY", "\"$key\"", 1)
+        "\n# supernodes of other hosts (`flowerbed supernodes admit`)\nfor key in {}/*.pub; do\n    [ -e \"$key\" ] || continue\n    flwr supernode register \"$key\" {} || failed=1\ndone",
+        shlex::try_quote(&admitted.to_string_lossy())?,
+        shlex::try_quote(&connection.name)?
     );
     out.push_str("exit \"$failed\"\n");
     Ok(Some(out))

@@ -177,14 +177,11 @@ fn verify_runtime_certificate(
     settings: &CheckSettings,
     findings: &mut Findings,
 ) {
-    let Some([_, cert_flag, key_flag]) = runner
-        .profile
-        .or(supernode.profile)
-        .and_then(Profile::supernode_runtime_tls_flags)
-    else {
+    let profile = runner.profile.or(supernode.profile);
+    let Some([_, cert_flag, key_flag]) = profile.and_then(Profile::supernode_runtime_tls_flags) else {
         return;
     };
-    if !(uses_tls(runner) && serves_tls(supernode, runner.profile.or(supernode.profile))) {
+    if !(uses_tls(runner) && serves_tls(supernode, profile)) {
         return;
     }
     let host_file = |spec: &ContainerSpec, flag: &str| {
