@@ -164,7 +164,8 @@ impl Daemon {
     pub async fn run_helper(&self, spec: &HelperSpec) -> Result<HelperRun> {
         if !self.has_image(&spec.image).await {
             bail!(
-                "--helper-image {}: not present on the Docker daemon at {} (helpers are never pulled; `docker pull` or build it first)",
+                "{} {}: not present on the Docker daemon at {} (helpers are never pulled; `docker pull` or build it first)",
+                crate::hints::flag::HELPER_IMAGE,
                 spec.image,
                 self.host
             );

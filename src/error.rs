@@ -35,7 +35,7 @@ impl From<Outcome> for std::process::ExitCode {
 /// exit with [`Outcome::BadInput`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: already exists (pass --force to replace it)")]
+    #[error("{path}: already exists (pass {force} to replace it)", force = crate::hints::flag::FORCE)]
     AlreadyExists { path: PathBuf },
 
     #[error("{path}: is a symbolic link; refusing to write through it (pass the real path)")]

@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod docker;
 pub mod error;
 pub mod fsutil;
+pub mod hints;
 pub mod output;
 pub mod ownership;
 pub mod prepare;

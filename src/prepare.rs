@@ -9,6 +9,7 @@ use anyhow::{Result, anyhow};
 use crate::auth;
 use crate::deploy::{self, Deployment, DeploymentRole, MountPurpose, Settings};
 use crate::fsutil::WritePlan;
+use crate::hints;
 use crate::superexec_auth;
 use crate::tls::generate::{ExistingCa, SigningCa};
 use crate::tls::{Layout, LayoutKind, runtime};
@@ -51,9 +52,10 @@ pub fn plan_runtime_material(
         };
         if existing.key_path.symlink_metadata().is_err() {
             return Err(anyhow!(
-                "{}: no CA key to issue the supernodes' Runtime API certificates with; run `flowerbed certs generate {}` first, or pass --insecure",
+                "{}: no CA key to issue the supernodes' Runtime API certificates with; run `{}` first, or pass {}",
                 existing.key_path.display(),
-                settings.dir.display()
+                hints::certs_generate(&settings.dir.display().to_string()),
+                hints::flag::INSECURE
             ));
         }
         loaded = SigningCa::load(&existing)?;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::deploy::{Deployment, DeploymentRole, SETTINGS_FILE, Security, Settings};
 use crate::fsutil;
+use crate::hints;
 use crate::render::{compose, script, text};
 
 use super::archive::{ArchiveFile, holds_private_key, write_archive};
@@ -16,15 +17,17 @@ use super::metadata::{METADATA_FILE, ca_path_in_bundle, certificate_facts};
 pub fn superlink_settings(dir: &Path) -> Result<Settings> {
     let saved = Settings::read(dir)?.ok_or_else(|| {
         anyhow!(
-            "{}: no {SETTINGS_FILE}: bundles are made from a superlink deployment (`flowerbed quickstart DIR --role superlink --public-address HOST`)",
-            dir.display()
+            "{}: no {SETTINGS_FILE}: bundles are made from a superlink deployment (`{}`)",
+            dir.display(),
+            hints::quickstart_superlink()
         )
     })?;
     if saved.role != DeploymentRole::Superlink {
         bail!(
-            "{}: a deployment with role {}; bundles are made from a superlink deployment (`flowerbed quickstart DIR --role superlink --public-address HOST`)",
+            "{}: a deployment with role {}; bundles are made from a superlink deployment (`{}`)",
             dir.display(),
-            saved.role.name()
+            saved.role.name(),
+            hints::quickstart_superlink()
         );
     }
     saved.validate()?;
@@ -94,8 +97,9 @@ pub fn pack(
         if let Some(address) = &node.superlink_address {
             if !names.iter().any(|name| name.covers(&address.host)) {
                 warnings.push(format!(
-                    "the server certificate does not cover {}, which the bundle's supernodes dial; they will fail the TLS handshake (`flowerbed check` on their host says so too)",
-                    address.host
+                    "the server certificate does not cover {}, which the bundle's supernodes dial; they will fail the TLS handshake (`{}` on their host says so too)",
+                    address.host,
+                    hints::check_bare()
                 ));
             }
         }

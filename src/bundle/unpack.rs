@@ -40,9 +40,10 @@ pub fn read(path: &Path) -> Result<Unpacked> {
 pub fn saved_settings(unpacked: &Unpacked, archive: &Path) -> Result<Settings> {
     let saved_json = unpacked.file(SETTINGS_FILE).ok_or_else(|| {
         anyhow!(
-            "{}: no {}/{SETTINGS_FILE}: not a bundle made by `flowerbed bundle supernode`",
+            "{}: no {}/{SETTINGS_FILE}: not a bundle made by `{}`",
             archive.display(),
-            unpacked.top
+            unpacked.top,
+            crate::hints::bundle_supernode()
         )
     })?;
     let saved: Settings = serde_json::from_slice(saved_json).with_context(|| {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::deploy::app::{self, AppProject};
 use crate::deploy::{AppImage, AppImages, Deployment};
+use crate::hints;
 
 use super::Finding;
 use super::rules::Findings;
@@ -56,10 +57,10 @@ pub fn check(deployment: &Deployment, facts: &AppFacts, findings: &mut Findings)
                 "app",
                 Some(&images.project.join(app::PYPROJECT)),
                 message.clone(),
-                Some(
-                    "fix the app's pyproject.toml, or point the deployment at it with `--app PROJECT_DIR`"
-                        .into(),
-                ),
+                Some(format!(
+                    "fix the app's pyproject.toml, or point the deployment at it with `{} PROJECT_DIR`",
+                    hints::flag::APP
+                )),
             ));
             return;
         }
@@ -84,8 +85,11 @@ pub fn check(deployment: &Deployment, facts: &AppFacts, findings: &mut Findings)
                 Some(&image.dockerfile),
                 format!("the Dockerfile of {} {what}", image.image),
                 Some(format!(
-                    "re-render it: `flowerbed render compose {dir} --out {} --force`, then rebuild the image: `{}`",
-                    crate::fsutil::shell_word(&deployment.dir.join("compose.yaml")),
+                    "re-render it: `{}`, then rebuild the image: `{}`",
+                    hints::render_compose(
+                        &dir,
+                        &crate::fsutil::shell_word(&deployment.dir.join("compose.yaml"))
+                    ),
                     build_command(images, image)
                 )),
             ));
@@ -118,7 +122,7 @@ pub fn check(deployment: &Deployment, facts: &AppFacts, findings: &mut Findings)
                         "the wheel folder has no wheel of {:?}, which the offline build installs",
                         dependency.requirement
                     ),
-                    Some(format!("flowerbed wheels {dir}")),
+                    Some(hints::wheels(Some(&dir))),
                 ));
             }
         }

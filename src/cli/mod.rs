@@ -8,7 +8,6 @@ use clap_complete::Shell;
 pub mod certs;
 pub mod check;
 pub mod deploy;
-pub mod hints;
 pub mod meta;
 pub mod ownership;
 

@@ -204,3 +204,70 @@ pub enum JournalCommand {
         json: bool,
     },
 }
+
+// The command line the `--via-docker` helper container runs: flowerbed itself, the same
+// subcommand and flags, before `--` and the host paths. Inside the helper the IDs are
+// container IDs already, so `own` passes them as host IDs too: no second mapping.
+
+impl OwnArgs {
+    pub fn helper_args(&self) -> Vec<String> {
+        let (uid, gid) = (self.uid.to_string(), self.gid.to_string());
+        let mut args: Vec<String> = [
+            "own",
+            "--uid",
+            &uid,
+            "--gid",
+            &gid,
+            "--host-uid",
+            &uid,
+            "--host-gid",
+            &gid,
+        ]
+        .map(String::from)
+        .into();
+        if self.allow_hardlinks {
+            args.push("--allow-hardlinks".into());
+        }
+        self.common.push_helper_args(&mut args);
+        args
+    }
+}
+
+impl UndoArgs {
+    pub fn helper_args(&self) -> Vec<String> {
+        let mut args = vec!["undo".to_string()];
+        if self.skip_changed {
+            args.push("--skip-changed".into());
+        }
+        self.common.push_helper_args(&mut args);
+        args
+    }
+}
+
+impl ReleaseArgs {
+    /// `to` is `UID:GID` as the helper sees them.
+    pub fn helper_args(&self, to: String) -> Vec<String> {
+        let mut args = vec!["release".to_string(), "--to".into(), to];
+        if self.allow_hardlinks {
+            args.push("--allow-hardlinks".into());
+        }
+        self.common.push_helper_args(&mut args);
+        args
+    }
+}
+
+impl CommonArgs {
+    fn push_helper_args(&self, args: &mut Vec<String>) {
+        let flags = [
+            (self.no_wait, "--no-wait"),
+            (self.dry_run, "--dry-run"),
+            (self.json, "--json"),
+        ];
+        args.extend(
+            flags
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, flag)| flag.to_string()),
+        );
+    }
+}

@@ -12,6 +12,7 @@ use crate::config;
 use crate::deploy::{self, Security, Settings};
 use crate::error::Outcome;
 use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PUBLIC, PlanStep, WritePlan};
+use crate::hints;
 use crate::output::Printer;
 use crate::prepare;
 use crate::render::{self, text};
@@ -73,7 +74,8 @@ fn bundle_supernode(args: &BundleArgs, printer: &Printer) -> Result<Outcome> {
         format!("   (or: tar -xzf {file_name} && sh {top}/run.sh)")
     };
     printer.info(&format!(
-        "on the supernode's host: flowerbed quickstart --from-bundle {file_name} {top}{by_hand}"
+        "on the supernode's host: {}{by_hand}",
+        hints::from_bundle(&format!("{file_name} {top}"))
     ))?;
     Ok(Outcome::Success)
 }
@@ -102,7 +104,10 @@ pub fn quickstart_from_bundle(args: &QuickstartArgs, archive: &Path, printer: &P
         unpack::require_ca(&unpacked, archive)?;
     }
     if !args.names.is_empty() {
-        printer.warn("--name is ignored: a supernode deployment makes no certificates");
+        printer.warn(&format!(
+            "{} is ignored: a supernode deployment makes no certificates",
+            hints::flag::NAME
+        ));
     }
     let rendered = render::deployment_files(&deployment, &settings)?;
     let mut plan = unpack::plan(&dir, &unpacked, &rendered);
@@ -139,9 +144,9 @@ pub fn quickstart_from_bundle(args: &QuickstartArgs, archive: &Path, printer: &P
     }
     if settings.supernode_auth {
         printer.info(&format!(
-            "keys:    send {} (public keys only) to the superlink's operator, who runs `flowerbed supernodes admit LINK_DIR {}`; until then the superlink refuses these supernodes",
+            "keys:    send {} (public keys only) to the superlink's operator, who runs `{}`; until then the superlink refuses these supernodes",
             dir.join(crate::auth::RETURN_DIR).display(),
-            crate::auth::RETURN_DIR
+            hints::supernodes_admit("LINK_DIR", crate::auth::RETURN_DIR)
         ))?;
     }
     Ok(Outcome::Success)

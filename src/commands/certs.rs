@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 
 use crate::cli::certs::{CertsCommand, GenerateArgs, InspectArgs, RenewArgs, VerifyArgs};
-use crate::cli::hints;
 use crate::error::Outcome;
 use crate::fsutil::shell_word;
+use crate::hints;
 use crate::output::{Printer, Style};
 use crate::tls::generate::{ExistingCa, GenerateSettings};
 use crate::tls::inspect::Inspected;
@@ -27,7 +27,7 @@ pub fn run(command: CertsCommand, printer: &Printer) -> Result<Outcome> {
 
 /// `--name` values, each sorted into DNS or IP; the first invalid one is the error.
 fn parse_names(values: &[String]) -> Result<Vec<SubjectName>> {
-    names::parse_all(values.iter().map(String::as_str)).map_err(|err| anyhow!("--name: {err}"))
+    names::parse_all(values.iter().map(String::as_str)).map_err(|err| anyhow!("{}: {err}", hints::flag::NAME))
 }
 
 /// Turn `certs generate` flags into settings.
@@ -276,9 +276,9 @@ fn print_written(
     }
     for (folder, uid, gid) in kept {
         printer.info(&format!(
-            "ownership: the new files in {} belong to its owner {uid}:{gid} (journaled; `sudo flowerbed undo {}` puts it back)",
+            "ownership: the new files in {} belong to its owner {uid}:{gid} (journaled; `{}` puts it back)",
             folder.display(),
-            shell_word(folder)
+            hints::undo(&shell_word(folder))
         ))?;
     }
     Ok(report
@@ -331,11 +331,16 @@ fn run_generate(args: &GenerateArgs, printer: &Printer) -> Result<Outcome> {
     if nix::unistd::geteuid().is_root() && key_owner.is_ok_and(|uid| uid != crate::FLOWER_UID) {
         let folder = layout.superlink_dir();
         printer.info(&format!(
-            "next: the superlink runs as {}:{} and cannot read {} yet; run `sudo flowerbed own {}`",
+            "next: the superlink runs as {}:{} and cannot read {} yet; run `{}`",
             crate::FLOWER_UID,
             crate::FLOWER_GID,
             layout.server_key().display(),
-            shell_word(&folder)
+            hints::own_command(
+                crate::FLOWER_UID,
+                crate::FLOWER_GID,
+                [folder.to_string_lossy().as_ref()]
+            )
+            .unwrap_or_default()
         ))?;
     }
     Ok(Outcome::Success)
@@ -423,9 +428,9 @@ pub fn verify_settings(args: &VerifyArgs) -> Result<VerifySettings> {
         }
         let layout = Layout::detect(&dir).ok_or_else(|| {
             anyhow!(
-                "{}: no certificates found (expected superlink-certificates/server.pem or server.pem; make them with `flowerbed certs generate {}`)",
+                "{}: no certificates found (expected superlink-certificates/server.pem or server.pem; make them with `{}`)",
                 dir.display(),
-                dir.display()
+                hints::certs_generate(&dir.display().to_string())
             )
         })?;
         // Verify what is there: the supernodes' copy of the CA when the folder has one, else

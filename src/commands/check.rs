@@ -8,16 +8,19 @@ use crate::check::{self, CheckSettings, ContainerSpec, IdShift};
 use crate::cli::check::{CheckArgs, Format, SelinuxMode};
 use crate::deploy::Deployment;
 use crate::error::Outcome;
+use crate::hints;
 use crate::output::Printer;
 
 use super::daemon_id_shift;
 
 fn parse_id_shift(text: &str, remap: bool) -> Result<IdShift> {
     let parse = |part: &str| -> Result<u32> {
-        part.parse::<u32>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| anyhow!("--id-shift {text}: expected START or START:GID_START, positive numbers"))
+        part.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            anyhow!(
+                "{} {text}: expected START or START:GID_START, positive numbers",
+                hints::flag::ID_SHIFT
+            )
+        })
     };
     let (uid, gid) = text.split_once(':').map_or((text, text), |(u, g)| (u, g));
     Ok(IdShift {
@@ -126,9 +129,9 @@ fn folder_input(dir: &Path) -> Result<Input> {
         return script_input(&script, None);
     }
     bail!(
-        "{}: no deployment found (no compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml or run.sh; make one with `flowerbed quickstart {}`)",
+        "{}: no deployment found (no compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml or run.sh; make one with `{}`)",
         dir.display(),
-        dir.display()
+        hints::quickstart(&dir.display().to_string())
     )
 }
 
@@ -217,7 +220,7 @@ pub fn run(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
         (names.join(" + "), compose_input(&args.compose)?)
     } else if let Some(file) = &args.run_script {
         if let Some(workdir) = args.workdir.as_deref().filter(|dir| !dir.is_dir()) {
-            bail!("--workdir {}: not a directory", workdir.display());
+            bail!("{} {}: not a directory", hints::flag::WORKDIR, workdir.display());
         }
         (
             file.display().to_string(),
@@ -262,8 +265,9 @@ fn run_live(args: &CheckArgs, targets: &[String], printer: &Printer) -> Result<O
     })??;
     if containers.is_empty() {
         bail!(
-            "no Flower containers found on the Docker daemon at {} (name them: check --live NAME)",
-            crate::docker::docker_host()
+            "no Flower containers found on the Docker daemon at {} (name them: {})",
+            crate::docker::docker_host(),
+            hints::check_live_name()
         );
     }
     let mut settings = settings(args, false)?;

@@ -11,6 +11,7 @@ use crate::config;
 use crate::deploy::{self, Deployment, DeploymentRole, SETTINGS_FILE, STATE_DIR, Security, Settings};
 use crate::error::Outcome;
 use crate::fsutil::{MODE_DIR_PUBLIC, MODE_PUBLIC, PlanStep, WritePlan};
+use crate::hints;
 use crate::output::Printer;
 use crate::prepare;
 use crate::render::{self, text};
@@ -78,13 +79,15 @@ fn pin_image_digests(deployment: &mut Deployment, settings: &Settings, printer: 
     let host = crate::docker::docker_host();
     let Some(unpinned) = crate::docker::pin_images(deployment) else {
         printer.warn(&format!(
-            "--image-digest: no Docker daemon answers at {host}; every image keeps its tag"
+            "{}: no Docker daemon answers at {host}; every image keeps its tag",
+            hints::flag::IMAGE_DIGEST
         ));
         return;
     };
     for image in unpinned {
         printer.warn(&format!(
-            "--image-digest: the Docker daemon at {host} has no registry digest for {image} (not there, or built locally); it keeps its tag"
+            "{}: the Docker daemon at {host} has no registry digest for {image} (not there, or built locally); it keeps its tag",
+            hints::flag::IMAGE_DIGEST
         ));
     }
 }
@@ -97,7 +100,10 @@ fn print_image_commands(deployment: &Deployment, format: &render::Format, printe
     }
     let lines = render::dockerfile::command_lines(deployment)?;
     if deployment.app.as_ref().is_some_and(|app| app.registry.is_none()) {
-        printer.warn("the app images stay on this host: pass --push-to REGISTRY so every node can pull them");
+        printer.warn(&format!(
+            "the app images stay on this host: pass {} REGISTRY so every node can pull them",
+            hints::flag::PUSH_TO
+        ));
     }
     printer.note("build (and push) the app images first:");
     for line in lines {
@@ -120,7 +126,8 @@ fn certificate_names(settings: &Settings, extra: &[String]) -> Result<Vec<Subjec
             .iter()
             .map(|address| address.host.clone()),
     );
-    let given = names::parse_all(extra.iter().map(String::as_str)).map_err(|err| anyhow!("--name: {err}"))?;
+    let given = names::parse_all(extra.iter().map(String::as_str))
+        .map_err(|err| anyhow!("{}: {err}", hints::flag::NAME))?;
     wanted.extend(given);
     Ok(generate::names_with_defaults(&wanted))
 }
@@ -188,7 +195,10 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         plan
     };
     if !args.names.is_empty() && (certificates_reused || !tls || supernode_only) {
-        printer.warn("--name is ignored: no certificates are generated (existing ones are kept)");
+        printer.warn(&format!(
+            "{} is ignored: no certificates are generated (existing ones are kept)",
+            hints::flag::NAME
+        ));
     }
     if settings.state {
         plan.dir(dir.join(STATE_DIR), MODE_DIR_PUBLIC);
@@ -248,8 +258,9 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
             .map(|p| p.display().to_string())
             .collect();
         printer.info(&format!(
-            "ownership: {} now belong to {user} (journaled; `sudo flowerbed undo PATH` puts it back)",
-            paths.join(", ")
+            "ownership: {} now belong to {user} (journaled; `{}` puts it back)",
+            paths.join(", "),
+            hints::undo("PATH")
         ))?;
     }
     for line in text::next_steps(&dir, &deployment, own_command.as_deref())? {
@@ -273,11 +284,12 @@ fn warn_uncovered_public_addresses(settings: &Settings, layout: &Layout, printer
     for address in &settings.public_addresses {
         if !covered.iter().any(|name| name.covers(&address.host)) {
             printer.warn(&format!(
-                "--public-address {address}: the existing server certificate {} does not cover {}; `flowerbed check` will report it (renew it with `flowerbed certs renew {} --name {}`)",
+                "{} {address}: the existing server certificate {} does not cover {}; `{}` will report it (renew it with `{}`)",
+                hints::flag::PUBLIC_ADDRESS,
                 layout.server_cert().display(),
                 address.host,
-                layout.root.display(),
-                address.host
+                hints::check_bare(),
+                hints::certs_renew(&layout.root.display().to_string(), &[address.host.to_string()])
             ));
         }
     }

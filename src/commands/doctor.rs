@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cli::check::DoctorArgs;
 use crate::docker::{self, ImageUser};
 use crate::error::Outcome;
+use crate::hints;
 use crate::output::{Printer, Style};
 
 #[derive(Debug, Serialize)]
@@ -123,12 +124,8 @@ pub fn run(args: &DoctorArgs, printer: &Printer) -> Result<Outcome> {
     let root = nix::unistd::geteuid().is_root();
     let sudo = on_path("sudo");
     let docker_socket_writable = socket_writable();
-    let how = if root {
-        "flowerbed own PATH".to_string()
-    } else if docker_socket_writable {
-        "flowerbed own --via-docker PATH (or sudo flowerbed own PATH)".to_string()
-    } else if sudo {
-        "sudo flowerbed own PATH".to_string()
+    let how = if root || docker_socket_writable || sudo {
+        hints::own_ways(root, docker_socket_writable)
     } else {
         problems.push("cannot change ownership: not root, no sudo, no access to the Docker socket".into());
         "none available".to_string()

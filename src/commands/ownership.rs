@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::cli::ownership::{CommonArgs, OwnArgs, ReleaseArgs, UndoArgs, ViaDockerArgs};
 use crate::docker;
 use crate::error::{Error, Outcome};
+use crate::hints;
 use crate::output::Printer;
 use crate::ownership::subid;
 use crate::ownership::{self, LockWait, ReownSettings, RootOutcome, Target, UndoSettings};
@@ -28,18 +29,7 @@ struct RunReport<'a> {
 
 pub fn run_own(args: &OwnArgs, printer: &Printer) -> Result<Outcome> {
     if args.docker.via_docker {
-        return via_docker(&args.docker, &args.paths, *printer, |helper_args| {
-            helper_args.extend(["own".into(), "--uid".into(), args.uid.to_string(), "--gid".into()]);
-            helper_args.push(args.gid.to_string());
-            // Inside the helper the IDs are container IDs already: no second mapping.
-            helper_args.extend(["--host-uid".into(), args.uid.to_string(), "--host-gid".into()]);
-            helper_args.push(args.gid.to_string());
-            if args.allow_hardlinks {
-                helper_args.push("--allow-hardlinks".into());
-            }
-            push_common(helper_args, &args.common);
-            Ok(())
-        });
+        return via_docker(&args.docker, &args.paths, *printer, || Ok(args.helper_args()));
     }
     let target = host_target(args, *printer)?;
     reown(
@@ -55,14 +45,7 @@ pub fn run_own(args: &OwnArgs, printer: &Printer) -> Result<Outcome> {
 
 pub fn run_undo(args: &UndoArgs, printer: &Printer) -> Result<Outcome> {
     if args.docker.via_docker {
-        return via_docker(&args.docker, &args.paths, *printer, |helper_args| {
-            helper_args.push("undo".into());
-            if args.skip_changed {
-                helper_args.push("--skip-changed".into());
-            }
-            push_common(helper_args, &args.common);
-            Ok(())
-        });
+        return via_docker(&args.docker, &args.paths, *printer, || Ok(args.helper_args()));
     }
     require_root(args.common.dry_run)?;
     interrupt::install()?;
@@ -93,7 +76,7 @@ pub fn run_undo(args: &UndoArgs, printer: &Printer) -> Result<Outcome> {
 pub fn run_release(args: &ReleaseArgs, printer: &Printer) -> Result<Outcome> {
     let target = release_target(args.to.as_deref())?;
     if args.docker.via_docker {
-        return via_docker(&args.docker, &args.paths, *printer, |helper_args| {
+        return via_docker(&args.docker, &args.paths, *printer, || {
             // Rootless Docker: the helper's root *is* the calling user on the host.
             let rootless = args.to.is_none() && daemon_facts().is_some_and(|f| f.rootless);
             let to = if rootless {
@@ -101,12 +84,7 @@ pub fn run_release(args: &ReleaseArgs, printer: &Printer) -> Result<Outcome> {
             } else {
                 format!("{}:{}", target.uid, target.gid)
             };
-            helper_args.extend(["release".into(), "--to".into(), to]);
-            if args.allow_hardlinks {
-                helper_args.push("--allow-hardlinks".into());
-            }
-            push_common(helper_args, &args.common);
-            Ok(())
+            Ok(args.helper_args(to))
         });
     }
     reown(
@@ -161,19 +139,6 @@ fn lock_wait(common: &CommonArgs) -> LockWait {
     }
 }
 
-fn push_common(helper_args: &mut Vec<String>, common: &CommonArgs) {
-    let (dry_run, json) = (common.dry_run, common.json);
-    if common.no_wait {
-        helper_args.push("--no-wait".into());
-    }
-    if dry_run {
-        helper_args.push("--dry-run".into());
-    }
-    if json {
-        helper_args.push("--json".into());
-    }
-}
-
 fn report(
     command: &str,
     target: Option<Target>,
@@ -215,9 +180,10 @@ fn report(
             let listed = outcome.report.skipped_entries.len() as u64;
             if outcome.report.skipped > listed {
                 printer.warn(&format!(
-                    "{}: {} more skipped entries not listed (use --json for counts by reason)",
+                    "{}: {} more skipped entries not listed (use {} for counts by reason)",
                     outcome.path.display(),
-                    outcome.report.skipped - listed
+                    outcome.report.skipped - listed,
+                    hints::flag::JSON
                 ));
             }
             for planned in &outcome.report.planned {
@@ -358,7 +324,8 @@ fn require_root(dry_run: bool) -> Result<()> {
         .collect();
     let command = args.join(" ");
     Err(Error::Usage(format!(
-        "changing owners needs root: run `sudo {command}`, or add --via-docker to do it in a helper container"
+        "changing owners needs root: run `sudo {command}`, or add {} to do it in a helper container",
+        hints::flag::VIA_DOCKER
     ))
     .into())
 }
@@ -382,11 +349,11 @@ fn release_target(to: Option<&str>) -> Result<Target> {
         None => (spec, None),
     };
     let unknown = |what: &str, name: &str| Error::InvalidFlag {
-        flag: "--to",
+        flag: hints::flag::TO,
         message: format!("unknown {what} {name:?}"),
     };
     let reserved = |id: &str| Error::InvalidFlag {
-        flag: "--to",
+        flag: hints::flag::TO,
         message: format!("{id} means \"leave unchanged\" to the kernel; name a real user and group"),
     };
     let (uid, primary_gid) = if let Ok(uid) = user_part.parse::<u32>() {
@@ -451,7 +418,7 @@ fn via_docker(
     docker_args: &ViaDockerArgs,
     paths: &[PathBuf],
     printer: Printer,
-    build_args: impl FnOnce(&mut Vec<String>) -> Result<()>,
+    helper_args: impl FnOnce() -> Result<Vec<String>>,
 ) -> Result<Outcome> {
     let state_dir = journal::state_dir()?;
     // Check every PATH here first: the same refusals apply, with host paths in the message.
@@ -464,7 +431,7 @@ fn via_docker(
     let binary =
         std::env::current_exe().context("cannot find flowerbed's own binary to mount in the helper")?;
     let mut command = vec![HELPER_BINARY.to_string()];
-    build_args(&mut command)?;
+    command.extend(helper_args()?);
     command.push("--".into());
     command.extend(host_paths.iter().map(|p| p.to_string_lossy().into_owned()));
     let mut binds = vec![(binary, PathBuf::from(HELPER_BINARY), true)];
@@ -498,8 +465,9 @@ fn via_docker(
     })??;
     if let Some(whose) = whose {
         printer.note(&format!(
-            "the helper ran {} ({whose}; --helper-image chooses another)",
-            spec.image
+            "the helper ran {} ({whose}; {} chooses another)",
+            spec.image,
+            hints::flag::HELPER_IMAGE
         ));
     }
     std::io::stdout().lock().write_all(&run.stdout)?;

@@ -13,6 +13,7 @@ use crate::config;
 use crate::deploy::{self, DeploymentRole};
 use crate::error::Outcome;
 use crate::fsutil::{PlanStep, shell_word};
+use crate::hints;
 use crate::output::Printer;
 
 pub fn run(command: &SupernodesCommand, printer: &Printer) -> Result<Outcome> {
@@ -43,8 +44,9 @@ fn run_admit(args: &AdmitArgs, printer: &Printer) -> Result<Outcome> {
     let settings = deploy::load_settings(&dir)?;
     if !(settings.supernode_auth && settings.role.has_superlink()) {
         bail!(
-            "{}: not a superlink deployment with supernode authentication (made by `flowerbed quickstart DIR --role superlink --supernode-auth`)",
-            dir.display()
+            "{}: not a superlink deployment with supernode authentication (made by `{}`)",
+            dir.display(),
+            hints::quickstart_superlink_auth()
         );
     }
     let deployment = deploy::build(&settings)?;

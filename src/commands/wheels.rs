@@ -11,6 +11,7 @@ use crate::config;
 use crate::deploy::{self, app};
 use crate::error::{Error, Outcome};
 use crate::fsutil::WritePlan;
+use crate::hints;
 use crate::output::Printer;
 use crate::render::dockerfile;
 
@@ -41,16 +42,30 @@ fn ask_image(image: &str) -> Result<Target> {
                   print(sysconfig.get_platform())\n\
                   print(platform.libc_ver()[1])";
     let output = Command::new("docker")
-        .args(["run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", script])
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python",
+            image,
+            "-c",
+            script,
+        ])
         .output()
         .with_context(|| {
-            format!("docker: cannot run it to ask {image} for its Python (or pass --python-version and --platform)")
+            format!(
+                "docker: cannot run it to ask {image} for its Python (or pass {})",
+                hints::python_of_image()
+            )
         })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(anyhow!(
-            "{image}: cannot ask the image for its Python ({}); pass --python-version and --platform",
-            stderr.lines().last().unwrap_or("docker run failed").trim()
+            "{image}: cannot ask the image for its Python ({}); pass {}",
+            stderr.lines().last().unwrap_or("docker run failed").trim(),
+            hints::python_of_image()
         ));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);

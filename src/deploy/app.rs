@@ -53,7 +53,7 @@ impl AppProject {
 
 fn refuse(message: String) -> anyhow::Error {
     Error::InvalidFlag {
-        flag: "--app",
+        flag: crate::hints::flag::APP,
         message,
     }
     .into()
@@ -168,8 +168,10 @@ fn dependency(shown: &str, text: &str, profile: &Profile) -> Result<Option<Depen
         };
         if !satisfied {
             return Err(refuse(format!(
-                "{shown}: the app requires {text:?}, but this deployment runs Flower {} (its images' flwr stays {}); change the app's pin or pass --flower-version",
-                profile.version, profile.version
+                "{shown}: the app requires {text:?}, but this deployment runs Flower {} (its images' flwr stays {}); change the app's pin or pass {}",
+                profile.version,
+                profile.version,
+                crate::hints::flag::FLOWER_VERSION
             )));
         }
         return Ok(None);

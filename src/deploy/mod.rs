@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::hints;
+
 pub mod address;
 pub mod app;
 pub mod builder;
@@ -42,8 +44,9 @@ pub fn load_settings(dir: &Path) -> Result<Settings> {
     let dir = std::path::absolute(dir).with_context(|| format!("{}: cannot resolve", dir.display()))?;
     Settings::read(&dir)?.ok_or_else(|| {
         anyhow::anyhow!(
-            "{}: no {SETTINGS_FILE} (not a folder made by `flowerbed quickstart` or `render --out`)",
-            dir.display()
+            "{}: no {SETTINGS_FILE} (not a folder made by {})",
+            dir.display(),
+            hints::made_by()
         )
     })
 }
@@ -73,13 +76,20 @@ pub fn require_sources_planned(deployment: &Deployment, dir: &Path, planned: &[P
         .into_owned();
     let fix = if deployment.role == DeploymentRole::Supernode && mount.purpose == MountPurpose::CaCertificate
     {
-        "copy the superlink's CA certificate there (a bundle from `flowerbed bundle supernode` on the superlink's host carries it: `flowerbed quickstart --from-bundle FILE`) or pass --insecure".to_string()
+        format!(
+            "copy the superlink's CA certificate there (a bundle from `{}` on the superlink's host carries it: `{}`) or pass {}",
+            hints::bundle_supernode(),
+            hints::from_bundle("FILE"),
+            hints::flag::INSECURE
+        )
     } else if matches!(
         mount.purpose,
         MountPurpose::SupernodeAuthKey | MountPurpose::KnownSupernodeKeys | MountPurpose::SuperlinkAuthKeys
     ) {
         format!(
-            "run `flowerbed quickstart {quoted_dir} --supernode-auth`, or render with --out (both generate the missing keys)"
+            "run `{}`, or {} (both generate the missing keys)",
+            hints::quickstart_with_auth(&quoted_dir),
+            hints::render_out()
         )
     } else if matches!(
         mount.purpose,
@@ -88,17 +98,24 @@ pub fn require_sources_planned(deployment: &Deployment, dir: &Path, planned: &[P
             | MountPurpose::SuperexecAuthSecret
     ) {
         format!(
-            "run `flowerbed quickstart {quoted_dir}`, or render with --out (both generate what is missing)"
+            "run `{}`, or {} (both generate what is missing)",
+            hints::quickstart(&quoted_dir),
+            hints::render_out()
         )
     } else if mount.purpose == MountPurpose::State {
         let quoted = shlex::try_quote(&mount.source.to_string_lossy())
             .unwrap_or_default()
             .into_owned();
-        format!(
-            "create it (`mkdir {quoted}`) and hand it to the container user (`sudo flowerbed own {quoted}`)"
-        )
+        let source = mount.source.to_string_lossy();
+        let own = hints::own_command(deployment.user.uid, deployment.user.gid, [source.as_ref()])
+            .unwrap_or_default();
+        format!("create it (`mkdir {quoted}`) and hand it to the container user (`{own}`)")
     } else {
-        format!("run `flowerbed certs generate {quoted_dir}` or pass --insecure")
+        format!(
+            "run `{}` or pass {}",
+            hints::certs_generate(&quoted_dir),
+            hints::flag::INSECURE
+        )
     };
     Err(anyhow::anyhow!(
         "{}: missing {what} mounted into {} at {}: {fix}",

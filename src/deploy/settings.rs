@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::fsutil;
+use crate::hints::flag;
 use crate::tls::LayoutKind;
 
 use super::address::Address;
@@ -289,21 +290,24 @@ impl Settings {
     fn validate_app(&self) -> Result<()> {
         if let Some(app) = &self.app {
             validate_dir_path(app).map_err(|err| Error::InvalidFlag {
-                flag: "--app",
+                flag: flag::APP,
                 message: err.to_string(),
             })?;
         }
         if let Some(registry) = &self.push_to {
             if self.app.is_none() {
                 return Err(Error::InvalidFlag {
-                    flag: "--push-to",
-                    message: "names where the app images go; there are none without --app PROJECT_DIR".into(),
+                    flag: flag::PUSH_TO,
+                    message: format!(
+                        "names where the app images go; there are none without {} PROJECT_DIR",
+                        flag::APP
+                    ),
                 }
                 .into());
             }
             validate_image_repo(registry).map_err(|err| Error::InvalidFlag {
-                flag: "--push-to",
-                message: err.to_string().replacen("--image-repo: ", "", 1),
+                flag: flag::PUSH_TO,
+                message: err.to_string(),
             })?;
         }
         Ok(())

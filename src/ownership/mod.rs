@@ -32,6 +32,8 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 use serde::Serialize;
 
+use crate::hints;
+
 pub use self::journal::LockWait;
 use self::journal::identity::{self, Observed, Proof, Recorded, Verdict};
 use self::journal::status;
@@ -295,9 +297,9 @@ fn own_one(
     let report = walked.with_context(|| {
         format!(
             "own {}: stopped before the end; every change made is in the journal \
-             (`flowerbed undo {}` puts it back)",
+             (`{}` puts it back)",
             root.path.display(),
-            root.path.display()
+            hints::undo_path(&root.path.display().to_string())
         )
     })?;
     let recorded = writer.finish(journal::unix_now())?;
@@ -463,8 +465,8 @@ pub struct UndoSettings {
 /// An `undo` refused before touching anything because the tree changed since `own`.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{root}: {count} journaled entries changed since own (first: {}: {}); nothing restored (pass --skip-changed to restore the rest)",
-    first.path, first.detail
+    "{root}: {count} journaled entries changed since own (first: {}: {}); nothing restored (pass {skip} to restore the rest)",
+    first.path, first.detail, skip = hints::flag::SKIP_CHANGED
 )]
 pub struct TreeChanged {
     pub root: String,
@@ -483,9 +485,10 @@ pub fn undo(settings: &UndoSettings) -> Result<Vec<RootOutcome>> {
         let path = journal::journal_path(&state_dir, root.dev, root.ino);
         if !path.exists() {
             bail!(
-                "{}: no journal (looked for {}); `flowerbed journal list` shows what is recorded",
+                "{}: no journal (looked for {}); `{}` shows what is recorded",
                 root.path.display(),
-                path.display()
+                path.display(),
+                hints::journal_list()
             );
         }
     }
@@ -578,9 +581,10 @@ fn belongs(root: &Root, summary: &JournalSummary) -> Result<String> {
     match identity::judge(&status::runs(summary), &observe(root)?, Some(root_fd.as_fd())) {
         Verdict::Belongs(proof) => Ok(proof.describe()),
         Verdict::Foreign(reason) => bail!(
-            "{}: journal {} belongs to another folder: {reason}; nothing restored (`flowerbed journal prune` removes it)",
+            "{}: journal {} belongs to another folder: {reason}; nothing restored (`{}` removes it)",
             root.path.display(),
-            summary.file.display()
+            summary.file.display(),
+            hints::journal_prune()
         ),
     }
 }

@@ -50,7 +50,10 @@ impl SkipReason {
         match self {
             SkipReason::MountPoint => "mount point (another filesystem; not entered)".into(),
             SkipReason::HardLinked { links } => {
-                format!("regular file with {links} hard links (pass --allow-hardlinks to include it)")
+                format!(
+                    "regular file with {links} hard links (pass {} to include it)",
+                    crate::hints::flag::ALLOW_HARDLINKS
+                )
             }
             SkipReason::FileCapabilities => {
                 "has file capabilities (security.capability), which a change of owner clears; left alone"

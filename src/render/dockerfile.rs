@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use crate::deploy::app::{self, AppProject, DOCKERIGNORE, WHEELS_DIR};
 use crate::deploy::{AppImage, Deployment};
 use crate::fsutil::MODE_PUBLIC;
+use crate::hints;
 
 /// Where the wheel folder is copied inside the build.
 const WHEELS_IN_BUILD: &str = "/tmp/app-wheels";
@@ -25,8 +26,9 @@ pub fn wheels_present(dir: &Path) -> Result<bool> {
     match path.symlink_metadata() {
         Ok(meta) if meta.is_dir() => Ok(true),
         Ok(_) => Err(anyhow::anyhow!(
-            "{}: not a folder (the app's wheels go there: remove it, then run `flowerbed wheels`)",
-            path.display()
+            "{}: not a folder (the app's wheels go there: remove it, then run `{}`)",
+            path.display(),
+            hints::wheels(None)
         )),
         Err(_) => Ok(false),
     }
@@ -71,12 +73,14 @@ pub fn render(
     if wheels {
         let _ = writeln!(
             out,
-            "# Offline: pip installs from {WHEELS_DIR}/ only (`flowerbed wheels` filled it)."
+            "# Offline: pip installs from {WHEELS_DIR}/ only (`{}` filled it).",
+            hints::wheels(None)
         );
     } else {
         let _ = writeln!(
             out,
-            "# pip installs from the package index; `flowerbed wheels` makes this build offline."
+            "# pip installs from the package index; `{}` makes this build offline.",
+            hints::wheels(None)
         );
     }
     let _ = writeln!(out, "FROM {}", image.base);

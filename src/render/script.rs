@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::auth;
 use crate::deploy::{Deployment, Hardening, HealthCheck, Mount, MountPurpose, Port, Service};
+use crate::hints;
 
 use super::text;
 
@@ -231,8 +232,10 @@ fn render_run_with_base(deployment: &Deployment, base: Option<&str>) -> Result<S
     out.push('\n');
     let builds = super::dockerfile::build_commands(deployment);
     if !builds.is_empty() {
-        out.push_str(
-            "# The app's images (Dockerfiles in app-images/; `flowerbed wheels` makes the builds offline)\n",
+        let _ = writeln!(
+            out,
+            "# The app's images (Dockerfiles in app-images/; `{}` makes the builds offline)",
+            hints::wheels(None)
         );
         for build in builds {
             out.push_str(&command_text_with_base("docker", &[build], base)?);
@@ -318,11 +321,12 @@ pub fn render_register(deployment: &Deployment) -> Result<Option<String>> {
             out.push_str(" || failed=1\n");
         }
     }
-    // Supernodes of other hosts, admitted with `flowerbed supernodes admit`.
+    // Supernodes of other hosts, admitted with `supernodes admit`.
     let admitted = deployment.dir.join(auth::ADMITTED_DIR);
     let _ = writeln!(
         out,
-        "\n# supernodes of other hosts (`flowerbed supernodes admit`)\nfor key in {}/*.pub; do\n    [ -e \"$key\" ] || continue\n    flwr supernode register \"$key\" {} || failed=1\ndone",
+        "\n# supernodes of other hosts (`{}`)\nfor key in {}/*.pub; do\n    [ -e \"$key\" ] || continue\n    flwr supernode register \"$key\" {} || failed=1\ndone",
+        hints::supernodes_admit_bare(),
         shlex::try_quote(&admitted.to_string_lossy())?,
         shlex::try_quote(&connection.name)?
     );

@@ -8,6 +8,7 @@ use minijinja::{Environment, syntax::SyntaxConfig};
 use serde::Serialize;
 
 use crate::deploy::{Deployment, Isolation, Security};
+use crate::hints;
 
 /// File name of the flwr connection snippet in a quickstart folder.
 pub fn flwr_config_file(deployment: &Deployment) -> &'static str {
@@ -182,7 +183,7 @@ fn own_command_from(deployment: &Deployment, relocatable: bool) -> Option<String
         })
         .collect();
     let user = deployment.user;
-    crate::cli::hints::own_command(user.uid, user.gid, shown.iter().map(String::as_str))
+    hints::own_command(user.uid, user.gid, shown.iter().map(String::as_str))
 }
 
 /// Hands the deployment folder back to the user who ran sudo, so it can be deleted.
@@ -209,7 +210,7 @@ pub fn next_steps(dir: &std::path::Path, deployment: &Deployment, own: Option<&s
         "start:   cd {quoted_dir} && docker compose up -d   (or: sh run.sh)"
     ));
     let Some(connection) = &deployment.connection else {
-        lines.push(format!("check:   flowerbed check {quoted_dir}"));
+        lines.push(format!("check:   {}", hints::check(&quoted_dir)));
         return Ok(lines);
     };
     lines.push(format!(
@@ -224,8 +225,8 @@ pub fn next_steps(dir: &std::path::Path, deployment: &Deployment, own: Option<&s
     ));
     if deployment.role == crate::deploy::DeploymentRole::Superlink {
         lines.push(format!(
-            "supernodes on other hosts: flowerbed bundle supernode {quoted_dir} --out {}-supernode.tar.gz",
-            deployment.project
+            "supernodes on other hosts: {}",
+            hints::bundle_supernode_out(&quoted_dir, &format!("{}-supernode.tar.gz", deployment.project))
         ));
     }
     Ok(lines)

@@ -18,6 +18,7 @@ use super::layout::{Layout, LayoutKind};
 use super::material::{self, fingerprint};
 use super::names::SubjectName;
 use crate::fsutil::{self, MODE_DIR_PRIVATE, MODE_DIR_PUBLIC, MODE_PRIVATE, MODE_PUBLIC, WritePlan};
+use crate::hints::flag;
 
 /// An existing CA to sign with instead of creating one.
 #[derive(Debug, Clone)]
@@ -132,7 +133,7 @@ pub fn names_with_defaults(extra: &[SubjectName]) -> Vec<SubjectName> {
 /// Build the CA (or load it) and the server certificate, and plan their files.
 pub fn generate(settings: &GenerateSettings) -> Result<Generated> {
     if settings.names.is_empty() {
-        bail!("--name: the server certificate needs at least one name");
+        bail!("{}: the server certificate needs at least one name", flag::NAME);
     }
     check_target_dir(&settings.dir)?;
     let now = OffsetDateTime::now_utc();
@@ -392,11 +393,11 @@ pub(super) fn server_params(
     params.subject_alt_names = names
         .iter()
         .map(|name| match name {
-            SubjectName::Dns(dns) => Ok(SanType::DnsName(
-                dns.clone()
-                    .try_into()
-                    .with_context(|| format!("--name {dns}: not an IA5 string"))?,
-            )),
+            SubjectName::Dns(dns) => {
+                Ok(SanType::DnsName(dns.clone().try_into().with_context(|| {
+                    format!("{} {dns}: not an IA5 string", flag::NAME)
+                })?))
+            }
             SubjectName::Ip(ip) => Ok(SanType::IpAddress(*ip)),
         })
         .collect::<Result<_>>()?;
@@ -428,18 +429,20 @@ type LoadedCa = (
 fn load_existing_ca(existing: &ExistingCa, now: OffsetDateTime) -> Result<LoadedCa> {
     let cert_path = &existing.cert_path;
     let der = material::read_certificate(cert_path)?;
-    let cert =
-        material::parse_certificate(&der).with_context(|| format!("--ca-cert {}", cert_path.display()))?;
+    let cert = material::parse_certificate(&der)
+        .with_context(|| format!("{} {}", flag::CA_CERT, cert_path.display()))?;
     if !cert.is_ca() {
         bail!(
-            "--ca-cert {}: not a CA certificate (basicConstraints CA:TRUE is missing)",
+            "{} {}: not a CA certificate (basicConstraints CA:TRUE is missing)",
+            flag::CA_CERT,
             cert_path.display()
         );
     }
     let not_after = cert.validity().not_after.to_datetime();
     if not_after <= now {
         bail!(
-            "--ca-cert {}: expired on {}",
+            "{} {}: expired on {}",
+            flag::CA_CERT,
             cert_path.display(),
             not_after.date()
         );
@@ -447,15 +450,17 @@ fn load_existing_ca(existing: &ExistingCa, now: OffsetDateTime) -> Result<Loaded
     let key = material::read_private_key(&existing.key_path)?;
     if !material::key_matches_certificate(&key, &cert) {
         bail!(
-            "--ca-key {}: does not belong to --ca-cert {}",
+            "{} {}: does not belong to {} {}",
+            flag::CA_KEY,
             existing.key_path.display(),
+            flag::CA_CERT,
             cert_path.display()
         );
     }
     let summary = summarize(&der, cert_path)?;
     let pem = pem_encode("CERTIFICATE", &der);
     let issuer = Issuer::from_ca_cert_der(&der.clone().into(), key)
-        .with_context(|| format!("--ca-cert {}: cannot use it to sign", cert_path.display()))?;
+        .with_context(|| format!("{} {}: cannot use it to sign", flag::CA_CERT, cert_path.display()))?;
     Ok((issuer, pem, summary, not_after))
 }
 

@@ -13,6 +13,8 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::hints::{self, flag};
+
 use super::KeyType;
 use super::generate::{self, ExistingCa, GenerateSettings, Generated};
 use super::layout::{Layout, LayoutKind};
@@ -63,10 +65,11 @@ pub fn plan(settings: &RenewSettings) -> Result<Renewal> {
     let dir = &settings.dir;
     let layout = Layout::detect(dir).with_context(|| {
         format!(
-            "{}: no server certificate to renew (looked for {} and {}); `flowerbed certs generate` makes one",
+            "{}: no server certificate to renew (looked for {} and {}); `{}` makes one",
             dir.display(),
             Layout::new(dir, LayoutKind::Split).server_cert().display(),
             Layout::new(dir, LayoutKind::Flat).server_cert().display(),
+            hints::certs_generate_bare(),
         )
     })?;
     let (ca_cert_path, ca_key_path) = (layout.ca_cert(), layout.ca_key());
@@ -108,15 +111,17 @@ pub fn plan(settings: &RenewSettings) -> Result<Renewal> {
     };
     if ca_not_after < now + time::Duration::days(i64::from(days)) {
         let advice = if room >= 1 {
-            format!("ask for at most --days {room}, or make a new CA")
+            format!("ask for at most {} {room}, or make a new CA", flag::DAYS)
         } else {
             "make a new CA".to_string()
         };
         bail!(
-            "{}: the CA ends on {}, before a certificate valid for {} days would; {advice} (`flowerbed certs generate --force`; every supernode then needs the new ca.crt)",
+            "{}: the CA ends on {}, before a certificate valid for {} days would; {advice} (`{} {}`; every supernode then needs the new ca.crt)",
             ca_cert_path.display(),
             ca_not_after.date(),
-            days
+            days,
+            hints::certs_generate_bare(),
+            flag::FORCE
         );
     }
 
@@ -135,8 +140,9 @@ pub fn plan(settings: &RenewSettings) -> Result<Renewal> {
     }
     if names.is_empty() {
         bail!(
-            "{}: names no DNS name or IP address; give the names to cover with --name",
-            server_path.display()
+            "{}: names no DNS name or IP address; give the names to cover with {}",
+            server_path.display(),
+            flag::NAME
         );
     }
     let key_type = match settings.key_type {
@@ -145,8 +151,9 @@ pub fn plan(settings: &RenewSettings) -> Result<Renewal> {
             .key_type()
             .with_context(|| {
                 format!(
-                    "{}: its key type cannot be made again; choose one with --key-type",
-                    server_path.display()
+                    "{}: its key type cannot be made again; choose one with {}",
+                    server_path.display(),
+                    flag::KEY_TYPE
                 )
             })?,
     };

@@ -6,6 +6,7 @@ use super::{Findings, quote};
 use crate::auth::admit::read_admitted;
 use crate::bundle::pack::recorded_bundles;
 use crate::deploy::Deployment;
+use crate::hints;
 use crate::tls::verify::Severity;
 
 /// The admission rules for a superlink deployment with supernode authentication.
@@ -49,9 +50,9 @@ pub fn check(deployment: &Deployment, findings: &mut Findings) {
                     bundle.id, bundle.file, bundle.supernodes
                 ),
                 Some(format!(
-                    "on the supernodes' host, `flowerbed quickstart --from-bundle {}` writes their public keys to supernode-public-keys/; bring that folder here and run `flowerbed supernodes admit {} supernode-public-keys`",
-                    quote(std::path::Path::new(&bundle.file)),
-                    quote(dir)
+                    "on the supernodes' host, `{}` writes their public keys to supernode-public-keys/; bring that folder here and run `{}`",
+                    hints::from_bundle(&quote(std::path::Path::new(&bundle.file))),
+                    hints::supernodes_admit(&quote(dir), "supernode-public-keys")
                 )),
             );
         }
@@ -76,11 +77,7 @@ pub fn check(deployment: &Deployment, findings: &mut Findings) {
                 format!(
                     "an admitted supernode key that no bundle made here produced: whoever holds its private key can join the federation; if nobody vouches for it, remove it{registered}"
                 ),
-                Some(format!(
-                    "rm {} && flowerbed quickstart {}",
-                    quote(&key.path),
-                    quote(dir)
-                )),
+                Some(format!("rm {} && {}", quote(&key.path), hints::quickstart(&quote(dir)))),
             );
         }
     }

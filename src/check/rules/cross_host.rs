@@ -8,6 +8,7 @@ use std::path::Path;
 use super::{Findings, renew_fix};
 use crate::bundle::{METADATA_FILE, SuperlinkCertificate};
 use crate::deploy::{Deployment, DeploymentRole, Role, Security};
+use crate::hints;
 use crate::tls::layout::SERVER_CERT;
 use crate::tls::material;
 use crate::tls::names::SubjectName;
@@ -114,7 +115,9 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Findings) {
                     "no record of the names the superlink's certificate covers, so whether it covers {host} was not checked"
                 ),
                 Some(format!(
-                    "on the superlink's host: flowerbed certs verify DIR --name {host} (or make this folder from a bundle: flowerbed bundle supernode)"
+                    "on the superlink's host: {} (or make this folder from a bundle: {})",
+                    hints::certs_verify_name(&host.to_string()),
+                    hints::bundle_supernode()
                 )),
             );
             return;
@@ -130,7 +133,10 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Findings) {
                 &supernode.name,
                 Some(metadata_path.as_path()),
                 format!("{err:#}"),
-                Some("make a new bundle on the superlink's host: flowerbed bundle supernode".into()),
+                Some(format!(
+                    "make a new bundle on the superlink's host: {}",
+                    hints::bundle_supernode()
+                )),
             );
             return;
         }
@@ -151,7 +157,9 @@ fn superlink_address_covered(deployment: &Deployment, findings: &mut Findings) {
                 list(&metadata.names)
             ),
                 Some(format!(
-                "dial a name it covers (--superlink-address), or on the superlink's host add --public-address {host}, renew the certificate and make a new bundle"
+                "dial a name it covers ({}), or on the superlink's host add {} {host}, renew the certificate and make a new bundle",
+                hints::flag::SUPERLINK_ADDRESS,
+                hints::flag::PUBLIC_ADDRESS
             )),
             );
     }

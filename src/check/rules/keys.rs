@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::super::perm::{self, HostIdentity, PathPerms};
 use super::{Out, is_tls_file, mount_files, quote};
+use crate::hints;
 use crate::tls::verify::Severity;
 
 /// Flags naming an authentication private key (OpenSSH): the only reason to mount one.
@@ -109,7 +110,10 @@ fn auth_key_mounted_elsewhere(out: &mut Out<'_>) {
             format!(
                 "an authentication private key is mounted at {inside} but none of this container's flags uses it; whoever holds it can pose as its owner"
             ),
-            Some("mount each supernode's key folder into that supernode only (flowerbed render --supernode-auth does)".into()),
+            Some(format!(
+                "mount each supernode's key folder into that supernode only ({} does)",
+                hints::render_supernode_auth()
+            )),
         );
     }
 }
@@ -144,7 +148,10 @@ fn ca_key_mounted(out: &mut Out<'_>) {
             Severity::Error,
             Some(&file),
             format!("the CA private key is mounted into the container (at {target}); anyone in it can sign certificates"),
-            Some("move it out of the mounted folder (flowerbed certs generate keeps it in ca/)".into()),
+            Some(format!(
+                "move it out of the mounted folder ({} keeps it in ca/)",
+                hints::certs_generate_bare()
+            )),
         );
     }
 }

@@ -12,6 +12,7 @@ use super::{
     CheckSettings, Out, READ_FLAGS, SECRET_FLAGS, deployment_root, describe_perms, host_identity,
     is_tls_file, mount_files, own_fix, quote,
 };
+use crate::hints;
 use crate::tls::verify::Severity;
 
 /// A user name that is neither root, a number, nor one the image defines.
@@ -85,7 +86,7 @@ fn certificates_fix(source: &Path) -> String {
     let root = deployment_root(source);
     let layout = crate::tls::Layout::new(root, crate::tls::LayoutKind::Split);
     if !(layout.ca_cert().is_file() && layout.ca_key().is_file()) {
-        return format!("flowerbed certs generate {}", quote(root));
+        return hints::certs_generate(&quote(root));
     }
     let names = crate::tls::material::read_certificate(&layout.server_cert())
         .ok()
@@ -132,12 +133,8 @@ pub(super) fn flag_files(out: &mut Out<'_>, settings: &CheckSettings) {
                     Severity::Error,
                     Some(&host),
                     format!("{flag} {value} names this file, which does not exist"),
-                    looks_like_certificates(&host).then(|| {
-                        format!(
-                            "flowerbed certs generate {}",
-                            quote(deployment_root(&mount.source))
-                        )
-                    }),
+                    looks_like_certificates(&host)
+                        .then(|| hints::certs_generate(&quote(deployment_root(&mount.source)))),
                 );
             }
             continue;

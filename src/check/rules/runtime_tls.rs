@@ -10,6 +10,7 @@ use super::super::spec::{Component, ContainerSpec};
 use super::tls::{Served, verify_served};
 use super::{CheckSettings, Finding, Findings, dial_host, quote};
 use crate::deploy::Profile;
+use crate::hints;
 use crate::tls::names::SubjectName;
 use crate::tls::verify::Severity;
 
@@ -160,8 +161,9 @@ fn supernode_link(supernode: &ContainerSpec, runner: &ContainerSpec) -> Option<F
                 supernode.name
             ),
             format!(
-                "give {} {ca}, {cert} and {key} with a certificate for its service name, and replace this runner's --insecure with --root-certificates (flowerbed quickstart issues both)",
-                supernode.name
+                "give {} {ca}, {cert} and {key} with a certificate for its service name, and replace this runner's --insecure with --root-certificates ({} issues both)",
+                supernode.name,
+                hints::quickstart_bare()
             ),
         ),
         _ => None,
@@ -208,7 +210,7 @@ fn verify_runtime_certificate(
     // `quickstart` on DIR once the old one is gone.
     let folder = cert.parent().unwrap_or(&cert);
     let root = folder.parent().and_then(Path::parent).unwrap_or(folder);
-    let reissue = format!("rm -r {} && flowerbed quickstart {}", quote(folder), quote(root));
+    let reissue = format!("rm -r {} && {}", quote(folder), hints::quickstart(&quote(root)));
     verify_served(
         &served,
         vec![(runner.name.clone(), trusted)],

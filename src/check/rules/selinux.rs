@@ -2,6 +2,7 @@
 
 use super::super::spec::MountKind;
 use super::{CheckSettings, Out};
+use crate::hints;
 use crate::tls::verify::Severity;
 
 pub(super) fn selinux_labels(out: &mut Out<'_>, settings: &CheckSettings) {
@@ -24,7 +25,7 @@ pub(super) fn selinux_labels(out: &mut Out<'_>, settings: &CheckSettings) {
                 "SELinux is enforcing and the mount at {} has no :z/:Z label; the container will be denied",
                 mount.target
             ),
-            Some("add :z to the mount (flowerbed render --selinux)".into()),
+            Some(format!("add :z to the mount ({})", hints::render_selinux())),
         );
     }
 }

@@ -150,7 +150,10 @@ pub const RULES: &[Rule] = &[
     ),
     error("not-yet-valid", "A certificate is not valid yet."),
     error("expired", "A certificate has expired."),
-    warning("expiring", "A certificate expires within --warn-days."),
+    warning(
+        "expiring",
+        "A certificate expires within the warning period (30 days by default).",
+    ),
     warning("server-is-ca", "The server certificate is itself a CA."),
     error(
         "server-eku",
@@ -175,7 +178,7 @@ pub const RULES: &[Rule] = &[
     ),
     error(
         "public-address-not-covered",
-        "The superlink's certificate does not cover a --public-address that other hosts dial.",
+        "The superlink's certificate does not cover a public address that other hosts dial.",
     ),
     warning(
         "superlink-names-unknown",

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::super::spec::{Component, ContainerSpec};
 use super::{CheckSettings, Finding, Findings, Out, deployment_root, quote};
+use crate::hints;
 use crate::tls::names::SubjectName;
 use crate::tls::verify::Severity;
 
@@ -30,7 +31,10 @@ pub(super) fn ca_certificate(out: &mut Out<'_>, host: &Path, flag: &str) {
             Severity::Error,
             Some(host),
             format!("{flag} names this file as the CA certificate, but it is not one: {reason}"),
-            Some("copy the CA's ca.crt here (flowerbed certs generate writes it)".into()),
+            Some(format!(
+                "copy the CA's ca.crt here ({} writes it)",
+                hints::certs_generate_bare()
+            )),
         );
     }
 }
@@ -205,7 +209,7 @@ pub(super) fn verify_served(
                     "not readable by UID {}, so chain, key match, expiry and names were not checked",
                     nix::unistd::geteuid()
                 ),
-                Some("run the check as root (sudo flowerbed check ...)".into()),
+                Some(format!("run the check as root ({})", hints::check_as_root())),
             );
             continue;
         }
@@ -369,11 +373,7 @@ pub fn renew_fix(cert: &Path, names: &[SubjectName]) -> String {
     } else {
         folder
     };
-    format!(
-        "flowerbed certs renew {}{}",
-        quote(target),
-        extra_name_flags(names)
-    )
+    hints::certs_renew(&quote(target), &extra_names(names))
 }
 
 /// For a CA that has expired (or soon will): a new CA and certificate, which every
@@ -381,30 +381,22 @@ pub fn renew_fix(cert: &Path, names: &[SubjectName]) -> String {
 fn new_ca_fix(cert: &Path, names: &[SubjectName]) -> String {
     let folder = cert.parent().unwrap_or(Path::new("."));
     let root = deployment_root(folder);
-    if root.join("ca/ca.key").is_file() {
-        format!(
-            "flowerbed certs generate {} --force{} (a new CA: give every supernode the new ca.crt)",
-            quote(root),
-            extra_name_flags(names)
-        )
+    let command = if root.join("ca/ca.key").is_file() {
+        hints::certs_generate_new_ca(&quote(root), false, &extra_names(names))
     } else {
-        format!(
-            "flowerbed certs generate {} --flat --force{} (a new CA: give every supernode the new ca.crt)",
-            quote(folder),
-            extra_name_flags(names)
-        )
-    }
+        hints::certs_generate_new_ca(&quote(folder), true, &extra_names(names))
+    };
+    format!("{command} (a new CA: give every supernode the new ca.crt)")
 }
 
-fn extra_name_flags(names: &[SubjectName]) -> String {
+/// The names beyond the defaults every certificate covers, each one shell word.
+fn extra_names(names: &[SubjectName]) -> Vec<String> {
     names
         .iter()
-        .filter(|n| !crate::tls::layout::DEFAULT_NAMES.contains(&n.to_string().as_str()))
-        .fold(String::new(), |mut out, n| {
-            out.push_str(" --name ");
-            out.push_str(&shlex::try_quote(&n.to_string()).unwrap_or_default());
-            out
-        })
+        .map(ToString::to_string)
+        .filter(|name| !crate::tls::layout::DEFAULT_NAMES.contains(&name.as_str()))
+        .map(|name| shlex::try_quote(&name).unwrap_or_default().into_owned())
+        .collect()
 }
 
 #[cfg(test)]

@@ -235,9 +235,10 @@ impl JournalLock {
                 Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
                     if wait == LockWait::NoWait {
                         bail!(
-                            "{}: another flowerbed run holds its journal lock ({}); try again later, or leave out --no-wait to wait",
+                            "{}: another flowerbed run holds its journal lock ({}); try again later, or leave out {} to wait",
                             root.display(),
-                            path.display()
+                            path.display(),
+                            crate::hints::flag::NO_WAIT
                         );
                     }
                     if !said {

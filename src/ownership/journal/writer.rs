@@ -253,7 +253,10 @@ impl JournalWriter {
             .checking_only();
         while reader
             .next_frame()
-            .map_err(|e| anyhow::anyhow!("{path}: journal {e}; run `flowerbed undo` or move it away"))?
+            .map_err(|e| {
+                let undo = crate::hints::undo_bare();
+                anyhow::anyhow!("{path}: journal {e}; run `{undo}` or move it away")
+            })?
             .is_some()
         {}
         if let Some(Tail::Torn { offset }) = reader.tail() {

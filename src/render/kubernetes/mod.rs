@@ -76,10 +76,13 @@ pub fn namespace(deployment: &Deployment, options: &KubernetesOptions) -> Result
             "{name:?} is not a valid namespace (at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit)"
         )
     } else {
-        format!("the project name {name:?} is not a valid namespace; pass --namespace NAME")
+        format!(
+            "the project name {name:?} is not a valid namespace; pass {} NAME",
+            crate::hints::flag::NAMESPACE
+        )
     };
     Err(Error::InvalidFlag {
-        flag: "--namespace",
+        flag: crate::hints::flag::NAMESPACE,
         message,
     }
     .into())
