@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::MODE_DIR_PUBLIC;
-use super::plan::PlannedFile;
 
 pub(super) fn create_dir_all_recorded(dir: &Path, mode: u32, undo: &mut Undo) -> Result<()> {
     if dir.is_dir() {
@@ -87,10 +86,10 @@ fn unique_suffix() -> u64 {
     nanos ^ (COUNTER.fetch_add(1, Ordering::Relaxed) << 32)
 }
 
-/// Write `file` to a temporary name beside its target, with its final mode; not yet synced.
-pub(super) fn write_temp(file: &PlannedFile) -> Result<(PathBuf, File)> {
-    let temp = sibling_name(&file.path, ".flowerbed-new");
-    match create_file_unsynced(&temp, &file.contents, file.mode) {
+/// Write `contents` to a temporary name beside `path`, with the final `mode`; not yet synced.
+pub(super) fn write_temp(path: &Path, contents: &[u8], mode: u32) -> Result<(PathBuf, File)> {
+    let temp = sibling_name(path, ".flowerbed-new");
+    match create_file_unsynced(&temp, contents, mode) {
         Ok(handle) => Ok((temp, handle)),
         Err(err) => {
             // Opened (ours) but not written, or not created at all.
@@ -99,7 +98,7 @@ pub(super) fn write_temp(file: &PlannedFile) -> Result<(PathBuf, File)> {
                 let _ = fs::remove_file(&temp);
             }
             let what = if created { "cannot write" } else { "cannot create" };
-            Err(anyhow::Error::new(err).context(format!("{}: {what}", file.path.display())))
+            Err(anyhow::Error::new(err).context(format!("{}: {what}", path.display())))
         }
     }
 }

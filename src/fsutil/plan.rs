@@ -302,7 +302,7 @@ impl WritePlan {
         let mut staged = Vec::with_capacity(self.files.len());
         let mut handles = Vec::with_capacity(self.files.len());
         for file in &self.files {
-            let (temp, handle) = write_temp(file)?;
+            let (temp, handle) = write_temp(&file.path, &file.contents, file.mode)?;
             undo.temps.push(temp.clone());
             staged.push((temp, file.path.clone()));
             handles.push((handle, &file.path));

@@ -1,6 +1,7 @@
 //! One integration test binary (links once); each area is a module.
 
 mod app_images;
+mod architecture;
 mod attacks;
 mod bad_input;
 mod bounded_reads;
