@@ -17,36 +17,32 @@
 //!   writes, no privilege escalation, every capability dropped and a memory limit.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use serde_json::{Value, json};
 
-use crate::deploy::model::SERVICE_LABEL;
-use crate::deploy::profile::HealthProbe;
-use crate::deploy::{
-    Deployment, DeploymentRole, Hardening, HealthCheck, Identity, MountPurpose, Profile, Role, Service,
-};
+use crate::deploy::{Deployment, DeploymentRole, MountPurpose, Profile, Role, Service};
 use crate::error::Error;
 
 use super::text;
 
+pub mod objects;
+mod pods;
 mod supernodes;
 
-/// What each hardened container asks the scheduler to reserve.
-const REQUESTED_CPU: &str = "100m";
-const REQUESTED_MEMORY: &str = "256Mi";
+use objects::{
+    DeploymentSpec, LabelSelector, Labels, Namespace, Object, ObjectMeta, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, Secret, ServicePort, ServiceSpec, StatefulSet, StatefulSetSpec,
+    StorageRequest, StorageResources,
+};
+use pods::{Container, pod_template};
+
 /// Secret with the superlink's CA certificate, server certificate and key.
 pub const SERVER_SECRET: &str = "superlink-tls";
 /// Secret with the CA certificate alone.
 pub const CA_SECRET: &str = "flower-ca";
 /// Size requested for the superlink's state volume.
 const STATE_STORAGE: &str = "1Gi";
-/// Secret volumes: the files are root-owned with group fsGroup inside the pod, so the
-/// container user (runAsUser 49999, not root) reads them through the group bit. 0440 says
-/// so explicitly rather than relying on kubelet widening 0400 for fsGroup; other users get
-/// nothing.
-const SECRET_MODE: u32 = 0o440;
 
 /// Options only the manifests have.
 #[derive(Debug, Clone, Default)]
@@ -159,23 +155,33 @@ fn per_supernode_secrets(deployment: &Deployment) -> bool {
     })
 }
 
-fn labels(deployment: &Deployment, workload: &str) -> Value {
-    json!({
-        "app.kubernetes.io/name": workload,
-        "app.kubernetes.io/instance": deployment.project,
-        "app.kubernetes.io/managed-by": "flowerbed",
-    })
+/// Labels from `(key, value)` pairs.
+fn label_map<const N: usize>(pairs: [(&str, &str); N]) -> Labels {
+    pairs
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
 }
 
-fn selector(deployment: &Deployment, workload: &str) -> Value {
-    json!({
-        "app.kubernetes.io/name": workload,
-        "app.kubernetes.io/instance": deployment.project,
-    })
+fn labels(deployment: &Deployment, workload: &str) -> Labels {
+    let mut labels = selector(deployment, workload);
+    labels.insert("app.kubernetes.io/managed-by".into(), "flowerbed".into());
+    labels
 }
 
-fn metadata(deployment: &Deployment, namespace: &str, name: &str) -> Value {
-    json!({ "name": name, "namespace": namespace, "labels": labels(deployment, name) })
+fn selector(deployment: &Deployment, workload: &str) -> Labels {
+    label_map([
+        ("app.kubernetes.io/name", workload),
+        ("app.kubernetes.io/instance", &deployment.project),
+    ])
+}
+
+fn metadata(deployment: &Deployment, namespace: &str, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        labels: labels(deployment, name),
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
+    }
 }
 
 /// The superlink's listening ports in this release, each once.
@@ -194,205 +200,51 @@ fn superlink_ports(profile: &Profile) -> Vec<u16> {
     ports
 }
 
-/// A container for `service`: the model's arguments (after `rewrite`), its mounts as
-/// Secret or claim mounts, and the locked-down security context.
-struct Container<'a> {
-    name: &'a str,
-    service: &'a Service,
-    args: Vec<String>,
-    env: Vec<Value>,
-    ports: Vec<u16>,
-}
-
-/// The `emptyDir` volume standing for a scratch folder: its path as a name
-/// (`/app/.flwr` → `app-flwr`).
-fn scratch_volume(path: &str) -> String {
-    let words: Vec<&str> = path.split(['/', '.']).filter(|word| !word.is_empty()).collect();
-    words.join("-")
-}
-
-impl Container<'_> {
-    fn to_value(&self, hardening: Option<&Hardening>) -> Value {
-        let scratch = hardening.map_or(&[][..], |hardening| hardening.scratch);
-        let mut mounts: Vec<Value> = scratch
-            .iter()
-            .map(|path| json!({ "name": scratch_volume(path), "mountPath": path }))
-            .collect();
-        for (volume, path) in volume_mounts(self.service) {
-            mounts.push(json!({ "name": volume, "mountPath": path, "readOnly": volume != "state" }));
-        }
-        let mut container = json!({
-            "name": self.name,
-            "image": self.service.image,
-            "imagePullPolicy": "IfNotPresent",
-            "args": self.args,
-            "volumeMounts": mounts,
-        });
-        if let Some(health) = &self.service.health {
-            // The kubelet probes from outside the container: gRPC health or TCP, natively.
-            let probe = match health.probe {
-                HealthProbe::Grpc { port, .. } => json!({ "grpc": { "port": port } }),
-                HealthProbe::Tcp(port) => json!({ "tcpSocket": { "port": port } }),
-            };
-            let mut ready = probe.clone();
-            // The kubelet's probes cost the container nothing: readiness often, so what
-            // dials the superlink's Service finds it soon.
-            ready["periodSeconds"] = Value::from(2);
-            let mut alive = probe;
-            alive["periodSeconds"] = Value::from(HealthCheck::INTERVAL_SECONDS * 2);
-            alive["initialDelaySeconds"] = Value::from(HealthCheck::START_PERIOD_SECONDS);
-            alive["failureThreshold"] = Value::from(HealthCheck::RETRIES);
-            container["readinessProbe"] = ready;
-            container["livenessProbe"] = alive;
-        }
-        if let Some(hardening) = hardening {
-            container["securityContext"] = json!({
-                "allowPrivilegeEscalation": false,
-                "readOnlyRootFilesystem": true,
-                "runAsNonRoot": true,
-                "capabilities": { "drop": [Hardening::CAP_DROP] },
-            });
-            // Requests are what the scheduler reserves: a floor an idle Flower component
-            // stays under, so a small cluster still places every pod; limits are the cap.
-            let (cpu, memory) = (hardening.cpus_text(), hardening.memory_text(true));
-            container["resources"] = json!({
-                "limits": { "cpu": cpu, "memory": memory },
-                "requests": { "cpu": REQUESTED_CPU, "memory": REQUESTED_MEMORY },
-            });
-        }
-        if !self.env.is_empty() {
-            container["env"] = Value::from(self.env.clone());
-        }
-        if !self.ports.is_empty() {
-            container["ports"] = self
-                .ports
-                .iter()
-                .map(|port| json!({ "containerPort": port, "protocol": "TCP" }))
-                .collect();
-        }
-        container
-    }
-}
-
-/// `(volume name, mount path)` for each Secret or state volume `service` needs; a Secret
-/// is mounted as the folder its files' targets share, so the flags' paths resolve.
-fn volume_mounts(service: &Service) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for mount in &service.mounts {
-        let entry = match (secret_for(mount.purpose, service), mount.files()) {
-            (Some(secret), Some(files)) => {
-                let folder = files
-                    .first()
-                    .and_then(|file| Path::new(&file.target).parent())
-                    .map_or_else(|| mount.target.clone(), |p| p.display().to_string());
-                (secret, folder)
-            }
-            _ => ("state".to_string(), mount.target.clone()),
-        };
-        if !out.contains(&entry) {
-            out.push(entry);
-        }
-    }
-    out
-}
-
-/// The pod's volumes: an `emptyDir` per scratch folder and each Secret with the files the
-/// containers' mounts carry (key = file name, path = name in the mounted folder).
-fn pod_volumes(services: &[&Service], hardening: Option<&Hardening>) -> Vec<Value> {
-    let mut items: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
-    let mounts = services
-        .iter()
-        .flat_map(|service| service.mounts.iter().map(move |mount| (mount, *service)));
-    for (mount, service) in mounts {
-        let (Some(secret), Some(files)) = (secret_for(mount.purpose, service), mount.files()) else {
-            continue;
-        };
-        for file in files {
-            let path = Path::new(&file.target)
-                .file_name()
-                .map_or_else(|| file.name.to_string(), |n| n.to_string_lossy().into_owned());
-            items.entry(secret.clone()).or_default().insert(file.name, path);
-        }
-    }
-    let scratch = hardening.map_or(&[][..], |hardening| hardening.scratch);
-    let mut volumes: Vec<Value> = scratch
-        .iter()
-        .map(|path| json!({ "name": scratch_volume(path), "emptyDir": {} }))
-        .collect();
-    for (secret, files) in items {
-        let items: Vec<Value> = files
-            .into_iter()
-            .map(|(key, path)| json!({ "key": key, "path": path }))
-            .collect();
-        volumes.push(json!({
-            "name": secret,
-            "secret": { "secretName": secret, "defaultMode": SECRET_MODE, "items": items },
-        }));
-    }
-    volumes
-}
-
-fn pod_template(deployment: &Deployment, workload: &str, containers: &[Container<'_>]) -> Value {
-    let Identity { uid, gid } = deployment.user;
-    let mut labels = labels(deployment, workload);
-    for (key, value) in &containers[0].service.labels {
-        labels[key.as_str()] = Value::from(value.clone());
-    }
-    // One pod template stands for every supernode: it is named after the workload.
-    labels[SERVICE_LABEL] = Value::from(workload);
-    let services: Vec<&Service> = containers.iter().map(|c| c.service).collect();
-    let hardening = deployment.hardening.as_ref();
-    json!({
-        "metadata": { "labels": labels },
-        "spec": {
-            "automountServiceAccountToken": false,
-            "securityContext": {
-                "runAsUser": uid,
-                "runAsGroup": gid,
-                "fsGroup": gid,
-                "runAsNonRoot": true,
-                "seccompProfile": { "type": "RuntimeDefault" },
-            },
-            "containers": containers
-                .iter()
-                .map(|container| container.to_value(hardening))
-                .collect::<Vec<_>>(),
-            "volumes": pod_volumes(&services, hardening),
-        },
-    })
-}
-
+/// The Service of workload `name`'s pods (`headless`: without a cluster IP).
 fn service_object(
     deployment: &Deployment,
     namespace: &str,
     name: &str,
     ports: &[u16],
     headless: bool,
-) -> Value {
-    let mut spec = json!({
-        "selector": selector(deployment, name),
-        "ports": ports
-            .iter()
-            .map(|port| json!({ "name": format!("grpc-{port}"), "port": port, "targetPort": port, "protocol": "TCP" }))
-            .collect::<Vec<_>>(),
-    });
-    if headless {
-        spec["clusterIP"] = Value::from("None");
+) -> objects::Service {
+    objects::Service {
+        api_version: "v1",
+        kind: "Service",
+        metadata: metadata(deployment, namespace, name),
+        spec: ServiceSpec {
+            cluster_ip: headless.then_some("None"),
+            ports: ports.iter().map(|&port| service_port("grpc", port)).collect(),
+            selector: selector(deployment, name),
+            type_: None,
+        },
     }
-    json!({ "apiVersion": "v1", "kind": "Service", "metadata": metadata(deployment, namespace, name), "spec": spec })
+}
+
+fn service_port(prefix: &str, port: u16) -> ServicePort {
+    ServicePort {
+        name: format!("{prefix}-{port}"),
+        port,
+        protocol: "TCP",
+        target_port: port,
+    }
 }
 
 /// Every object, in apply order.
-pub fn objects(deployment: &Deployment, namespace: &str, material: &Material) -> Result<Vec<Value>> {
+pub fn objects(deployment: &Deployment, namespace: &str, material: &Material) -> Result<Vec<Object>> {
     let profile = deployment.profile;
-    let mut objects = vec![json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": { "name": namespace, "labels": { "app.kubernetes.io/managed-by": "flowerbed" } },
+    let mut objects = vec![Object::Namespace(Namespace {
+        api_version: "v1",
+        kind: "Namespace",
+        metadata: ObjectMeta {
+            labels: label_map([("app.kubernetes.io/managed-by", "flowerbed")]),
+            name: Some(namespace.to_string()),
+            namespace: None,
+        },
     })];
 
     // Secrets: each file the model mounts, under its purpose's Secret.
-    let mut secrets: BTreeMap<String, BTreeMap<&'static str, &str>> = BTreeMap::new();
+    let mut secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mounts = (deployment.services.iter())
         .flat_map(|service| service.mounts.iter().map(move |mount| (mount, service)));
     for (mount, service) in mounts {
@@ -403,16 +255,16 @@ pub fn objects(deployment: &Deployment, namespace: &str, material: &Material) ->
             let text = material
                 .get(&file.source)
                 .with_context(|| format!("{}: not read", file.source.display()))?;
-            secrets.entry(secret.clone()).or_default().insert(file.name, text);
+            (secrets.entry(secret.clone()).or_default()).insert(file.name.to_string(), text.clone());
         }
     }
-    for (secret, data) in &secrets {
-        objects.push(json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": metadata(deployment, namespace, secret),
-            "type": "Opaque",
-            "stringData": data,
+    for (secret, string_data) in secrets {
+        objects.push(Object::Secret(Secret {
+            api_version: "v1",
+            kind: "Secret",
+            metadata: metadata(deployment, namespace, &secret),
+            string_data,
+            type_: "Opaque",
         }));
     }
 
@@ -470,10 +322,16 @@ fn superlink_objects(
     namespace: &str,
     profile: &Profile,
     superlink: &Service,
-) -> Vec<Value> {
+) -> Vec<Object> {
     let mut objects = Vec::new();
     let ports = superlink_ports(profile);
-    objects.push(service_object(deployment, namespace, "superlink", &ports, false));
+    objects.push(Object::Service(service_object(
+        deployment,
+        namespace,
+        "superlink",
+        &ports,
+        false,
+    )));
     let container = Container {
         name: "superlink",
         service: superlink,
@@ -481,26 +339,37 @@ fn superlink_objects(
         env: Vec::new(),
         ports: ports.clone(),
     };
-    let mut spec = json!({
-        "serviceName": "superlink",
-        "replicas": 1,
-        "selector": { "matchLabels": selector(deployment, "superlink") },
-        "template": pod_template(deployment, "superlink", &[container]),
-    });
+    let mut volume_claim_templates = Vec::new();
     if superlink.mounts.iter().any(|m| m.purpose == MountPurpose::State) {
-        spec["volumeClaimTemplates"] = json!([{
-            "metadata": { "name": "state" },
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": { "requests": { "storage": STATE_STORAGE } },
+        volume_claim_templates.push(PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("state".to_string()),
+                ..ObjectMeta::default()
             },
-        }]);
+            spec: PersistentVolumeClaimSpec {
+                access_modes: vec!["ReadWriteOnce"],
+                resources: StorageResources {
+                    requests: StorageRequest {
+                        storage: STATE_STORAGE,
+                    },
+                },
+            },
+        });
     }
-    objects.push(json!({
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": metadata(deployment, namespace, "superlink"),
-        "spec": spec,
+    objects.push(Object::StatefulSet(StatefulSet {
+        api_version: "apps/v1",
+        kind: "StatefulSet",
+        metadata: metadata(deployment, namespace, "superlink"),
+        spec: StatefulSetSpec {
+            pod_management_policy: None,
+            replicas: 1,
+            selector: LabelSelector {
+                match_labels: selector(deployment, "superlink"),
+            },
+            service_name: "superlink".to_string(),
+            template: pod_template(deployment, "superlink", &[container]),
+            volume_claim_templates,
+        },
     }));
 
     if let Some(runner) = deployment
@@ -515,29 +384,31 @@ fn superlink_objects(
             env: Vec::new(),
             ports: Vec::new(),
         };
-        objects.push(json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": metadata(deployment, namespace, &runner.name),
-            "spec": {
-                "replicas": 1,
-                "selector": { "matchLabels": selector(deployment, &runner.name) },
-                "template": pod_template(deployment, &runner.name, &[container]),
+        objects.push(Object::Deployment(objects::Deployment {
+            api_version: "apps/v1",
+            kind: "Deployment",
+            metadata: metadata(deployment, namespace, &runner.name),
+            spec: DeploymentSpec {
+                replicas: 1,
+                selector: LabelSelector {
+                    match_labels: selector(deployment, &runner.name),
+                },
+                template: pod_template(deployment, &runner.name, &[container]),
             },
         }));
     }
 
     if deployment.role == DeploymentRole::Superlink {
         let name = "superlink-public";
-        let fleet = profile.fleet_port();
-        objects.push(json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": metadata(deployment, namespace, name),
-            "spec": {
-                "type": "LoadBalancer",
-                "selector": selector(deployment, "superlink"),
-                "ports": [{ "name": format!("fleet-{fleet}"), "port": fleet, "targetPort": fleet, "protocol": "TCP" }],
+        objects.push(Object::Service(objects::Service {
+            api_version: "v1",
+            kind: "Service",
+            metadata: metadata(deployment, namespace, name),
+            spec: ServiceSpec {
+                cluster_ip: None,
+                ports: vec![service_port("fleet", profile.fleet_port())],
+                selector: selector(deployment, "superlink"),
+                type_: Some("LoadBalancer"),
             },
         }));
     }

@@ -6,9 +6,11 @@
 //! pod carries its ClientApp runner as a second container dialing the supernode on loopback.
 
 use anyhow::{Context, Result};
-use serde_json::{Value, json};
 
-use super::{Container, metadata, per_supernode_secrets, pod_template, selector, service_object};
+use super::objects::{
+    EnvVar, EnvVarSource, FieldRef, LabelSelector, Object, PodTemplate, StatefulSet, StatefulSetSpec,
+};
+use super::{Container, label_map, metadata, per_supernode_secrets, pod_template, selector, service_object};
 use crate::deploy::model::{NODE_CONFIG_FLAG, node_config};
 use crate::deploy::profile::SUPERNODE_APPIO_PORT;
 use crate::deploy::{Deployment, Role, Service};
@@ -21,7 +23,7 @@ const POD_INDEX_ENV: &str = "FLOWERBED_POD_INDEX";
 const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 
 /// The headless Service the supernodes' pods are named under, and their StatefulSet(s).
-pub(super) fn objects(deployment: &Deployment, namespace: &str) -> Result<Vec<Value>> {
+pub(super) fn objects(deployment: &Deployment, namespace: &str) -> Result<Vec<Object>> {
     let supernodes: Vec<&Service> = deployment
         .services
         .iter()
@@ -43,28 +45,32 @@ pub(super) fn objects(deployment: &Deployment, namespace: &str) -> Result<Vec<Va
                 std::iter::once(flag.name.to_string()).chain(value)
             })
             .collect();
-        let env = vec![json!({
-            "name": POD_INDEX_ENV,
-            "valueFrom": { "fieldRef": { "fieldPath": format!("metadata.labels['{POD_INDEX_LABEL}']") } },
-        })];
+        let env = vec![EnvVar {
+            name: POD_INDEX_ENV.to_string(),
+            value_from: EnvVarSource {
+                field_ref: FieldRef {
+                    field_path: format!("metadata.labels['{POD_INDEX_LABEL}']"),
+                },
+            },
+        }];
         let containers = pod_containers(deployment, first, args, env);
         let template = pod_template(deployment, "supernode", &containers);
         return Ok(vec![
-            service,
-            stateful_set(deployment, namespace, "supernode", count, &template),
+            Object::Service(service),
+            stateful_set(deployment, namespace, "supernode", count, template),
         ]);
     }
     // The Service selects every supernode's pod by the label they share.
-    service["spec"]["selector"] = json!({
-        COMPONENT_LABEL: "supernode",
-        "app.kubernetes.io/instance": deployment.project,
-    });
-    let mut objects = vec![service];
+    service.spec.selector = label_map([
+        (COMPONENT_LABEL, "supernode"),
+        ("app.kubernetes.io/instance", &deployment.project),
+    ]);
+    let mut objects = vec![Object::Service(service)];
     for supernode in supernodes {
         let containers = pod_containers(deployment, supernode, supernode.args(), Vec::new());
         let mut template = pod_template(deployment, &supernode.name, &containers);
-        template["metadata"]["labels"][COMPONENT_LABEL] = Value::from("supernode");
-        objects.push(stateful_set(deployment, namespace, &supernode.name, 1, &template));
+        (template.metadata.labels).insert(COMPONENT_LABEL.to_string(), "supernode".to_string());
+        objects.push(stateful_set(deployment, namespace, &supernode.name, 1, template));
     }
     Ok(objects)
 }
@@ -75,7 +81,7 @@ fn pod_containers<'a>(
     deployment: &'a Deployment,
     supernode: &'a Service,
     args: Vec<String>,
-    env: Vec<Value>,
+    env: Vec<EnvVar>,
 ) -> Vec<Container<'a>> {
     let Role::Supernode(index) = supernode.role else {
         unreachable!("only supernodes are given")
@@ -124,19 +130,22 @@ fn stateful_set(
     namespace: &str,
     name: &str,
     replicas: u32,
-    template: &Value,
-) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": metadata(deployment, namespace, name),
-        "spec": {
-            "serviceName": "supernode",
-            "replicas": replicas,
+    template: PodTemplate,
+) -> Object {
+    Object::StatefulSet(StatefulSet {
+        api_version: "apps/v1",
+        kind: "StatefulSet",
+        metadata: metadata(deployment, namespace, name),
+        spec: StatefulSetSpec {
             // Supernodes do not depend on each other: start them all at once.
-            "podManagementPolicy": "Parallel",
-            "selector": { "matchLabels": selector(deployment, name) },
-            "template": template,
+            pod_management_policy: Some("Parallel"),
+            replicas,
+            selector: LabelSelector {
+                match_labels: selector(deployment, name),
+            },
+            service_name: "supernode".to_string(),
+            template,
+            volume_claim_templates: Vec::new(),
         },
     })
 }

@@ -6,8 +6,8 @@ use flowerbed::deploy::{self, Isolation, Settings};
 use flowerbed::render::kubernetes::{self, Material};
 use serde_json::Value;
 
-/// The manifests' objects, each mounted file given its own text (`content of PATH`), so a
-/// test can tell which file a Secret carries.
+/// The manifests' objects as JSON, each mounted file given its own text (`content of
+/// PATH`), so a test can tell which file a Secret carries.
 fn labelled_objects(deployment: &flowerbed::deploy::Deployment) -> Vec<Value> {
     let mut material = Material::new();
     for mount in deployment.services.iter().flat_map(|service| &service.mounts) {
@@ -16,7 +16,10 @@ fn labelled_objects(deployment: &flowerbed::deploy::Deployment) -> Vec<Value> {
             material.insert(file.source, text);
         }
     }
-    kubernetes::objects(deployment, "flower", &material).unwrap()
+    let objects = kubernetes::objects(deployment, "flower", &material).unwrap();
+    (objects.iter())
+        .map(|object| serde_json::to_value(object).unwrap())
+        .collect()
 }
 
 #[test]
