@@ -186,14 +186,14 @@ pub fn made_by() -> String {
     format!("`{}` or `render {}`", quickstart_bare(), flag::OUT)
 }
 
-/// `flowerbed render --selinux`.
+/// `flowerbed render compose DIR --selinux`.
 pub fn render_selinux() -> String {
-    flowerbed("render --selinux")
+    flowerbed("render compose DIR --selinux")
 }
 
-/// `flowerbed render --supernode-auth`.
+/// `flowerbed render compose DIR --supernode-auth`.
 pub fn render_supernode_auth() -> String {
-    flowerbed("render --supernode-auth")
+    flowerbed("render compose DIR --supernode-auth")
 }
 
 /// `sudo flowerbed undo PATH`.
@@ -251,7 +251,7 @@ pub fn own_command<'a>(uid: u32, gid: u32, paths: impl IntoIterator<Item = &'a s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
     /// Flags flowerbed shares with what it renders or runs (Flower's components, docker,
     /// pip, compose): domain code spells those as the other tool's, so they cannot tell
@@ -287,6 +287,110 @@ mod tests {
         }
         for sub in subcommands {
             spellings(sub, &format!("{path} {}", sub.get_name()), commands, flags);
+        }
+    }
+
+    /// Each command line this module writes is one the parser accepts (placeholders stand
+    /// for values), and each bare command names a real subcommand; each flag constant is
+    /// a flag of some command.
+    #[test]
+    fn every_hint_is_a_command_line_flowerbed_accepts() {
+        let names = vec!["example.org".to_string()];
+        let runnable = [
+            quickstart("DIR"),
+            quickstart_with_auth("DIR"),
+            quickstart_superlink(),
+            quickstart_superlink_auth(),
+            from_bundle("FILE"),
+            bundle_supernode_out("DIR", "OUT"),
+            supernodes_admit("DIR", "KEYS"),
+            certs_generate("DIR"),
+            certs_generate_new_ca("DIR", false, &names),
+            certs_generate_new_ca("DIR", true, &names),
+            certs_renew("DIR", &names),
+            certs_verify_name("HOST"),
+            check("DIR"),
+            check_as_root(),
+            format!("flowerbed {}", check_live_name()),
+            wheels(Some("DIR")),
+            render_compose("DIR", "OUT"),
+            render_selinux(),
+            render_supernode_auth(),
+            undo("PATH"),
+            undo_path("PATH"),
+            journal_list(),
+            journal_prune(),
+            own_ways(true, false),
+            own_ways(false, true),
+            own_ways(false, false),
+            own_command(1000, 1000, ["PATH"]).unwrap(),
+        ];
+        for line in &runnable {
+            // `A (or B)`: each alternative on its own.
+            for alternative in line.trim_end_matches(')').split(" (or ") {
+                let words = shlex::split(alternative).unwrap();
+                let start = words.iter().position(|word| word == "flowerbed").unwrap();
+                let parsed = crate::cli::Cli::try_parse_from(&words[start..]);
+                assert!(parsed.is_ok(), "{alternative}: {}", parsed.unwrap_err());
+            }
+        }
+        for bare in [
+            quickstart_bare(),
+            bundle_supernode(),
+            supernodes_admit_bare(),
+            certs_generate_bare(),
+            check_bare(),
+            wheels(None),
+            undo_bare(),
+        ] {
+            let mut command = crate::cli::Cli::command();
+            for word in bare.split(' ').skip(1) {
+                command = command
+                    .find_subcommand(word)
+                    .unwrap_or_else(|| panic!("{bare}: no subcommand {word}"))
+                    .clone();
+            }
+        }
+        let (mut commands, mut flags) = (Vec::new(), Vec::new());
+        spellings(
+            &crate::cli::Cli::command(),
+            "flowerbed",
+            &mut commands,
+            &mut flags,
+        );
+        let constants = [
+            flag::ALLOW_HARDLINKS,
+            flag::APP,
+            flag::CA_CERT,
+            flag::CA_KEY,
+            flag::DAYS,
+            flag::FLOWER_VERSION,
+            flag::FORCE,
+            flag::HELPER_IMAGE,
+            flag::ID_SHIFT,
+            flag::IMAGE_DIGEST,
+            flag::INSECURE,
+            flag::JSON,
+            flag::KEY_TYPE,
+            flag::NAME,
+            flag::NAMESPACE,
+            flag::NO_WAIT,
+            flag::OUT,
+            flag::PLATFORM,
+            flag::PUBLIC_ADDRESS,
+            flag::PUSH_TO,
+            flag::PYTHON_VERSION,
+            flag::SKIP_CHANGED,
+            flag::SUPERLINK_ADDRESS,
+            flag::TO,
+            flag::VIA_DOCKER,
+            flag::WORKDIR,
+        ];
+        for constant in constants {
+            assert!(
+                flags.iter().any(|flag| flag == constant),
+                "{constant} is no flag of flowerbed's"
+            );
         }
     }
 
