@@ -428,7 +428,7 @@ mod tests {
                 .into_owned();
             let rust = entry.path().extension().is_some_and(|ext| ext == "rs");
             let layer =
-                relative.starts_with("cli/") || ["config.rs", "hints.rs"].contains(&relative.as_str());
+                ["cli/", "config/"].iter().any(|dir| relative.starts_with(dir)) || relative == "hints.rs";
             if !rust || layer {
                 continue;
             }

@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 
 use crate::deploy::{Deployment, DeploymentRole, SETTINGS_FILE, Security, Settings};
-use crate::fsutil;
 use crate::hints;
 use crate::render::{compose, script, text};
 
@@ -34,21 +33,6 @@ pub fn superlink_settings(dir: &Path) -> Result<Settings> {
     Ok(saved)
 }
 
-/// Folder of the superlink deployment recording each bundle with supernode authentication
-/// (`FILE.json`, one per archive name), so `check` can match admitted keys to the bundles
-/// handed out.
-pub const BUNDLES_DIR: &str = "bundles";
-
-/// What the superlink's host records about a bundle it made.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct BundleRecord {
-    pub id: String,
-    /// The archive's file name.
-    pub file: String,
-    pub supernodes: u32,
-}
-
 /// A fresh bundle id: 12 hex digits from the operating system's random source. Only
 /// bundles with supernode authentication get one (their keys' comments carry it back);
 /// the others stay byte-for-byte reproducible.
@@ -56,22 +40,6 @@ pub fn new_bundle_id() -> Result<String> {
     let mut bytes = [0u8; 6];
     getrandom::fill(&mut bytes).map_err(|err| anyhow!("no randomness for a bundle id ({err})"))?;
     Ok(hex::encode(bytes))
-}
-
-/// The bundles recorded in the superlink deployment `dir`, by id.
-pub fn recorded_bundles(dir: &Path) -> Result<Vec<BundleRecord>> {
-    fsutil::files_with_extension(&dir.join(BUNDLES_DIR), "json")
-        .unwrap_or_default()
-        .iter()
-        .map(|path| {
-            let text = crate::fsutil::read_regular_text(
-                path,
-                crate::fsutil::TEXT_LIMIT,
-                crate::fsutil::Links::Refuse,
-            )?;
-            serde_json::from_str(&text).with_context(|| format!("{}: not a bundle record", path.display()))
-        })
-        .collect()
 }
 
 /// A packed bundle and what its maker should hear about it.

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::bundle::{pack, unpack};
+use crate::bundle::{pack, records, unpack};
 use crate::cli::deploy::{BundleArgs, BundleCommand, QuickstartArgs};
 use crate::config;
 use crate::deploy::{self, Security, Settings};
@@ -43,16 +43,16 @@ fn bundle_supernode(args: &BundleArgs, printer: &Printer) -> Result<Outcome> {
     let mut plan = WritePlan::new(args.force);
     plan.file(&args.out, packed.bytes, MODE_PUBLIC);
     if let Some(id) = &node.bundle {
-        let record = pack::BundleRecord {
+        let record = records::BundleRecord {
             id: id.clone(),
             file: file_name.clone(),
             supernodes: node.supernodes,
         };
         // One record per archive: a bundle made again under the same name replaces it.
-        let records = dir.join(pack::BUNDLES_DIR);
-        plan.dir(&records, MODE_DIR_PUBLIC);
+        let records_dir = dir.join(records::BUNDLES_DIR);
+        plan.dir(&records_dir, MODE_DIR_PUBLIC);
         plan.derived(
-            records.join(format!("{file_name}.json")),
+            records_dir.join(format!("{file_name}.json")),
             serde_json::to_string_pretty(&record)? + "\n",
             MODE_PUBLIC,
         );

@@ -2,60 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 
-use crate::check::{self, CheckSettings, ContainerSpec, IdShift};
-use crate::cli::check::{CheckArgs, Format, SelinuxMode};
+use crate::check::{self, ContainerSpec};
+use crate::cli::check::{CheckArgs, Format};
+use crate::config;
 use crate::deploy::Deployment;
 use crate::error::Outcome;
 use crate::hints;
 use crate::output::Printer;
 
 use super::daemon_id_shift;
-
-fn parse_id_shift(text: &str, remap: bool) -> Result<IdShift> {
-    let parse = |part: &str| -> Result<u32> {
-        part.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            anyhow!(
-                "{} {text}: expected START or START:GID_START, positive numbers",
-                hints::flag::ID_SHIFT
-            )
-        })
-    };
-    let (uid, gid) = text.split_once(':').map_or((text, text), |(u, g)| (u, g));
-    Ok(IdShift {
-        uid_start: Some(parse(uid)?),
-        gid_start: Some(parse(gid)?),
-        remap,
-        root_uid: None,
-        root_gid: None,
-    })
-}
-
-/// Turn `check` flags into rule settings.
-pub fn settings(args: &CheckArgs, from_script: bool) -> Result<CheckSettings> {
-    // Docker's CLI resolves relative `-v` sources from 23 on; only an older client here
-    // refuses them (asked only for scripts: Compose always resolved them).
-    let relative_sources_fail =
-        from_script && crate::docker::client_version().is_some_and(|version| version.major < 23);
-    Ok(CheckSettings {
-        default_uid: args.uid,
-        default_gid: args.gid,
-        id_shift: args
-            .id_shift
-            .as_deref()
-            .map(|text| parse_id_shift(text, args.remap))
-            .transpose()?
-            .unwrap_or_default(),
-        selinux_enforcing: match args.selinux {
-            SelinuxMode::Auto => check::selinux_enforcing(),
-            SelinuxMode::Enforcing => true,
-            SelinuxMode::Off => false,
-        },
-        warn_days: args.warn_days,
-        relative_sources_fail,
-    })
-}
 
 /// Compose's own default file names, in the order it looks for them.
 const COMPOSE_FILES: [&str; 4] = [
@@ -230,7 +187,7 @@ pub fn run(args: &CheckArgs, printer: &Printer) -> Result<Outcome> {
         let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
         (dir.display().to_string(), folder_input(&dir)?)
     };
-    let settings = settings(args, input.from_script)?;
+    let settings = config::check::settings(args, input.from_script)?;
     let app_facts = input.deployment.as_ref().and_then(app_facts);
     let extra = check::Extra {
         deployment: input.deployment.as_ref(),
@@ -270,7 +227,7 @@ fn run_live(args: &CheckArgs, targets: &[String], printer: &Printer) -> Result<O
             hints::check_live_name()
         );
     }
-    let mut settings = settings(args, false)?;
+    let mut settings = config::check::settings(args, false)?;
     if args.id_shift.is_none() {
         if let Some(shift) = daemon_id_shift(&facts) {
             settings.id_shift = shift;

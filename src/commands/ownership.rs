@@ -10,11 +10,11 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::cli::ownership::{CommonArgs, OwnArgs, ReleaseArgs, UndoArgs, ViaDockerArgs};
+use crate::config;
 use crate::docker;
 use crate::error::{Error, Outcome};
 use crate::hints;
 use crate::output::Printer;
-use crate::ownership::subid;
 use crate::ownership::{self, LockWait, ReownSettings, RootOutcome, Target, UndoSettings};
 use crate::ownership::{interrupt, journal};
 
@@ -31,7 +31,12 @@ pub fn run_own(args: &OwnArgs, printer: &Printer) -> Result<Outcome> {
     if args.docker.via_docker {
         return via_docker(&args.docker, &args.paths, *printer, || Ok(args.helper_args()));
     }
-    let target = host_target(args, *printer)?;
+    let needs_map = args.host_uid.is_none() || args.host_gid.is_none();
+    let facts = if needs_map { daemon_facts() } else { None };
+    let (target, note) = config::ownership::host_target(args, facts.as_ref())?;
+    if let Some(note) = note {
+        printer.detail(&note);
+    }
     reown(
         "own",
         ownership::own,
@@ -74,7 +79,7 @@ pub fn run_undo(args: &UndoArgs, printer: &Printer) -> Result<Outcome> {
 }
 
 pub fn run_release(args: &ReleaseArgs, printer: &Printer) -> Result<Outcome> {
-    let target = release_target(args.to.as_deref())?;
+    let target = config::ownership::release_target(args.to.as_deref())?;
     if args.docker.via_docker {
         return via_docker(&args.docker, &args.paths, *printer, || {
             // Rootless Docker: the helper's root *is* the calling user on the host.
@@ -262,35 +267,6 @@ fn report(
     })
 }
 
-/// The host owner for `own`: `--host-uid/--host-gid` as given, otherwise `--uid/--gid`
-/// mapped through the daemon's subordinate ranges when it runs rootless or userns-remapped
-/// (the same mapping `check` predicts with).
-fn host_target(args: &OwnArgs, printer: Printer) -> Result<Target> {
-    let given = Target {
-        uid: args.host_uid.unwrap_or(args.uid),
-        gid: args.host_gid.unwrap_or(args.gid),
-    };
-    if args.host_uid.is_some() && args.host_gid.is_some() {
-        return Ok(given);
-    }
-    let Some(facts) = daemon_facts() else {
-        return Ok(given);
-    };
-    let sources = subid::MappingSources::from_host()?;
-    let Some(map) = subid::daemon_id_map(facts.rootless, facts.userns_remap, &sources)? else {
-        return Ok(given);
-    };
-    let target = Target {
-        uid: args.host_uid.map_or_else(|| map.host_uid(args.uid), Ok)?,
-        gid: args.host_gid.map_or_else(|| map.host_gid(args.gid), Ok)?,
-    };
-    printer.detail(&format!(
-        "Docker runs user-namespaced: container {}:{} is host {}:{}",
-        args.uid, args.gid, target.uid, target.gid
-    ));
-    Ok(target)
-}
-
 /// Facts from the daemon, when one is configured and answers (otherwise no mapping).
 fn daemon_facts() -> Option<docker::DaemonFacts> {
     if !docker::daemon_configured() {
@@ -328,61 +304,6 @@ fn require_root(dry_run: bool) -> Result<()> {
         hints::flag::VIA_DOCKER
     ))
     .into())
-}
-
-/// `--to USER[:GROUP]`, else the sudo caller, else the current user.
-fn release_target(to: Option<&str>) -> Result<Target> {
-    use nix::unistd::{Group, User};
-    let Some(spec) = to else {
-        if nix::unistd::geteuid().is_root() {
-            if let Some(caller) = ownership::sudo_caller()? {
-                return Ok(caller);
-            }
-        }
-        return Ok(Target {
-            uid: nix::unistd::getuid().as_raw(),
-            gid: nix::unistd::getgid().as_raw(),
-        });
-    };
-    let (user_part, group_part) = match spec.split_once(':') {
-        Some((user, group)) => (user, Some(group)),
-        None => (spec, None),
-    };
-    let unknown = |what: &str, name: &str| Error::InvalidFlag {
-        flag: hints::flag::TO,
-        message: format!("unknown {what} {name:?}"),
-    };
-    let reserved = |id: &str| Error::InvalidFlag {
-        flag: hints::flag::TO,
-        message: format!("{id} means \"leave unchanged\" to the kernel; name a real user and group"),
-    };
-    let (uid, primary_gid) = if let Ok(uid) = user_part.parse::<u32>() {
-        if uid == ownership::UNCHANGED_ID {
-            return Err(reserved(user_part).into());
-        }
-        let user = User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
-        (uid, user.map_or(uid, |u| u.gid.as_raw()))
-    } else {
-        let user = User::from_name(user_part)
-            .ok()
-            .flatten()
-            .ok_or_else(|| unknown("user", user_part))?;
-        (user.uid.as_raw(), user.gid.as_raw())
-    };
-    let gid = match group_part {
-        None | Some("") => primary_gid,
-        Some(group) => match group.parse::<u32>() {
-            Ok(ownership::UNCHANGED_ID) => return Err(reserved(group).into()),
-            Ok(gid) => gid,
-            Err(_) => Group::from_name(group)
-                .ok()
-                .flatten()
-                .ok_or_else(|| unknown("group", group))?
-                .gid
-                .as_raw(),
-        },
-    };
-    Ok(Target { uid, gid })
 }
 
 /// The helper's image when none is named: the first image of the deployment whose folder

@@ -4,7 +4,7 @@
 
 use super::{Findings, quote};
 use crate::auth::admit::read_admitted;
-use crate::bundle::pack::recorded_bundles;
+use crate::bundle::records::recorded_bundles;
 use crate::deploy::Deployment;
 use crate::hints;
 use crate::tls::verify::Severity;
@@ -44,7 +44,7 @@ pub fn check(deployment: &Deployment, findings: &mut Findings) {
                 "supernodes-not-admitted",
                 Some(Severity::Warning),
                 "superlink",
-                Some(&dir.join(crate::bundle::pack::BUNDLES_DIR).join(format!("{}.json", bundle.file))),
+                Some(&dir.join(crate::bundle::records::BUNDLES_DIR).join(format!("{}.json", bundle.file))),
                 format!(
                     "bundle {} ({}) runs {} supernode(s), {count} of whose keys are admitted: the superlink refuses the others",
                     bundle.id, bundle.file, bundle.supernodes

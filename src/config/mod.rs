@@ -23,6 +23,10 @@ use crate::render::swarm::{self, SwarmOptions};
 use crate::render::{self, Format};
 use crate::tls::Layout;
 
+pub mod certs;
+pub mod check;
+pub mod ownership;
+
 impl From<RoleArg> for DeploymentRole {
     fn from(arg: RoleArg) -> Self {
         match arg {
