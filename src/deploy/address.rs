@@ -92,6 +92,12 @@ impl Address {
         }
     }
 
+    /// Every interface of the container, as a listener's address (`0.0.0.0:PORT`): never
+    /// parsed from input, which refuses the unspecified address.
+    pub fn any(port: u16) -> Self {
+        Self::ip(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port)
+    }
+
     /// An IP address and port.
     pub fn ip(ip: IpAddr, port: u16) -> Self {
         Self {

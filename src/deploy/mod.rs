@@ -18,8 +18,8 @@ pub mod settings;
 pub use address::Address;
 pub use component::Component;
 pub use model::{
-    AppImage, AppImages, Connection, Deployment, Flag, Hardening, HealthCheck, Identity, Mount, MountPurpose,
-    MountedFile, Port, Role, Service, SourceKind,
+    AppImage, AppImages, Connection, Deployment, Dial, Flag, Hardening, HealthCheck, Identity, Mount,
+    MountPurpose, MountedFile, Port, Role, Service, SourceKind,
 };
 pub use profile::{Generation, PROFILES, Profile};
 pub use settings::{

@@ -249,6 +249,16 @@ pub struct Service {
     pub depends_on: Vec<String>,
     /// How to tell it is ready; the services that depend on it start after that.
     pub health: Option<HealthCheck>,
+    /// For an app runner: the app API it dials, and the flag that names it.
+    pub dials: Option<Dial>,
+}
+
+/// The app API an app runner dials: a renderer that puts the runner beside its component
+/// (one Kubernetes pod) changes the host here, not in the flag's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dial {
+    pub flag: &'static str,
+    pub address: Address,
 }
 
 /// One command-line flag and its value, if it takes one.

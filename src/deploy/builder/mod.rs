@@ -12,7 +12,7 @@ use crate::tls::{Layout, LayoutKind, layout};
 use super::address::Address;
 
 use super::model::{
-    CERT_MOUNT, CONTAINER_WORKDIR, Connection, DATABASE_PATH, Deployment, Flag, Hardening, HealthCheck,
+    CERT_MOUNT, CONTAINER_WORKDIR, Connection, DATABASE_PATH, Deployment, Dial, Flag, Hardening, HealthCheck,
     Identity, Mount, MountPurpose, NODE_CONFIG_FLAG, PROJECT_LABEL, Port, RESTART_POLICY, RUNTIME_CERT_MOUNT,
     Role, SERVICE_LABEL, Service, SourceKind, node_config,
 };
@@ -90,8 +90,8 @@ struct AppRunner {
     /// The service name with separate app images (1.13), and with a superexec.
     separate_name: String,
     superexec_name: String,
-    /// The app API it dials (`host:port`).
-    address: String,
+    /// The app API it dials.
+    address: Address,
     runtime_tls: bool,
     /// The link's superexec secret folder, when the link uses one.
     secret: Option<PathBuf>,
@@ -219,6 +219,7 @@ impl Builder<'_> {
             restart: RESTART_POLICY,
             depends_on: Vec::new(),
             health: None,
+            dials: None,
         }
     }
 
@@ -332,7 +333,7 @@ impl Builder<'_> {
         }
         let probe = self.profile.superlink_health();
         if let HealthProbe::Grpc { flag, port } = probe {
-            service.flags.push(valued(flag, format!("0.0.0.0:{port}")));
+            service.flags.push(valued(flag, Address::any(port).to_string()));
         }
         service.health = Some(HealthCheck { probe });
         // On by default in the superlink from 1.35 on; it needs the internet at run time.
@@ -383,7 +384,7 @@ impl Builder<'_> {
             app: "serverapp",
             separate_name: "serverapp".into(),
             superexec_name: "superexec-serverapp".into(),
-            address: format!("superlink:{}", self.profile.serverapp_io_port()),
+            address: Address::service("superlink", self.profile.serverapp_io_port()),
             // The Runtime API speaks TLS from 1.35 on when we give it certificates (always
             // in 1.41+, with the `--appio-ssl-*` flags in 1.35); 1.21's superexec has no TLS.
             runtime_tls: self.tls() && self.profile.runtime_api_has_tls(),
@@ -401,7 +402,7 @@ impl Builder<'_> {
                 _ => ("clientapp", "flwr-clientapp", "--clientappio-api-address"),
             };
             let mut service = self.service(runner.separate_name, runner.role, component, program);
-            service.flags.push(valued(address_flag, runner.address));
+            Self::dial_app_api(&mut service, address_flag, runner.address);
             // 1.13's app APIs have no TLS; the apps refuse to start without this.
             service.flags.push(flag("--insecure"));
             service
@@ -428,12 +429,10 @@ impl Builder<'_> {
             });
             Self::dial_trusting(&mut service, trusted);
             if self.profile.superexec_takes_runtime_address() {
-                service
-                    .flags
-                    .push(valued("--runtime-api-address", runner.address));
+                Self::dial_app_api(&mut service, "--runtime-api-address", runner.address);
             } else {
                 service.flags.push(valued("--plugin-type", runner.app));
-                service.flags.push(valued("--appio-api-address", runner.address));
+                Self::dial_app_api(&mut service, "--appio-api-address", runner.address);
             }
             if let Some(dir) = runner.secret {
                 self.use_superexec_secret(&mut service, dir);
@@ -489,7 +488,7 @@ impl Builder<'_> {
             match self.profile.supernode_appio_listen() {
                 AppIoListen::AddressFlag => service.flags.push(valued(
                     "--clientappio-api-address",
-                    format!("0.0.0.0:{SUPERNODE_APPIO_PORT}"),
+                    Address::any(SUPERNODE_APPIO_PORT).to_string(),
                 )),
                 AppIoListen::HostAndPort => {
                     service.flags.push(valued("--host", "0.0.0.0"));
@@ -527,6 +526,12 @@ impl Builder<'_> {
         service
     }
 
+    /// The runner dials `address` with `flag`, recorded as a fact beside the flag.
+    fn dial_app_api(service: &mut Service, flag: &'static str, address: Address) {
+        service.flags.push(valued(flag, address.to_string()));
+        service.dials = Some(Dial { flag, address });
+    }
+
     fn clientapp_runner(&self, index: u32) -> Service {
         let supernode = format!("supernode-{index}");
         self.app_runner(AppRunner {
@@ -534,7 +539,7 @@ impl Builder<'_> {
             app: "clientapp",
             separate_name: format!("clientapp-{index}"),
             superexec_name: format!("superexec-clientapp-{index}"),
-            address: format!("{supernode}:{SUPERNODE_APPIO_PORT}"),
+            address: Address::service(&supernode, SUPERNODE_APPIO_PORT),
             // TLS when the supernode got a Runtime API server certificate of its own.
             runtime_tls: self.supernode_runtime_tls(),
             secret: self.superexec_secret(Some(index)),

@@ -5,6 +5,8 @@
 //! mounts its own Secrets and no other supernode's. Either way, in process isolation each
 //! pod carries its ClientApp runner as a second container dialing the supernode on loopback.
 
+use std::net::Ipv4Addr;
+
 use anyhow::{Context, Result};
 
 use super::objects::{
@@ -13,7 +15,7 @@ use super::objects::{
 use super::{Container, label_map, metadata, per_supernode_secrets, pod_template, selector, service_object};
 use crate::deploy::model::{NODE_CONFIG_FLAG, node_config};
 use crate::deploy::profile::SUPERNODE_APPIO_PORT;
-use crate::deploy::{Deployment, Role, Service};
+use crate::deploy::{Address, Deployment, Role, Service};
 
 /// Pod label Kubernetes (1.28+) sets to a StatefulSet pod's index.
 const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
@@ -98,15 +100,21 @@ fn pod_containers<'a>(
         .iter()
         .find(|service| service.role == Role::ClientAppRunner(index))
     {
-        let own = format!("{}:", supernode.name);
+        // The runner shares the supernode's pod: it dials the app API on loopback.
+        let beside = runner.dials.as_ref().map(|dial| {
+            (
+                dial.flag,
+                Address::ip(Ipv4Addr::LOCALHOST.into(), dial.address.port_or(0)),
+            )
+        });
         let args = runner
             .flags
             .iter()
             .flat_map(|flag| {
-                let value = flag.value.as_ref().map(|value| match value.strip_prefix(&own) {
-                    Some(port) => format!("127.0.0.1:{port}"),
-                    None => value.clone(),
-                });
+                let value = match &beside {
+                    Some((dial_flag, address)) if *dial_flag == flag.name => Some(address.to_string()),
+                    _ => flag.value.clone(),
+                };
                 std::iter::once(flag.name.to_string()).chain(value)
             })
             .collect();
