@@ -251,6 +251,7 @@ pub fn from_model(model: serde_json::Value, base: &Path) -> Result<Vec<Container
                 .or_else(|| service.build.as_ref().and_then(Build::base_image))
                 .and_then(Profile::from_image),
             user: service.user.as_ref().map(scalar_text),
+            owner: None,
             working_dir: service.working_dir.clone().unwrap_or_else(|| "/app".into()),
             mounts,
             args,

@@ -31,6 +31,7 @@ pub fn to_spec(container: &LiveContainer) -> ContainerSpec {
         role,
         profile: crate::deploy::Profile::from_image(&container.image),
         user: container.user.clone().filter(|user| !user.is_empty()),
+        owner: None,
         working_dir: container.working_dir.clone().unwrap_or_else(|| "/app".into()),
         mounts,
         args: container.args.clone(),

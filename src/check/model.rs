@@ -1,17 +1,8 @@
 //! flowerbed's own deployment model as container specs: `check DIR` reads exactly what
 //! `render` writes, from the settings saved in the folder.
 
-use super::spec::{Component, ContainerSpec, MountKind, MountSpec};
-use crate::deploy::{Deployment, model};
-
-fn role(service: &model::Service) -> Option<Component> {
-    match service.role {
-        model::Role::Superlink => Some(Component::Superlink),
-        model::Role::Supernode(_) => Some(Component::Supernode),
-        model::Role::ServerAppRunner => Component::guess(&service.image).or(Some(Component::Superexec)),
-        model::Role::ClientAppRunner(_) => Component::guess(&service.image).or(Some(Component::Clientapp)),
-    }
-}
+use super::spec::{ContainerSpec, MountKind, MountSpec};
+use crate::deploy::Deployment;
 
 /// One spec per service of the deployment.
 pub fn specs(deployment: &Deployment) -> Vec<ContainerSpec> {
@@ -21,9 +12,10 @@ pub fn specs(deployment: &Deployment) -> Vec<ContainerSpec> {
         .map(|service| ContainerSpec {
             name: service.name.clone(),
             image: Some(service.image.clone()),
-            role: role(service),
+            role: Some(service.component),
             profile: Some(deployment.profile),
             user: Some(service.user.to_string()),
+            owner: Some(service.user),
             working_dir: "/app".into(),
             mounts: service
                 .mounts

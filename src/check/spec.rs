@@ -91,6 +91,8 @@ pub struct ContainerSpec {
     pub profile: Option<&'static Profile>,
     /// `user:` / `--user` as written (`49999:49999`, `root`, `app`), if stated.
     pub user: Option<String>,
+    /// The identity flowerbed's own model gives it, which needs no reading of `user`.
+    pub owner: Option<crate::deploy::Identity>,
     /// The container's working directory (Flower's images use `/app`).
     pub working_dir: String,
     pub mounts: Vec<MountSpec>,
@@ -116,6 +118,7 @@ impl ContainerSpec {
             role: None,
             profile: None,
             user: None,
+            owner: None,
             working_dir: "/app".into(),
             mounts: Vec::new(),
             args: Vec::new(),
@@ -127,6 +130,13 @@ impl ContainerSpec {
     /// default (with the name kept, for a warning). A bare UID takes the group the image
     /// gives that user, or GID 0 when the image has no such user (as Docker does).
     pub fn identity(&self, uid_default: u32, gid_default: u32) -> Identity {
+        if let Some(owner) = self.owner {
+            return Identity {
+                uid: owner.uid,
+                gid: owner.gid,
+                unresolved: None,
+            };
+        }
         let Some(user) = self.user.as_deref().filter(|u| !u.is_empty()) else {
             return Identity {
                 uid: uid_default,
@@ -277,6 +287,7 @@ mod tests {
             role: Some(Component::Superlink),
             profile: None,
             user: None,
+            owner: None,
             working_dir: "/app".into(),
             mounts,
             args: args.iter().map(ToString::to_string).collect(),

@@ -14,6 +14,17 @@ pub enum Component {
 }
 
 impl Component {
+    /// The component's name, as Flower's image repositories spell it (`flwr/superlink`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Superlink => "superlink",
+            Component::Supernode => "supernode",
+            Component::Superexec => "superexec",
+            Component::Serverapp => "serverapp",
+            Component::Clientapp => "clientapp",
+        }
+    }
+
     /// Guess the component from an image name (`flwr/superlink:1.42.0`) or an entrypoint
     /// (`flower-superlink`).
     pub fn guess(text: &str) -> Option<Component> {

@@ -17,6 +17,7 @@ use crate::superexec_auth;
 use crate::tls::layout;
 
 use super::address::Address;
+use super::component::Component;
 use super::profile::{HealthProbe, Profile, SupernodeAuth};
 use super::settings::{DeploymentRole, Isolation, Security};
 
@@ -235,6 +236,8 @@ pub struct Service {
     /// Compose service name, network alias and DNS name (`superlink`, `supernode-1`, ...).
     pub name: String,
     pub role: Role,
+    /// The Flower component it runs, whatever image carries it (an app image too).
+    pub component: Component,
     pub image: String,
     /// The executable the image's entrypoint runs; `flags` are its arguments.
     pub program: &'static str,

@@ -19,12 +19,11 @@ impl Builder<'_> {
                 Role::Supernode(_) => self.settings.supernode_isolation == Isolation::Subprocess,
                 Role::ServerAppRunner | Role::ClientAppRunner(_) => true,
             };
-            let component = APP_COMPONENTS
-                .into_iter()
-                .find(|component| service.image == self.image(component));
-            let (true, Some(component)) = (runs_app_code, component) else {
+            // Built on Flower's own image of the component, when the service runs that.
+            let component = service.component.name();
+            if !runs_app_code || service.image != self.image(service.component) {
                 continue;
-            };
+            }
             let registry = self
                 .settings
                 .push_to
@@ -58,6 +57,3 @@ impl Builder<'_> {
         })
     }
 }
-
-/// The components whose image can carry app code, as the image names spell them.
-const APP_COMPONENTS: [&str; 5] = ["superlink", "supernode", "superexec", "serverapp", "clientapp"];

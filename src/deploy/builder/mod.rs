@@ -10,6 +10,7 @@ use crate::superexec_auth;
 use crate::tls::{Layout, LayoutKind, layout};
 
 use super::address::Address;
+use super::component::Component;
 
 use super::model::{
     CERT_MOUNT, CONTAINER_WORKDIR, Connection, DATABASE_PATH, Deployment, Dial, Flag, Hardening, HealthCheck,
@@ -196,11 +197,16 @@ impl Builder<'_> {
         }
     }
 
-    fn image(&self, component: &str) -> String {
-        format!("{}/{component}:{}", self.settings.image_repo, self.settings.tag())
+    fn image(&self, component: Component) -> String {
+        format!(
+            "{}/{}:{}",
+            self.settings.image_repo,
+            component.name(),
+            self.settings.tag()
+        )
     }
 
-    fn service(&self, name: String, role: Role, component: &str, program: &'static str) -> Service {
+    fn service(&self, name: String, role: Role, component: Component, program: &'static str) -> Service {
         let labels = BTreeMap::from([
             (PROJECT_LABEL.to_string(), self.settings.project_name.clone()),
             (SERVICE_LABEL.to_string(), name.clone()),
@@ -208,6 +214,7 @@ impl Builder<'_> {
         Service {
             name,
             role,
+            component,
             image: self.image(component),
             program,
             flags: Vec::new(),
@@ -290,7 +297,7 @@ impl Builder<'_> {
         let mut service = self.service(
             "superlink".into(),
             Role::Superlink,
-            "superlink",
+            Component::Superlink,
             "flower-superlink",
         );
         if self.tls() {
@@ -398,8 +405,16 @@ impl Builder<'_> {
     fn app_runner(&self, runner: AppRunner) -> Service {
         let mut service = if self.profile.separate_app_images() {
             let (component, program, address_flag) = match runner.app {
-                "serverapp" => ("serverapp", "flwr-serverapp", "--serverappio-api-address"),
-                _ => ("clientapp", "flwr-clientapp", "--clientappio-api-address"),
+                "serverapp" => (
+                    Component::Serverapp,
+                    "flwr-serverapp",
+                    "--serverappio-api-address",
+                ),
+                _ => (
+                    Component::Clientapp,
+                    "flwr-clientapp",
+                    "--clientappio-api-address",
+                ),
             };
             let mut service = self.service(runner.separate_name, runner.role, component, program);
             Self::dial_app_api(&mut service, address_flag, runner.address);
@@ -410,7 +425,7 @@ impl Builder<'_> {
             let mut service = self.service(
                 runner.superexec_name,
                 runner.role,
-                "superexec",
+                Component::Superexec,
                 "flower-superexec",
             );
             let own_runtime_ca = matches!(runner.role, Role::ClientAppRunner(_))
@@ -467,7 +482,7 @@ impl Builder<'_> {
         let mut service = self.service(
             format!("supernode-{index}"),
             Role::Supernode(index),
-            "supernode",
+            Component::Supernode,
             "flower-supernode",
         );
         service
