@@ -10,6 +10,7 @@ pub mod check;
 pub mod deploy;
 pub mod meta;
 pub mod ownership;
+pub mod render;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -75,7 +76,7 @@ pub enum Command {
 
     /// Render a deployment (docker run script, compose file, flwr connection).
     #[command(subcommand)]
-    Render(deploy::RenderCommand),
+    Render(render::RenderCommand),
 
     /// Create a complete deployment folder: certificates, compose.yaml, run.sh, README.
     #[command(after_help = deploy::QUICKSTART_HELP)]

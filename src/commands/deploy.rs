@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 
-use crate::cli::deploy::{QuickstartArgs, RenderCommand};
+use crate::cli::deploy::QuickstartArgs;
+use crate::cli::render::RenderCommand;
 use crate::config;
 use crate::deploy::{self, Deployment, DeploymentRole, SETTINGS_FILE, STATE_DIR, Security, Settings};
 use crate::error::Outcome;

@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 
 use crate::cli::ColorArg;
-use crate::cli::deploy::{
-    BundleArgs, DeployArgs, IsolationArg, RenderArgs, RenderCommand, RoleArg, WheelsArgs,
-};
+use crate::cli::deploy::{BundleArgs, DeployArgs, IsolationArg, RenderArgs, RoleArg, WheelsArgs};
+use crate::cli::render::RenderCommand;
 use crate::deploy::{
     Address, CertLayout, DeploymentRole, Isolation, MAX_SUPERNODES, MIN_MEMORY_LIMIT, MIN_MILLICPUS,
     MIN_PIDS_LIMIT, Profile, Refusal, Security, Settings,
@@ -299,35 +298,30 @@ pub fn from_bundle_settings(dir: &Path, args: &DeployArgs, mut saved: Settings) 
 /// What `render` was asked for: the shared arguments, the format (`docker-run
 /// --teardown` is the teardown script) and the options only some formats read.
 pub fn render_request(command: &RenderCommand) -> Result<(&RenderArgs, &'static Format, render::Options)> {
-    let mut options = render::Options::default();
-    let (args, name) = match command {
-        RenderCommand::DockerRun(args) if args.teardown => (args, "teardown"),
-        RenderCommand::DockerRun(args) => (args, "docker-run"),
-        RenderCommand::Compose(args) => (args, "compose"),
-        RenderCommand::FlwrConfig(args) => (args, "flwr-config"),
-        RenderCommand::Swarm(args) => {
-            for constraint in &args.placement {
-                swarm::validate_placement(constraint).map_err(|err| Error::InvalidFlag {
-                    flag: "--placement",
-                    message: err.to_string(),
-                })?;
-            }
-            options.swarm = SwarmOptions {
-                placement: args.placement.clone(),
-            };
-            (&args.render, "swarm")
+    let args = &command.args;
+    let mut format = command.format;
+    if args.teardown {
+        if format.name != "docker-run" {
+            return Err(
+                Error::Usage("--teardown: only `render docker-run` has a teardown script".into()).into(),
+            );
         }
-        RenderCommand::Kubernetes(args) => {
-            options.kubernetes = KubernetesOptions {
-                namespace: args.namespace.clone(),
-            };
-            (&args.render, "kubernetes")
-        }
-    };
-    if args.teardown && !matches!(command, RenderCommand::DockerRun(_)) {
-        return Err(Error::Usage("--teardown: only `render docker-run` has a teardown script".into()).into());
+        format = render::format("teardown").expect("docker-run has a teardown format");
     }
-    let format = render::format(name).expect("every render subcommand names a format");
+    for constraint in &command.swarm.placement {
+        swarm::validate_placement(constraint).map_err(|err| Error::InvalidFlag {
+            flag: "--placement",
+            message: err.to_string(),
+        })?;
+    }
+    let options = render::Options {
+        swarm: SwarmOptions {
+            placement: command.swarm.placement.clone(),
+        },
+        kubernetes: KubernetesOptions {
+            namespace: command.kubernetes.namespace.clone(),
+        },
+    };
     Ok((args, format, options))
 }
 

@@ -276,6 +276,7 @@ impl<'a> ComposeService<'a> {
 /// `render compose`: `compose.yaml`.
 pub const FORMAT: super::Format = super::Format {
     name: "compose",
+    about: Some("A compose.yaml for `docker compose`"),
     file_name: |_| "compose.yaml",
     mode: super::public,
     in_folder: super::always,

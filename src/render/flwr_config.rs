@@ -49,6 +49,9 @@ pub fn table(deployment: &Deployment) -> String {
 /// `render flwr-config`: the connection snippet (none without a superlink).
 pub const FORMAT: super::Format = super::Format {
     name: "flwr-config",
+    about: Some(
+        "The flwr CLI connection ([superlink.NAME] for ~/.flwr/config.toml; the pyproject.toml federation table before 1.35)",
+    ),
     file_name: text::flwr_config_file,
     mode: super::public,
     in_folder: |deployment| deployment.connection.is_some(),

@@ -32,9 +32,13 @@ pub struct Options {
 }
 
 /// One output format.
+#[derive(Debug)]
 pub struct Format {
     /// Its name (`compose`, `docker-run`, ...), as `render` takes it.
     pub name: &'static str,
+    /// What `render NAME` makes, in a line for its help; `None` for a format `render` does
+    /// not offer as a subcommand of its own (the teardown script: `docker-run --teardown`).
+    pub about: Option<&'static str>,
     /// The file's name in a deployment folder.
     pub file_name: fn(&Deployment) -> &'static str,
     /// The mode the file is written with.

@@ -188,6 +188,7 @@ fn command_text_with_base(program: &str, lines: &[Vec<String>], base: Option<&st
 /// `render docker-run`: `run.sh`.
 pub const RUN: super::Format = super::Format {
     name: "docker-run",
+    about: Some("A POSIX sh script that starts the deployment with `docker run`"),
     file_name: |_| "run.sh",
     mode: super::script_mode,
     in_folder: super::always,
@@ -197,6 +198,7 @@ pub const RUN: super::Format = super::Format {
 /// `render docker-run --teardown`: `stop.sh`.
 pub const STOP: super::Format = super::Format {
     name: "teardown",
+    about: None,
     file_name: |_| "stop.sh",
     mode: super::script_mode,
     in_folder: super::always,

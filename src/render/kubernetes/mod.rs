@@ -301,6 +301,9 @@ pub fn render_with(deployment: &Deployment, namespace: &str, material: &Material
 /// `render kubernetes`: the manifests; they embed the superlink's private key with TLS.
 pub const FORMAT: super::Format = super::Format {
     name: "kubernetes",
+    about: Some(
+        "Kubernetes manifests: Namespace, Secrets read from DIR's certificates, the superlink as a StatefulSet behind a Service, the supernodes as a StatefulSet of N",
+    ),
     file_name: |_| "flower.k8s.yaml",
     mode: super::private_with_private_files,
     in_folder: super::never,

@@ -500,6 +500,9 @@ impl<'a> StackService<'a> {
 /// `render swarm`: a stack file for `docker stack deploy`.
 pub const FORMAT: super::Format = super::Format {
     name: "swarm",
+    about: Some(
+        "A stack file for `docker stack deploy`: certificates as Swarm secrets owned by the container user (no chown on the host), state on a named volume",
+    ),
     file_name: |_| "stack.yaml",
     mode: super::public,
     in_folder: super::never,
