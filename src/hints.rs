@@ -270,6 +270,18 @@ mod tests {
         "workdir",
     ];
 
+    /// Every leaf command line (`flowerbed certs generate`) and every long flag of the CLI.
+    fn cli_spellings() -> (Vec<String>, Vec<String>) {
+        let (mut commands, mut flags) = (Vec::new(), Vec::new());
+        spellings(
+            &crate::cli::Cli::command(),
+            "flowerbed",
+            &mut commands,
+            &mut flags,
+        );
+        (commands, flags)
+    }
+
     /// `flowerbed SUB [SUB...]` for every leaf command, and every long flag.
     fn spellings(command: &clap::Command, path: &str, commands: &mut Vec<String>, flags: &mut Vec<String>) {
         flags.extend(
@@ -351,13 +363,7 @@ mod tests {
                     .clone();
             }
         }
-        let (mut commands, mut flags) = (Vec::new(), Vec::new());
-        spellings(
-            &crate::cli::Cli::command(),
-            "flowerbed",
-            &mut commands,
-            &mut flags,
-        );
+        let (_, flags) = cli_spellings();
         let constants = [
             flag::ALLOW_HARDLINKS,
             flag::APP,
@@ -398,13 +404,7 @@ mod tests {
     /// of its own flags (tests and comments aside): they ask this module.
     #[test]
     fn only_the_command_line_layer_spells_commands_and_flags() {
-        let (mut commands, mut flags) = (Vec::new(), Vec::new());
-        spellings(
-            &crate::cli::Cli::command(),
-            "flowerbed",
-            &mut commands,
-            &mut flags,
-        );
+        let (mut commands, mut flags) = cli_spellings();
         commands.retain(|command| command != "flowerbed");
         flags.sort();
         flags.dedup();
