@@ -39,7 +39,8 @@ pub struct Profile {
 
 /// Supported releases, oldest first; the last one is the default. This table is the one
 /// source of the supported releases: help text, defaults, the helper image, the Makefile's
-/// pinned release and the tests' parameters all derive from it.
+/// pinned release and the tests' parameters all derive from it; the real-Flower tests'
+/// per-release lists (`per_release!`) fail a guard test until they name every entry.
 pub const PROFILES: [Profile; 5] = [
     Profile {
         version: "1.13.1",
@@ -260,7 +261,9 @@ impl Profile {
     }
 
     /// The supported release an image tag names (`1.13.1`, `1.21.0-py3.11-ubuntu24.04`),
-    /// when it parses as a version with the major and minor of a supported release.
+    /// when it parses as a version with the major and minor of a supported release. Read
+    /// through [`Profile::all`] like every other lookup, so `check` knows a test-only
+    /// release's images too.
     pub fn from_image(image: &str) -> Option<&'static Profile> {
         let name = image.split('@').next().unwrap_or(image);
         let (repository, tag) = name.rsplit_once(':')?;
@@ -268,7 +271,7 @@ impl Profile {
             return None; // `registry:5000/flwr/superlink` has no tag
         }
         let version = semver::Version::parse(tag.split('-').next().unwrap_or(tag)).ok()?;
-        PROFILES.iter().rev().find(|profile| {
+        Self::all().iter().rev().find(|profile| {
             semver::Version::parse(profile.version)
                 .is_ok_and(|known| (known.major, known.minor) == (version.major, version.minor))
         })

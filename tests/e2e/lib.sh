@@ -1,7 +1,7 @@
 # Helpers for flowerbed's live end-to-end scenarios. Source it from a scenario script:
 #     source "$(dirname "$0")/../lib.sh"; e2e_begin NAME
 # tests/e2e/run.sh sets the environment (engine up, images built, flwr venv ready):
-#   FLWR_VERSION     the Flower release under test          (default 1.42.0)
+#   FLWR_VERSION     the Flower release under test          (default the newest supported)
 #   E2E_IMAGE_REPO   the local image repository             (default flowerbed-local)
 #   E2E_FLWR_VENV    a host venv with that flwr release      (required by the flwr helpers)
 #   FLOWERBED        the flowerbed binary                    (for scenarios that need it)
@@ -12,7 +12,8 @@
 set -Eeuo pipefail
 
 E2E_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-FLWR_VERSION="${FLWR_VERSION:-1.42.0}"
+# Unset only when a scenario runs by hand: the profile table's newest, as run.sh defaults.
+FLWR_VERSION="${FLWR_VERSION:-$("$E2E_ROOT/scripts/flower-releases.sh" | tail -n 1)}"
 E2E_IMAGE_REPO="${E2E_IMAGE_REPO:-flowerbed-local}"
 E2E_NAME=""
 E2E_PREFIX=""

@@ -5,7 +5,10 @@
 # Usage: tests/e2e/run.sh [SCENARIO...]     (names or name prefixes from tests/e2e/scenarios)
 # Environment:
 #   E2E_FLWR_VERSIONS  Flower releases to exercise, space-separated (default: $FLWR_VERSION
-#                      or 1.42.0). A scenario's "# flwr: GLOB..." header limits its releases.
+#                      or the newest in the profile table). A scenario's "# flwr: GLOB..."
+#                      header limits its releases; "newest" and "oldest" there stand for
+#                      the table's newest and oldest release series (a newest of 1.42.0
+#                      is "1.42.*").
 #   E2E_IMAGE_REPO     local image repository (default flowerbed-local)
 #   E2E_SCENARIOS      scenario names or prefixes, space-separated, if none are given as args
 #   E2E_KEEP=1         keep what a failed scenario made, for a look
@@ -25,7 +28,17 @@ timings="$out_dir/timings.txt"
 mkdir -p "$log_dir"
 : >"$timings"
 
-read -r -a versions <<<"${E2E_FLWR_VERSIONS:-${FLWR_VERSION:-1.42.0}}"
+# The profile table's releases, oldest first (read from the source: no build needed), so a
+# new release needs no edit here or in the scenarios that follow the newest.
+releases_text="$(scripts/flower-releases.sh)"
+mapfile -t releases <<<"$releases_text"
+oldest="${releases[0]}"
+newest="${releases[-1]}"
+if [ -z "$newest" ]; then
+    echo "e2e: FAILED: scripts/flower-releases.sh printed no release" >&2
+    exit 1
+fi
+read -r -a versions <<<"${E2E_FLWR_VERSIONS:-${FLWR_VERSION:-$newest}}"
 export E2E_IMAGE_REPO="${E2E_IMAGE_REPO:-flowerbed-local}"
 
 say() { echo "e2e: $*" >&2; }
@@ -82,16 +95,40 @@ fi
 
 # A scenario's header: "# flwr: GLOB..." (releases it applies to), "# needs: flowerbed".
 header_value() { sed -n "s/^# $2: //p" "$1" | sed -n 1p; }
+# A header word as a glob: "newest"/"oldest" are that release's series (its patch releases
+# too, as a pinned "1.42.*" was), anything else a glob as written.
+release_glob() {
+    case "$1" in
+        newest) echo "${newest%.*}.*" ;;
+        oldest) echo "${oldest%.*}.*" ;;
+        *) echo "$1" ;;
+    esac
+}
 applies_to() {
     local file="$1" version="$2" globs glob
     read -r -a globs <<<"$(header_value "$file" flwr)"
     [ "${#globs[@]}" -gt 0 ] || return 0
     for glob in "${globs[@]}"; do
+        glob="$(release_glob "$glob")"
         # shellcheck disable=SC2053  # glob match on purpose
         [[ "$version" == $glob ]] && return 0
     done
     return 1
 }
+# A misspelt symbolic name would match no release and drop the scenario silently.
+for file in "${scenarios[@]}"; do
+    read -r -a globs <<<"$(header_value "$file" flwr)"
+    [ "${#globs[@]}" -gt 0 ] || continue
+    for glob in "${globs[@]}"; do
+        case "$glob" in
+            newest | oldest | [0-9]* | '*') ;;
+            *)
+                banner "FAILED: ${file#"$root"/}: '# flwr: $glob' is neither a release glob nor newest/oldest"
+                exit 1
+                ;;
+        esac
+    done
+done
 
 # --- engine and Compose --------------------------------------------------------------------
 phase "Docker engine"

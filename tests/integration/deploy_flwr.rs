@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use flowerbed::deploy::{self, Isolation, Profile, Security, Service, Settings};
 use flowerbed::render::flwr_config;
 
+use crate::flower::{assert_covers_releases, per_release};
 use crate::testenv::{TestEnv, flowerbed};
 
 /// Components bind fixed ports (the rendered ones), so only one variant runs at a time.
@@ -435,29 +436,19 @@ fn check_profile(version: &str) {
     );
 }
 
-#[test]
-fn flags_of_1_13_1_are_accepted() {
-    check_profile("1.13.1");
-}
+per_release!(FLAG_TESTS, check_profile;
+    flags_of_1_13_1_are_accepted => "1.13.1",
+    flags_of_1_21_0_are_accepted => "1.21.0",
+    flags_of_1_35_0_are_accepted => "1.35.0",
+    flags_of_1_41_0_are_accepted => "1.41.0",
+    flags_of_1_42_0_are_accepted => "1.42.0",
+);
 
+/// A release added to the profile table fails here until it has its flag test above.
 #[test]
-fn flags_of_1_21_0_are_accepted() {
-    check_profile("1.21.0");
-}
-
-#[test]
-fn flags_of_1_35_0_are_accepted() {
-    check_profile("1.35.0");
-}
-
-#[test]
-fn flags_of_1_41_0_are_accepted() {
-    check_profile("1.41.0");
-}
-
-#[test]
-fn flags_of_1_42_0_are_accepted() {
-    check_profile("1.42.0");
+fn every_release_has_a_flag_test() {
+    let releases = Profile::all().iter().map(|profile| profile.version);
+    assert_covers_releases("flags_of_*_are_accepted", FLAG_TESTS, releases);
 }
 
 #[test]

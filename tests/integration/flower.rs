@@ -24,6 +24,75 @@ pub(crate) fn release_venv(version: &str) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// Real-Flower tests, one per release, each named after its release so CI output says
+/// which one failed: `per_release!(LIST, check; test_name => "1.13.1", ...)` defines the
+/// tests and `LIST`, their (test, release) pairs, which a guard test holds against the
+/// profile table with [`assert_covers_releases`] (`macro_rules!` cannot make a test name
+/// from the table's version strings, so the list is written out and guarded instead).
+macro_rules! per_release {
+    ($list:ident, $check:path; $($name:ident => $version:literal),+ $(,)?) => {
+        const $list: &[(&str, &str)] = &[$((stringify!($name), $version)),+];
+        $(
+            #[test]
+            fn $name() {
+                $check($version);
+            }
+        )+
+    };
+}
+pub(crate) use per_release;
+
+/// Panics unless `tests` (test name, release) covers exactly `releases`, each once, with the
+/// release spelled in its test's name: a release added to the profile table with no test of
+/// its own, or a test left for a release the table dropped.
+pub(crate) fn assert_covers_releases<'a>(
+    what: &str,
+    tests: &[(&str, &str)],
+    releases: impl IntoIterator<Item = &'a str>,
+) {
+    let wanted: Vec<&str> = releases.into_iter().collect();
+    let covered: Vec<&str> = tests.iter().map(|&(_, version)| version).collect();
+    let mut gaps = Vec::new();
+    for version in wanted.iter().filter(|v| !covered.contains(v)) {
+        gaps.push(format!("{version} has no test"));
+    }
+    for (i, (name, version)) in tests.iter().enumerate() {
+        if !wanted.contains(version) {
+            gaps.push(format!("{name}: {version} is not in the table"));
+        } else if covered[..i].contains(version) {
+            gaps.push(format!("{name}: {version} has a test already"));
+        }
+        if !name.contains(&version.replace('.', "_")) {
+            gaps.push(format!("{name} runs {version}"));
+        }
+    }
+    assert!(
+        gaps.is_empty(),
+        "{what}: the per_release! list and the profile table (Profile::all()) differ: {}",
+        gaps.join("; ")
+    );
+}
+
+#[test]
+fn release_coverage_guard_fails_on_a_gap() {
+    let tests = [("a_1_13_1", "1.13.1"), ("a_1_21_0", "1.21.0")];
+    assert_covers_releases("ok", &tests, ["1.13.1", "1.21.0"]);
+    for (tests, releases) in [
+        (&tests[..1], &["1.13.1", "1.21.0"][..]),
+        (&tests[..], &["1.13.1"][..]),
+        (
+            &[("a_1_13_1", "1.13.1"), ("b_1_13_1", "1.13.1")][..],
+            &["1.13.1"][..],
+        ),
+        (&[("a_1_13_1", "1.21.0")][..], &["1.21.0"][..]),
+    ] {
+        let gap = std::panic::catch_unwind(|| {
+            assert_covers_releases("gap", tests, releases.iter().copied());
+        });
+        assert!(gap.is_err(), "{tests:?} passed for {releases:?}");
+    }
+}
+
 /// The venv holding the pinned flwr release; missing means the test setup is broken.
 fn flwr_venv() -> PathBuf {
     let venv = std::env::var_os("FLOWERBED_FLWR_VENV").map_or_else(

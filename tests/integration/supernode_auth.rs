@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
-use flowerbed::deploy::{self, Deployment, Service, Settings};
+use flowerbed::deploy::profile::SupernodeAuth;
+use flowerbed::deploy::{self, Deployment, Generation, Profile, Service, Settings};
 
-use crate::flower::{Running, free_port, release_venv};
+use crate::flower::{Running, assert_covers_releases, free_port, per_release, release_venv};
 use crate::testenv::TestEnv;
 
 /// Loads every key of a deployment folder the way release `argv[1]` does at start-up (the
@@ -120,30 +121,13 @@ fn keys_load_with_the_release(version: &str) {
     );
 }
 
-#[test]
-fn keys_load_with_flower_1_13_1() {
-    keys_load_with_the_release("1.13.1");
-}
-
-#[test]
-fn keys_load_with_flower_1_21_0() {
-    keys_load_with_the_release("1.21.0");
-}
-
-#[test]
-fn keys_load_with_flower_1_35_0() {
-    keys_load_with_the_release("1.35.0");
-}
-
-#[test]
-fn keys_load_with_flower_1_41_0() {
-    keys_load_with_the_release("1.41.0");
-}
-
-#[test]
-fn keys_load_with_flower_1_42_0() {
-    keys_load_with_the_release("1.42.0");
-}
+per_release!(KEY_TESTS, keys_load_with_the_release;
+    keys_load_with_flower_1_13_1 => "1.13.1",
+    keys_load_with_flower_1_21_0 => "1.21.0",
+    keys_load_with_flower_1_35_0 => "1.35.0",
+    keys_load_with_flower_1_41_0 => "1.41.0",
+    keys_load_with_flower_1_42_0 => "1.42.0",
+);
 
 /// A host folder standing for `service`'s container: each mount target below `/app` is a
 /// symlink to the mount's source, so the rendered relative paths resolve as in Docker.
@@ -296,15 +280,10 @@ fn known_keys_admit_ours_and_refuse_a_stranger(version: &str) {
     let _ = refused.exited();
 }
 
-#[test]
-fn flower_1_13_1_admits_known_supernodes_only() {
-    known_keys_admit_ours_and_refuse_a_stranger("1.13.1");
-}
-
-#[test]
-fn flower_1_21_0_admits_known_supernodes_only() {
-    known_keys_admit_ours_and_refuse_a_stranger("1.21.0");
-}
+per_release!(KNOWN_KEYS_TESTS, known_keys_admit_ours_and_refuse_a_stranger;
+    flower_1_13_1_admits_known_supernodes_only => "1.13.1",
+    flower_1_21_0_admits_known_supernodes_only => "1.21.0",
+);
 
 /// Node statuses the superlink reports through `flwr supernode list` for connection `name`.
 fn node_statuses(venv: &Path, flwr_home: &Path, name: &str) -> Vec<String> {
@@ -341,7 +320,9 @@ fn registration_admits_after_register(version: &str) {
     let (deployment, _) = deployment_and_stranger(&env, version);
     let superlink_service = deployment.service("superlink").unwrap();
     let runtime = free_port();
-    let (fleet_port, control_port, listen) = if version == "1.35.0" {
+    // 1.35 keeps Fleet and Control on ports of their own; later releases serve all on one.
+    let profile = Profile::find(version).unwrap();
+    let (fleet_port, control_port, listen) = if profile.generation == Generation::HostPort {
         let fleet = free_port();
         let control = free_port();
         (
@@ -456,12 +437,32 @@ fn registration_admits_after_register(version: &str) {
     );
 }
 
-#[test]
-fn flower_1_35_0_admits_supernodes_after_registration() {
-    registration_admits_after_register("1.35.0");
-}
+per_release!(REGISTRATION_TESTS, registration_admits_after_register;
+    flower_1_35_0_admits_supernodes_after_registration => "1.35.0",
+    flower_1_41_0_admits_supernodes_after_registration => "1.41.0",
+    flower_1_42_0_admits_supernodes_after_registration => "1.42.0",
+);
 
+/// A release added to the profile table fails here until it has its key-loading test and
+/// the admission test of its authentication scheme above.
 #[test]
-fn flower_1_42_0_admits_supernodes_after_registration() {
-    registration_admits_after_register("1.42.0");
+fn every_release_has_its_auth_tests() {
+    let releases = |registers: bool| {
+        Profile::all()
+            .iter()
+            .filter(move |p| (p.supernode_auth() == SupernodeAuth::Registration) == registers)
+            .map(|p| p.version)
+    };
+    let all = Profile::all().iter().map(|p| p.version);
+    assert_covers_releases("keys_load_with_flower_*", KEY_TESTS, all);
+    assert_covers_releases(
+        "*_admits_known_supernodes_only",
+        KNOWN_KEYS_TESTS,
+        releases(false),
+    );
+    assert_covers_releases(
+        "*_admits_supernodes_after_registration",
+        REGISTRATION_TESTS,
+        releases(true),
+    );
 }

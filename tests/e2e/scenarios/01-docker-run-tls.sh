@@ -3,7 +3,7 @@
 # `docker run`. A SuperLink (subprocess isolation, TLS) and two SuperNodes on a user-defined
 # bridge network; the certificates are handed to UID 49999 first, as `flowerbed own` will do.
 # The host's flwr CLI runs the tiny app over the published port and the run must complete.
-# flwr: 1.42.*
+# flwr: newest
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"
 e2e_begin docker-run-tls

@@ -4,7 +4,7 @@
 # the SuperLink's state in a host folder. The SuperLink is healthchecked through its gRPC
 # health service, so the SuperNodes start only once it serves. After a completed run the
 # SuperLink is restarted, and the run must still be in its database.
-# flwr: 1.42.*
+# flwr: newest
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"
 e2e_begin compose-process-state

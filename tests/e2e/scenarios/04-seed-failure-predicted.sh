@@ -7,7 +7,7 @@
 #  C. a server certificate whose SAN lacks `superlink`: check reports the name, and the
 #     SuperNodes never connect while the SuperLink itself runs.
 # The deployment is a hand-written `docker run` script, as a user of Flower's docs writes it.
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

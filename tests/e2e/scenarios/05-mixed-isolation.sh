@@ -2,7 +2,7 @@
 # Mixed isolation with plain `docker run`: the SuperLink runs its ServerApp in subprocess
 # isolation, the SuperNodes in process isolation, each with a SuperExec container for its
 # ClientApps (plain HTTP to the SuperNode's Runtime API on the bridge network).
-# flwr: 1.42.*
+# flwr: newest
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"
 e2e_begin mixed-isolation

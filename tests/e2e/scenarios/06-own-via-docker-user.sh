@@ -4,7 +4,7 @@
 # own superlink image, named in flowerbed.json, with no --helper-image), runs the SuperLink from it (which
 # `flowerbed check --live` finds clean), cannot delete the folder afterwards, gets it back
 # with `flowerbed release --via-docker`, and deletes it.
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

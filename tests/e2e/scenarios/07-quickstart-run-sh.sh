@@ -3,7 +3,7 @@
 # certificates to 49999), start with the rendered run.sh, `flwr run` the tiny app through
 # the rendered flwr connection, `flowerbed check --live` is clean, stop with stop.sh,
 # `flowerbed release` the folder to a non-root user, who deletes it without sudo.
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

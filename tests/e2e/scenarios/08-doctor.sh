@@ -2,7 +2,7 @@
 # `flowerbed doctor` against the real engine: the server version, the negotiated API
 # version and the security options it reports are the engine's own, in text and JSON, and
 # the local Flower images are listed with the user they run as.
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

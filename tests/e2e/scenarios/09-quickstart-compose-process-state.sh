@@ -3,7 +3,7 @@
 # `check`, the rendered compose.yaml up with Compose v2 (a SuperExec container per
 # SuperNode and one for the ServerApps), a run over TLS through the rendered connection,
 # then a SuperLink restart keeps the run in its SQLite state.
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

@@ -3,7 +3,7 @@
 # --supernode-isolation process` — the SuperLink runs its ServerApps itself, each SuperNode
 # has a SuperExec container for its ClientApps — started from the rendered run.sh; a run
 # completes over TLS and `check --live` is clean.
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

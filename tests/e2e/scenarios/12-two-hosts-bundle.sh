@@ -10,7 +10,7 @@
 # port and connect over TLS; a `flwr run` completes through the TLS runner links. A second bundle that
 # dials an address of the same host that the server certificate lacks is flagged by `check`
 # (exit 1) and, started anyway, its supernode never connects.
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

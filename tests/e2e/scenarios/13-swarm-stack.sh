@@ -7,7 +7,7 @@
 # volume is writable by 49999 (the superlink's database is there). Then scale-out (issue
 # 20): `docker service scale` to 16 supernodes, a run whose round has 16 results,
 # and back to 2 with the runs recorded so far intact (state on the volume).
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

@@ -4,7 +4,7 @@
 # link a superexec secret; Compose starts it, `flwr run` completes, and a probe on the
 # project network shows the Runtime APIs the runners dial speak only TLS (a handshake
 # verifying each service name against our CA succeeds; plain HTTP gets no answer).
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

@@ -5,7 +5,7 @@
 # the host, the images build with no network inside the build (`--network none`), and a
 # `flwr run` over TLS completes with the ServerApp's summary showing the dependency was
 # used. Newest release: both isolation modes; 1.13: process mode (serverapp/clientapp).
-# flwr: 1.42.* 1.13.*
+# flwr: newest 1.13.*
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

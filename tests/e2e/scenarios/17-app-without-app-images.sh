@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The failure issue 17 fixes: the same app deployed without `--app` runs on Flower's stock
 # images, which lack sortedcontainers, and the run fails with ModuleNotFoundError.
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

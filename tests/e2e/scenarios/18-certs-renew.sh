@@ -4,7 +4,7 @@
 # CA (owner 49999 kept, every ca.crt byte for byte the same), the SuperLink alone is
 # restarted and serves the new certificate; the SuperNodes, with their old ca.crt,
 # reconnect and a second run completes.
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

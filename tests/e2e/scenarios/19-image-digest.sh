@@ -3,7 +3,7 @@
 # (Debian's docker-registry), which gives them registry digests; `quickstart --image-digest`
 # names every image NAME:TAG@sha256:..., compose-lint finds nothing left to report, and the
 # pinned, hardened compose deployment runs a `flwr run` over TLS to completion.
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

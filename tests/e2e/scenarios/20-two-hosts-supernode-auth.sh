@@ -9,7 +9,7 @@
 # refused), 1.35+ registers them (the rendered register-supernodes.sh; Docker restarts the
 # refused supernodes, which exited). Both supernodes then connect over TLS and a `flwr run` completes.
 # `check` on host A names the bundle whose keys are missing, and is clean after admitting.
-# flwr: 1.42.* 1.13.*
+# flwr: newest 1.13.*
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

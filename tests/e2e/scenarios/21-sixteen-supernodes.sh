@@ -2,7 +2,7 @@
 # Issue 20, scale-out on one host: `quickstart --supernodes 16` started with the rendered
 # compose.yaml, then (after it is taken down) with the rendered run.sh. Each time all 16
 # SuperNodes connect over TLS, and the memory of each SuperNode container is logged.
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

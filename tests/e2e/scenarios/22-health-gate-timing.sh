@@ -5,7 +5,7 @@
 # SuperLink's container to start (`condition: service_started`, what a file without the
 # gate does), alternately, twice each, on the same engine. Logs the time from `up` to both
 # SuperNodes connected for every start; both ways must connect.
-# flwr: 1.42.*
+# flwr: newest
 # needs: flowerbed
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../lib.sh"

@@ -8,7 +8,7 @@ use crate::testenv::{TestEnv, assert_bad_input};
 
 /// A new release is one entry in the profile table: a copy of the newest under a new
 /// version (the debug builds' test hook) is offered by `--help`, is the default, and
-/// renders, with no other change anywhere.
+/// renders, and `check` knows its images, with no other change anywhere.
 #[test]
 fn a_new_profile_entry_is_all_a_new_release_needs() {
     const NEXT: &str = "9.99.0";
@@ -51,6 +51,18 @@ fn a_new_profile_entry_is_all_a_new_release_needs() {
         .output()
         .unwrap();
     assert_bad_input(&out, "--flower-version");
+    // `check` reads the release off an image tag through the same table: `user: app`
+    // resolves from the new release's profile, and only with the entry.
+    std::fs::write(
+        env.join("c.yaml"),
+        format!("services:\n  superlink:\n    image: flwr/superlink:{NEXT}\n    user: app\n    command: [--insecure]\n"),
+    )
+    .unwrap();
+    let check = ["check", "--compose", "c.yaml", "--json"];
+    let known = String::from_utf8(with_next(&check).stdout).unwrap();
+    assert!(!known.contains("user-unresolved"), "{known}");
+    let unknown = String::from_utf8(env.flowerbed(check).output().unwrap().stdout).unwrap();
+    assert!(unknown.contains("user-unresolved"), "{unknown}");
 }
 
 /// `--color auto` decides for each stream from that stream: warnings on stderr are painted
