@@ -183,7 +183,11 @@ pub fn render_out() -> String {
 
 /// How a folder made by flowerbed was made, for a folder that is not one.
 pub fn made_by() -> String {
-    format!("`{}` or `render {}`", quickstart_bare(), flag::OUT)
+    format!(
+        "`{}` or `render FORMAT DIR {} FILE`",
+        quickstart_bare(),
+        flag::OUT
+    )
 }
 
 /// `flowerbed render compose DIR --selinux`.
@@ -326,6 +330,10 @@ mod tests {
             format!("flowerbed {}", check_live_name()),
             wheels(Some("DIR")),
             render_compose("DIR", "OUT"),
+            format!(
+                "flowerbed {}",
+                made_by().split('`').nth(3).unwrap().replace("FORMAT", "compose")
+            ),
             render_selinux(),
             render_supernode_auth(),
             undo("PATH"),
@@ -433,7 +441,7 @@ mod tests {
                 continue;
             }
             let text = std::fs::read_to_string(entry.path()).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let code = text.split("#[cfg(test)]\nmod ").next().unwrap_or_default();
             for (number, line) in code.lines().enumerate() {
                 if line.trim_start().starts_with("//") {
                     continue;

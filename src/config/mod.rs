@@ -299,6 +299,12 @@ pub fn from_bundle_settings(dir: &Path, args: &DeployArgs, mut saved: Settings) 
 /// --teardown` is the teardown script) and the options only some formats read.
 pub fn render_request(command: &RenderCommand) -> Result<(&RenderArgs, &'static Format, render::Options)> {
     let args = &command.args;
+    for constraint in &command.swarm.placement {
+        swarm::validate_placement(constraint).map_err(|err| Error::InvalidFlag {
+            flag: "--placement",
+            message: err.to_string(),
+        })?;
+    }
     let mut format = command.format;
     if args.teardown {
         if format.name != "docker-run" {
@@ -307,12 +313,6 @@ pub fn render_request(command: &RenderCommand) -> Result<(&RenderArgs, &'static 
             );
         }
         format = render::format("teardown").expect("docker-run has a teardown format");
-    }
-    for constraint in &command.swarm.placement {
-        swarm::validate_placement(constraint).map_err(|err| Error::InvalidFlag {
-            flag: "--placement",
-            message: err.to_string(),
-        })?;
     }
     let options = render::Options {
         swarm: SwarmOptions {

@@ -135,6 +135,26 @@ mod tests {
         Settings::defaults(PathBuf::from("/srv/flower"))
     }
 
+    /// A missing state folder's fix hands it to the deployment's own user, which is not
+    /// always Flower's 49999.
+    #[test]
+    fn a_missing_state_folder_is_handed_to_the_deployments_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::defaults(dir.path().to_path_buf());
+        settings.security = Security::Insecure;
+        settings.state = true;
+        for (uid, want) in [
+            (49_999, "`sudo flowerbed own "),
+            (1000, "`sudo flowerbed own --uid 1000 --gid 1000 "),
+        ] {
+            (settings.uid, settings.gid) = (uid, uid);
+            let err = require_sources(&build(&settings).unwrap(), dir.path())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want) && err.contains("mkdir "), "{err}");
+        }
+    }
+
     #[test]
     fn default_deployment_has_superlink_and_two_supernodes() {
         let deployment = build(&settings()).unwrap();

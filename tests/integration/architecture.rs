@@ -27,7 +27,7 @@ fn sources() -> Vec<(String, String)> {
 
 /// The code that ships: up to the file's test module, comments left out.
 fn shipped(text: &str) -> String {
-    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let code = text.split("#[cfg(test)]\nmod ").next().unwrap_or_default();
     code.lines()
         .filter(|line| !line.trim_start().starts_with("//"))
         .collect::<Vec<_>>()

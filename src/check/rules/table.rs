@@ -150,10 +150,7 @@ pub const RULES: &[Rule] = &[
     ),
     error("not-yet-valid", "A certificate is not valid yet."),
     error("expired", "A certificate has expired."),
-    warning(
-        "expiring",
-        "A certificate expires within the warning period (30 days by default).",
-    ),
+    warning("expiring", "A certificate expires within the warning period."),
     warning("server-is-ca", "The server certificate is itself a CA."),
     error(
         "server-eku",
