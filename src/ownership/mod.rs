@@ -462,6 +462,13 @@ pub struct UndoSettings {
     pub wait: LockWait,
 }
 
+/// The cores this process may use, asked once: the standard library reads the cgroup's
+/// quota files at each call, and one run walks several folders, each with its walkers.
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
 /// An `undo` refused before touching anything because the tree changed since `own`.
 #[derive(Debug, thiserror::Error)]
 #[error(

@@ -299,9 +299,7 @@ fn c_string<'b>(buffer: &'b mut Vec<u8>, name: &[u8]) -> Result<&'b CStr> {
 
 /// Threads replaying a journal (restoring is mostly kernel time, like the walk).
 fn workers() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, 4)
+    crate::ownership::cores().clamp(1, 4)
 }
 
 /// For each path a run after the first recorded, the newest run (session index) that did.

@@ -188,9 +188,7 @@ pub fn reown(
 
 /// Walker threads: one per core, at most [`MAX_WORKERS`].
 fn walkers() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, MAX_WORKERS)
+    crate::ownership::cores().clamp(1, MAX_WORKERS)
 }
 
 /// Descriptors one walk holds at most: each of its `workers` walkers with its batches
