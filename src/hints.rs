@@ -3,7 +3,8 @@
 //! quoted as shell words); the words of the command line are this module's. It belongs to
 //! the command-line layer with `cli/` and `config`, but depends on nothing, so the domain
 //! can name a fix without an arrow back into the layer that calls it. Renaming a
-//! subcommand or a flag is a change here and in the clap types, nowhere else.
+//! subcommand or a flag is a change here and in the clap types, nowhere else in the code
+//! (the templates spell commands in their text).
 
 /// Flag spellings for messages and errors outside `cli/`.
 pub mod flag {
