@@ -31,9 +31,7 @@ pub fn run_own(args: &OwnArgs, printer: &Printer) -> Result<Outcome> {
     if args.docker.via_docker {
         return via_docker(&args.docker, &args.paths, *printer, || Ok(args.helper_args()));
     }
-    let needs_map = args.host_uid.is_none() || args.host_gid.is_none();
-    let facts = if needs_map { daemon_facts() } else { None };
-    let (target, note) = config::ownership::host_target(args, facts.as_ref())?;
+    let (target, note) = config::ownership::host_target(args, daemon_facts)?;
     if let Some(note) = note {
         printer.detail(&note);
     }

@@ -12,9 +12,12 @@ use crate::ownership::{self, Target, subid};
 /// mapped through the daemon's subordinate ranges when it runs rootless or userns-remapped
 /// (the same mapping `check` predicts with).
 ///
-/// `facts` are the daemon's, when one answers. Returns the target and, when the IDs were
-/// mapped, a line saying how.
-pub fn host_target(args: &OwnArgs, facts: Option<&DaemonFacts>) -> Result<(Target, Option<String>)> {
+/// `facts` asks the daemon, when one answers; it is called only when an ID is left to map.
+/// Returns the target and, when the IDs were mapped, a line saying how.
+pub fn host_target(
+    args: &OwnArgs,
+    facts: impl FnOnce() -> Option<DaemonFacts>,
+) -> Result<(Target, Option<String>)> {
     let given = Target {
         uid: args.host_uid.unwrap_or(args.uid),
         gid: args.host_gid.unwrap_or(args.gid),
@@ -22,7 +25,7 @@ pub fn host_target(args: &OwnArgs, facts: Option<&DaemonFacts>) -> Result<(Targe
     if args.host_uid.is_some() && args.host_gid.is_some() {
         return Ok((given, None));
     }
-    let Some(facts) = facts else {
+    let Some(facts) = facts() else {
         return Ok((given, None));
     };
     let sources = subid::MappingSources::from_host()?;
