@@ -166,7 +166,7 @@ fn resolve_all(paths: &[PathBuf], state_dir: Option<&Path>) -> Result<Vec<Root>>
     if paths.is_empty() {
         bail!("no PATH given");
     }
-    paths.iter().map(|path| root::resolve(path, state_dir)).collect()
+    root::resolve_all(paths, state_dir)
 }
 
 impl ReownSettings {

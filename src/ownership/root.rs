@@ -31,6 +31,9 @@ pub struct Root {
     /// another mount, a file bind mount included, is not the tree's.
     pub mnt_id: u64,
     pub is_dir: bool,
+    /// A directory whose link count says it holds no directory (2 on ext4, xfs and tmpfs;
+    /// btrfs counts 1 for every directory, which says nothing): one walker is enough.
+    pub leaf_dir: bool,
 }
 
 impl Root {
@@ -132,13 +135,14 @@ struct Step {
 
 /// Resolve and check one PATH argument.
 pub fn resolve(path: &Path, state_dir: Option<&Path>) -> Result<Root> {
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .context("cannot find the current folder")?
-            .join(path)
-    };
+    let mut roots = resolve_all(std::slice::from_ref(&path.to_path_buf()), state_dir)?;
+    Ok(roots.pop().expect("one root for one path"))
+}
+
+/// Resolve and check PATH arguments, in order. What no root may be (system folders, homes,
+/// the journal's folder) is gathered once for all of them: it reads the passwd database
+/// and resolves every home folder.
+pub fn resolve_all(paths: &[PathBuf], state_dir: Option<&Path>) -> Result<Vec<Root>> {
     let fs_root = open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -146,6 +150,23 @@ pub fn resolve(path: &Path, state_dir: Option<&Path>) -> Result<Root> {
     )
     .context("/: cannot open")?;
     let root_stat = fstat(&fs_root)?;
+    let mut protected = None;
+    let mut roots = Vec::with_capacity(paths.len());
+    for path in paths {
+        let protected = protected.get_or_insert_with(|| Protected::gather(&root_stat, state_dir));
+        roots.push(resolve_one(path, &fs_root, protected)?);
+    }
+    Ok(roots)
+}
+
+fn resolve_one(path: &Path, fs_root: &OwnedFd, protected: &Protected) -> Result<Root> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .context("cannot find the current folder")?
+            .join(path)
+    };
     let mut stack: Vec<Step> = Vec::new();
     for component in absolute.components() {
         let name = match component {
@@ -205,7 +226,7 @@ pub fn resolve(path: &Path, state_dir: Option<&Path>) -> Result<Root> {
         }
     }
     let canonical = lexical(&stack);
-    Protected::gather(&root_stat, state_dir).check(&stack, &canonical, path)?;
+    protected.check(&stack, &canonical, path)?;
     let entry = stack.pop().expect("the root directory is refused above");
     let parent = stack.last().map_or(fs_root.as_fd(), |step| step.fd.as_fd());
     // The walk lists and changes through the parent: a real directory descriptor of the
@@ -227,6 +248,7 @@ pub fn resolve(path: &Path, state_dir: Option<&Path>) -> Result<Root> {
         ino: stat.st_ino,
         mnt_id,
         is_dir: file_type(&stat) == SFlag::S_IFDIR,
+        leaf_dir: file_type(&stat) == SFlag::S_IFDIR && stat.st_nlink == 2,
     })
 }
 
