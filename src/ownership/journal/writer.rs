@@ -147,6 +147,9 @@ pub struct JournalWriter {
     max_bytes: Option<u64>,
     /// What [`Self::prepare`] still has to do (or why it failed).
     preparation: Preparation,
+    /// A file this writer created, neither it nor its directory entry synced yet: the first
+    /// append syncs both, with its frames (one sync of the file, not a second for them).
+    new_file_unsynced: bool,
     /// An existing journal of an older format version: its header is brought up to date
     /// before the first frame is appended (not before: a run that changes nothing leaves
     /// the journal as it was).
@@ -156,7 +159,7 @@ pub struct JournalWriter {
 /// The slow part of opening a journal, left to [`JournalWriter::prepare`] so that it can run
 /// on the syncing thread while the walk starts.
 enum Preparation {
-    /// Made by `open`: the file and its directory entry are not synced yet.
+    /// Made by `open`: nothing to read back (its sync comes with the first frames).
     NewFile,
     /// Existing frames not read back yet.
     Existing,
@@ -168,7 +171,7 @@ impl JournalWriter {
     /// Open (creating, mode 0600) the journal for a root; the session frame is written with
     /// the first batch, so a run that changes nothing leaves the journal as it was. Only the
     /// file's mode and owner are checked here: nothing is appended before [`Self::prepare`]
-    /// has read the existing frames back (or synced a new file).
+    /// has read the existing frames back.
     pub fn open(path: &Path, session: SessionInfo, forbidden_uid: Option<u32>) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
@@ -204,6 +207,7 @@ impl JournalWriter {
             broken: None,
             max_bytes: std::env::var(MAX_BYTES_ENV).ok().and_then(|v| v.parse().ok()),
             preparation: Preparation::Existing,
+            new_file_unsynced: false,
             older_version: false,
         };
         if meta.len() == 0 {
@@ -213,15 +217,19 @@ impl JournalWriter {
         Ok(writer)
     }
 
-    /// Make the journal ready for frames: sync a new file and its directory entry, or read
-    /// an existing journal back, refusing one that is damaged and cutting a torn tail left
-    /// by a crash (appending after it would turn it into corruption mid-file). Runs once;
-    /// later calls give the same outcome, and appending calls it first.
+    /// Make the journal ready for frames: read an existing journal back, refusing one that
+    /// is damaged and cutting a torn tail left by a crash (appending after it would turn it
+    /// into corruption mid-file). A new file needs nothing here: the first append syncs it
+    /// and its directory entry together with its frames, before any change they list. Runs
+    /// once; later calls give the same outcome, and appending calls it first.
     pub fn prepare(&mut self) -> Result<()> {
         let result = match self.preparation {
             Preparation::Done => return Ok(()),
             Preparation::Failed(ref reason) => bail!("{reason}"),
-            Preparation::NewFile => self.sync_new_file(),
+            Preparation::NewFile => {
+                self.new_file_unsynced = true;
+                Ok(())
+            }
             Preparation::Existing => self.check_existing(),
         };
         match result {
@@ -237,12 +245,17 @@ impl JournalWriter {
         }
     }
 
-    fn sync_new_file(&mut self) -> Result<()> {
+    /// Sync what was written: the data alone, or, the first time for a file this writer
+    /// created, the whole file and its directory entry (which must survive a crash too).
+    fn sync_written(&mut self) -> io::Result<()> {
+        if !self.new_file_unsynced {
+            return self.file.sync_data();
+        }
         self.file.sync_all()?;
-        // The new directory entry must survive a crash too.
         if let Some(parent) = self.path.parent() {
             File::open(parent)?.sync_all()?;
         }
+        self.new_file_unsynced = false;
         Ok(())
     }
 
@@ -370,7 +383,7 @@ impl JournalWriter {
             self.upgrade_header()
                 .with_context(|| format!("{}: cannot update the journal's header", self.path.display()))?;
         }
-        let result = self.write_limited(frames).and_then(|()| self.file.sync_data());
+        let result = self.write_limited(frames).and_then(|()| self.sync_written());
         if let Err(err) = result {
             self.broken = Some(err.to_string());
             let _ = self

@@ -125,3 +125,61 @@ fn full_disk_under_the_journal_stops_own_cleanly_and_undo_restores() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(env.snapshot() == before, "undo did not restore the snapshot");
 }
+
+/// The syncs `own` makes, in order, as `strace` sees them: a new journal and its folder
+/// entry reach the disk before the first change (with one sync of the file for its first
+/// frames, not one for the empty file and one more for the frames), and the session's end
+/// after the last change.
+#[test]
+fn a_new_journal_and_its_folder_entry_are_synced_before_the_first_change() {
+    let env = OwnEnv::new();
+    std::fs::create_dir(env.tree().join("sub")).unwrap();
+    for name in ["a", "b", "sub/c"] {
+        std::fs::write(env.tree().join(name), "").unwrap();
+    }
+    let trace = env.env.join("syncs.txt");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-y", "-e", "trace=fsync,fdatasync,fchown,fchownat", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_flowerbed"))
+        .args(["own", "tree"])
+        .current_dir(env.env.path())
+        .env("NO_COLOR", "1")
+        .env("FLOWERBED_STATE_DIR", env.state())
+        .output()
+        .expect("strace is installed");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let journals = env.journal_files();
+    let journal = journals[0].file_name().unwrap().to_str().unwrap();
+    let state = format!("{}>)", env.state().display());
+    // Each line: PID call(fd<path>, ...) = result.
+    let calls: Vec<String> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_once(' ').map(|(_, call)| call.trim_start().to_owned()))
+        .filter(|call| !call.starts_with("+++") && !call.starts_with("---"))
+        .collect();
+    let changes: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].starts_with("fchown"))
+        .collect();
+    assert_eq!(changes.len(), 5, "{calls:#?}");
+    let journal_syncs: Vec<usize> = (0..calls.len())
+        .filter(|&i| {
+            (calls[i].starts_with("fsync(") || calls[i].starts_with("fdatasync("))
+                && calls[i].contains(journal)
+        })
+        .collect();
+    let (first, last) = (changes[0], changes[changes.len() - 1]);
+    assert_eq!(journal_syncs.len(), 2, "{calls:#?}");
+    assert!(
+        journal_syncs[0] < first && calls[journal_syncs[0]].starts_with("fsync("),
+        "the new journal is not fully synced before the first change: {calls:#?}"
+    );
+    assert!(
+        calls[..first]
+            .iter()
+            .any(|call| call.starts_with("fsync(") && call.contains(&state)),
+        "the journal's folder is not synced before the first change: {calls:#?}"
+    );
+    assert!(journal_syncs[1] > last, "{calls:#?}");
+}
