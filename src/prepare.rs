@@ -98,13 +98,25 @@ pub fn hand_over_or_tell(deployment: &Deployment, skip: bool) -> Result<(bool, O
     Ok((applied, own_command))
 }
 
+/// Before the folder is written: when [`hand_over_or_tell`] will hand folders over, start
+/// looking up what `own` refuses (system folders, every home) meanwhile, on another core.
+pub fn prepare_hand_over(deployment: &Deployment, skip: bool) {
+    if !skip && hands_over(deployment) {
+        crate::ownership::root::look_up_protected_folders_early();
+    }
+}
+
+fn hands_over(deployment: &Deployment) -> bool {
+    !deployment.owned_paths().is_empty() && nix::unistd::geteuid().is_root()
+}
+
 /// As root, hand the folders the containers must own to their UID, journaled like
 /// `flowerbed own` (a second run changes nothing). Returns whether it did.
 fn hand_to_container(deployment: &Deployment) -> Result<bool> {
-    let paths = deployment.owned_paths();
-    if paths.is_empty() || !nix::unistd::geteuid().is_root() {
+    if !hands_over(deployment) {
         return Ok(false);
     }
+    let paths = deployment.owned_paths();
     let user = deployment.user;
     crate::ownership::own(&crate::ownership::ReownSettings {
         paths: paths.iter().map(|p| p.to_path_buf()).collect(),

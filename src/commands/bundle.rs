@@ -109,6 +109,7 @@ pub fn quickstart_from_bundle(args: &QuickstartArgs, archive: &Path, printer: &P
             hints::flag::NAME
         ));
     }
+    prepare::prepare_hand_over(&deployment, args.dry_run || args.no_own);
     let rendered = render::deployment_files(&deployment, &settings)?;
     let mut plan = unpack::plan(&dir, &unpacked, &rendered);
     // This host's own runner-link material and supernode keys: none crosses hosts.

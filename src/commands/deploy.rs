@@ -161,6 +161,7 @@ pub fn quickstart(args: &QuickstartArgs, printer: &Printer) -> Result<Outcome> {
         .map_or(LayoutKind::Split, |layout| layout.kind)
         .into();
     let mut deployment = deploy::build(&settings)?;
+    prepare::prepare_hand_over(&deployment, args.dry_run || args.no_own);
     pin_image_digests(&mut deployment, &settings, printer);
     let app_files = render::dockerfile::read_app_files(&deployment)?;
     let tls = settings.security == Security::Tls;

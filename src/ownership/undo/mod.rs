@@ -56,7 +56,10 @@ struct Listing {
     /// The directory's path relative to the root.
     key: Vec<u8>,
     dev: u64,
-    entries: HashMap<Vec<u8>, (u64, Type)>,
+    /// Every listed name, back to back (one buffer, not one allocation per name).
+    names: Vec<u8>,
+    /// Each name's span in `names`, its inode and type; sorted by name.
+    entries: Vec<ListedEntry>,
     /// Too large (or unreadable) to hold: its entries are stat'ed one by one, and the folder
     /// is not read again for each of them.
     unlisted: bool,
@@ -68,12 +71,22 @@ const LISTINGS_KEPT: usize = 8;
 /// takes about a megabyte, and each undo walker may hold one).
 const LISTING_MAX_ENTRIES: usize = 16_384;
 
+struct ListedEntry {
+    name: std::ops::Range<usize>,
+    ino: u64,
+    kind: Type,
+}
+
 impl Listing {
     fn confirms(&self, name: &[u8], record: &Record) -> bool {
-        !self.unlisted
-            && self.dev == record.dev
-            && self.entries.get(name).is_some_and(|&(ino, kind)| {
-                ino == record.ino && type_bits(kind) == record.mode & SFlag::S_IFMT.bits()
+        if self.unlisted || self.dev != record.dev {
+            return false;
+        }
+        self.entries
+            .binary_search_by(|entry| self.names[entry.name.clone()].cmp(name))
+            .is_ok_and(|at| {
+                let entry = &self.entries[at];
+                entry.ino == record.ino && type_bits(entry.kind) == record.mode & SFlag::S_IFMT.bits()
             })
     }
 }
@@ -129,18 +142,19 @@ impl<'r> Locator<'r> {
             return Ok(false);
         };
         let dev = fstat(&fd)?.st_dev;
-        let mut entries = HashMap::new();
+        let mut names = Vec::new();
+        let mut entries = Vec::new();
         let mut unlisted = false;
         let mut dir = Dir::from_fd(fd)?;
         for entry in dir.iter() {
-            let listed = entry.ok().and_then(|entry| {
-                let kind = entry.file_type()?;
-                Some((entry.file_name().to_bytes().to_vec(), entry.ino(), kind))
-            });
-            let Some((listed, ino, kind)) = listed else {
+            let Some((entry, kind)) = entry
+                .ok()
+                .and_then(|entry| entry.file_type().map(|kind| (entry, kind)))
+            else {
                 unlisted = true;
                 break;
             };
+            let listed = entry.file_name().to_bytes();
             if listed == b"." || listed == b".." {
                 continue;
             }
@@ -148,14 +162,21 @@ impl<'r> Locator<'r> {
                 unlisted = true;
                 break;
             }
-            entries.insert(listed, (ino, kind));
+            names.extend_from_slice(listed);
+            entries.push(ListedEntry {
+                name: names.len() - listed.len()..names.len(),
+                ino: entry.ino(),
+                kind,
+            });
         }
         if unlisted {
-            entries = HashMap::new();
+            (names, entries) = (Vec::new(), Vec::new());
         }
+        entries.sort_unstable_by(|a, b| names[a.name.clone()].cmp(&names[b.name.clone()]));
         let listing = Listing {
             key: key.to_vec(),
             dev,
+            names,
             entries,
             unlisted,
         };
