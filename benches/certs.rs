@@ -2,8 +2,9 @@
 //! CA and server keys, a CSR, signing), and the whole-folder commands, in one run.
 //!
 //! Every figure is a whole command: process start-up, key generation, every file written
-//! and fsynced. Each command starts after a `sync` (untimed), as in the ownership bench, so
-//! that its syncs do not wait for what the command before it (or the build) wrote. Each of
+//! and fsynced. Each timed piece of work (a flowerbed command, or the recipe's five openssl
+//! commands) starts after a `sync` (untimed), as in the ownership bench, so that its syncs
+//! do not wait for what the work before it (or the build) wrote. Each of
 //! `FLOWERBED_BENCH_ROUNDS` rounds (default 15) runs, back to back: the openssl recipe once,
 //! flowerbed's default set (ECDSA P-256) five times, its rsa-4096 set once, then
 //! `quickstart DIR`, `quickstart --supernode-auth DIR` and `check DIR` five times each. A
@@ -13,8 +14,9 @@
 //! single round. The time the host took from this (virtual) machine during the timed
 //! commands (steal time) is printed too. Figures are printed, never asserted.
 //!
-//! Each round writes into a folder of its own, journals included (a state folder per
-//! round: about thirty journals by its end, as on a host with a few deployments). Rounds'
+//! Each round writes into a folder of its own, journals included (run as root, quickstart
+//! hands folders over: a state folder per round holds some twenty journals by its end, as
+//! on a host with a few deployments). Rounds'
 //! folders are all removed at the end, not after each round: on ext4 without a journal, a
 //! file created within a minute of many deletions in its block group waits while the
 //! allocator steps over every inode freed meanwhile (`recently_deleted`), so a clean-up
@@ -102,8 +104,8 @@ fn openssl_recipe(dir: &Path) {
     }
 }
 
-/// Where `own` journals go (quickstart hands its folders to the container's UID when run
-/// as root): a folder of the round's own, never the system's state folder.
+/// Run `flowerbed -q ARGS DIR`. Journals (quickstart hands its folders to the container's
+/// UID when run as root) go to the round's own state folder, never the system's.
 fn flowerbed(args: &[&str], dir: &Path) {
     let round = dir.parent().expect("a round's folder");
     let out = Command::new(FLOWERBED)
@@ -151,12 +153,12 @@ impl Series {
         self.times.push(wall);
     }
 
-    /// Time `work` SMALL_RUNS times and record the median.
     /// Mean CPU time per command run.
     fn cpu_per_run(&self) -> Duration {
         self.cpu / self.runs.max(1)
     }
 
+    /// Time `work` SMALL_RUNS times and record the median.
     fn small(&mut self, mut work: impl FnMut(usize)) {
         let mut runs: Vec<Duration> = (0..SMALL_RUNS).map(|run| self.time(|| work(run))).collect();
         runs.sort();

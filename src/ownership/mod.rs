@@ -291,8 +291,8 @@ fn own_one(
         Some(options.target.uid),
     )?;
     let walked = walk::reown(root, options, Some(&mut writer), progress, &[]);
-    // A journal that cannot be appended to (damaged, or its new file cannot be synced)
-    // stopped the walk before any change: report it as it is.
+    // A damaged journal stopped the walk before any change: report it as it is. (A new
+    // journal that cannot be synced fails its first frames, before any change, too.)
     writer.prepare()?;
     let report = walked.with_context(|| {
         format!(

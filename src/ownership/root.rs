@@ -31,9 +31,11 @@ pub struct Root {
     /// another mount, a file bind mount included, is not the tree's.
     pub mnt_id: u64,
     pub is_dir: bool,
-    /// A directory whose link count says it holds no directory (2 on ext4, xfs and tmpfs;
-    /// btrfs counts 1 for every directory, which says nothing): one walker is enough.
-    pub leaf_dir: bool,
+    /// A small directory of files: its link count says it holds no directory (2 on ext4,
+    /// xfs and tmpfs; btrfs counts 1 for every directory, which says nothing), and its size
+    /// that its names fit in one 4 KiB block. One walker is enough (a large folder of files
+    /// is shared between walkers by listing).
+    pub small_leaf_dir: bool,
 }
 
 impl Root {
@@ -248,7 +250,9 @@ fn resolve_one(path: &Path, fs_root: &OwnedFd, protected: &Protected) -> Result<
         ino: stat.st_ino,
         mnt_id,
         is_dir: file_type(&stat) == SFlag::S_IFDIR,
-        leaf_dir: file_type(&stat) == SFlag::S_IFDIR && stat.st_nlink == 2,
+        small_leaf_dir: file_type(&stat) == SFlag::S_IFDIR
+            && entry.stat.st_nlink == 2
+            && entry.stat.st_size <= 4096,
     })
 }
 
@@ -276,7 +280,7 @@ fn lexical_path(path: &Path) -> PathBuf {
 /// The identities of everything a root must not be, or be inside, or hold.
 struct Protected {
     fs_root: Identity,
-    system: &'static SystemFolders,
+    system: SystemFolders,
     /// Every folder holding the journal folder (or the folder it will be made in).
     holds_state: HashSet<Identity>,
     /// The journal folder itself, when it exists.
@@ -284,7 +288,7 @@ struct Protected {
     state_path: Option<PathBuf>,
 }
 
-/// The system's folders and every user's home, by identity: looked up once per run.
+/// The system's folders and every user's home, by identity.
 #[derive(Default)]
 struct SystemFolders {
     /// System trees: a root is refused at any depth below one.
@@ -297,14 +301,8 @@ struct SystemFolders {
     above_homes: HashSet<Identity>,
 }
 
-static SYSTEM_FOLDERS_SEEN: std::sync::OnceLock<SystemFolders> = std::sync::OnceLock::new();
-
 impl SystemFolders {
-    /// Looked up by the first caller; a caller arriving meanwhile waits for that look-up.
-    fn get() -> &'static Self {
-        SYSTEM_FOLDERS_SEEN.get_or_init(Self::look_up)
-    }
-
+    /// Looked up as they are now (the passwd database is read once per run).
     fn look_up() -> Self {
         let stat_of = |path: &Path| nix::sys::stat::stat(path).ok().map(|s| identity(&s));
         let mut system = SystemFolders {
@@ -319,7 +317,7 @@ impl SystemFolders {
             ..SystemFolders::default()
         };
         for home in home_dirs() {
-            let chain = chain_of(&home);
+            let chain = chain_of(home);
             if let Some((&home_id, above)) = chain.split_last() {
                 system.homes.insert(home_id);
                 system.above_homes.extend(above.iter().skip(1));
@@ -329,14 +327,22 @@ impl SystemFolders {
     }
 }
 
-/// Start looking up the folders no PATH may be (system folders; every home, from the passwd
-/// database, whose modules take a millisecond or so to load) on another thread, for a
-/// command that hands folders over only after other work (`quickstart`).
+static HOME_DIRS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+
+/// Every user's home folder, read once per run: the first caller reads the passwd database,
+/// and a caller arriving meanwhile waits for that read.
+fn home_dirs() -> &'static [PathBuf] {
+    HOME_DIRS.get_or_init(read_home_dirs)
+}
+
+/// Start reading the passwd database (whose modules take a millisecond or so to load) on
+/// another thread, for a command that hands folders over only after other work
+/// (`quickstart`). The folders' identities are still looked up when they are checked.
 pub fn look_up_protected_folders_early() {
-    if SYSTEM_FOLDERS_SEEN.get().is_none() {
-        // Without the thread, the look-up happens when `own` needs it, as it otherwise does.
+    if HOME_DIRS.get().is_none() {
+        // Without the thread, the read happens when `own` needs it, as it otherwise does.
         let _ = std::thread::Builder::new().spawn(|| {
-            SystemFolders::get();
+            home_dirs();
         });
     }
 }
@@ -345,7 +351,7 @@ impl Protected {
     fn gather(fs_root: &FileStat, state_dir: Option<&Path>) -> Self {
         let mut protected = Protected {
             fs_root: identity(fs_root),
-            system: SystemFolders::get(),
+            system: SystemFolders::look_up(),
             holds_state: HashSet::new(),
             state: None,
             state_path: None,
@@ -380,7 +386,7 @@ impl Protected {
             return refuse("a top-level system directory");
         }
         let ids: Vec<Identity> = stack.iter().map(|step| identity(&step.stat)).collect();
-        let system = self.system;
+        let system = &self.system;
         if ids.iter().any(|id| system.trees.contains(id))
             || SYSTEM_TREES.iter().any(|tree| canonical.starts_with(tree))
             || system.folders.contains(&id)
@@ -427,7 +433,7 @@ fn chain_of(path: &Path) -> Vec<Identity> {
 }
 
 /// Every user's home folder (the passwd database), and the caller's `$HOME`.
-fn home_dirs() -> Vec<PathBuf> {
+fn read_home_dirs() -> Vec<PathBuf> {
     static PASSWD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let mut homes = Vec::new();
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {

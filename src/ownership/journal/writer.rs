@@ -147,8 +147,7 @@ pub struct JournalWriter {
     max_bytes: Option<u64>,
     /// What [`Self::prepare`] still has to do (or why it failed).
     preparation: Preparation,
-    /// A file this writer created, neither it nor its directory entry synced yet: the first
-    /// append syncs both, with its frames (one sync of the file, not a second for them).
+    /// A file this writer made: the first append syncs it and its directory entry at once.
     new_file_unsynced: bool,
     /// An existing journal of an older format version: its header is brought up to date
     /// before the first frame is appended (not before: a run that changes nothing leaves
@@ -159,8 +158,6 @@ pub struct JournalWriter {
 /// The slow part of opening a journal, left to [`JournalWriter::prepare`] so that it can run
 /// on the syncing thread while the walk starts.
 enum Preparation {
-    /// Made by `open`: nothing to read back (its sync comes with the first frames).
-    NewFile,
     /// Existing frames not read back yet.
     Existing,
     Done,
@@ -211,25 +208,23 @@ impl JournalWriter {
             older_version: false,
         };
         if meta.len() == 0 {
+            // Nothing to read back; its sync comes with the first frames.
             writer.file.write_all(MAGIC)?;
-            writer.preparation = Preparation::NewFile;
+            writer.good_len = MAGIC.len() as u64;
+            writer.preparation = Preparation::Done;
+            writer.new_file_unsynced = true;
         }
         Ok(writer)
     }
 
     /// Make the journal ready for frames: read an existing journal back, refusing one that
     /// is damaged and cutting a torn tail left by a crash (appending after it would turn it
-    /// into corruption mid-file). A new file needs nothing here: the first append syncs it
-    /// and its directory entry together with its frames, before any change they list. Runs
-    /// once; later calls give the same outcome, and appending calls it first.
+    /// into corruption mid-file); a new file needs nothing. Runs once; later calls give the
+    /// same outcome, and appending calls it first.
     pub fn prepare(&mut self) -> Result<()> {
         let result = match self.preparation {
             Preparation::Done => return Ok(()),
             Preparation::Failed(ref reason) => bail!("{reason}"),
-            Preparation::NewFile => {
-                self.new_file_unsynced = true;
-                Ok(())
-            }
             Preparation::Existing => self.check_existing(),
         };
         match result {

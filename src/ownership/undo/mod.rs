@@ -68,7 +68,7 @@ struct Listing {
 /// Listings kept at once (records interleave a folder's entries with its subfolders').
 const LISTINGS_KEPT: usize = 8;
 /// Larger folders are checked entry by entry, so memory stays flat (a listing this size
-/// takes about a megabyte, and each undo walker may hold one).
+/// takes half a megabyte plus its names, and each undo walker may hold one).
 const LISTING_MAX_ENTRIES: usize = 16_384;
 
 struct ListedEntry {

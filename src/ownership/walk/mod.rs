@@ -111,8 +111,8 @@ pub fn reown(
     watch: &[(u64, u64)],
 ) -> Result<WalkReport> {
     let fd_limit = super::root::raise_fd_limit();
-    // A folder of files only gives the other walkers nothing to take: no thread for them.
-    let workers = if root.leaf_dir { 1 } else { walkers() };
+    // A small folder of files gives the other walkers nothing to take: no thread for them.
+    let workers = if root.small_leaf_dir { 1 } else { walkers() };
     // Each worker holds one descriptor per level of its subtree plus those of its pending
     // and in-flight batches; the queue holds a few per worker. Split what the limit allows:
     // half for the batches, half for the depth.
