@@ -21,12 +21,18 @@
 //! Figures are printed, never asserted: timing depends on the machine. Each timed step
 //! starts after a `sync`, so none pays for the writeback of the step before it. Run it on
 //! an otherwise idle machine.
+//!
+//! Each round of a nested tree also times the floor (see [`floor`]): the same changes made
+//! with the system calls alone, on every core, once by name (`chown -R`'s calls) and once
+//! through `O_PATH` descriptors (the rule `own` and `undo` keep). Read `own` against the
+//! second: what is above it is `own`'s journal and walk.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
+mod floor;
 use common::steal_ms;
 
 const FLOWERBED: &str = env!("CARGO_BIN_EXE_flowerbed");
@@ -79,6 +85,10 @@ struct Figures {
     own: Vec<Duration>,
     own_again: Vec<Duration>,
     undo: Vec<Duration>,
+    /// The system calls alone (see [`floor`]), by name and through descriptors (nested
+    /// trees only: the floor shares out folders, and a flat tree is one).
+    floor_by_name: Vec<Duration>,
+    floor_descriptor: Vec<Duration>,
     own_rss_kib: i64,
     undo_rss_kib: i64,
     /// Steal time (ms) during all rounds of: chown -R, own, own again, undo.
@@ -87,7 +97,7 @@ struct Figures {
 
 impl Figures {
     fn print(&self) {
-        let line = |label: &str, times: &[Duration], target: f64| {
+        let ratio = |label: &str, times: &[Duration], target: &str| {
             let ratios: Vec<f64> = times
                 .iter()
                 .zip(&self.chown)
@@ -96,10 +106,13 @@ impl Figures {
             let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
             let high = ratios.iter().copied().fold(0.0, f64::max);
             format!(
-                "  {label:<25} {:>8.3} s  {:.2}x chown -R  (target <= {target:.2}x, rounds {low:.2}x..{high:.2}x)",
+                "  {label:<25} {:>8.3} s  {:.2}x chown -R  ({target}rounds {low:.2}x..{high:.2}x)",
                 median(times).as_secs_f64(),
                 median_f64(ratios),
             )
+        };
+        let line = |label: &str, times: &[Duration], target: f64| {
+            ratio(label, times, &format!("target <= {target:.2}x, "))
         };
         let shape = match self.shape {
             Shape::Nested => "tree",
@@ -121,6 +134,18 @@ impl Figures {
             line("undo", &self.undo, 0.7),
             self.undo_rss_kib
         );
+        if !self.floor_by_name.is_empty() {
+            println!("  floor: the system calls alone, on every core, nothing else");
+            println!("{}", ratio("  stat + chown by name", &self.floor_by_name, ""));
+            println!(
+                "{}",
+                ratio(
+                    "  open, stat, chown, close",
+                    &self.floor_descriptor,
+                    "own's rule, "
+                )
+            );
+        }
         let [chown, own, again, undo] = self.steal_ms;
         println!(
             "  host steal time in all rounds: chown -R {chown} ms, own {own} ms, own again {again} ms, undo {undo} ms"
@@ -143,6 +168,8 @@ fn measure(work: &Path, entries: usize, rounds: usize, shape: Shape) -> Figures 
         own: Vec::new(),
         own_again: Vec::new(),
         undo: Vec::new(),
+        floor_by_name: Vec::new(),
+        floor_descriptor: Vec::new(),
         own_rss_kib: 0,
         undo_rss_kib: 0,
         steal_ms: [0; 4],
@@ -169,6 +196,17 @@ fn measure(work: &Path, entries: usize, rounds: usize, shape: Shape) -> Figures 
         figures.undo.push(timed.wall);
         figures.undo_rss_kib = figures.undo_rss_kib.max(timed.rss_kib);
         figures.steal_ms[3] += timed.steal_ms;
+        if matches!(shape, Shape::Nested) {
+            // undo gave everything back to root: from there, each rule's floor.
+            for (rule, times) in [
+                (floor::Rule::ByName, &mut figures.floor_by_name),
+                (floor::Rule::Descriptor, &mut figures.floor_descriptor),
+            ] {
+                nix::unistd::sync();
+                times.push(floor::measure(&tree, rule, 49_999, 49_999));
+                run(Command::new("chown").args(["-R", "0:0"]).arg(&tree));
+            }
+        }
     }
     std::fs::remove_dir_all(&tree).expect("remove bench tree");
     let _ = std::fs::remove_dir_all(&state);
