@@ -99,10 +99,10 @@ pub fn hand_over_or_tell(deployment: &Deployment, skip: bool) -> Result<(bool, O
 }
 
 /// Before the folder is written: when [`hand_over_or_tell`] will hand folders over, start
-/// looking up what `own` refuses (system folders, every home) meanwhile, on another core.
+/// reading the homes `own` refuses meanwhile, on another core.
 pub fn prepare_hand_over(deployment: &Deployment, skip: bool) {
     if !skip && hands_over(deployment) {
-        crate::ownership::root::look_up_protected_folders_early();
+        crate::ownership::root::read_home_folders_early();
     }
 }
 

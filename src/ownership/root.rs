@@ -278,19 +278,9 @@ fn lexical_path(path: &Path) -> PathBuf {
 }
 
 /// The identities of everything a root must not be, or be inside, or hold.
+#[derive(Default)]
 struct Protected {
     fs_root: Identity,
-    system: SystemFolders,
-    /// Every folder holding the journal folder (or the folder it will be made in).
-    holds_state: HashSet<Identity>,
-    /// The journal folder itself, when it exists.
-    state: Option<Identity>,
-    state_path: Option<PathBuf>,
-}
-
-/// The system's folders and every user's home, by identity.
-#[derive(Default)]
-struct SystemFolders {
     /// System trees: a root is refused at any depth below one.
     trees: HashSet<Identity>,
     /// Refused as roots themselves.
@@ -299,32 +289,11 @@ struct SystemFolders {
     homes: HashSet<Identity>,
     /// Folders holding a home: refused themselves.
     above_homes: HashSet<Identity>,
-}
-
-impl SystemFolders {
-    /// Looked up as they are now (the passwd database is read once per run).
-    fn look_up() -> Self {
-        let stat_of = |path: &Path| nix::sys::stat::stat(path).ok().map(|s| identity(&s));
-        let mut system = SystemFolders {
-            trees: SYSTEM_TREES
-                .iter()
-                .filter_map(|p| stat_of(Path::new(p)))
-                .collect(),
-            folders: SYSTEM_FOLDERS
-                .iter()
-                .filter_map(|p| stat_of(Path::new(p)))
-                .collect(),
-            ..SystemFolders::default()
-        };
-        for home in home_dirs() {
-            let chain = chain_of(home);
-            if let Some((&home_id, above)) = chain.split_last() {
-                system.homes.insert(home_id);
-                system.above_homes.extend(above.iter().skip(1));
-            }
-        }
-        system
-    }
+    /// Every folder holding the journal folder (or the folder it will be made in).
+    holds_state: HashSet<Identity>,
+    /// The journal folder itself, when it exists.
+    state: Option<Identity>,
+    state_path: Option<PathBuf>,
 }
 
 static HOME_DIRS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
@@ -337,8 +306,8 @@ fn home_dirs() -> &'static [PathBuf] {
 
 /// Start reading the passwd database (whose modules take a millisecond or so to load) on
 /// another thread, for a command that hands folders over only after other work
-/// (`quickstart`). The folders' identities are still looked up when they are checked.
-pub fn look_up_protected_folders_early() {
+/// (`quickstart`). The homes' identities are still looked up when PATHs are checked.
+pub fn read_home_folders_early() {
     if HOME_DIRS.get().is_none() {
         // Without the thread, the read happens when `own` needs it, as it otherwise does.
         let _ = std::thread::Builder::new().spawn(|| {
@@ -351,11 +320,24 @@ impl Protected {
     fn gather(fs_root: &FileStat, state_dir: Option<&Path>) -> Self {
         let mut protected = Protected {
             fs_root: identity(fs_root),
-            system: SystemFolders::look_up(),
-            holds_state: HashSet::new(),
-            state: None,
-            state_path: None,
+            ..Protected::default()
         };
+        let stat_of = |path: &Path| nix::sys::stat::stat(path).ok().map(|s| identity(&s));
+        protected.trees = SYSTEM_TREES
+            .iter()
+            .filter_map(|p| stat_of(Path::new(p)))
+            .collect();
+        protected.folders = SYSTEM_FOLDERS
+            .iter()
+            .filter_map(|p| stat_of(Path::new(p)))
+            .collect();
+        for home in home_dirs() {
+            let chain = chain_of(home);
+            if let Some((&home_id, above)) = chain.split_last() {
+                protected.homes.insert(home_id);
+                protected.above_homes.extend(above.iter().skip(1));
+            }
+        }
         if let Some(state) = state_dir {
             // Not made yet: protect the folder it will be made in.
             let existing = state.ancestors().find(|p| p.exists()).unwrap_or(state);
@@ -386,24 +368,23 @@ impl Protected {
             return refuse("a top-level system directory");
         }
         let ids: Vec<Identity> = stack.iter().map(|step| identity(&step.stat)).collect();
-        let system = &self.system;
-        if ids.iter().any(|id| system.trees.contains(id))
+        if ids.iter().any(|id| self.trees.contains(id))
             || SYSTEM_TREES.iter().any(|tree| canonical.starts_with(tree))
-            || system.folders.contains(&id)
+            || self.folders.contains(&id)
             || SYSTEM_FOLDERS.iter().any(|folder| canonical == Path::new(folder))
         {
             return refuse("a system directory");
         }
-        if system.homes.contains(&id) {
+        if self.homes.contains(&id) {
             return refuse("a home directory");
         }
         let dot_in_home = stack.windows(2).any(|pair| {
-            system.homes.contains(&identity(&pair[0].stat)) && pair[1].name.as_bytes().starts_with(b".")
+            self.homes.contains(&identity(&pair[0].stat)) && pair[1].name.as_bytes().starts_with(b".")
         });
         if dot_in_home {
             return refuse("a home directory's dotfiles");
         }
-        if system.above_homes.contains(&id) {
+        if self.above_homes.contains(&id) {
             return refuse("a folder that contains a home directory");
         }
         if let Some(state) = &self.state_path {
