@@ -131,22 +131,16 @@ fn new_p384_keys(count: usize) -> Result<Vec<ring::pkcs8::Document>> {
     if threads <= 1 {
         return (0..count).map(|_| new_p384()).collect();
     }
-    std::thread::scope(|scope| {
-        // Thread `t` makes keys t, t + threads, ...; this thread makes the share of 0.
-        let helpers: Vec<_> = (1..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (t..count)
-                        .step_by(threads)
-                        .map(|_| new_p384())
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        let mut keys = (0..count)
+    // Thread `first` makes keys first, first + threads, ...; this thread is thread 0.
+    let share = move |first: usize| {
+        (first..count)
             .step_by(threads)
             .map(|_| new_p384())
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|t| scope.spawn(move || share(t))).collect();
+        let mut keys = share(0)?;
         for helper in helpers {
             keys.extend(helper.join().expect("key generation panicked")?);
         }
