@@ -16,11 +16,11 @@
 //!
 //! Each round writes into a folder of its own, journals included (run as root, quickstart
 //! hands folders over: a state folder per round holds some twenty journals by its end, as
-//! on a host with a few deployments). Rounds'
-//! folders are all removed at the end, not after each round: on ext4 without a journal, a
-//! file created within a minute of many deletions in its block group waits while the
-//! allocator steps over every inode freed meanwhile (`recently_deleted`), so a clean-up
-//! between rounds was measured in the next round's commands.
+//! on a host with a few deployments). Rounds' folders are all removed at the end, not after
+//! each round: on ext4 without a journal, a file created within a minute of many deletions
+//! in its block group waits while the allocator steps over every inode freed meanwhile
+//! (`recently_deleted`), so a clean-up between rounds was measured in the next round's
+//! commands.
 //!
 //! Targets from the certificates issue: the default set ≤ 5 ms and ≥ 300× faster than the
 //! recipe; `quickstart DIR` (with and without `--supernode-auth`) and `check DIR` ≤ 10 ms.

@@ -101,22 +101,23 @@ pub fn hand_over_or_tell(deployment: &Deployment, skip: bool) -> Result<(bool, O
 /// Before the folder is written: when [`hand_over_or_tell`] will hand folders over, start
 /// reading the homes `own` refuses meanwhile, on another core.
 pub fn prepare_hand_over(deployment: &Deployment, skip: bool) {
-    if !skip && hands_over(deployment) {
+    if !skip && paths_to_hand_over(deployment).is_some() {
         crate::ownership::root::read_home_folders_early();
     }
 }
 
-fn hands_over(deployment: &Deployment) -> bool {
-    !deployment.owned_paths().is_empty() && nix::unistd::geteuid().is_root()
+/// The folders [`hand_to_container`] hands over: some, and running as root.
+fn paths_to_hand_over(deployment: &Deployment) -> Option<Vec<&std::path::Path>> {
+    let paths = deployment.owned_paths();
+    (!paths.is_empty() && nix::unistd::geteuid().is_root()).then_some(paths)
 }
 
 /// As root, hand the folders the containers must own to their UID, journaled like
 /// `flowerbed own` (a second run changes nothing). Returns whether it did.
 fn hand_to_container(deployment: &Deployment) -> Result<bool> {
-    if !hands_over(deployment) {
+    let Some(paths) = paths_to_hand_over(deployment) else {
         return Ok(false);
-    }
-    let paths = deployment.owned_paths();
+    };
     let user = deployment.user;
     crate::ownership::own(&crate::ownership::ReownSettings {
         paths: paths.iter().map(|p| p.to_path_buf()).collect(),
